@@ -1,0 +1,106 @@
+/* The direct public API: a thin, validating layer over the engine. */
+#include <errno.h>
+#include <string.h>
+
+#include "../engine/engine.h"
+#include "../engine/message.h"
+#include "facade.h"
+#include "smtpbulk.h"
+
+#define STR2(x) #x
+#define STR(x) STR2(x)
+
+const char *smtpbulk_version(void)
+{
+	return STR(SMTPBULK_VERSION_MAJOR) "." STR(SMTPBULK_VERSION_MINOR) "." STR(
+		SMTPBULK_VERSION_PATCH);
+}
+
+void smtpbulk_options_init(smtpbulk_options_t *opts)
+{
+	if (!opts)
+		return;
+	memset(opts, 0, sizeof(*opts));
+	opts->struct_size = sizeof(*opts);
+	opts->backend = SMTPBULK_BACKEND_AUTO;
+}
+
+int smtpbulk_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	return sb_engine_create(opts, out);
+}
+
+int smtpbulk_start(smtpbulk_t *sb)
+{
+	return sb ? sb_engine_start(sb) : -EINVAL;
+}
+
+const char *smtpbulk_backend_name(const smtpbulk_t *sb)
+{
+	return sb ? sb->backend_name : "none";
+}
+
+int smtpbulk_submit(smtpbulk_t *sb, const smtpbulk_message_t *msg, unsigned flags,
+		    uint64_t *id_out)
+{
+	struct sb_msg *m;
+	if (!sb || !msg)
+		return -EINVAL;
+	if (msg->host >= (int)sb->n_hosts || msg->host < -1)
+		return SMTPBULK_ENOHOST;
+	int rc = sb_msg_new(msg, &m);
+	if (rc)
+		return rc;
+	rc = sb_engine_submit(sb, m, flags, id_out);
+	if (rc)
+		sb_msg_free(m);
+	return rc;
+}
+
+int smtpbulk_poll(smtpbulk_t *sb, smtpbulk_result_t **out, int timeout_ms)
+{
+	if (!sb || !out || sb->opts.on_result || sb->opts.discard_results)
+		return -EINVAL;
+	*out = NULL;
+	return sb_engine_poll(sb, out, timeout_ms);
+}
+
+void smtpbulk_result_free(smtpbulk_result_t *res)
+{
+	if (res)
+		sb_msg_free(sb_msg_of_result(res));
+}
+
+int smtpbulk_drain(smtpbulk_t *sb, int timeout_ms)
+{
+	return sb ? sb_engine_drain(sb, timeout_ms) : -EINVAL;
+}
+
+void smtpbulk_get_counters(const smtpbulk_t *sb, smtpbulk_counters_t *out)
+{
+	if (!sb || !out)
+		return;
+	smtpbulk_t *s = (smtpbulk_t *)(uintptr_t)sb; /* atomics are read-only here */
+	/* delivered is counted before completed: read it first so it never exceeds. */
+	out->delivered = atomic_load(&s->delivered);
+	out->completed = atomic_load(&s->completed);
+	out->submitted = atomic_load(&s->submitted);
+	out->not_delivered = out->completed > out->delivered ? out->completed - out->delivered : 0;
+	out->queued = atomic_load(&s->queued);
+	out->queued_max = atomic_load(&s->queued_max);
+	out->requeued = atomic_load(&s->requeued);
+	out->connects = atomic_load(&s->connects);
+	out->connect_fails = atomic_load(&s->connect_fails);
+}
+
+void smtpbulk_destroy(smtpbulk_t *sb)
+{
+	if (!sb)
+		return;
+	sb_facade_free(sb->facade);
+	sb->facade = NULL;
+	sb_engine_destroy(sb);
+}

@@ -1,0 +1,295 @@
+/*
+ * smtpbulk — send very large volumes of mail over SMTP, non-blocking, over many
+ * connections at once.
+ *
+ * This is the one public header. Every function returns 0 (or a count) on success and
+ * a negative error code on failure: a negated errno value (-EINVAL, -ENOMEM, -EAGAIN, ...)
+ * or one of the SMTPBULK_E* codes below. smtpbulk_strerror() names any of them.
+ * The library never prints (unless a debug level is set), never exits and never aborts
+ * on bad input.
+ *
+ * Two ways to use it:
+ *  - the direct API: smtpbulk_options_init(), smtpbulk_create(), smtpbulk_start(),
+ *    smtpbulk_submit() from any number of threads, results through a callback or
+ *    smtpbulk_poll(), smtpbulk_drain(), smtpbulk_destroy();
+ *  - the Net::SMTP-style facade of Perl's Net::SMTP::Bulk: smtpbulk_new(), smtpbulk_mail(),
+ *    smtpbulk_to(), smtpbulk_data(), smtpbulk_datasend(), smtpbulk_dataend(),
+ *    smtpbulk_quit(), smtpbulk_free(). It sends through the same engine.
+ */
+#ifndef SMTPBULK_H
+#define SMTPBULK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SMTPBULK_VERSION_MAJOR 0
+#define SMTPBULK_VERSION_MINOR 1
+#define SMTPBULK_VERSION_PATCH 0
+/* One number that grows with every release: 0x00MMmmpp. */
+#define SMTPBULK_VERSION_NUM                                                        \
+	((SMTPBULK_VERSION_MAJOR << 16) | (SMTPBULK_VERSION_MINOR << 8) |           \
+	 SMTPBULK_VERSION_PATCH)
+
+/** The library's version as "major.minor.patch" (may differ from the header's). */
+const char *smtpbulk_version(void);
+
+/*
+ * Error codes of our own, below -1000 so they never collide with -errno.
+ * Append-only: a value is never renumbered or reused.
+ */
+enum smtpbulk_error {
+	SMTPBULK_EBADADDR = -1001,    /* address empty, too long, or holds CR, LF, NUL, '<' or '>' */
+	SMTPBULK_EBADPARAM = -1002,   /* a host name, hello name or parameter holds CR/LF/space */
+	SMTPBULK_ESEQUENCE = -1003,   /* facade call out of order (to() before mail(), ...) */
+	SMTPBULK_ENOHOST = -1004,     /* no host configured, or message names an unknown host */
+	SMTPBULK_ERESOLVE = -1005,    /* a host name could not be resolved */
+	SMTPBULK_ESTOPPED = -1006,    /* the engine is stopping or was never started */
+	SMTPBULK_EPROTO = -1007,      /* the server sent a malformed reply */
+	SMTPBULK_ETOOLONG = -1008,    /* the server sent a reply longer than the RFC 5321 limits */
+	SMTPBULK_ECLOSED = -1009,     /* the server closed the connection */
+	SMTPBULK_EGREETING = -1010,   /* the server's greeting was not 220 */
+	SMTPBULK_EHELLO = -1011,      /* the server refused both EHLO and HELO */
+	SMTPBULK_EMSGSIZE = -1012,    /* the message is larger than the server's SIZE limit */
+	SMTPBULK_EHOSTDOWN = -1013,   /* every connection to the host failed and gave up */
+	SMTPBULK_ECANCELLED = -1014,  /* the engine was destroyed before the message was sent */
+	SMTPBULK_EBACKEND = -1015,    /* the requested I/O backend is not available here */
+	SMTPBULK_ESERVER = -1016,     /* the server answered with a 4xx/5xx reply (see the reply) */
+	SMTPBULK_EUTF8 = -1017,       /* 8-bit address but the server lacks SMTPUTF8 */
+};
+
+/** A static, human-readable name for any code this library returns (never NULL). */
+const char *smtpbulk_strerror(int err);
+
+typedef struct smtpbulk smtpbulk_t;
+
+/* ---------------------------------------------------------------------------------- */
+/* Options                                                                             */
+
+/** One SMTP server to send through (the seed's Hosts entry). */
+typedef struct smtpbulk_host {
+	const char *host;     /* name, IPv4 or IPv6 address (no brackets); required */
+	uint16_t port;        /* 0 = 25 */
+	const char *hello;    /* EHLO/HELO name; NULL = the options' hello */
+	unsigned connections; /* concurrent connections (the seed's Threads); 0 = the
+	                         options' connections */
+} smtpbulk_host_t;
+
+typedef enum smtpbulk_backend {
+	SMTPBULK_BACKEND_AUTO = 0,     /* io_uring, or epoll when the kernel refuses io_uring */
+	SMTPBULK_BACKEND_IO_URING = 1, /* io_uring only: start fails with SMTPBULK_EBACKEND */
+	SMTPBULK_BACKEND_EPOLL = 2,    /* epoll only */
+} smtpbulk_backend_t;
+
+typedef enum smtpbulk_status {
+	SMTPBULK_DELIVERED = 0, /* every recipient accepted, data accepted */
+	SMTPBULK_PARTIAL = 1,   /* data accepted for some recipients, others refused */
+	SMTPBULK_REJECTED = 2,  /* a permanent (5xx) refusal: do not retry as is */
+	SMTPBULK_FAILED = 3,    /* a temporary (4xx) refusal or connection trouble */
+	SMTPBULK_TIMED_OUT = 4, /* no answer within the timeout */
+	SMTPBULK_CANCELLED = 5, /* the engine was destroyed before the message was done */
+} smtpbulk_status_t;
+
+/** A reply from the server. Strings are NUL-terminated and live as long as the result. */
+typedef struct smtpbulk_reply {
+	int code;             /* 250, 550, ...; 0 when no reply was received */
+	const char *enhanced; /* "5.1.1" when the server sent one, else "" */
+	const char *text;     /* reply text without codes; lines joined with '\n'; "" if none */
+} smtpbulk_reply_t;
+
+typedef struct smtpbulk_rcpt_result {
+	const char *rcpt;       /* the address as submitted, normalised (no angle brackets) */
+	smtpbulk_reply_t reply; /* the reply to RCPT TO; code 0 if it was never sent */
+} smtpbulk_rcpt_result_t;
+
+/**
+ * The one final result of a message. With a result callback it is valid only during
+ * the call; from smtpbulk_poll() it lives until smtpbulk_result_free().
+ */
+typedef struct smtpbulk_result {
+	smtpbulk_status_t status;
+	int error;              /* 0, or the code that explains FAILED/TIMED_OUT/CANCELLED */
+	smtpbulk_reply_t reply; /* the reply that decided the outcome (final data reply,
+	                           or the refusing MAIL/DATA reply); code 0 if none */
+	const smtpbulk_rcpt_result_t *rcpts;
+	size_t n_rcpts;
+	const char *host;       /* the host that last handled the message (NULL if none) */
+	uint16_t port;
+	int host_index;         /* index into options.hosts, -1 if no host was reached */
+	int connection;         /* the connection's index within its host, -1 if none */
+	unsigned attempts;      /* transactions tried (1 normally; more after retries) */
+	uint64_t latency_ns;    /* from submit to this result */
+	uint64_t id;            /* the id smtpbulk_submit() returned through *id_out */
+	void *user_data;        /* the message's user_data */
+} smtpbulk_result_t;
+
+/**
+ * Result callback. It runs on a worker thread: keep it short, do not block, do not call
+ * smtpbulk_drain(), smtpbulk_destroy() or a blocking smtpbulk_submit() from it (a
+ * non-blocking submit is allowed). Called exactly once per submitted message.
+ */
+typedef void (*smtpbulk_result_cb)(const smtpbulk_result_t *res, void *arg);
+
+/** Debug log sink: level 1..10 as in the seed, one line without newline. Any thread. */
+typedef void (*smtpbulk_log_cb)(int level, const char *line, void *arg);
+
+typedef struct smtpbulk_options {
+	size_t struct_size;       /* sizeof(smtpbulk_options_t); smtpbulk_options_init sets it */
+	const smtpbulk_host_t *hosts; /* copied by smtpbulk_create() */
+	size_t n_hosts;
+	unsigned connections;     /* default for hosts that say 0 (the seed's Threads); 0 = 2 */
+	const char *hello;        /* default EHLO name for hosts that say NULL; NULL = the
+	                             machine's host name */
+	unsigned workers;         /* worker threads; 0 = one per CPU this process may use */
+	int no_pin;               /* nonzero: do not pin workers to CPUs */
+	smtpbulk_backend_t backend;
+	size_t queue_bound;       /* most messages waiting in the submission queue; 0 = no bound */
+	unsigned pipeline;        /* the seed's Pipeline mode; only 0 (lockstep) for now */
+	unsigned max_attempts;    /* transactions per message before it ends FAILED on
+	                             connection trouble; 0 = 3 */
+	unsigned retry_fail;      /* consecutive connection failures before a connection gives
+	                             up (the seed's Retry.Fail); 0 = 5 */
+	unsigned reconnect_ms;    /* pause before reconnecting after a failure; 0 = 100 */
+	smtpbulk_result_cb on_result; /* NULL: results queue up for smtpbulk_poll() */
+	void *result_arg;
+	int discard_results;      /* nonzero and no on_result: results are only counted */
+	int debug;                /* 0 off, 5 summary, 7 fails, 8 passes, 10 protocol trace */
+	smtpbulk_log_cb on_log;   /* NULL: debug lines go to stderr (only when debug > 0) */
+	void *log_arg;
+} smtpbulk_options_t;
+
+/** Fill *opts with the defaults and set struct_size. */
+void smtpbulk_options_init(smtpbulk_options_t *opts);
+
+/* ---------------------------------------------------------------------------------- */
+/* Direct API                                                                          */
+
+/**
+ * Create an engine. Validates and copies the options and resolves every host
+ * (blocking). Nothing is connected until smtpbulk_start().
+ * Returns 0 and *out, or -EINVAL, -ENOMEM, SMTPBULK_ENOHOST, SMTPBULK_ERESOLVE,
+ * SMTPBULK_EBADPARAM.
+ */
+int smtpbulk_create(const smtpbulk_options_t *opts, smtpbulk_t **out);
+
+/**
+ * Start the workers and connect. Returns 0, or SMTPBULK_EBACKEND when the requested
+ * I/O backend cannot run here, or -errno from thread creation.
+ */
+int smtpbulk_start(smtpbulk_t *sb);
+
+/** The I/O backend the workers run on, "io_uring" or "epoll" (after start). */
+const char *smtpbulk_backend_name(const smtpbulk_t *sb);
+
+/** The message flags. */
+enum {
+	/* The body stays valid and unchanged until the message's result has been delivered,
+	 * so the engine sends it from the caller's memory instead of copying it. */
+	SMTPBULK_MSG_BORROW_BODY = 1u << 0,
+};
+
+typedef struct smtpbulk_message {
+	size_t struct_size;        /* sizeof(smtpbulk_message_t) */
+	const char *from;          /* envelope sender; "" or "<>" for the null sender */
+	const char *const *rcpts;  /* at least one recipient */
+	size_t n_rcpts;
+	const void *body;          /* the message (headers and body); LF or CRLF line ends */
+	size_t body_len;
+	int host;                  /* index into options.hosts; -1 = any host */
+	unsigned flags;            /* SMTPBULK_MSG_* */
+	void *user_data;           /* handed back in the result */
+} smtpbulk_message_t;
+
+/** Submission flags. */
+enum {
+	SMTPBULK_SUBMIT_NONBLOCK = 1u << 0, /* full bounded queue: return -EAGAIN, not wait */
+};
+
+/**
+ * Queue a message. Thread-safe; wait-free unless the queue is bounded and full, where it
+ * waits for room (or returns -EAGAIN with SMTPBULK_SUBMIT_NONBLOCK). Envelope and body
+ * are copied (the body is not when SMTPBULK_MSG_BORROW_BODY is set).
+ * After 0 is returned the message gets exactly one result. *id_out (may be NULL)
+ * receives the id that its result carries.
+ * Errors (no result follows): -EINVAL, -ENOMEM, -EAGAIN, SMTPBULK_EBADADDR,
+ * SMTPBULK_ENOHOST, SMTPBULK_ESTOPPED.
+ */
+int smtpbulk_submit(smtpbulk_t *sb, const smtpbulk_message_t *msg, unsigned flags,
+		    uint64_t *id_out);
+
+/**
+ * Take one result from the completion queue (only when no result callback is set).
+ * Waits up to timeout_ms (0 = do not wait, -1 = forever). Returns 1 and *out, 0 when
+ * none arrived in time, or -EINVAL. Free *out with smtpbulk_result_free().
+ */
+int smtpbulk_poll(smtpbulk_t *sb, smtpbulk_result_t **out, int timeout_ms);
+
+/** Free a result obtained from smtpbulk_poll(). NULL is ignored. */
+void smtpbulk_result_free(smtpbulk_result_t *res);
+
+/**
+ * Wait until every message submitted so far has its result (delivered to the callback,
+ * queued for poll, or counted). timeout_ms -1 = forever. Returns 0 or -ETIMEDOUT.
+ */
+int smtpbulk_drain(smtpbulk_t *sb, int timeout_ms);
+
+typedef struct smtpbulk_counters {
+	uint64_t submitted;     /* messages accepted by smtpbulk_submit() */
+	uint64_t completed;     /* messages with their final result */
+	uint64_t delivered;     /* of which DELIVERED */
+	uint64_t not_delivered; /* of which anything else (PARTIAL included) */
+	uint64_t queued;        /* waiting in the submission queue now */
+	uint64_t queued_max;    /* the most that ever waited there at once */
+	uint64_t requeued;      /* times a message went back to the queue after trouble */
+	uint64_t connects;      /* connections that reached the ready state */
+	uint64_t connect_fails; /* connection attempts that failed */
+} smtpbulk_counters_t;
+
+/** A snapshot of the engine's counters. Any thread; cheap. */
+void smtpbulk_get_counters(const smtpbulk_t *sb, smtpbulk_counters_t *out);
+
+/**
+ * Stop and free the engine. Messages not yet done end CANCELLED (their result is
+ * delivered before this returns); idle connections say QUIT. Call smtpbulk_drain()
+ * first to let them finish. Results not yet polled are freed. NULL is ignored.
+ */
+void smtpbulk_destroy(smtpbulk_t *sb);
+
+/* ---------------------------------------------------------------------------------- */
+/* Net::SMTP::Bulk-style facade. One message is built at a time, from one thread.       */
+
+/**
+ * Create and start an engine for "host" or "host:port" ("[v6addr]:port" for IPv6),
+ * added in front of opts->hosts. host may be NULL when opts names hosts. opts NULL =
+ * defaults, and then results are only counted (set opts->on_result to see them).
+ * Returns NULL on error (errno set to the positive errno, or EINVAL for our own codes).
+ */
+smtpbulk_t *smtpbulk_new(const char *host, const smtpbulk_options_t *opts);
+
+/** Begin a message with its envelope sender ("a@b", "<a@b>", or "" for <>). */
+int smtpbulk_mail(smtpbulk_t *sb, const char *from);
+/** Add a recipient; may be called several times per message. */
+int smtpbulk_to(smtpbulk_t *sb, const char *rcpt);
+/** Start the message data. */
+int smtpbulk_data(smtpbulk_t *sb);
+/** Append message data (any line ending; dot-stuffing is done by the engine). */
+int smtpbulk_datasend(smtpbulk_t *sb, const void *data, size_t len);
+/** End the message: it is queued and starts sending now. */
+int smtpbulk_dataend(smtpbulk_t *sb);
+/**
+ * Wait for every result, then close every connection (QUIT). Returns the number of
+ * messages not delivered (0 = all delivered) or a negative error code. id is a label
+ * for the debug log (NULL = the current epoch time).
+ */
+int smtpbulk_quit(smtpbulk_t *sb, const char *id);
+/** Free a handle from smtpbulk_new() (same as smtpbulk_destroy()). */
+void smtpbulk_free(smtpbulk_t *sb);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SMTPBULK_H */

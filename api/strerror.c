@@ -1,0 +1,34 @@
+/* Names for every code the library returns. */
+#include <string.h>
+
+#include "smtpbulk.h"
+
+const char *smtpbulk_strerror(int err)
+{
+	switch (err) {
+	case 0: return "success";
+	case SMTPBULK_EBADADDR: return "invalid address (empty, too long, or holds CR, LF, spaces or brackets)";
+	case SMTPBULK_EBADPARAM: return "invalid host or hello name (empty, or holds spaces or control characters)";
+	case SMTPBULK_ESEQUENCE: return "call out of order (mail, to, data, datasend, dataend)";
+	case SMTPBULK_ENOHOST: return "no such host configured";
+	case SMTPBULK_ERESOLVE: return "host name could not be resolved";
+	case SMTPBULK_ESTOPPED: return "engine is not running";
+	case SMTPBULK_EPROTO: return "malformed or unexpected reply from the server";
+	case SMTPBULK_ETOOLONG: return "server reply longer than the RFC 5321 limits";
+	case SMTPBULK_ECLOSED: return "server closed the connection";
+	case SMTPBULK_EGREETING: return "server greeting was not 220";
+	case SMTPBULK_EHELLO: return "server refused EHLO and HELO";
+	case SMTPBULK_EMSGSIZE: return "message larger than the server's SIZE limit";
+	case SMTPBULK_EHOSTDOWN: return "every connection to the host failed";
+	case SMTPBULK_ECANCELLED: return "cancelled: the engine was destroyed first";
+	case SMTPBULK_EBACKEND: return "requested I/O backend is not available";
+	case SMTPBULK_ESERVER: return "refused by the server (see the reply)";
+	case SMTPBULK_EUTF8: return "address needs SMTPUTF8, which the server lacks";
+	default: break;
+	}
+	/* strerror() is not thread-safe in general, but glibc's returns static strings
+	 * for known values, and that is what we hand out here. */
+	if (err < 0 && err > -4096)
+		return strerror(-err);
+	return "unknown error";
+}

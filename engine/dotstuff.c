@@ -1,0 +1,77 @@
+#include "dotstuff.h"
+
+#include <string.h>
+
+void dotstuff_init(struct dotstuff *d)
+{
+	d->bol = 1;
+	d->cr = 0;
+}
+
+size_t dotstuff_run(struct dotstuff *d, const char *in, size_t in_len, size_t *consumed,
+		    char *out, size_t out_cap)
+{
+	size_t i = 0, o = 0;
+
+	while (i < in_len && out_cap - o >= DOTSTUFF_MAX_EXPANSION) {
+		char c = in[i++];
+		if (d->cr) {
+			d->cr = 0;
+			out[o++] = '\r';
+			out[o++] = '\n';
+			d->bol = 1;
+			if (c == '\n')
+				continue; /* CRLF: already written */
+		}
+		if (c == '\r') {
+			d->cr = 1;
+			continue;
+		}
+		if (c == '\n') { /* bare LF */
+			out[o++] = '\r';
+			out[o++] = '\n';
+			d->bol = 1;
+			continue;
+		}
+		if (c == '.' && d->bol)
+			out[o++] = '.';
+		out[o++] = c;
+		d->bol = 0;
+	}
+	*consumed = i;
+	return o;
+}
+
+size_t dotstuff_finish(struct dotstuff *d, char *out)
+{
+	size_t o = 0;
+	if (d->cr || !d->bol) {
+		out[o++] = '\r';
+		out[o++] = '\n';
+	}
+	memcpy(out + o, ".\r\n", 3);
+	d->cr = 0;
+	d->bol = 1;
+	return o + 3;
+}
+
+int dotstuff_is_clean(const char *body, size_t len)
+{
+	if (len == 0)
+		return 1;
+	if (len < 2 || body[0] == '.' || body[len - 2] != '\r' || body[len - 1] != '\n')
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = body[i];
+		if (c == '\r') {
+			if (i + 1 >= len || body[i + 1] != '\n')
+				return 0;
+			i++; /* at the LF */
+			if (i + 1 < len && body[i + 1] == '.')
+				return 0;
+		} else if (c == '\n') {
+			return 0;
+		}
+	}
+	return 1;
+}

@@ -1,0 +1,478 @@
+/* The engine: lifecycle, host resolution, routing of messages to queues, bounded
+ * submission, result delivery and the counters behind drain. */
+#include "engine.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "smtp_cmd.h"
+#include "worker.h"
+
+#define DEFAULT_PORT 25
+#define DEFAULT_CONNECTIONS 2
+#define DEFAULT_MAX_ATTEMPTS 3
+#define DEFAULT_RETRY_FAIL 5
+#define DEFAULT_RECONNECT_MS 100
+#define MAX_CONNECTIONS 1000000u
+
+uint64_t sb_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void sb_log(const smtpbulk_t *sb, int level, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	if (sb->opts.debug < level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (sb->opts.on_log)
+		sb->opts.on_log(level, line, sb->opts.log_arg);
+	else
+		fprintf(stderr, "smtpbulk[%d]: %s\n", level, line);
+}
+
+static int resolve(struct sb_host *h)
+{
+	struct addrinfo hints, *res = NULL;
+	char port[8];
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
+	snprintf(port, sizeof(port), "%u", h->port);
+	int rc = getaddrinfo(h->name, port, &hints, &res);
+	if (rc == EAI_NONAME || rc == EAI_ADDRFAMILY) { /* AI_ADDRCONFIG hides ::1 on
+							 * hosts with only loopback v6 */
+		hints.ai_flags = AI_NUMERICSERV;
+		rc = getaddrinfo(h->name, port, &hints, &res);
+	}
+	if (rc != 0 || !res)
+		return SMTPBULK_ERESOLVE;
+	memcpy(&h->addr, res->ai_addr, res->ai_addrlen);
+	h->addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *in,
+		      const char *default_hello)
+{
+	int rc;
+	if (!in->host || !*in->host || smtp_check_hello(in->host) != 0)
+		return SMTPBULK_EBADPARAM;
+	if (in->connections > MAX_CONNECTIONS)
+		return -EINVAL;
+	h->name = strdup(in->host);
+	h->hello = strdup(in->hello ? in->hello : default_hello);
+	h->on_worker = calloc(sb->n_workers, 1);
+	if (!h->name || !h->hello || !h->on_worker)
+		return -ENOMEM;
+	if ((rc = smtp_check_hello(h->hello)) != 0)
+		return rc;
+	h->port = in->port ? in->port : DEFAULT_PORT;
+	h->connections = in->connections ? in->connections : sb->opts.connections;
+	if ((rc = resolve(h)) != 0)
+		return rc;
+	if ((rc = sbq_create(&h->queue)) != 0)
+		return rc;
+	h->cfg.hello = h->hello;
+	h->cfg.max_attempts = sb->opts.max_attempts;
+	h->cfg.retry_fail = sb->opts.retry_fail;
+	h->cfg.debug = sb->opts.debug;
+	atomic_init(&h->alive, h->connections);
+	atomic_init(&h->last_error, 0);
+	return 0;
+}
+
+/* The CPUs this process may run on, in order; workers are pinned to them round-robin. */
+static int allowed_cpus(int *cpus, int max)
+{
+	cpu_set_t set;
+	int n = 0;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 0;
+	for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+		if (CPU_ISSET(c, &set))
+			cpus[n++] = c;
+	return n;
+}
+
+int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
+{
+	char hostname[256];
+	int rc = -ENOMEM;
+	int cpus[CPU_SETSIZE];
+
+	if (!opts || !out || opts->struct_size < sizeof(smtpbulk_options_t) ||
+	    opts->pipeline > 2 || (unsigned)opts->backend > SMTPBULK_BACKEND_EPOLL ||
+	    (opts->n_hosts && !opts->hosts))
+		return -EINVAL;
+	if (opts->n_hosts == 0)
+		return SMTPBULK_ENOHOST;
+
+	smtpbulk_t *sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return -ENOMEM;
+	sb->opts = *opts;
+	sb->opts.hosts = NULL;
+	sb->opts.hello = NULL; /* the caller's string: used only during create */
+	if (!sb->opts.max_attempts)
+		sb->opts.max_attempts = DEFAULT_MAX_ATTEMPTS;
+	if (!sb->opts.retry_fail)
+		sb->opts.retry_fail = DEFAULT_RETRY_FAIL;
+	if (!sb->opts.connections)
+		sb->opts.connections = DEFAULT_CONNECTIONS;
+	if (!sb->opts.reconnect_ms)
+		sb->opts.reconnect_ms = DEFAULT_RECONNECT_MS;
+	pthread_mutex_init(&sb->lock, NULL);
+	pthread_cond_init(&sb->room, NULL);
+	pthread_cond_init(&sb->done, NULL);
+
+	int ncpu = allowed_cpus(cpus, CPU_SETSIZE);
+	unsigned total = 0;
+	for (size_t i = 0; i < opts->n_hosts; i++)
+		total += opts->hosts[i].connections ? opts->hosts[i].connections
+						    : sb->opts.connections;
+	sb->n_workers = opts->workers ? opts->workers : (unsigned)(ncpu > 0 ? ncpu : 1);
+	if (sb->n_workers > total) /* a worker without connections would only idle */
+		sb->n_workers = total ? total : 1;
+
+	if (opts->hello) {
+		if (strlen(opts->hello) >= sizeof(hostname)) {
+			rc = SMTPBULK_EBADPARAM;
+			goto fail;
+		}
+		strcpy(hostname, opts->hello);
+	} else if (gethostname(hostname, sizeof(hostname)) != 0 ||
+		   smtp_check_hello(hostname) != 0) {
+		strcpy(hostname, "localhost");
+	}
+	hostname[sizeof(hostname) - 1] = '\0';
+
+	sb->hosts = calloc(opts->n_hosts, sizeof(*sb->hosts));
+	if (!sb->hosts)
+		goto fail;
+	sb->n_hosts = opts->n_hosts;
+	for (size_t i = 0; i < opts->n_hosts; i++)
+		if ((rc = setup_host(sb, &sb->hosts[i], &opts->hosts[i], hostname)) != 0)
+			goto fail;
+	atomic_init(&sb->hosts_alive, (unsigned)sb->n_hosts);
+	if ((rc = sbq_create(&sb->any_queue)) != 0 || (rc = sbq_create(&sb->done_queue)) != 0)
+		goto fail;
+
+	rc = -ENOMEM;
+	sb->workers = calloc(sb->n_workers, sizeof(*sb->workers));
+	if (!sb->workers)
+		goto fail;
+	for (unsigned i = 0; i < sb->n_workers; i++) {
+		int cpu = (opts->no_pin || ncpu <= 0) ? -1 : cpus[i % (unsigned)ncpu];
+		if ((rc = sb_worker_create(sb, i, cpu, &sb->workers[i])) != 0)
+			goto fail;
+	}
+	sb->backend_name = "none";
+	*out = sb;
+	return 0;
+fail:
+	sb_engine_destroy(sb);
+	return rc;
+}
+
+int sb_engine_start(smtpbulk_t *sb)
+{
+	int rc = 0;
+	unsigned started = 0;
+	if (sb->started)
+		return -EALREADY;
+	for (; started < sb->n_workers; started++)
+		if ((rc = sb_worker_start(sb->workers[started])) != 0)
+			break;
+	/* Wait until each worker has built its ring: a backend that cannot run here
+	 * must fail start, not the first submit. */
+	pthread_mutex_lock(&sb->lock);
+	for (unsigned i = 0; i < started; i++) {
+		while (!sb->workers[i]->init_done)
+			pthread_cond_wait(&sb->done, &sb->lock);
+		if (!rc && sb->workers[i]->init_rc)
+			rc = sb->workers[i]->init_rc;
+	}
+	pthread_mutex_unlock(&sb->lock);
+	sb->started = 1;
+	if (rc) {
+		atomic_store(&sb->stopping, 1);
+		for (unsigned i = 0; i < started; i++) {
+			sb_worker_wake(sb->workers[i]);
+			sb_worker_join(sb->workers[i]);
+		}
+		sb->started = 0;
+		return rc;
+	}
+	sb->backend_name = sb->workers[0]->be->name;
+	snprintf(sb->backend_desc, sizeof(sb->backend_desc), "%s", sb->workers[0]->desc);
+	return 0;
+}
+
+static void wake_for(smtpbulk_t *sb, int host)
+{
+	for (unsigned i = 0; i < sb->n_workers; i++)
+		if (host < 0 || sb->hosts[host].on_worker[i])
+			sb_worker_wake(sb->workers[i]);
+}
+
+static void enqueue(smtpbulk_t *sb, struct sb_msg *msg)
+{
+	struct sbq *q = msg->host >= 0 ? sb->hosts[msg->host].queue : sb->any_queue;
+	/* Only the enqueue that makes a queue non-empty wakes: a worker that is awake
+	 * will see the rest before it sleeps again. */
+	if (sbq_enqueue(q, &msg->node))
+		wake_for(sb, msg->host);
+}
+
+static void note_queued(smtpbulk_t *sb, uint64_t q)
+{
+	uint64_t max = atomic_load_explicit(&sb->queued_max, memory_order_relaxed);
+	while (q > max && !atomic_compare_exchange_weak(&sb->queued_max, &max, q))
+		;
+}
+
+static int reserve_slot(smtpbulk_t *sb, unsigned flags)
+{
+	size_t bound = sb->opts.queue_bound;
+	uint64_t q = atomic_load(&sb->queued);
+	if (!bound) {
+		note_queued(sb, atomic_fetch_add(&sb->queued, 1) + 1);
+		return 0;
+	}
+	for (;;) {
+		while (q < bound) {
+			if (atomic_compare_exchange_weak(&sb->queued, &q, q + 1)) {
+				note_queued(sb, q + 1);
+				return 0;
+			}
+		}
+		if (flags & SMTPBULK_SUBMIT_NONBLOCK)
+			return -EAGAIN;
+		if (atomic_load(&sb->stopping))
+			return SMTPBULK_ESTOPPED;
+		pthread_mutex_lock(&sb->lock);
+		atomic_fetch_add(&sb->room_waiters, 1);
+		if (atomic_load(&sb->queued) >= bound && !atomic_load(&sb->stopping)) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100000000; /* re-check now and then, whatever happens */
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&sb->room, &sb->lock, &ts);
+		}
+		atomic_fetch_sub(&sb->room_waiters, 1);
+		pthread_mutex_unlock(&sb->lock);
+		q = atomic_load(&sb->queued);
+	}
+}
+
+int sb_engine_submit(smtpbulk_t *sb, struct sb_msg *msg, unsigned flags, uint64_t *id_out)
+{
+	if (!sb->started || atomic_load(&sb->stopping))
+		return SMTPBULK_ESTOPPED;
+	if (msg->host >= (int)sb->n_hosts || msg->host < -1)
+		return SMTPBULK_ENOHOST;
+	int rc = reserve_slot(sb, flags);
+	if (rc)
+		return rc;
+	msg->id = atomic_fetch_add_explicit(&sb->next_id, 1, memory_order_relaxed) + 1;
+	msg->submit_ns = sb_now_ns();
+	if (id_out) /* now: once enqueued, a worker may finish and free msg at any time */
+		*id_out = msg->id;
+	atomic_fetch_add(&sb->submitted, 1);
+	enqueue(sb, msg);
+	return 0;
+}
+
+void sb_engine_requeue(smtpbulk_t *sb, struct sb_msg *msg)
+{
+	/* Never blocks: a worker must not wait for room it is the one to make. */
+	atomic_fetch_add(&sb->requeued, 1);
+	note_queued(sb, atomic_fetch_add(&sb->queued, 1) + 1);
+	enqueue(sb, msg);
+}
+
+void sb_engine_dequeued(smtpbulk_t *sb, uint64_t n)
+{
+	atomic_fetch_sub(&sb->queued, n);
+	if (atomic_load(&sb->room_waiters)) {
+		pthread_mutex_lock(&sb->lock);
+		pthread_cond_broadcast(&sb->room);
+		pthread_mutex_unlock(&sb->lock);
+	}
+}
+
+void sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st, int err,
+			const struct sb_host *host, int host_idx, int conn_idx)
+{
+	msg->res.host = host ? host->name : NULL;
+	msg->res.port = host ? host->port : 0;
+	msg->res.host_index = host_idx;
+	msg->res.connection = conn_idx;
+	msg->res.latency_ns = sb_now_ns() - msg->submit_ns;
+	sb_msg_finish(msg, st, err);
+	if (st == SMTPBULK_DELIVERED)
+		atomic_fetch_add_explicit(&sb->delivered, 1, memory_order_relaxed);
+	sb_log(sb, st == SMTPBULK_DELIVERED ? 8 : 7, "message %llu: %s %d %s",
+	       (unsigned long long)msg->id,
+	       st == SMTPBULK_DELIVERED ? "delivered" : smtpbulk_strerror(err),
+	       msg->res.reply.code, msg->res.reply.text);
+
+	if (sb->opts.on_result) {
+		sb->opts.on_result(&msg->res, sb->opts.result_arg);
+		sb_msg_free(msg);
+	} else if (sb->opts.discard_results) {
+		sb_msg_free(msg);
+	} else {
+		sbq_enqueue(sb->done_queue, &msg->node);
+	}
+	/* Counted after delivery, so drain returns only when every result is out. */
+	atomic_fetch_add(&sb->completed, 1);
+	if (atomic_load(&sb->done_waiters)) {
+		pthread_mutex_lock(&sb->lock);
+		pthread_cond_broadcast(&sb->done);
+		pthread_mutex_unlock(&sb->lock);
+	}
+}
+
+static void deadline_after(struct timespec *ts, int ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Wait on sb->done until cond(sb) holds or timeout_ms passes (-1 = forever). */
+static int wait_done(smtpbulk_t *sb, int (*cond)(smtpbulk_t *), int timeout_ms)
+{
+	uint64_t end = timeout_ms < 0 ? UINT64_MAX : sb_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	int rc = 0;
+	pthread_mutex_lock(&sb->lock);
+	atomic_fetch_add(&sb->done_waiters, 1);
+	while (!cond(sb)) {
+		uint64_t now = sb_now_ns();
+		if (now >= end) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		struct timespec ts;
+		uint64_t left = (end - now) / 1000000ull;
+		/* Wake at least every 100 ms so no lost wake-up can stall us for long. */
+		deadline_after(&ts, left > 100 ? 100 : (int)left + 1);
+		pthread_cond_timedwait(&sb->done, &sb->lock, &ts);
+	}
+	atomic_fetch_sub(&sb->done_waiters, 1);
+	pthread_mutex_unlock(&sb->lock);
+	return rc;
+}
+
+static int all_done(smtpbulk_t *sb)
+{
+	return atomic_load(&sb->completed) >= atomic_load(&sb->submitted);
+}
+
+int sb_engine_drain(smtpbulk_t *sb, int timeout_ms)
+{
+	return wait_done(sb, all_done, timeout_ms);
+}
+
+static int has_result(smtpbulk_t *sb)
+{
+	return !sbq_empty(sb->done_queue);
+}
+
+int sb_engine_poll(smtpbulk_t *sb, smtpbulk_result_t **out, int timeout_ms)
+{
+	for (;;) {
+		struct sbq_node *n;
+		int busy = 0;
+		if (sbq_dequeue(sb->done_queue, &n, 1, &busy) == 1) {
+			*out = &sb_msg_of_node(n)->res;
+			return 1;
+		}
+		if (busy)
+			continue; /* a worker is mid-enqueue: its result is nanoseconds away */
+		if (timeout_ms == 0 || wait_done(sb, has_result, timeout_ms) == -ETIMEDOUT)
+			return 0;
+	}
+}
+
+static void cancel_queue(smtpbulk_t *sb, struct sbq *q)
+{
+	struct sbq_node *nodes[64];
+	size_t n;
+	int busy;
+	/* Every producer has returned by now (destroy must not race submit), so
+	 * "busy" cannot last: loop until the queue is really empty. */
+	while ((n = sbq_dequeue(q, nodes, 64, &busy)) > 0 || busy) {
+		sb_engine_dequeued(sb, n);
+		for (size_t i = 0; i < n; i++)
+			sb_engine_complete(sb, sb_msg_of_node(nodes[i]), SMTPBULK_CANCELLED,
+					   SMTPBULK_ECANCELLED, NULL, -1, -1);
+	}
+}
+
+void sb_engine_stop(smtpbulk_t *sb)
+{
+	if (!sb->started)
+		return;
+	atomic_store(&sb->stopping, 1);
+	for (unsigned i = 0; i < sb->n_workers; i++)
+		sb_worker_wake(sb->workers[i]);
+	for (unsigned i = 0; i < sb->n_workers; i++)
+		sb_worker_join(sb->workers[i]);
+	sb->started = 0;
+	for (size_t h = 0; h < sb->n_hosts; h++)
+		cancel_queue(sb, sb->hosts[h].queue);
+	cancel_queue(sb, sb->any_queue);
+}
+
+void sb_engine_destroy(smtpbulk_t *sb)
+{
+	if (!sb)
+		return;
+	sb_engine_stop(sb);
+	if (sb->workers)
+		for (unsigned i = 0; i < sb->n_workers; i++)
+			sb_worker_destroy(sb->workers[i]);
+	free(sb->workers);
+	if (sb->done_queue) {
+		smtpbulk_result_t *r;
+		while (sb_engine_poll(sb, &r, 0) == 1)
+			sb_msg_free(sb_msg_of_result(r));
+	}
+	sbq_destroy(sb->done_queue);
+	sbq_destroy(sb->any_queue);
+	for (size_t h = 0; sb->hosts && h < sb->n_hosts; h++) {
+		free(sb->hosts[h].name);
+		free(sb->hosts[h].hello);
+		free(sb->hosts[h].on_worker);
+		sbq_destroy(sb->hosts[h].queue);
+	}
+	free(sb->hosts);
+	pthread_mutex_destroy(&sb->lock);
+	pthread_cond_destroy(&sb->room);
+	pthread_cond_destroy(&sb->done);
+	free(sb);
+}

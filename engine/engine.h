@@ -1,0 +1,96 @@
+/*
+ * The engine: hosts, workers, the submission queues, counters and result delivery.
+ *
+ * Threads and ownership
+ * | thing                              | owned by             | who else may touch it      |
+ * |------------------------------------|----------------------|----------------------------|
+ * | a session, its buffers and socket  | its worker           | nobody                     |
+ * | a worker's sb_io (ring / epoll)    | its worker           | nobody (SINGLE_ISSUER)     |
+ * | a worker's wake_fd                 | its worker reads     | any thread writes (wake)   |
+ * | a message                          | the caller until submit returns; then the queue; |
+ * |                                    | then one worker; then the callback or poller     |
+ * | options, hosts' config, addresses  | the engine           | read-only after create     |
+ * | host->queue, sb->any_queue         | producers: anyone (wait-free); consumers: workers |
+ * | counters (_Atomic)                 | everyone, atomically                              |
+ * | lock/conds                         | submitters waiting for room, drainers, pollers    |
+ */
+#ifndef SB_ENGINE_H
+#define SB_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "message.h"
+#include "queue.h"
+#include "session.h"
+#include "smtpbulk.h"
+
+struct sb_worker;
+
+struct sb_host {
+	/* Read-only after create. */
+	char *name;
+	uint16_t port;
+	char *hello;
+	unsigned connections;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	struct sess_cfg cfg;
+	unsigned char *on_worker; /* on_worker[w]: worker w has connections to this host */
+	/* Shared. */
+	struct sbq *queue;        /* messages that named this host */
+	_Atomic unsigned alive;   /* connections that have not given up */
+	_Atomic int last_error;   /* why the last connection failed */
+};
+
+struct smtpbulk {
+	smtpbulk_options_t opts;  /* copy; opts.hosts points at nothing valid */
+	struct sb_host *hosts;
+	size_t n_hosts;
+	struct sbq *any_queue;    /* messages for any host */
+	struct sbq *done_queue;   /* results for smtpbulk_poll() */
+
+	struct sb_worker **workers;
+	unsigned n_workers;
+	const char *backend_name; /* set by worker 0 at start */
+	char backend_desc[64];
+
+	_Atomic uint64_t next_id;
+	_Atomic uint64_t submitted, completed, delivered, queued, queued_max, requeued;
+	_Atomic uint64_t connects, connect_fails;
+	_Atomic unsigned hosts_alive;
+	_Atomic int stopping;     /* 1: finish up; 2: quit (QUIT idle connections) */
+	int started;
+
+	pthread_mutex_t lock;     /* guards the conds below; never held on the hot path */
+	pthread_cond_t room;      /* a bounded queue has room */
+	pthread_cond_t done;      /* a result was delivered (drain, poll) */
+	_Atomic unsigned room_waiters, done_waiters;
+
+	struct sb_facade *facade; /* the Net::SMTP-style facade's message being built */
+};
+
+/* Engine internals used by api/ and the worker. */
+int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out);
+int sb_engine_start(smtpbulk_t *sb);
+int sb_engine_submit(smtpbulk_t *sb, struct sb_msg *msg, unsigned flags, uint64_t *id_out);
+/* Put a message back in its queue after connection trouble (never blocks). */
+void sb_engine_requeue(smtpbulk_t *sb, struct sb_msg *msg);
+/* Deliver a message's one result and free it when appropriate. */
+void sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st, int err,
+			const struct sb_host *host, int host_idx, int conn_idx);
+/* A worker took n messages out of a queue. */
+void sb_engine_dequeued(smtpbulk_t *sb, uint64_t n);
+int sb_engine_drain(smtpbulk_t *sb, int timeout_ms);
+/* Stop the workers (idle connections say QUIT) and cancel what is left. */
+void sb_engine_stop(smtpbulk_t *sb);
+int sb_engine_poll(smtpbulk_t *sb, smtpbulk_result_t **out, int timeout_ms);
+void sb_engine_destroy(smtpbulk_t *sb);
+void sb_log(const smtpbulk_t *sb, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+uint64_t sb_now_ns(void);
+
+#endif

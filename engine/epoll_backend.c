@@ -1,0 +1,268 @@
+/*
+ * The epoll backend: the only file that includes sys/epoll.h. It emulates io_uring's
+ * completion model on readiness: each operation is tried at once (like io_uring's inline
+ * issue) and, when it would block, parked on its fd until epoll says the fd is ready.
+ * Every fd is registered edge-triggered once, so a parked operation is retried only on
+ * a new edge, and one that was tried first never misses an edge it caused.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "io.h"
+
+enum { OP_NONE, OP_CONNECT, OP_SEND, OP_RECV, OP_READ };
+
+struct op {
+	uint8_t kind;
+	uint64_t token;
+	const struct msghdr *msg; /* OP_SEND */
+	void *buf;                /* OP_RECV, OP_READ */
+	size_t len;
+};
+
+struct fdstate {
+	uint8_t registered;
+	struct op in;  /* OP_RECV or OP_READ: waits for EPOLLIN */
+	struct op out; /* OP_CONNECT or OP_SEND: waits for EPOLLOUT */
+};
+
+struct sb_io {
+	int epfd;
+	struct fdstate *fds; /* indexed by fd */
+	size_t nfds;
+	struct sb_cqe *ready; /* completions not yet handed out, a FIFO */
+	size_t rhead, rlen, rcap;
+};
+
+static int ep_create(struct sb_io **out, unsigned entries, char *desc, size_t desc_cap)
+{
+	(void)entries;
+	struct sb_io *io = calloc(1, sizeof(*io));
+	if (!io)
+		return -ENOMEM;
+	io->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (io->epfd < 0) {
+		int e = -errno;
+		free(io);
+		return e;
+	}
+	strncpy(desc, "epoll", desc_cap - 1);
+	desc[desc_cap - 1] = '\0';
+	*out = io;
+	return 0;
+}
+
+static void ep_destroy(struct sb_io *io)
+{
+	if (!io)
+		return;
+	close(io->epfd);
+	free(io->fds);
+	free(io->ready);
+	free(io);
+}
+
+static int push(struct sb_io *io, uint64_t token, int res)
+{
+	if (io->rhead + io->rlen == io->rcap) {
+		if (io->rhead > 0) { /* slide down before growing */
+			memmove(io->ready, io->ready + io->rhead, io->rlen * sizeof(*io->ready));
+			io->rhead = 0;
+		} else {
+			size_t cap = io->rcap ? io->rcap * 2 : 64;
+			struct sb_cqe *r = realloc(io->ready, cap * sizeof(*r));
+			if (!r)
+				return -ENOMEM;
+			io->ready = r;
+			io->rcap = cap;
+		}
+	}
+	io->ready[io->rhead + io->rlen].token = token;
+	io->ready[io->rhead + io->rlen].res = res;
+	io->rlen++;
+	return 0;
+}
+
+static struct fdstate *fd_get(struct sb_io *io, int fd)
+{
+	if (fd < 0)
+		return NULL;
+	if ((size_t)fd >= io->nfds) {
+		size_t n = io->nfds ? io->nfds : 64;
+		while (n <= (size_t)fd)
+			n *= 2;
+		struct fdstate *f = realloc(io->fds, n * sizeof(*f));
+		if (!f)
+			return NULL;
+		memset(f + io->nfds, 0, (n - io->nfds) * sizeof(*f));
+		io->fds = f;
+		io->nfds = n;
+	}
+	struct fdstate *st = &io->fds[fd];
+	if (!st->registered) {
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+					 .data.fd = fd};
+		if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST)
+			return NULL;
+		st->registered = 1;
+	}
+	return st;
+}
+
+/* Try an operation once. Returns 1 when it completed (a CQE was pushed), 0 to wait. */
+static int attempt(struct sb_io *io, int fd, struct op *op)
+{
+	ssize_t r;
+	switch (op->kind) {
+	case OP_CONNECT: {
+		int err = 0;
+		socklen_t l = sizeof(err);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+			err = errno;
+		if (err == EINPROGRESS || err == EALREADY)
+			return 0;
+		/* SO_ERROR is 0 both when connected and while still connecting: ask. */
+		if (err == 0) {
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+				if (errno == ENOTCONN)
+					return 0;
+				err = errno;
+			}
+		}
+		r = -err;
+		break;
+	}
+	case OP_SEND:
+		r = sendmsg(fd, op->msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		break;
+	case OP_RECV:
+		r = recv(fd, op->buf, op->len, MSG_DONTWAIT);
+		break;
+	case OP_READ:
+		r = read(fd, op->buf, op->len);
+		break;
+	default:
+		return 0;
+	}
+	if (r < 0 && op->kind != OP_CONNECT) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		if (errno == EINTR)
+			return 0;
+		r = -errno;
+	}
+	push(io, op->token, (int)r);
+	op->kind = OP_NONE;
+	return 1;
+}
+
+static int park(struct sb_io *io, int fd, struct op *slot, struct op op, int try_now)
+{
+	if (slot->kind != OP_NONE)
+		return -EBUSY; /* one operation per direction per fd, as the worker promises */
+	*slot = op;
+	if (try_now)
+		attempt(io, fd, slot);
+	(void)io;
+	return 0;
+}
+
+static int ep_connect(struct sb_io *io, int fd, const struct sockaddr *sa, socklen_t len,
+		      uint64_t token)
+{
+	struct fdstate *st = fd_get(io, fd);
+	if (!st)
+		return -ENOMEM;
+	if (connect(fd, sa, len) == 0)
+		return push(io, token, 0);
+	if (errno != EINPROGRESS)
+		return push(io, token, -errno);
+	struct op op = {.kind = OP_CONNECT, .token = token};
+	return park(io, fd, &st->out, op, 0);
+}
+
+static int ep_sendmsg(struct sb_io *io, int fd, const struct msghdr *msg, uint64_t token)
+{
+	struct fdstate *st = fd_get(io, fd);
+	if (!st)
+		return -ENOMEM;
+	struct op op = {.kind = OP_SEND, .token = token, .msg = msg};
+	return park(io, fd, &st->out, op, 1);
+}
+
+static int ep_recv(struct sb_io *io, int fd, void *buf, size_t len, uint64_t token)
+{
+	struct fdstate *st = fd_get(io, fd);
+	if (!st)
+		return -ENOMEM;
+	struct op op = {.kind = OP_RECV, .token = token, .buf = buf, .len = len};
+	return park(io, fd, &st->in, op, 1);
+}
+
+static int ep_read_eventfd(struct sb_io *io, int efd, uint64_t *val, uint64_t token)
+{
+	struct fdstate *st = fd_get(io, efd);
+	if (!st)
+		return -ENOMEM;
+	struct op op = {.kind = OP_READ, .token = token, .buf = val, .len = sizeof(*val)};
+	return park(io, efd, &st->in, op, 1);
+}
+
+static int ep_cancel_fd(struct sb_io *io, int fd)
+{
+	if (fd < 0 || (size_t)fd >= io->nfds)
+		return 0;
+	struct fdstate *st = &io->fds[fd];
+	if (st->in.kind != OP_NONE)
+		push(io, st->in.token, -ECANCELED);
+	if (st->out.kind != OP_NONE)
+		push(io, st->out.token, -ECANCELED);
+	if (st->registered)
+		epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL);
+	memset(st, 0, sizeof(*st));
+	return 0;
+}
+
+static int ep_wait(struct sb_io *io, struct sb_cqe *out, int max, int timeout_ms)
+{
+	struct epoll_event evs[128];
+	int n = epoll_wait(io->epfd, evs, 128, io->rlen ? 0 : timeout_ms);
+	if (n < 0 && errno != EINTR)
+		return -errno;
+	for (int i = 0; i < n; i++) {
+		int fd = evs[i].data.fd;
+		if (fd < 0 || (size_t)fd >= io->nfds)
+			continue;
+		struct fdstate *st = &io->fds[fd];
+		uint32_t e = evs[i].events;
+		if ((e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) && st->in.kind)
+			attempt(io, fd, &st->in);
+		if ((e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && st->out.kind)
+			attempt(io, fd, &st->out);
+	}
+	int k = 0;
+	while (k < max && io->rlen) {
+		out[k++] = io->ready[io->rhead++];
+		io->rlen--;
+	}
+	if (io->rlen == 0)
+		io->rhead = 0;
+	return k;
+}
+
+const struct sb_io_backend sb_epoll_backend = {
+	.name = "epoll",
+	.create = ep_create,
+	.destroy = ep_destroy,
+	.connect = ep_connect,
+	.sendmsg = ep_sendmsg,
+	.recv = ep_recv,
+	.read_eventfd = ep_read_eventfd,
+	.cancel_fd = ep_cancel_fd,
+	.wait = ep_wait,
+};

@@ -1,0 +1,50 @@
+/*
+ * The workers' I/O interface: completion-based, modelled on io_uring. Two backends
+ * implement it: io_uring (io_uring_backend.c) and epoll (epoll_backend.c), which emulates
+ * completions on top of readiness. The worker loop and the session never know which.
+ *
+ * Ownership: an sb_io belongs to the worker thread that created it; no other thread
+ * may call into it (io_uring's SINGLE_ISSUER makes this a kernel-checked rule).
+ *
+ * Operations complete exactly once with a struct sb_cqe carrying their token and a
+ * result in io_uring's convention (bytes, 0, or -errno), cancelled ones included.
+ * Buffers, sockaddrs and msghdrs passed in must stay valid until the completion.
+ */
+#ifndef SB_IO_H
+#define SB_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct sb_cqe {
+	uint64_t token;
+	int res;
+};
+
+struct sb_io;
+
+struct sb_io_backend {
+	const char *name;
+	/* Create in the calling (worker) thread. desc receives what was chosen, for the
+	 * debug log. -ENOSYS/-EPERM mean "not allowed here": try another backend. */
+	int (*create)(struct sb_io **out, unsigned entries, char *desc, size_t desc_cap);
+	void (*destroy)(struct sb_io *io);
+	int (*connect)(struct sb_io *io, int fd, const struct sockaddr *sa, socklen_t len,
+		       uint64_t token);
+	int (*sendmsg)(struct sb_io *io, int fd, const struct msghdr *msg, uint64_t token);
+	int (*recv)(struct sb_io *io, int fd, void *buf, size_t len, uint64_t token);
+	/* Read 8 bytes from an eventfd into *val when it is signalled. */
+	int (*read_eventfd)(struct sb_io *io, int efd, uint64_t *val, uint64_t token);
+	/* Cancel every operation on fd; each still completes (with -ECANCELED or its
+	 * result if it had already finished). Call before closing fd. */
+	int (*cancel_fd)(struct sb_io *io, int fd);
+	/* Submit what was queued and wait up to timeout_ms (-1 = forever, 0 = poll) for at
+	 * least one completion. Returns the number written to out (<= max), or -errno. */
+	int (*wait)(struct sb_io *io, struct sb_cqe *out, int max, int timeout_ms);
+};
+
+extern const struct sb_io_backend sb_io_uring_backend;
+extern const struct sb_io_backend sb_epoll_backend;
+
+#endif

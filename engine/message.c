@@ -1,0 +1,174 @@
+#include "message.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dotstuff.h"
+#include "smtp_cmd.h"
+
+#define NO_OFF UINT32_MAX
+
+static size_t align8(size_t n)
+{
+	return (n + 7) & ~(size_t)7;
+}
+
+int sb_msg_new(const smtpbulk_message_t *m, struct sb_msg **out)
+{
+	char tmp[SMTP_PATH_MAX + 1];
+	size_t strings = 0;
+	int n;
+
+	if (!m || m->struct_size < sizeof(*m) - sizeof(m->user_data) || !m->from ||
+	    !m->rcpts || m->n_rcpts == 0 || (!m->body && m->body_len) ||
+	    m->n_rcpts > 100000)
+		return -EINVAL;
+
+	/* Validate every address first, so a bad one costs no allocation. */
+	n = smtp_addr_normalize(m->from, tmp, sizeof(tmp));
+	if (n < 0)
+		return n == -ENOSPC ? SMTPBULK_EBADADDR : n;
+	strings += (size_t)n + 1;
+	for (size_t i = 0; i < m->n_rcpts; i++) {
+		n = smtp_addr_normalize(m->rcpts[i], tmp, sizeof(tmp));
+		if (n <= 0)
+			return SMTPBULK_EBADADDR;
+		strings += (size_t)n + 1;
+	}
+
+	int borrow = (m->flags & SMTPBULK_MSG_BORROW_BODY) != 0;
+	size_t sz = align8(sizeof(struct sb_msg)) +
+		    align8(m->n_rcpts * sizeof(struct sb_reply_rec)) +
+		    align8(m->n_rcpts * sizeof(smtpbulk_rcpt_result_t)) + strings +
+		    (borrow ? 0 : m->body_len);
+	char *block = malloc(sz);
+	if (!block)
+		return -ENOMEM;
+
+	struct sb_msg *msg = (struct sb_msg *)(void *)block;
+	memset(msg, 0, sizeof(*msg));
+	char *p = block + align8(sizeof(struct sb_msg));
+	msg->rcpt_recs = (struct sb_reply_rec *)(void *)p;
+	p += align8(m->n_rcpts * sizeof(struct sb_reply_rec));
+	msg->rcpts = (smtpbulk_rcpt_result_t *)(void *)p;
+	p += align8(m->n_rcpts * sizeof(smtpbulk_rcpt_result_t));
+
+	n = smtp_addr_normalize(m->from, p, strings);
+	msg->from = p;
+	p += n + 1;
+	if (smtp_has_8bit(msg->from, (size_t)n))
+		msg->flags |= SB_MSG_UTF8ADDR;
+	for (size_t i = 0; i < m->n_rcpts; i++) {
+		n = smtp_addr_normalize(m->rcpts[i], p, strings);
+		memset(&msg->rcpts[i], 0, sizeof(msg->rcpts[i]));
+		msg->rcpts[i].rcpt = p;
+		if (smtp_has_8bit(p, (size_t)n))
+			msg->flags |= SB_MSG_UTF8ADDR;
+		p += n + 1;
+	}
+	if (borrow) {
+		msg->body = m->body;
+	} else {
+		if (m->body_len)
+			memcpy(p, m->body, m->body_len);
+		msg->body = p;
+		msg->flags |= SB_MSG_OWN_BODY;
+	}
+	msg->body_len = m->body_len;
+	msg->n_rcpts = m->n_rcpts;
+	msg->host = m->host;
+	msg->res.user_data = m->user_data;
+	if (dotstuff_is_clean(msg->body, msg->body_len))
+		msg->flags |= SB_MSG_CLEAN;
+	if (smtp_has_8bit(msg->body, msg->body_len))
+		msg->flags |= SB_MSG_8BIT;
+	sbq_node_init(&msg->node);
+	sb_msg_reset_replies(msg);
+	*out = msg;
+	return 0;
+}
+
+void sb_msg_free(struct sb_msg *msg)
+{
+	if (!msg)
+		return;
+	free(msg->arena);
+	free(msg);
+}
+
+void sb_msg_reset_replies(struct sb_msg *msg)
+{
+	struct sb_reply_rec none = {0, NO_OFF, NO_OFF};
+	msg->final = none;
+	for (size_t i = 0; i < msg->n_rcpts; i++)
+		msg->rcpt_recs[i] = none;
+	msg->arena_len = 0;
+}
+
+static int arena_reserve(struct sb_msg *msg, size_t more)
+{
+	if (msg->arena_len + more <= msg->arena_cap)
+		return 0;
+	size_t cap = msg->arena_cap ? msg->arena_cap : 256;
+	while (cap < msg->arena_len + more)
+		cap *= 2;
+	if (cap > UINT32_MAX - 1)
+		return -ENOMEM;
+	char *a = realloc(msg->arena, cap);
+	if (!a)
+		return -ENOMEM;
+	msg->arena = a;
+	msg->arena_cap = cap;
+	return 0;
+}
+
+int sb_msg_record(struct sb_msg *msg, size_t slot, const struct smtp_reply *r)
+{
+	struct sb_reply_rec *rec = slot == SB_SLOT_FINAL ? &msg->final : &msg->rcpt_recs[slot];
+	rec->code = r->code;
+	rec->enh_off = rec->text_off = NO_OFF;
+	/* Worst case: the whole raw reply plus the enhanced code and two NULs. */
+	if (arena_reserve(msg, r->raw_len + r->enh_len + 2))
+		return -ENOMEM;
+	if (r->enh) {
+		rec->enh_off = (uint32_t)msg->arena_len;
+		memcpy(msg->arena + msg->arena_len, r->enh, r->enh_len);
+		msg->arena_len += r->enh_len;
+		msg->arena[msg->arena_len++] = '\0';
+	}
+	rec->text_off = (uint32_t)msg->arena_len;
+	size_t pos = 0, tl;
+	const char *t;
+	int first = 1;
+	while (smtp_reply_next_line(r, &pos, 1, &t, &tl)) {
+		if (!first)
+			msg->arena[msg->arena_len++] = '\n';
+		first = 0;
+		memcpy(msg->arena + msg->arena_len, t, tl);
+		msg->arena_len += tl;
+	}
+	msg->arena[msg->arena_len++] = '\0';
+	return 0;
+}
+
+static void fill_reply(const struct sb_msg *msg, const struct sb_reply_rec *rec,
+		       smtpbulk_reply_t *out)
+{
+	out->code = rec->code;
+	out->enhanced = rec->enh_off == NO_OFF ? "" : msg->arena + rec->enh_off;
+	out->text = rec->text_off == NO_OFF ? "" : msg->arena + rec->text_off;
+}
+
+void sb_msg_finish(struct sb_msg *msg, smtpbulk_status_t status, int error)
+{
+	msg->res.status = status;
+	msg->res.error = error;
+	fill_reply(msg, &msg->final, &msg->res.reply);
+	for (size_t i = 0; i < msg->n_rcpts; i++)
+		fill_reply(msg, &msg->rcpt_recs[i], &msg->rcpts[i].reply);
+	msg->res.rcpts = msg->rcpts;
+	msg->res.n_rcpts = msg->n_rcpts;
+	msg->res.attempts = msg->attempts;
+	msg->res.id = msg->id;
+}

@@ -1,0 +1,79 @@
+/*
+ * A submitted message inside the engine: envelope, body, and the replies that will make
+ * up its one result. Allocated once by smtpbulk_submit() (a single block), freed after
+ * its result is delivered.
+ *
+ * Ownership: the submitting thread until it is enqueued; then exactly one worker at a
+ * time (the one whose session dequeued it); then the result callback or the poller.
+ */
+#ifndef SB_MESSAGE_H
+#define SB_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "queue.h"
+#include "smtp_reply.h"
+#include "smtpbulk.h"
+
+enum sb_msg_flag {
+	SB_MSG_CLEAN = 1u << 0,     /* body needs no dot-stuffing: send it as is */
+	SB_MSG_8BIT = 1u << 1,      /* body has bytes >= 0x80 (ask BODY=8BITMIME) */
+	SB_MSG_UTF8ADDR = 1u << 2,  /* an address has bytes >= 0x80 (needs SMTPUTF8) */
+	SB_MSG_OWN_BODY = 1u << 3,  /* body was copied into this block */
+};
+
+/* Where a reply is kept: an offset into the text arena, so the arena may grow. */
+struct sb_reply_rec {
+	int code;
+	uint32_t enh_off;  /* UINT32_MAX = none */
+	uint32_t text_off; /* UINT32_MAX = none */
+};
+
+struct sb_msg {
+	struct sbq_node node; /* submission / completion queue link */
+	uint64_t id;
+	uint64_t submit_ns;
+	const char *from;     /* normalised, no brackets */
+	const char *body;
+	size_t body_len;
+	size_t n_rcpts;
+	int host;             /* requested host index, -1 = any */
+	unsigned flags;       /* enum sb_msg_flag */
+	unsigned attempts;
+	struct sb_reply_rec final;
+	struct sb_reply_rec *rcpt_recs; /* n_rcpts */
+	char *arena;          /* reply texts, NUL-separated; malloc'd on first reply */
+	size_t arena_len, arena_cap;
+	smtpbulk_rcpt_result_t *rcpts; /* n_rcpts; .rcpt set at submit, replies at finish */
+	smtpbulk_result_t res;
+};
+
+/*
+ * Validate and copy a message into one allocation. Returns 0 and *out, or -EINVAL,
+ * -ENOMEM, SMTPBULK_EBADADDR.
+ */
+int sb_msg_new(const smtpbulk_message_t *m, struct sb_msg **out);
+void sb_msg_free(struct sb_msg *msg);
+
+/* Record a reply: slot = recipient index, or SB_SLOT_FINAL. -ENOMEM leaves it empty. */
+#define SB_SLOT_FINAL ((size_t)-1)
+int sb_msg_record(struct sb_msg *msg, size_t slot, const struct smtp_reply *r);
+
+/* Forget the replies of an attempt that will be retried. */
+void sb_msg_reset_replies(struct sb_msg *msg);
+
+/* Fill msg->res (pointers into the arena) for delivery. */
+void sb_msg_finish(struct sb_msg *msg, smtpbulk_status_t status, int error);
+
+static inline struct sb_msg *sb_msg_of_node(struct sbq_node *n)
+{
+	return (struct sb_msg *)(void *)((char *)n - offsetof(struct sb_msg, node));
+}
+
+static inline struct sb_msg *sb_msg_of_result(smtpbulk_result_t *r)
+{
+	return (struct sb_msg *)(void *)((char *)r - offsetof(struct sb_msg, res));
+}
+
+#endif

@@ -1,0 +1,552 @@
+/*
+ * The worker loop: one thread per worker, pinned to a CPU, owning one I/O ring (io_uring
+ * or epoll) and its share of the connections. Each iteration it hands queued messages
+ * to idle sessions, queues the sends and receives the sessions need, then submits
+ * everything and waits in one call, and dispatches the completions that came back.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+/* user_data / token: kind (8 bits) | generation (24 bits) | connection index (32 bits) */
+enum { TK_CONNECT = 1, TK_SEND, TK_RECV, TK_WAKE };
+#define TOKEN(kind, gen, idx)                                                             \
+	(((uint64_t)(kind) << 56) | ((uint64_t)((gen)&0xffffffu) << 32) | (uint64_t)(idx))
+#define TK_KIND(t) ((unsigned)((t) >> 56))
+#define TK_GEN(t) ((uint32_t)(((t) >> 32) & 0xffffffu))
+#define TK_IDX(t) ((uint32_t)(t))
+
+#define STOP_GRACE_NS (2ull * 1000000000ull) /* how long QUIT may take at shutdown */
+#define IO_ENTRIES 256
+#define CQE_BATCH 256
+
+/* Idle connections, one stack per host, so a wake-up costs O(hosts), not O(idle). */
+struct idle_stack {
+	unsigned *v;
+	unsigned n, cap;
+};
+
+struct worker_priv {
+	struct idle_stack *idle; /* [n_hosts] */
+	uint64_t stop_deadline;
+	int stop_begun;
+};
+
+static struct worker_priv *priv(struct sb_worker *w)
+{
+	return w->priv;
+}
+
+/* ---- session callbacks ------------------------------------------------------------ */
+
+static struct sb_msg *take_one(struct sb_worker *w, struct sbq *q)
+{
+	struct sbq_node *n;
+	int busy = 0;
+	if (sbq_dequeue(q, &n, 1, &busy) == 1) {
+		sb_engine_dequeued(w->sb, 1);
+		return sb_msg_of_node(n);
+	}
+	if (busy)
+		w->queue_busy = 1;
+	return NULL;
+}
+
+static struct sb_msg *ops_next_msg(void *ctx, struct sess *s)
+{
+	struct sb_worker *w = ctx;
+	struct smtpbulk *sb = w->sb;
+	if (atomic_load_explicit(&sb->stopping, memory_order_relaxed))
+		return NULL;
+	struct sb_msg *m = take_one(w, sb->hosts[s->host_idx].queue);
+	return m ? m : take_one(w, sb->any_queue);
+}
+
+static void ops_done(void *ctx, struct sess *s, struct sb_msg *m, smtpbulk_status_t st, int err)
+{
+	struct sb_worker *w = ctx;
+	sb_engine_complete(w->sb, m, st, err, &w->sb->hosts[s->host_idx], (int)s->host_idx,
+			   (int)s->conn_idx);
+}
+
+static void ops_requeue(void *ctx, struct sess *s, struct sb_msg *m)
+{
+	struct sb_worker *w = ctx;
+	(void)s;
+	sb_engine_requeue(w->sb, m);
+}
+
+static void ops_log(void *ctx, struct sess *s, int level, const char *line)
+{
+	struct sb_worker *w = ctx;
+	const struct sb_host *h = &w->sb->hosts[s->host_idx];
+	sb_log(w->sb, level, "[%s:%u#%u] %s", h->name, h->port, s->conn_idx, line);
+}
+
+static const struct sess_ops worker_sess_ops = {
+	.next_msg = ops_next_msg,
+	.done = ops_done,
+	.requeue = ops_requeue,
+	.log = ops_log,
+};
+
+/* ---- connections ------------------------------------------------------------------ */
+
+static void after(struct sb_worker *w, struct sb_conn *c);
+
+static void idle_push(struct sb_worker *w, struct sb_conn *c)
+{
+	struct idle_stack *st = &priv(w)->idle[c->sess.host_idx];
+	if (c->idle_listed || st->n == st->cap)
+		return;
+	st->v[st->n++] = (unsigned)(c - w->conns);
+	c->idle_listed = 1;
+}
+
+static void conn_start(struct sb_worker *w, struct sb_conn *c)
+{
+	const struct sb_host *h = &w->sb->hosts[c->sess.host_idx];
+	unsigned idx = (unsigned)(c - w->conns);
+	int one = 1;
+
+	c->gen++;
+	c->reconnect_at = 0;
+	c->ready_counted = 0;
+	sess_connecting(&c->sess);
+	c->fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		sess_connected(&c->sess, -errno);
+		after(w, c);
+		return;
+	}
+	/* Commands are small and each waits for a reply: never let Nagle hold them. */
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	int rc = w->be->connect(w->io, c->fd, (const struct sockaddr *)&h->addr, h->addrlen,
+				TOKEN(TK_CONNECT, c->gen, idx));
+	if (rc < 0) {
+		sess_connected(&c->sess, rc);
+		after(w, c);
+		return;
+	}
+	c->inflight++;
+}
+
+/* A connection that gave up for good: when it was its host's last, the host is down. */
+static void conn_dead(struct sb_worker *w, struct sb_conn *c)
+{
+	struct smtpbulk *sb = w->sb;
+	struct sb_host *h = &sb->hosts[c->sess.host_idx];
+	atomic_store(&h->last_error, c->sess.error);
+	sb_log(sb, 7, "[%s:%u#%u] giving up after %u failed connections: %s", h->name,
+	       h->port, c->sess.conn_idx, c->sess.fails, smtpbulk_strerror(c->sess.error));
+	if (atomic_fetch_sub(&h->alive, 1) == 1) {
+		atomic_fetch_sub(&sb->hosts_alive, 1);
+		/* Wake every worker: the host's queued messages (and, when no host is left,
+		 * the shared queue's) must now end FAILED instead of waiting. */
+		for (unsigned i = 0; i < sb->n_workers; i++)
+			sb_worker_wake(sb->workers[i]);
+	}
+}
+
+static void teardown(struct sb_worker *w, struct sb_conn *c)
+{
+	if (c->inflight > 0) {
+		/* Cancel, and shut the socket so a receive the kernel is already running
+		 * ends too; we close only when every operation has come back, so no
+		 * completion can land in buffers a new connection uses. */
+		w->be->cancel_fd(w->io, c->fd);
+		shutdown(c->fd, SHUT_RDWR);
+		return;
+	}
+	close(c->fd);
+	c->fd = -1;
+	if (!c->sess.was_ready)
+		atomic_fetch_add_explicit(&w->sb->connect_fails, 1, memory_order_relaxed);
+	if (c->sess.state == SESS_DEAD) {
+		conn_dead(w, c);
+		return;
+	}
+	sess_reset(&c->sess);
+	if (!atomic_load(&w->sb->stopping)) {
+		uint64_t delay = (uint64_t)w->sb->opts.reconnect_ms * 1000000ull;
+		c->reconnect_at = sb_now_ns() + delay;
+		w->waiting++;
+	}
+}
+
+/* Bring the I/O in line with what the session wants, after any session event. */
+static void after(struct sb_worker *w, struct sb_conn *c)
+{
+	struct sess *s = &c->sess;
+	unsigned idx = (unsigned)(c - w->conns);
+
+	if (s->state == SESS_CLOSED || s->state == SESS_DEAD) {
+		if (c->fd >= 0)
+			teardown(w, c);
+		return;
+	}
+	if (c->fd < 0 || s->state == SESS_CONNECTING || s->state == SESS_DOWN)
+		return;
+	if (s->was_ready && !c->ready_counted) {
+		c->ready_counted = 1;
+		atomic_fetch_add_explicit(&w->sb->connects, 1, memory_order_relaxed);
+	}
+	if (s->state == SESS_IDLE)
+		idle_push(w, c);
+	if (!c->send_busy && sess_has_output(s)) {
+		memset(&c->mh, 0, sizeof(c->mh));
+		c->mh.msg_iov = c->iov;
+		c->mh.msg_iovlen = (size_t)sess_output(s, c->iov, 4);
+		if (w->be->sendmsg(w->io, c->fd, &c->mh, TOKEN(TK_SEND, c->gen, idx)) == 0) {
+			c->send_busy = 1;
+			c->inflight++;
+		}
+	}
+	if (!c->recv_busy) {
+		size_t cap;
+		char *p = sess_rspace(s, &cap);
+		if (cap > 0 &&
+		    w->be->recv(w->io, c->fd, p, cap, TOKEN(TK_RECV, c->gen, idx)) == 0) {
+			c->recv_busy = 1;
+			c->inflight++;
+		}
+	}
+}
+
+static void on_cqe(struct sb_worker *w, const struct sb_cqe *e)
+{
+	unsigned kind = TK_KIND(e->token);
+	if (kind == TK_WAKE) {
+		w->be->read_eventfd(w->io, w->wake_fd, &w->wake_val, TOKEN(TK_WAKE, 0, 0));
+		return;
+	}
+	uint32_t idx = TK_IDX(e->token);
+	if (idx >= w->n_conns)
+		return;
+	struct sb_conn *c = &w->conns[idx];
+	struct sess *s = &c->sess;
+	c->inflight--;
+	if (kind == TK_SEND)
+		c->send_busy = 0;
+	else if (kind == TK_RECV)
+		c->recv_busy = 0;
+	if (TK_GEN(e->token) != (c->gen & 0xffffffu) || c->fd < 0) {
+		after(w, c); /* stale: only the bookkeeping above */
+		return;
+	}
+	switch (kind) {
+	case TK_CONNECT:
+		sess_connected(s, e->res < 0 ? e->res : 0);
+		break;
+	case TK_SEND:
+		if (e->res <= 0)
+			sess_io_error(s, e->res < 0 ? e->res : SMTPBULK_ECLOSED);
+		else
+			sess_sent(s, (size_t)e->res);
+		break;
+	case TK_RECV:
+		if (e->res > 0)
+			sess_input(s, (size_t)e->res);
+		else
+			sess_io_error(s, e->res < 0 ? e->res : SMTPBULK_ECLOSED);
+		break;
+	}
+	after(w, c);
+}
+
+/* ---- the loop ------------------------------------------------------------------- */
+
+/* Messages left for a host that has no connection left: they end FAILED. */
+static void fail_queue(struct sb_worker *w, struct sbq *q, int err)
+{
+	struct sbq_node *nodes[64];
+	int busy;
+	size_t n;
+	while ((n = sbq_dequeue(q, nodes, 64, &busy)) > 0) {
+		sb_engine_dequeued(w->sb, n);
+		for (size_t i = 0; i < n; i++)
+			sb_engine_complete(w->sb, sb_msg_of_node(nodes[i]), SMTPBULK_FAILED, err,
+					   NULL, -1, -1);
+	}
+	if (busy)
+		w->queue_busy = 1;
+}
+
+/* Hand queued messages to idle sessions. */
+static void feed(struct sb_worker *w)
+{
+	struct smtpbulk *sb = w->sb;
+	int any_waiting = !sbq_empty(sb->any_queue);
+
+	for (size_t h = 0; h < sb->n_hosts; h++) {
+		struct sb_host *host = &sb->hosts[h];
+		if (!host->on_worker[w->index])
+			continue;
+		if (atomic_load(&host->alive) == 0) {
+			if (!sbq_empty(host->queue))
+				fail_queue(w, host->queue, SMTPBULK_EHOSTDOWN);
+			continue;
+		}
+		struct idle_stack *st = &priv(w)->idle[h];
+		if (st->n == 0 || (!any_waiting && sbq_empty(host->queue)))
+			continue;
+		while (st->n > 0) {
+			struct sb_conn *c = &w->conns[st->v[st->n - 1]];
+			if (c->sess.state != SESS_IDLE) {
+				st->n--;
+				c->idle_listed = 0;
+				continue;
+			}
+			struct sb_msg *m = ops_next_msg(w, &c->sess);
+			if (!m)
+				break;
+			st->n--;
+			c->idle_listed = 0;
+			sess_offer(&c->sess, m);
+			after(w, c);
+		}
+	}
+	if (any_waiting && atomic_load(&sb->hosts_alive) == 0)
+		fail_queue(w, sb->any_queue, SMTPBULK_EHOSTDOWN);
+}
+
+static void run_timers(struct sb_worker *w, uint64_t now, int *timeout_ms)
+{
+	if (w->waiting == 0)
+		return;
+	uint64_t next = UINT64_MAX;
+	for (unsigned i = 0; i < w->n_conns; i++) {
+		struct sb_conn *c = &w->conns[i];
+		if (!c->reconnect_at)
+			continue;
+		if (c->reconnect_at <= now) {
+			w->waiting--;
+			conn_start(w, c);
+		} else if (c->reconnect_at < next) {
+			next = c->reconnect_at;
+		}
+	}
+	if (next != UINT64_MAX) {
+		uint64_t ms = (next - now + 999999) / 1000000;
+		if (*timeout_ms < 0 || (uint64_t)*timeout_ms > ms)
+			*timeout_ms = (int)ms;
+	}
+}
+
+static void begin_stop(struct sb_worker *w)
+{
+	struct worker_priv *p = priv(w);
+	p->stop_begun = 1;
+	p->stop_deadline = sb_now_ns() + STOP_GRACE_NS;
+	for (unsigned i = 0; i < w->n_conns; i++) {
+		struct sb_conn *c = &w->conns[i];
+		if (c->reconnect_at) {
+			c->reconnect_at = 0;
+			w->waiting--;
+		}
+		if (!sess_quit(&c->sess) && c->sess.state != SESS_DOWN &&
+		    c->sess.state != SESS_DEAD)
+			sess_abort(&c->sess, SMTPBULK_CANCELLED, SMTPBULK_ECANCELLED);
+		after(w, c);
+	}
+}
+
+static int all_closed(struct sb_worker *w)
+{
+	for (unsigned i = 0; i < w->n_conns; i++)
+		if (w->conns[i].fd >= 0 || w->conns[i].inflight)
+			return 0;
+	return 1;
+}
+
+static int pick_backend(struct sb_worker *w)
+{
+	smtpbulk_backend_t want = w->sb->opts.backend;
+	int rc = -ENOSYS;
+	if (want != SMTPBULK_BACKEND_EPOLL) {
+		w->be = &sb_io_uring_backend;
+		rc = w->be->create(&w->io, IO_ENTRIES, w->desc, sizeof(w->desc));
+		if (rc == 0 || want == SMTPBULK_BACKEND_IO_URING)
+			return rc == 0 ? 0 : SMTPBULK_EBACKEND;
+		if (rc != -ENOSYS && rc != -EPERM)
+			return rc;
+	}
+	w->be = &sb_epoll_backend;
+	rc = w->be->create(&w->io, IO_ENTRIES, w->desc, sizeof(w->desc));
+	return rc;
+}
+
+static void *worker_main(void *arg)
+{
+	struct sb_worker *w = arg;
+	struct smtpbulk *sb = w->sb;
+	struct sb_cqe cqes[CQE_BATCH];
+
+	if (w->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(w->cpu, &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
+	/* The ring is created here: with SINGLE_ISSUER only its creator may submit. */
+	int rc = pick_backend(w);
+	if (rc == 0)
+		rc = w->be->read_eventfd(w->io, w->wake_fd, &w->wake_val, TOKEN(TK_WAKE, 0, 0));
+	pthread_mutex_lock(&sb->lock);
+	w->init_rc = rc;
+	w->init_done = 1;
+	pthread_cond_broadcast(&sb->done);
+	pthread_mutex_unlock(&sb->lock);
+	if (rc)
+		return NULL;
+	sb_log(sb, 5, "worker %u on cpu %d: %s, %u connections", w->index, w->cpu, w->desc,
+	       w->n_conns);
+
+	for (unsigned i = 0; i < w->n_conns; i++)
+		conn_start(w, &w->conns[i]);
+
+	for (;;) {
+		int timeout = -1;
+		w->queue_busy = 0;
+		if (atomic_load(&sb->stopping)) {
+			if (!priv(w)->stop_begun)
+				begin_stop(w);
+			if (sb_now_ns() > priv(w)->stop_deadline) {
+				/* QUIT took too long: close what is left. */
+				for (unsigned i = 0; i < w->n_conns; i++) {
+					sess_abort(&w->conns[i].sess, SMTPBULK_CANCELLED,
+						   SMTPBULK_ECANCELLED);
+					after(w, &w->conns[i]);
+				}
+			}
+			if (all_closed(w))
+				break;
+			timeout = 50;
+		} else {
+			feed(w);
+		}
+		run_timers(w, sb_now_ns(), &timeout);
+		if (w->queue_busy)
+			timeout = 1; /* an enqueuer was mid-way: its node shows up shortly */
+		int n = w->be->wait(w->io, cqes, CQE_BATCH, timeout);
+		for (int i = 0; i < n; i++)
+			on_cqe(w, &cqes[i]);
+	}
+	return NULL;
+}
+
+/* ---- lifecycle ----------------------------------------------------------------- */
+
+int sb_worker_create(struct smtpbulk *sb, unsigned index, int cpu, struct sb_worker **out)
+{
+	struct sb_worker *w = calloc(1, sizeof(*w));
+	struct worker_priv *p = calloc(1, sizeof(*p));
+	if (!w || !p) {
+		free(w);
+		free(p);
+		return -ENOMEM;
+	}
+	w->wake_fd = -1;
+	w->sb = sb;
+	w->index = index;
+	w->cpu = cpu;
+	w->priv = p;
+	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->wake_fd < 0)
+		goto fail;
+	p->idle = calloc(sb->n_hosts, sizeof(*p->idle));
+	if (!p->idle)
+		goto fail;
+
+	/* Spread each host's connections over the workers: connection k of a host goes
+	 * to worker (k + host offset) % n, so one host's load is shared by every CPU. */
+	unsigned total = 0;
+	for (size_t h = 0; h < sb->n_hosts; h++)
+		for (unsigned k = 0; k < sb->hosts[h].connections; k++)
+			if ((k + h) % sb->n_workers == index)
+				total++;
+	w->conns = calloc(total ? total : 1, sizeof(*w->conns));
+	if (!w->conns)
+		goto fail;
+	for (size_t h = 0; h < sb->n_hosts; h++) {
+		struct sb_host *host = &sb->hosts[h];
+		unsigned mine = 0;
+		for (unsigned k = 0; k < host->connections; k++) {
+			if ((k + h) % sb->n_workers != index)
+				continue;
+			struct sb_conn *c = &w->conns[w->n_conns];
+			if (sess_init(&c->sess, &host->cfg, &worker_sess_ops, w, (unsigned)h, k))
+				goto fail;
+			c->fd = -1;
+			w->n_conns++;
+			mine++;
+		}
+		if (mine) {
+			host->on_worker[index] = 1;
+			p->idle[h].v = calloc(mine, sizeof(unsigned));
+			if (!p->idle[h].v)
+				goto fail;
+			p->idle[h].cap = mine;
+		}
+	}
+	*out = w;
+	return 0;
+fail:
+	w->priv = p;
+	sb_worker_destroy(w);
+	return -ENOMEM;
+}
+
+int sb_worker_start(struct sb_worker *w)
+{
+	int rc = pthread_create(&w->thread, NULL, worker_main, w);
+	return rc ? -rc : 0;
+}
+
+void sb_worker_join(struct sb_worker *w)
+{
+	pthread_join(w->thread, NULL);
+}
+
+void sb_worker_wake(struct sb_worker *w)
+{
+	uint64_t one = 1;
+	/* EAGAIN means the counter is already huge: the worker is awake anyway. */
+	ssize_t r = write(w->wake_fd, &one, sizeof(one));
+	(void)r;
+}
+
+void sb_worker_destroy(struct sb_worker *w)
+{
+	if (!w)
+		return;
+	struct worker_priv *p = priv(w);
+	if (w->io)
+		w->be->destroy(w->io);
+	for (unsigned i = 0; i < w->n_conns; i++) {
+		if (w->conns[i].fd >= 0)
+			close(w->conns[i].fd);
+		sess_fini(&w->conns[i].sess);
+	}
+	free(w->conns);
+	if (p) {
+		if (p->idle)
+			for (size_t h = 0; h < w->sb->n_hosts; h++)
+				free(p->idle[h].v);
+		free(p->idle);
+		free(p);
+	}
+	if (w->wake_fd >= 0)
+		close(w->wake_fd);
+	free(w);
+}

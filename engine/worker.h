@@ -1,0 +1,52 @@
+/* A worker: one pinned thread, one I/O ring, a share of every host's connections. */
+#ifndef SB_WORKER_H
+#define SB_WORKER_H
+
+#include <pthread.h>
+
+#include "io.h"
+#include "session.h"
+
+struct smtpbulk;
+
+/* Per-connection I/O bookkeeping beside the pure session. Worker-only. */
+struct sb_conn {
+	struct sess sess;
+	int fd;
+	uint32_t gen;          /* bumped per connection; stale completions are dropped */
+	unsigned inflight;     /* operations not yet completed (any generation) */
+	uint8_t recv_busy, send_busy, idle_listed, ready_counted;
+	uint64_t reconnect_at; /* ns; 0 = not waiting */
+	struct msghdr mh;      /* the send in flight */
+	struct iovec iov[4];
+};
+
+struct sb_worker {
+	struct smtpbulk *sb;   /* read-only */
+	unsigned index;
+	int cpu;               /* -1 = not pinned */
+	pthread_t thread;
+	int wake_fd;           /* eventfd: any thread writes, this worker reads */
+	/* Below: this worker's thread only (after start). */
+	const struct sb_io_backend *be;
+	struct sb_io *io;
+	struct sb_conn *conns;
+	unsigned n_conns;
+	struct worker_priv *priv; /* idle stacks and stop state (worker.c) */
+	uint64_t wake_val;
+	int queue_busy;        /* a queue had an enqueuer mid-way: look again soon */
+	unsigned waiting;      /* connections waiting to reconnect */
+	/* Start handshake with the creating thread (under sb->lock). */
+	int init_rc;
+	int init_done;
+	char desc[64];
+};
+
+int sb_worker_create(struct smtpbulk *sb, unsigned index, int cpu, struct sb_worker **out);
+int sb_worker_start(struct sb_worker *w);
+void sb_worker_join(struct sb_worker *w);
+void sb_worker_destroy(struct sb_worker *w);
+/* Wake the worker if it sleeps. Any thread. */
+void sb_worker_wake(struct sb_worker *w);
+
+#endif

@@ -1,0 +1,7 @@
+/* The smtpbulk command's subcommands. Each returns the process exit status. */
+#ifndef SB_TOOLS_COMMANDS_H
+#define SB_TOOLS_COMMANDS_H
+
+int cmd_send(int argc, char **argv);
+
+#endif
