@@ -75,3 +75,17 @@ int dotstuff_is_clean(const char *body, size_t len)
 	}
 	return 1;
 }
+
+size_t dotstuff_wire_size(const char *body, size_t len)
+{
+	size_t n = len;
+	for (size_t i = 0; i < len; i++) {
+		if (body[i] == '\n' && (i == 0 || body[i - 1] != '\r'))
+			n++; /* bare LF: gains a CR */
+		else if (body[i] == '\r' && (i + 1 == len || body[i + 1] != '\n'))
+			n++; /* bare CR: gains an LF */
+	}
+	if (len && body[len - 1] != '\n' && body[len - 1] != '\r')
+		n += 2; /* a final CRLF is added */
+	return n;
+}

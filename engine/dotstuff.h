@@ -38,4 +38,10 @@ size_t dotstuff_finish(struct dotstuff *d, char *out);
  */
 int dotstuff_is_clean(const char *body, size_t len);
 
+/*
+ * The size of the body as transmitted with CRLF line ends and a final line end, but
+ * without stuffed dots or the terminating ".\r\n": what RFC 1870's SIZE counts.
+ */
+size_t dotstuff_wire_size(const char *body, size_t len);
+
 #endif

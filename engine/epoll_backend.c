@@ -228,6 +228,11 @@ static int ep_cancel_fd(struct sb_io *io, int fd)
 	return 0;
 }
 
+static void ep_forget_fd(struct sb_io *io, int fd)
+{
+	ep_cancel_fd(io, fd);
+}
+
 static int ep_wait(struct sb_io *io, struct sb_cqe *out, int max, int timeout_ms)
 {
 	struct epoll_event evs[128];
@@ -264,5 +269,6 @@ const struct sb_io_backend sb_epoll_backend = {
 	.recv = ep_recv,
 	.read_eventfd = ep_read_eventfd,
 	.cancel_fd = ep_cancel_fd,
+	.forget_fd = ep_forget_fd,
 	.wait = ep_wait,
 };

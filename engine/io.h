@@ -39,6 +39,9 @@ struct sb_io_backend {
 	/* Cancel every operation on fd; each still completes (with -ECANCELED or its
 	 * result if it had already finished). Call before closing fd. */
 	int (*cancel_fd)(struct sb_io *io, int fd);
+	/* fd is about to be closed, with no operation pending on it: forget it (the next
+	 * socket may reuse the number). */
+	void (*forget_fd)(struct sb_io *io, int fd);
 	/* Submit what was queued and wait up to timeout_ms (-1 = forever, 0 = poll) for at
 	 * least one completion. Returns the number written to out (<= max), or -errno. */
 	int (*wait)(struct sb_io *io, struct sb_cqe *out, int max, int timeout_ms);

@@ -125,6 +125,11 @@ static int ur_cancel_fd(struct sb_io *io, int fd)
 	return 0;
 }
 
+static void ur_forget_fd(struct sb_io *io, int fd)
+{
+	(void)io, (void)fd; /* the ring keeps no per-fd state */
+}
+
 static int ur_wait(struct sb_io *io, struct sb_cqe *out, int max, int timeout_ms)
 {
 	struct io_uring_cqe *cqe;
@@ -166,5 +171,6 @@ const struct sb_io_backend sb_io_uring_backend = {
 	.recv = ur_recv,
 	.read_eventfd = ur_read_eventfd,
 	.cancel_fd = ur_cancel_fd,
+	.forget_fd = ur_forget_fd,
 	.wait = ur_wait,
 };

@@ -79,8 +79,12 @@ int sb_msg_new(const smtpbulk_message_t *m, struct sb_msg **out)
 	msg->n_rcpts = m->n_rcpts;
 	msg->host = m->host;
 	msg->res.user_data = m->user_data;
-	if (dotstuff_is_clean(msg->body, msg->body_len))
+	if (dotstuff_is_clean(msg->body, msg->body_len)) {
 		msg->flags |= SB_MSG_CLEAN;
+		msg->wire_size = msg->body_len;
+	} else {
+		msg->wire_size = dotstuff_wire_size(msg->body, msg->body_len);
+	}
 	if (smtp_has_8bit(msg->body, msg->body_len))
 		msg->flags |= SB_MSG_8BIT;
 	sbq_node_init(&msg->node);

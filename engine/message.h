@@ -37,6 +37,7 @@ struct sb_msg {
 	const char *from;     /* normalised, no brackets */
 	const char *body;
 	size_t body_len;
+	size_t wire_size;     /* body size on the wire, as SIZE counts it (RFC 1870) */
 	size_t n_rcpts;
 	int host;             /* requested host index, -1 = any */
 	unsigned flags;       /* enum sb_msg_flag */

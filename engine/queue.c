@@ -50,6 +50,9 @@ void sbq_node_init(struct sbq_node *n)
 
 int sbq_enqueue(struct sbq *q, struct sbq_node *n)
 {
+	/* A node goes through several queues in its life (submission, requeue, results):
+	 * urcu expects next == NULL on enqueue, so reset it here, not at each caller. */
+	cds_wfcq_node_init(to_cds(n));
 	/* cds_wfcq_enqueue returns false when the queue was empty before. */
 	return !cds_wfcq_enqueue(&q->head, &q->tail, to_cds(n));
 }

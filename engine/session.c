@@ -169,7 +169,7 @@ static void start_txn(struct sess *s, struct sb_msg *m)
 	m->attempts++;
 	sb_msg_reset_replies(m);
 	/* Refuse locally what the server told us it cannot take: no round trip wasted. */
-	if (s->caps.size_max && m->body_len > s->caps.size_max) {
+	if (s->caps.size_max && m->wire_size > s->caps.size_max) {
 		s->ops->done(s->ctx, s, m, SMTPBULK_REJECTED, SMTPBULK_EMSGSIZE);
 		return;
 	}
@@ -183,7 +183,7 @@ static void start_txn(struct sess *s, struct sb_msg *m)
 	if ((m->flags & SB_MSG_8BIT) && (s->caps.flags & SMTP_CAP_8BITMIME))
 		flags |= SMTP_MAIL_8BITMIME;
 	int n = smtp_cmd_mail(buf, sizeof(buf), m->from,
-			      (s->caps.flags & SMTP_CAP_SIZE) ? (uint64_t)m->body_len : 0, flags);
+			      (s->caps.flags & SMTP_CAP_SIZE) ? (uint64_t)m->wire_size : 0, flags);
 	if (n < 0) { /* cannot happen for a message sb_msg_new accepted */
 		s->ops->done(s->ctx, s, m, SMTPBULK_REJECTED, n);
 		return;

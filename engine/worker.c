@@ -168,6 +168,7 @@ static void teardown(struct sb_worker *w, struct sb_conn *c)
 		shutdown(c->fd, SHUT_RDWR);
 		return;
 	}
+	w->be->forget_fd(w->io, c->fd);
 	close(c->fd);
 	c->fd = -1;
 	if (!c->sess.was_ready)
@@ -201,8 +202,14 @@ static void after(struct sb_worker *w, struct sb_conn *c)
 		c->ready_counted = 1;
 		atomic_fetch_add_explicit(&w->sb->connects, 1, memory_order_relaxed);
 	}
-	if (s->state == SESS_IDLE)
-		idle_push(w, c);
+	if (s->state == SESS_IDLE) {
+		/* Stopping: a connection that became idle (its handshake or RSET just
+		 * finished) says QUIT instead of waiting for work. */
+		if (atomic_load_explicit(&w->sb->stopping, memory_order_relaxed))
+			sess_quit(s);
+		else
+			idle_push(w, c);
+	}
 	if (!c->send_busy && sess_has_output(s)) {
 		memset(&c->mh, 0, sizeof(c->mh));
 		c->mh.msg_iov = c->iov;
@@ -354,8 +361,9 @@ static void begin_stop(struct sb_worker *w)
 			c->reconnect_at = 0;
 			w->waiting--;
 		}
-		if (!sess_quit(&c->sess) && c->sess.state != SESS_DOWN &&
-		    c->sess.state != SESS_DEAD)
+		/* A message in progress is cancelled; a connection still shaking hands
+		 * or resetting goes on until idle, then says QUIT (see after()). */
+		if (c->sess.state == SESS_TXN || c->sess.state == SESS_CONNECTING)
 			sess_abort(&c->sess, SMTPBULK_CANCELLED, SMTPBULK_ECANCELLED);
 		after(w, c);
 	}

@@ -1,0 +1,112 @@
+// The Net::SMTP-style facade: call order, validation, quit's count, and that it sends
+// through the same engine.
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "engine_helpers.h"
+#include "scripted_peer.h"
+
+using namespace sbtest;
+
+static smtpbulk_t* facade_for(const ScriptedPeer& peer, smtpbulk_options_t* o = nullptr) {
+  smtpbulk_options_t local;
+  if (!o) {
+    smtpbulk_options_init(&local);
+    local.backend = test_backend();
+    local.connections = 2;
+    local.discard_results = 1;
+    o = &local;
+  }
+  return smtpbulk_new(peer.hostport().c_str(), o);
+}
+
+TEST(Facade, SendsAndQuitCountsUndelivered) {
+  PeerScript s;
+  s.on_cmd = [](int, const std::string& c) -> std::string {
+    return c.find("reject") != std::string::npos ? "550 5.1.1 no\r\n" : "";
+  };
+  ScriptedPeer peer(s);
+  smtpbulk_t* smtp = facade_for(peer);
+  ASSERT_NE(smtp, nullptr) << strerror(errno);
+  for (int i = 0; i < 10; i++) {
+    ASSERT_EQ(smtpbulk_mail(smtp, "<sender@x.test>"), 0);
+    ASSERT_EQ(smtpbulk_to(smtp, i % 5 == 0 ? "reject@x.test" : "ok@x.test"), 0);
+    ASSERT_EQ(smtpbulk_data(smtp), 0);
+    ASSERT_EQ(smtpbulk_datasend(smtp, "Subject: t\n", 11), 0);
+    ASSERT_EQ(smtpbulk_datasend(smtp, "\n.body\n", 7), 0);
+    ASSERT_EQ(smtpbulk_dataend(smtp), 0);
+  }
+  EXPECT_EQ(smtpbulk_quit(smtp, "batch-1"), 2);  // messages 0 and 5 rejected
+  EXPECT_EQ(smtpbulk_mail(smtp, "a@b.test"), 0);
+  EXPECT_EQ(smtpbulk_to(smtp, "a@b.test"), 0);
+  EXPECT_EQ(smtpbulk_data(smtp), 0);
+  EXPECT_EQ(smtpbulk_dataend(smtp), SMTPBULK_ESTOPPED);  // after quit nothing is sent
+  smtpbulk_free(smtp);
+  auto bodies = peer.bodies();
+  ASSERT_EQ(bodies.size(), 8u);
+  EXPECT_EQ(bodies[0], "Subject: t\r\n\r\n..body\r\n");
+  // QUIT went out on every connection.
+  auto cmds = peer.commands();
+  EXPECT_EQ(std::count(cmds.begin(), cmds.end(), "QUIT"), 2);
+}
+
+TEST(Facade, CallOrderEnforced) {
+  ScriptedPeer peer(PeerScript{});
+  smtpbulk_t* smtp = facade_for(peer);
+  ASSERT_NE(smtp, nullptr);
+  EXPECT_EQ(smtpbulk_to(smtp, "a@b.test"), SMTPBULK_ESEQUENCE);
+  EXPECT_EQ(smtpbulk_data(smtp), SMTPBULK_ESEQUENCE);
+  EXPECT_EQ(smtpbulk_datasend(smtp, "x", 1), SMTPBULK_ESEQUENCE);
+  EXPECT_EQ(smtpbulk_dataend(smtp), SMTPBULK_ESEQUENCE);
+  ASSERT_EQ(smtpbulk_mail(smtp, "a@b.test"), 0);
+  EXPECT_EQ(smtpbulk_mail(smtp, "a@b.test"), SMTPBULK_ESEQUENCE);
+  EXPECT_EQ(smtpbulk_data(smtp), SMTPBULK_ESEQUENCE);  // no recipient yet
+  EXPECT_EQ(smtpbulk_to(smtp, "x@y.test\r\nDATA"), SMTPBULK_EBADADDR);
+  EXPECT_EQ(smtpbulk_to(smtp, ""), SMTPBULK_EBADADDR);
+  EXPECT_EQ(smtpbulk_quit(smtp, nullptr), 0);
+  smtpbulk_free(smtp);
+  EXPECT_EQ(peer.bodies().size(), 0u);
+}
+
+TEST(Facade, BadHostStrings) {
+  smtpbulk_options_t o;
+  smtpbulk_options_init(&o);
+  o.backend = test_backend();
+  for (const char* h : {"", ":25", "host:", "host:0", "host:99999", "host:25x", "[::1",
+                        "[::1]x", "bad host"}) {
+    errno = 0;
+    EXPECT_EQ(smtpbulk_new(h, &o), nullptr) << h;
+    EXPECT_NE(errno, 0) << h;
+  }
+  EXPECT_EQ(smtpbulk_new(nullptr, nullptr), nullptr);  // no host at all
+  EXPECT_EQ(smtpbulk_mail(nullptr, "a@b"), -EINVAL);
+}
+
+TEST(Facade, HostListBesideTheFirstHost) {
+  ScriptedPeer a(PeerScript{}), b(PeerScript{});
+  smtpbulk_host_t more{};
+  more.host = "127.0.0.1";
+  more.port = b.port();
+  more.connections = 1;
+  smtpbulk_options_t o;
+  smtpbulk_options_init(&o);
+  o.backend = test_backend();
+  o.hosts = &more;
+  o.n_hosts = 1;
+  o.connections = 1;
+  o.discard_results = 1;
+  smtpbulk_t* smtp = smtpbulk_new(a.hostport().c_str(), &o);
+  ASSERT_NE(smtp, nullptr);
+  for (int i = 0; i < 40; i++) {
+    ASSERT_EQ(smtpbulk_mail(smtp, "s@x.test"), 0);
+    ASSERT_EQ(smtpbulk_to(smtp, "r@x.test"), 0);
+    ASSERT_EQ(smtpbulk_data(smtp), 0);
+    ASSERT_EQ(smtpbulk_dataend(smtp), 0);
+  }
+  EXPECT_EQ(smtpbulk_quit(smtp, "two-hosts"), 0);
+  smtpbulk_free(smtp);
+  EXPECT_EQ(a.bodies().size() + b.bodies().size(), 40u);
+  EXPECT_GT(a.bodies().size(), 0u);  // both hosts carried mail
+  EXPECT_GT(b.bodies().size(), 0u);
+}

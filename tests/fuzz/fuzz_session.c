@@ -1,0 +1,96 @@
+/* Fuzz the session state machine with arbitrary server bytes: it must never crash,
+ * and every message it is given must end exactly once (done or requeued). */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "message.h"
+#include "session.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct ctx {
+	struct sb_msg *msgs[4];
+	int given, ended[4];
+};
+
+static int idx_of(struct ctx *c, struct sb_msg *m)
+{
+	for (int i = 0; i < 4; i++)
+		if (c->msgs[i] == m)
+			return i;
+	abort();
+}
+
+static struct sb_msg *next(void *p, struct sess *s)
+{
+	struct ctx *c = p;
+	(void)s;
+	return c->given < 4 ? c->msgs[c->given++] : NULL;
+}
+
+static void done(void *p, struct sess *s, struct sb_msg *m, smtpbulk_status_t st, int err)
+{
+	struct ctx *c = p;
+	(void)s, (void)st, (void)err;
+	if (c->ended[idx_of(c, m)]++)
+		abort(); /* a second result */
+}
+
+static void requeue(void *p, struct sess *s, struct sb_msg *m)
+{
+	done(p, s, m, SMTPBULK_FAILED, 0);
+}
+
+static const struct sess_ops ops = {next, done, requeue, NULL};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct sess_cfg cfg = {"fuzz.test", 2, 3, 0};
+	struct ctx c;
+	struct sess s;
+	const char *rc[] = {"a@x", "b@x"};
+	memset(&c, 0, sizeof(c));
+	for (int i = 0; i < 4; i++) {
+		smtpbulk_message_t m = {sizeof(m), "s@x", rc, 1 + (size_t)(i & 1),
+					i & 2 ? ".x\nb" : "x\r\n", 4, -1, 0, NULL};
+		if (sb_msg_new(&m, &c.msgs[i]))
+			abort();
+	}
+	if (sess_init(&s, &cfg, &ops, &c, 0, 0))
+		abort();
+	sess_connecting(&s);
+	sess_connected(&s, 0);
+	size_t off = 0;
+	while (off < size && s.state != SESS_CLOSED && s.state != SESS_DEAD) {
+		struct iovec iov[4];
+		int n;
+		/* Drain what the session wants to send, as a socket would. */
+		for (int guard = 0; guard < 64 && (n = sess_output(&s, iov, 4)) > 0; guard++) {
+			size_t t = 0;
+			for (int i = 0; i < n; i++)
+				t += iov[i].iov_len;
+			sess_sent(&s, t);
+		}
+		size_t cap;
+		char *p = sess_rspace(&s, &cap);
+		size_t chunk = 1 + data[off] % 64;
+		off++;
+		if (chunk > size - off)
+			chunk = size - off;
+		if (chunk > cap)
+			chunk = cap;
+		memcpy(p, data + off, chunk);
+		off += chunk;
+		sess_input(&s, chunk);
+	}
+	sess_abort(&s, SMTPBULK_CANCELLED, 0);
+	for (int i = 0; i < c.given; i++)
+		if (c.ended[i] != 1)
+			abort(); /* a message taken but never ended */
+	sess_fini(&s);
+	for (int i = 0; i < 4; i++)
+		sb_msg_free(c.msgs[i]);
+	return 0;
+}

@@ -1,0 +1,250 @@
+#include "scripted_peer.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+namespace sbtest {
+
+static int listen_on(uint16_t* port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(*port);
+  socklen_t l = sizeof(a);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0 || listen(fd, 512) < 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &l) < 0) {
+    close(fd);
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+uint16_t free_port() {
+  uint16_t p = 0;
+  int fd = listen_on(&p);
+  if (fd >= 0) close(fd);
+  return p;
+}
+
+ScriptedPeer::ScriptedPeer(PeerScript script) : script_(std::move(script)) {
+  listen_fd_ = listen_on(&port_);
+  if (listen_fd_ >= 0) acceptor_ = std::thread([this] { accept_loop(); });
+}
+
+ScriptedPeer::~ScriptedPeer() { stop(); }
+
+void ScriptedPeer::stop() {
+  if (stopping_.exchange(true)) return;
+  if (listen_fd_ >= 0) shutdown(listen_fd_, SHUT_RDWR);
+  if (acceptor_.joinable()) acceptor_.join();
+  if (listen_fd_ >= 0) close(listen_fd_);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+  }
+  for (auto& t : workers_)
+    if (t.joinable()) t.join();
+}
+
+std::vector<std::string> ScriptedPeer::commands() {
+  std::lock_guard<std::mutex> g(mu_);
+  return commands_;
+}
+
+std::vector<std::string> ScriptedPeer::bodies() {
+  std::lock_guard<std::mutex> g(mu_);
+  return bodies_;
+}
+
+void ScriptedPeer::accept_loop() {
+  while (!stopping_) {
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;  // shut down
+    }
+    // Bound every read: a test must never hang on a peer.
+    timeval tv{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    std::lock_guard<std::mutex> g(mu_);
+    if (stopping_) {
+      close(fd);
+      return;
+    }
+    int index = conns_++;
+    fds_.push_back(fd);
+    workers_.emplace_back([this, fd, index] { serve(fd, index); });
+  }
+}
+
+static bool send_all(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+static std::string upper_verb(const std::string& line) {
+  std::string v = line.substr(0, line.find_first_of(" :"));
+  for (auto& c : v) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
+  return v;
+}
+
+void ScriptedPeer::serve(int fd, int index) {
+  std::string buf;
+  bool in_data = false;
+  bool hang = false;
+  char tmp[65536];
+  auto done = [&] { shutdown(fd, SHUT_RDWR); };
+
+  if (!script_.greeting.empty() && script_.greeting != "HANG" && !send_all(fd, script_.greeting))
+    return done();
+  if (script_.greeting == "HANG") hang = true;
+  if (script_.greeting.empty()) return done();  // close at once
+
+  for (;;) {
+    ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
+    if (n <= 0 || stopping_) return done();
+    if (hang) continue;
+    buf.append(tmp, static_cast<size_t>(n));
+    for (;;) {
+      if (in_data) {
+        // End of data: CRLF.CRLF, or ".\r\n" when the body is empty.
+        size_t end;
+        std::string body;
+        if (buf.compare(0, 3, ".\r\n") == 0) {
+          end = 3;
+        } else {
+          size_t p = buf.find("\r\n.\r\n");
+          if (p == std::string::npos) break;
+          body = buf.substr(0, p + 2);
+          end = p + 5;
+        }
+        buf.erase(0, end);
+        in_data = false;
+        {
+          std::lock_guard<std::mutex> g(mu_);
+          bodies_.push_back(body);
+        }
+        std::string r = script_.on_data ? script_.on_data(index, body) : "";
+        if (r.empty()) r = "250 2.0.0 Ok: queued\r\n";
+        if (r == "CLOSE") return done();
+        if (r == "HANG") { hang = true; break; }
+        if (!send_all(fd, r)) return done();
+        continue;
+      }
+      size_t p = buf.find("\r\n");
+      if (p == std::string::npos) break;
+      std::string line = buf.substr(0, p);
+      buf.erase(0, p + 2);
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        commands_.push_back(line);
+      }
+      std::string verb = upper_verb(line);
+      std::string r = script_.on_cmd ? script_.on_cmd(index, line) : "";
+      if (r == "CLOSE") return done();
+      if (r == "HANG") { hang = true; break; }
+      if (r.empty()) {
+        if (verb == "EHLO") r = script_.ehlo;
+        else if (verb == "HELO") r = "250 peer.test\r\n";
+        else if (verb == "MAIL") r = "250 2.1.0 Ok\r\n";
+        else if (verb == "RCPT") r = "250 2.1.5 Ok\r\n";
+        else if (verb == "DATA") r = "354 End data with <CR><LF>.<CR><LF>\r\n";
+        else if (verb == "RSET") r = "250 2.0.0 Ok\r\n";
+        else if (verb == "NOOP") r = "250 2.0.0 Ok\r\n";
+        else if (verb == "QUIT") r = "221 2.0.0 Bye\r\n";
+        else r = "502 5.5.2 Error: command not recognized\r\n";
+      }
+      if (verb == "DATA" && r.compare(0, 3, "354") == 0) in_data = true;
+      if (!send_all(fd, r)) return done();
+      if (verb == "QUIT") return done();
+    }
+  }
+}
+
+SmtpSink::SmtpSink(const std::vector<std::string>& extra_args) {
+  const char* bin = "/usr/sbin/smtp-sink";
+  struct stat st;
+  if (stat(bin, &st) != 0) {
+    error_ = "Postfix smtp-sink not found at /usr/sbin/smtp-sink: run scripts/setup-deps.sh";
+    return;
+  }
+  for (int attempt = 0; attempt < 5 && pid_ < 0; attempt++) {
+    port_ = free_port();
+    std::string addr = "127.0.0.1:" + std::to_string(port_);
+    std::vector<std::string> args = {bin};
+    if (geteuid() == 0) {  // smtp-sink refuses to run as root without a user to become
+      args.push_back("-u");
+      args.push_back("nobody");
+    }
+    args.push_back("-c");
+    for (auto& a : extra_args) args.push_back(a);
+    args.push_back(addr);
+    args.push_back("1024");
+    int pid = fork();
+    if (pid == 0) {
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      int devnull = open("/dev/null", O_WRONLY);
+      if (devnull >= 0) dup2(devnull, 1);
+      execv(bin, argv.data());
+      _exit(127);
+    }
+    // Wait (bounded) until it accepts connections.
+    for (int i = 0; i < 100; i++) {
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(port_);
+      bool up = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+      close(fd);
+      if (up) {
+        pid_ = pid;
+        break;
+      }
+      int status;
+      if (waitpid(pid, &status, WNOHANG) == pid) break;  // it died: port taken?
+      usleep(20000);
+    }
+    if (pid_ < 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+  if (pid_ < 0 && error_.empty()) error_ = "smtp-sink did not start";
+}
+
+SmtpSink::~SmtpSink() {
+  if (pid_ > 0) {
+    kill(pid_, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+      usleep(10000);
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+}  // namespace sbtest

@@ -1,0 +1,79 @@
+// An in-process SMTP server for exact exchanges: every command it receives is recorded,
+// and a test decides each reply. Binds 127.0.0.1 on a free port; one thread per
+// connection; every read is bounded by a timeout; the destructor stops everything.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace sbtest {
+
+// What to answer. Returning "" means "the default reply". The special reply "CLOSE"
+// closes the connection without answering; "HANG" stops answering (until stop).
+struct PeerScript {
+  std::string greeting = "220 peer.test ESMTP scripted\r\n";
+  std::string ehlo =
+      "250-peer.test greets you\r\n250-PIPELINING\r\n250-SIZE 10000000\r\n"
+      "250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";
+  // conn: connection index (0, 1, ...); cmd: the command line without CRLF.
+  std::function<std::string(int conn, const std::string& cmd)> on_cmd;
+  // body: the raw data as received (still dot-stuffed), without the final ".\r\n".
+  std::function<std::string(int conn, const std::string& body)> on_data;
+};
+
+class ScriptedPeer {
+ public:
+  explicit ScriptedPeer(PeerScript script);
+  ~ScriptedPeer();
+  ScriptedPeer(const ScriptedPeer&) = delete;
+  ScriptedPeer& operator=(const ScriptedPeer&) = delete;
+
+  uint16_t port() const { return port_; }
+  std::string hostport() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::vector<std::string> commands();  // every command line, all connections, in order
+  std::vector<std::string> bodies();    // every message body received
+  int connections() const { return conns_.load(); }
+  void stop();
+
+ private:
+  void accept_loop();
+  void serve(int fd, int index);
+
+  PeerScript script_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> conns_{0};
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::vector<std::thread> workers_;
+  std::vector<int> fds_;
+  std::vector<std::string> commands_;
+  std::vector<std::string> bodies_;
+};
+
+// Postfix smtp-sink on a free 127.0.0.1 port, killed by the destructor.
+class SmtpSink {
+ public:
+  explicit SmtpSink(const std::vector<std::string>& extra_args = {});
+  ~SmtpSink();
+  bool ok() const { return pid_ > 0; }
+  uint16_t port() const { return port_; }
+  std::string hostport() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string error() const { return error_; }
+
+ private:
+  int pid_ = -1;
+  uint16_t port_ = 0;
+  std::string error_;
+};
+
+// A free TCP port on 127.0.0.1 (bound and released: the caller binds it next).
+uint16_t free_port();
+
+}  // namespace sbtest

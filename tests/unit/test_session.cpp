@@ -1,0 +1,280 @@
+// The session state machine driven with buffers alone: no sockets, no threads.
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "message.h"
+#include "session.h"
+}
+
+namespace {
+
+struct Fake {
+  std::deque<sb_msg*> queue;
+  struct Done {
+    sb_msg* m;
+    smtpbulk_status_t st;
+    int err;
+    std::vector<int> rcpt_codes;
+    int final_code;
+  };
+  std::vector<Done> done;
+  std::vector<sb_msg*> requeued;
+};
+
+sb_msg* next_msg(void* ctx, sess*) {
+  auto* f = static_cast<Fake*>(ctx);
+  if (f->queue.empty()) return nullptr;
+  sb_msg* m = f->queue.front();
+  f->queue.pop_front();
+  return m;
+}
+void done(void* ctx, sess*, sb_msg* m, smtpbulk_status_t st, int err) {
+  auto* f = static_cast<Fake*>(ctx);
+  Fake::Done d{m, st, err, {}, m->final.code};
+  for (size_t i = 0; i < m->n_rcpts; i++) d.rcpt_codes.push_back(m->rcpt_recs[i].code);
+  f->done.push_back(d);
+}
+void requeue(void* ctx, sess*, sb_msg* m) { static_cast<Fake*>(ctx)->requeued.push_back(m); }
+
+const sess_ops kOps = {next_msg, done, requeue, nullptr};
+
+class SessionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cfg_.hello = "client.test";
+    cfg_.max_attempts = 2;
+    cfg_.retry_fail = 3;
+    cfg_.debug = 0;
+    ASSERT_EQ(sess_init(&s_, &cfg_, &kOps, &f_, 0, 0), 0);
+  }
+  void TearDown() override {
+    sess_fini(&s_);
+    for (auto* m : msgs_) sb_msg_free(m);
+  }
+  sb_msg* msg(std::vector<const char*> rcpts, const std::string& body) {
+    smtpbulk_message_t m{};
+    m.struct_size = sizeof(m);
+    m.from = "a@b.test";
+    m.rcpts = rcpts.data();
+    m.n_rcpts = rcpts.size();
+    m.body = body.data();
+    m.body_len = body.size();
+    m.host = -1;
+    sb_msg* out = nullptr;
+    EXPECT_EQ(sb_msg_new(&m, &out), 0);
+    msgs_.push_back(out);
+    return out;
+  }
+  // Everything the session wants to send, marked as sent.
+  std::string take_output() {
+    std::string out;
+    for (int guard = 0; guard < 1000 && sess_has_output(&s_); guard++) {
+      iovec iov[4];
+      int n = sess_output(&s_, iov, 4);
+      size_t total = 0;
+      for (int i = 0; i < n; i++) {
+        out.append(static_cast<char*>(iov[i].iov_base), iov[i].iov_len);
+        total += iov[i].iov_len;
+      }
+      sess_sent(&s_, total);
+    }
+    return out;
+  }
+  void feed(const std::string& in) {
+    size_t cap;
+    char* p = sess_rspace(&s_, &cap);
+    ASSERT_LE(in.size(), cap);
+    memcpy(p, in.data(), in.size());
+    sess_input(&s_, in.size());
+  }
+  void connect_ready(const std::string& ehlo = "250-x\r\n250 SIZE 1000\r\n") {
+    sess_connecting(&s_);
+    sess_connected(&s_, 0);
+    feed("220 hi\r\n");
+    EXPECT_EQ(take_output(), "EHLO client.test\r\n");
+    feed(ehlo);
+  }
+
+  sess_cfg cfg_{};
+  sess s_{};
+  Fake f_;
+  std::vector<sb_msg*> msgs_;
+};
+
+TEST_F(SessionTest, LockstepDelivery) {
+  f_.queue.push_back(msg({"r1@x", "r2@x"}, "hi\r\n"));
+  connect_ready();
+  EXPECT_EQ(take_output(), "MAIL FROM:<a@b.test> SIZE=4\r\n");
+  EXPECT_EQ(take_output(), "");  // lockstep: nothing more until the reply
+  feed("250 ok\r\n");
+  EXPECT_EQ(take_output(), "RCPT TO:<r1@x>\r\n");
+  feed("250 ok\r\n");
+  EXPECT_EQ(take_output(), "RCPT TO:<r2@x>\r\n");
+  feed("250 ok\r\n");
+  EXPECT_EQ(take_output(), "DATA\r\n");
+  feed("354 go\r\n");
+  EXPECT_EQ(take_output(), "hi\r\n.\r\n");
+  feed("250 2.0.0 queued\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_DELIVERED);
+  EXPECT_EQ(s_.state, SESS_IDLE);
+}
+
+TEST_F(SessionTest, RepliesSplitAcrossReads) {
+  f_.queue.push_back(msg({"r@x"}, "x\r\n"));
+  connect_ready();
+  take_output();
+  feed("2");
+  feed("50 o");
+  EXPECT_EQ(take_output(), "");
+  feed("k\r\n");
+  EXPECT_EQ(take_output(), "RCPT TO:<r@x>\r\n");
+}
+
+TEST_F(SessionTest, HeloFallback) {
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  feed("220 hi\r\n");
+  take_output();
+  feed("502 5.5.2 what\r\n");
+  EXPECT_EQ(take_output(), "HELO client.test\r\n");
+  feed("250 ok\r\n");
+  EXPECT_EQ(s_.state, SESS_IDLE);
+  EXPECT_EQ(s_.caps.flags, 0u);
+}
+
+TEST_F(SessionTest, PartialRecipients) {
+  f_.queue.push_back(msg({"good@x", "bad@x"}, "b\r\n"));
+  connect_ready();
+  take_output();
+  feed("250 ok\r\n");
+  take_output();
+  feed("250 ok\r\n");
+  take_output();
+  feed("550 5.1.1 no\r\n");
+  EXPECT_EQ(take_output(), "DATA\r\n");
+  feed("354 go\r\n");
+  take_output();
+  feed("250 ok\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_PARTIAL);
+  EXPECT_EQ(f_.done[0].rcpt_codes, (std::vector<int>{250, 550}));
+}
+
+TEST_F(SessionTest, AllRecipientsRefusedThenRsetAndReuse) {
+  f_.queue.push_back(msg({"bad@x"}, "b\r\n"));
+  f_.queue.push_back(msg({"ok@x"}, "b\r\n"));
+  connect_ready();
+  take_output();
+  feed("250 ok\r\n");
+  take_output();
+  feed("450 4.2.0 later\r\n");
+  EXPECT_EQ(take_output(), "RSET\r\n");  // no DATA for a message nobody will get
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_FAILED);  // a 4xx refusal is temporary
+  EXPECT_EQ(f_.done[0].final_code, 450);
+  feed("250 ok\r\n");
+  EXPECT_EQ(take_output(), "MAIL FROM:<a@b.test> SIZE=3\r\n");
+}
+
+TEST_F(SessionTest, MailRejectedIsPermanent) {
+  f_.queue.push_back(msg({"r@x"}, "b\r\n"));
+  connect_ready();
+  take_output();
+  feed("553 5.7.1 sender refused\r\n");
+  EXPECT_EQ(take_output(), "RSET\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_REJECTED);
+}
+
+TEST_F(SessionTest, BodyIsStuffedAndStreamed) {
+  std::string body = ".dot\nline\n";
+  body += std::string(3 * SESS_XBUF, 'y');  // bigger than one transform chunk
+  f_.queue.push_back(msg({"r@x"}, body));
+  connect_ready("250-x\r\n250 SIZE\r\n");  // no limit
+  take_output();
+  feed("250 ok\r\n");
+  take_output();
+  feed("250 ok\r\n");
+  take_output();
+  feed("354 go\r\n");
+  std::string out = take_output();
+  EXPECT_EQ(out.substr(0, 16), "..dot\r\nline\r\nyyy");
+  EXPECT_EQ(out.size(), body.size() + 1 + 2 + 2 + 3);  // "." + 2 CRs + CRLF + ".\r\n"
+  EXPECT_EQ(out.substr(out.size() - 5), "\r\n.\r\n");
+}
+
+TEST_F(SessionTest, SizeLimitRefusedLocally) {
+  f_.queue.push_back(msg({"r@x"}, std::string(2000, 'x')));
+  connect_ready("250-x\r\n250 SIZE 1000\r\n");
+  EXPECT_EQ(take_output(), "");  // nothing sent for a message the server cannot take
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_REJECTED);
+  EXPECT_EQ(f_.done[0].err, SMTPBULK_EMSGSIZE);
+}
+
+TEST_F(SessionTest, ConnectionLossRequeuesThenFails) {
+  sb_msg* m = msg({"r@x"}, "b\r\n");
+  f_.queue.push_back(m);
+  connect_ready();
+  take_output();
+  sess_io_error(&s_, SMTPBULK_ECLOSED);
+  ASSERT_EQ(f_.requeued.size(), 1u);  // first attempt: back to the queue
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  sess_reset(&s_);
+  f_.queue.push_back(m);
+  connect_ready();
+  take_output();
+  feed("421 4.3.2 shutting down\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);  // second attempt was the last (max_attempts 2)
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_FAILED);
+  EXPECT_EQ(f_.done[0].err, SMTPBULK_ECLOSED);
+  EXPECT_EQ(f_.done[0].final_code, 421);
+}
+
+TEST_F(SessionTest, MalformedAndTooLongRepliesEndTheConnection) {
+  connect_ready();
+  feed("hello there\r\n");
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(s_.error, SMTPBULK_EPROTO);
+  sess_reset(&s_);
+  connect_ready();
+  std::string endless(SMTP_REPLY_LINE_MAX + 10, 'x');
+  feed("250 " + endless);
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(s_.error, SMTPBULK_ETOOLONG);
+}
+
+TEST_F(SessionTest, UnsolicitedReplyIsProtocolError) {
+  connect_ready();
+  feed("250 surprise\r\n");
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(s_.error, SMTPBULK_EPROTO);
+}
+
+TEST_F(SessionTest, GivesUpAfterRetryFailConnections) {
+  for (unsigned i = 0; i < cfg_.retry_fail; i++) {
+    sess_connecting(&s_);
+    sess_connected(&s_, -ECONNREFUSED);
+    if (i + 1 < cfg_.retry_fail) {
+      EXPECT_EQ(s_.state, SESS_CLOSED);
+      sess_reset(&s_);
+    }
+  }
+  EXPECT_EQ(s_.state, SESS_DEAD);
+}
+
+TEST_F(SessionTest, QuitOnlyWhenIdle) {
+  connect_ready();
+  EXPECT_EQ(sess_quit(&s_), 1);
+  EXPECT_EQ(take_output(), "QUIT\r\n");
+  feed("221 bye\r\n");
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(s_.error, 0);
+}
+
+}  // namespace
