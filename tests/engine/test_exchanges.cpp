@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <thread>
 
 #include "engine_helpers.h"
 #include "scripted_peer.h"
@@ -264,4 +265,21 @@ TEST(Exchange, MessageForAnyHostUsesTheLiveOne) {
     EXPECT_EQ(r.host_index, 1);
   }
   EXPECT_EQ(good.bodies().size(), 20u);
+}
+
+TEST(Exchange, StalledConnectionDoesNotHoldUpOthers) {
+  // Connection 0 never answers its first final dot; connection 1 must carry every
+  // other message meanwhile.
+  PeerScript s;
+  s.on_data = [](int conn, const std::string&) -> std::string { return conn == 0 ? "HANG" : ""; };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 2);
+  ASSERT_EQ(e.start(), 0);
+  for (int i = 0; i < 100 && peer.connections() < 2; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 30; i++) ids.push_back(e.send({"r@x.test"}, "hi\r\n"));
+  ASSERT_TRUE(e.results.wait(29, 10000)) << "only " << e.results.total() << " results";
+  EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], 29u);
+  EXPECT_EQ(smtpbulk_drain(e.sb, 100), -ETIMEDOUT);  // the stuck one is still pending
 }
