@@ -232,11 +232,14 @@ static void wake_for(smtpbulk_t *sb, int host)
 
 static void enqueue(smtpbulk_t *sb, struct sb_msg *msg)
 {
-	struct sbq *q = msg->host >= 0 ? sb->hosts[msg->host].queue : sb->any_queue;
+	/* Read everything needed first: once enqueued, a worker may finish the message
+	 * and free it before sbq_enqueue() even returns. */
+	int host = msg->host;
+	struct sbq *q = host >= 0 ? sb->hosts[host].queue : sb->any_queue;
 	/* Only the enqueue that makes a queue non-empty wakes: a worker that is awake
 	 * will see the rest before it sleeps again. */
 	if (sbq_enqueue(q, &msg->node))
-		wake_for(sb, msg->host);
+		wake_for(sb, host);
 }
 
 static void note_queued(smtpbulk_t *sb, uint64_t q)

@@ -515,7 +515,7 @@ void sess_abort(struct sess *s, smtpbulk_status_t st, int err)
 	s->fifo_len = 0;
 	s->woff = s->wlen = 0;
 	s->nseg = 0;
-	if (s->state != SESS_DEAD)
+	if (s->state != SESS_DEAD && s->state != SESS_DOWN)
 		set_state(s, SESS_CLOSED);
 }
 

@@ -122,6 +122,7 @@ static void conn_start(struct sb_worker *w, struct sb_conn *c)
 	c->gen++;
 	c->reconnect_at = 0;
 	c->ready_counted = 0;
+	c->cancelled = 0;
 	sess_connecting(&c->sess);
 	c->fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
@@ -158,23 +159,17 @@ static void conn_dead(struct sb_worker *w, struct sb_conn *c)
 	}
 }
 
-static void teardown(struct sb_worker *w, struct sb_conn *c)
+/* The connection is over and its socket (if any) closed: count it, then reconnect
+ * later, or, for a connection that gave up, tell the host. Runs once per connection. */
+static void closed(struct sb_worker *w, struct sb_conn *c)
 {
-	if (c->inflight > 0) {
-		/* Cancel, and shut the socket so a receive the kernel is already running
-		 * ends too; we close only when every operation has come back, so no
-		 * completion can land in buffers a new connection uses. */
-		w->be->cancel_fd(w->io, c->fd);
-		shutdown(c->fd, SHUT_RDWR);
-		return;
-	}
-	w->be->forget_fd(w->io, c->fd);
-	close(c->fd);
-	c->fd = -1;
-	if (!c->sess.was_ready)
+	if (!c->sess.was_ready && c->sess.error)
 		atomic_fetch_add_explicit(&w->sb->connect_fails, 1, memory_order_relaxed);
 	if (c->sess.state == SESS_DEAD) {
-		conn_dead(w, c);
+		if (!c->dead_counted) {
+			c->dead_counted = 1;
+			conn_dead(w, c);
+		}
 		return;
 	}
 	sess_reset(&c->sess);
@@ -185,17 +180,39 @@ static void teardown(struct sb_worker *w, struct sb_conn *c)
 	}
 }
 
+static void teardown(struct sb_worker *w, struct sb_conn *c)
+{
+	if (c->inflight > 0) {
+		/* Cancel, and shut the socket so a receive the kernel is already running
+		 * ends too; we close only when every operation has come back, so no
+		 * completion can land in buffers a new connection uses. Once is enough. */
+		if (c->fd >= 0 && !c->cancelled) {
+			c->cancelled = 1;
+			w->be->cancel_fd(w->io, c->fd);
+			shutdown(c->fd, SHUT_RDWR);
+		}
+		return;
+	}
+	if (c->fd >= 0) {
+		w->be->forget_fd(w->io, c->fd);
+		close(c->fd);
+		c->fd = -1;
+	}
+	closed(w, c);
+}
+
 /* Bring the I/O in line with what the session wants, after any session event. */
 static void after(struct sb_worker *w, struct sb_conn *c)
 {
 	struct sess *s = &c->sess;
 	unsigned idx = (unsigned)(c - w->conns);
 
-	if (s->state == SESS_CLOSED || s->state == SESS_DEAD) {
-		if (c->fd >= 0)
-			teardown(w, c);
+	if (s->state == SESS_CLOSED || (s->state == SESS_DEAD && !c->dead_counted)) {
+		teardown(w, c);
 		return;
 	}
+	if (s->state == SESS_DEAD)
+		return;
 	if (c->fd < 0 || s->state == SESS_CONNECTING || s->state == SESS_DOWN)
 		return;
 	if (s->was_ready && !c->ready_counted) {

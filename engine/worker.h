@@ -16,6 +16,8 @@ struct sb_conn {
 	uint32_t gen;          /* bumped per connection; stale completions are dropped */
 	unsigned inflight;     /* operations not yet completed (any generation) */
 	uint8_t recv_busy, send_busy, idle_listed, ready_counted;
+	uint8_t cancelled;     /* cancel_fd already issued for this connection */
+	uint8_t dead_counted;  /* its host was told this connection gave up */
 	uint64_t reconnect_at; /* ns; 0 = not waiting */
 	struct msghdr mh;      /* the send in flight */
 	struct iovec iov[4];

@@ -22,14 +22,7 @@ TEST(Lifecycle, PollDeliversEveryResultOnce) {
   int tag = 7;
   for (int i = 0; i < 50; i++) {
     const char* rc[] = {"r@x.test"};
-    smtpbulk_message_t m{};
-    m.struct_size = sizeof(m);
-    m.from = "s@x.test";
-    m.rcpts = rc;
-    m.n_rcpts = 1;
-    m.body = "hi\r\n";
-    m.body_len = 4;
-    m.host = -1;
+    smtpbulk_message_t m = make_msg(rc, 1, "hi\r\n", 4);
     m.user_data = &tag;
     uint64_t id;
     ASSERT_EQ(smtpbulk_submit(e.sb, &m, 0, &id), 0);
@@ -101,12 +94,7 @@ TEST(Lifecycle, SubmitValidation) {
   ASSERT_EQ(e.start(), 0);
   const char* good[] = {"r@x.test"};
   const char* bad[] = {"r@x.test\r\nRCPT TO:<evil@x.test>"};
-  smtpbulk_message_t m{};
-  m.struct_size = sizeof(m);
-  m.from = "s@x.test";
-  m.rcpts = bad;
-  m.n_rcpts = 1;
-  m.host = -1;
+  smtpbulk_message_t m = make_msg(bad, 1);
   EXPECT_EQ(smtpbulk_submit(e.sb, &m, 0, nullptr), SMTPBULK_EBADADDR);
   m.rcpts = good;
   m.from = "s@x\n";
@@ -160,12 +148,7 @@ TEST(Lifecycle, SubmitBeforeStartOrAfterStopRefused) {
   e.opts.n_hosts = 1;
   ASSERT_EQ(smtpbulk_create(&e.opts, &e.sb), 0);
   const char* rc[] = {"r@x.test"};
-  smtpbulk_message_t m{};
-  m.struct_size = sizeof(m);
-  m.from = "s@x.test";
-  m.rcpts = rc;
-  m.n_rcpts = 1;
-  m.host = -1;
+  smtpbulk_message_t m = make_msg(rc, 1);
   EXPECT_EQ(smtpbulk_submit(e.sb, &m, 0, nullptr), SMTPBULK_ESTOPPED);
   ASSERT_EQ(smtpbulk_start(e.sb), 0);
   EXPECT_EQ(smtpbulk_start(e.sb), -EALREADY);

@@ -24,15 +24,7 @@ TEST(SmtpSink, HundredThousandMessagesEachExactlyOneDeliveredResult) {
   std::vector<uint64_t> ids;
   ids.reserve(kMessages);
   for (int i = 0; i < kMessages; i++) {
-    smtpbulk_message_t m{};
-    m.struct_size = sizeof(m);
-    m.from = "sender@example.com";
-    m.rcpts = rcpt;
-    m.n_rcpts = 1;
-    m.body = kBody.data();
-    m.body_len = kBody.size();
-    m.host = -1;
-    m.flags = SMTPBULK_MSG_BORROW_BODY;
+    smtpbulk_message_t m = make_msg(rcpt, 1, kBody.data(), kBody.size(), SMTPBULK_MSG_BORROW_BODY);
     uint64_t id;
     ASSERT_EQ(smtpbulk_submit(e.sb, &m, 0, &id), 0);
     ids.push_back(id);
@@ -61,15 +53,7 @@ TEST(SmtpSink, BoundedQueueNeverExceedsItsBound) {
   std::thread producer([&] {
     const char* rcpt[] = {"rcpt@example.com"};
     for (int i = 0; i < kMessages; i++) {
-      smtpbulk_message_t m{};
-      m.struct_size = sizeof(m);
-      m.from = "sender@example.com";
-      m.rcpts = rcpt;
-      m.n_rcpts = 1;
-      m.body = kBody.data();
-      m.body_len = 200;
-      m.host = -1;
-      m.flags = SMTPBULK_MSG_BORROW_BODY;
+      smtpbulk_message_t m = make_msg(rcpt, 1, kBody.data(), 200, SMTPBULK_MSG_BORROW_BODY);
       if (smtpbulk_submit(e.sb, &m, 0, nullptr) != 0) failures++;
     }
     done = true;
@@ -101,12 +85,7 @@ TEST(SmtpSink, NonBlockingSubmitSaysEagainWhenFull) {
   e->opts.queue_bound = 10;
   ASSERT_EQ(e->start(), 0);
   const char* rcpt[] = {"r@x.test"};
-  smtpbulk_message_t m{};
-  m.struct_size = sizeof(m);
-  m.from = "s@x.test";
-  m.rcpts = rcpt;
-  m.n_rcpts = 1;
-  m.host = -1;
+  smtpbulk_message_t m = make_msg(rcpt, 1);
   for (int i = 0; i < 10; i++) ASSERT_EQ(smtpbulk_submit(e->sb, &m, SMTPBULK_SUBMIT_NONBLOCK, nullptr), 0);
   EXPECT_EQ(smtpbulk_submit(e->sb, &m, SMTPBULK_SUBMIT_NONBLOCK, nullptr), -EAGAIN);
   smtpbulk_destroy(e->sb);

@@ -103,6 +103,22 @@ class Collector {
   size_t total_ = 0, duplicates_ = 0;
 };
 
+// A message for any host, from s@x.test unless told otherwise.
+inline smtpbulk_message_t make_msg(const char* const* rcpts, size_t n, const void* body = "",
+                                   size_t len = 0, unsigned flags = 0,
+                                   const char* from = "s@x.test") {
+  smtpbulk_message_t m{};
+  m.struct_size = sizeof(m);
+  m.from = from;
+  m.rcpts = rcpts;
+  m.n_rcpts = n;
+  m.body = body;
+  m.body_len = len;
+  m.host = -1;
+  m.flags = flags;
+  return m;
+}
+
 // Options for one host at 127.0.0.1:port, small retry delays, the backend under test.
 struct TestEngine {
   smtpbulk_options_t opts{};
@@ -141,13 +157,7 @@ struct TestEngine {
                 const char* from = "sender@example.com", int host = -1) {
     std::vector<const char*> r;
     for (auto& s : rcpts) r.push_back(s.c_str());
-    smtpbulk_message_t m{};
-    m.struct_size = sizeof(m);
-    m.from = from;
-    m.rcpts = r.data();
-    m.n_rcpts = r.size();
-    m.body = body.data();
-    m.body_len = body.size();
+    smtpbulk_message_t m = make_msg(r.data(), r.size(), body.data(), body.size(), 0, from);
     m.host = host;
     uint64_t id = 0;
     int rc = smtpbulk_submit(sb, &m, 0, &id);
