@@ -127,9 +127,11 @@ typedef struct smtpbulk_result {
 } smtpbulk_result_t;
 
 /**
- * Result callback. It runs on a worker thread: keep it short, do not block, do not call
- * smtpbulk_drain(), smtpbulk_destroy() or a blocking smtpbulk_submit() from it (a
- * non-blocking submit is allowed). Called exactly once per submitted message.
+ * Result callback. Called exactly once per submitted message, on a worker thread —
+ * except for messages still queued when smtpbulk_destroy() (or smtpbulk_quit()) stops
+ * the engine: their CANCELLED results come on the thread that called it. Keep it short,
+ * do not block, do not call smtpbulk_drain(), smtpbulk_destroy() or a blocking
+ * smtpbulk_submit() from it (a non-blocking submit is allowed).
  */
 typedef void (*smtpbulk_result_cb)(const smtpbulk_result_t *res, void *arg);
 
