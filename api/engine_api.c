@@ -23,6 +23,7 @@ void smtpbulk_options_init(smtpbulk_options_t *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->struct_size = sizeof(*opts);
 	opts->backend = SMTPBULK_BACKEND_AUTO;
+	opts->pipeline = 2;
 }
 
 int smtpbulk_create(const smtpbulk_options_t *opts, smtpbulk_t **out)

@@ -6,6 +6,13 @@ void dotstuff_init(struct dotstuff *d)
 {
 	d->bol = 1;
 	d->cr = 0;
+	d->stuff = 1;
+}
+
+void dotstuff_init_crlf(struct dotstuff *d)
+{
+	dotstuff_init(d);
+	d->stuff = 0;
 }
 
 size_t dotstuff_run(struct dotstuff *d, const char *in, size_t in_len, size_t *consumed,
@@ -33,7 +40,7 @@ size_t dotstuff_run(struct dotstuff *d, const char *in, size_t in_len, size_t *c
 			d->bol = 1;
 			continue;
 		}
-		if (c == '.' && d->bol)
+		if (c == '.' && d->bol && d->stuff)
 			out[o++] = '.';
 		out[o++] = c;
 		d->bol = 0;
@@ -49,31 +56,36 @@ size_t dotstuff_finish(struct dotstuff *d, char *out)
 		out[o++] = '\r';
 		out[o++] = '\n';
 	}
-	memcpy(out + o, ".\r\n", 3);
 	d->cr = 0;
 	d->bol = 1;
+	if (!d->stuff)
+		return o;
+	memcpy(out + o, ".\r\n", 3);
 	return o + 3;
 }
 
-int dotstuff_is_clean(const char *body, size_t len)
+int dotstuff_is_canonical(const char *body, size_t len)
 {
 	if (len == 0)
 		return 1;
-	if (len < 2 || body[0] == '.' || body[len - 2] != '\r' || body[len - 1] != '\n')
+	if (len < 2 || body[len - 2] != '\r' || body[len - 1] != '\n')
 		return 0;
-	for (size_t i = 0; i < len; i++) {
-		char c = body[i];
-		if (c == '\r') {
-			if (i + 1 >= len || body[i + 1] != '\n')
+	for (const char *p = body, *end = body + len; p < end; p++) {
+		/* memchr-style scan: only CR and LF need a look */
+		if (*p == '\r') {
+			if (p + 1 >= end || p[1] != '\n')
 				return 0;
-			i++; /* at the LF */
-			if (i + 1 < len && body[i + 1] == '.')
-				return 0;
-		} else if (c == '\n') {
+			p++;
+		} else if (*p == '\n') {
 			return 0;
 		}
 	}
 	return 1;
+}
+
+int dotstuff_is_clean(const char *body, size_t len)
+{
+	return dotstuff_is_canonical(body, len) && !dotstuff_has_dot_line(body, len);
 }
 
 size_t dotstuff_wire_size(const char *body, size_t len)
@@ -88,4 +100,18 @@ size_t dotstuff_wire_size(const char *body, size_t len)
 	if (len && body[len - 1] != '\n' && body[len - 1] != '\r')
 		n += 2; /* a final CRLF is added */
 	return n;
+}
+
+int dotstuff_has_dot_line(const char *body, size_t len)
+{
+	if (len && body[0] == '.')
+		return 1;
+	for (const char *p = body; (p = memchr(p, '\n', len - (size_t)(p - body))) != NULL;) {
+		p++;
+		if (p == body + len)
+			break;
+		if (*p == '.')
+			return 1;
+	}
+	return 0;
 }

@@ -15,11 +15,16 @@
 #define DOTSTUFF_FINISH_MAX 5
 
 struct dotstuff {
-	unsigned char bol; /* the next byte starts a line */
-	unsigned char cr;  /* a CR was seen and its LF (or not) is still to come */
+	unsigned char bol;   /* the next byte starts a line */
+	unsigned char cr;    /* a CR was seen and its LF (or not) is still to come */
+	unsigned char stuff; /* 1: double leading dots and end with ".\r\n" (DATA);
+	                        0: line ends only (a canonical body, as BDAT sends it) */
 };
 
+/* The DATA transform: CRLF normalisation, dot-stuffing, the end-of-data line. */
 void dotstuff_init(struct dotstuff *d);
+/* CRLF normalisation only (and a final CRLF): the canonical form of a body. */
+void dotstuff_init_crlf(struct dotstuff *d);
 
 /*
  * Transform as much of in[0..in_len) as fits in out[0..out_cap). Returns the bytes
@@ -29,7 +34,7 @@ void dotstuff_init(struct dotstuff *d);
 size_t dotstuff_run(struct dotstuff *d, const char *in, size_t in_len, size_t *consumed,
 		    char *out, size_t out_cap);
 
-/* Write the end of data: a CRLF unless at a line start, then ".\r\n". Returns bytes. */
+/* Write the end: a CRLF unless at a line start, then (when stuffing) ".\r\n". */
 size_t dotstuff_finish(struct dotstuff *d, char *out);
 
 /*
@@ -37,6 +42,12 @@ size_t dotstuff_finish(struct dotstuff *d, char *out);
  * it is empty or ends in CRLF. Such a body is sent as is, followed by ".\r\n".
  */
 int dotstuff_is_clean(const char *body, size_t len);
+
+/* 1 when the body is canonical: CRLF line ends only, empty or ending in CRLF. */
+int dotstuff_is_canonical(const char *body, size_t len);
+
+/* 1 when some line of a canonical body starts with '.' (DATA must double it). */
+int dotstuff_has_dot_line(const char *body, size_t len);
 
 /*
  * The size of the body as transmitted with CRLF line ends and a final line end, but

@@ -91,6 +91,8 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 	h->cfg.max_attempts = sb->opts.max_attempts;
 	h->cfg.retry_fail = sb->opts.retry_fail;
 	h->cfg.debug = sb->opts.debug;
+	h->cfg.pipeline = sb->opts.pipeline;
+	h->cfg.window = sb->opts.window;
 	atomic_init(&h->alive, h->connections);
 	atomic_init(&h->last_error, 0);
 	return 0;
@@ -116,7 +118,8 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 	int cpus[CPU_SETSIZE];
 
 	if (!opts || !out || opts->struct_size < sizeof(smtpbulk_options_t) ||
-	    opts->pipeline > 2 || (unsigned)opts->backend > SMTPBULK_BACKEND_EPOLL ||
+	    opts->pipeline > 2 || opts->window > SESS_TXN_MAX ||
+	    (unsigned)opts->backend > SMTPBULK_BACKEND_EPOLL ||
 	    (opts->n_hosts && !opts->hosts))
 		return -EINVAL;
 	if (opts->n_hosts == 0)
@@ -132,6 +135,8 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 		sb->opts.max_attempts = DEFAULT_MAX_ATTEMPTS;
 	if (!sb->opts.retry_fail)
 		sb->opts.retry_fail = DEFAULT_RETRY_FAIL;
+	if (!sb->opts.window)
+		sb->opts.window = 8;
 	if (!sb->opts.connections)
 		sb->opts.connections = DEFAULT_CONNECTIONS;
 	if (!sb->opts.reconnect_ms)

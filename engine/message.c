@@ -37,11 +37,17 @@ int sb_msg_new(const smtpbulk_message_t *m, struct sb_msg **out)
 		strings += (size_t)n + 1;
 	}
 
-	int borrow = (m->flags & SMTPBULK_MSG_BORROW_BODY) != 0;
+	/* The engine works on the canonical body (CRLF line ends, a final CRLF). A body
+	 * already in that form is borrowed as is when the caller allows, else copied; any
+	 * other is normalised into the message's block, here on the caller's thread. */
+	const char *raw = m->body ? m->body : "";
+	int canonical = dotstuff_is_canonical(raw, m->body_len);
+	size_t canon_len = canonical ? m->body_len : dotstuff_wire_size(raw, m->body_len);
+	int borrow = (m->flags & SMTPBULK_MSG_BORROW_BODY) && canonical;
 	size_t sz = align8(sizeof(struct sb_msg)) +
 		    align8(m->n_rcpts * sizeof(struct sb_reply_rec)) +
 		    align8(m->n_rcpts * sizeof(smtpbulk_rcpt_result_t)) + strings +
-		    (borrow ? 0 : m->body_len);
+		    (borrow ? 0 : canon_len);
 	char *block = malloc(sz);
 	if (!block)
 		return -ENOMEM;
@@ -68,23 +74,29 @@ int sb_msg_new(const smtpbulk_message_t *m, struct sb_msg **out)
 		p += n + 1;
 	}
 	if (borrow) {
-		msg->body = m->body;
-	} else {
+		msg->body = raw;
+	} else if (canonical) {
 		if (m->body_len)
-			memcpy(p, m->body, m->body_len);
+			memcpy(p, raw, m->body_len);
 		msg->body = p;
 		msg->flags |= SB_MSG_OWN_BODY;
+	} else {
+		struct dotstuff d;
+		size_t used, n_out;
+		dotstuff_init_crlf(&d);
+		/* Output never exceeds canon_len, computed by the same rules. */
+		n_out = dotstuff_run(&d, raw, m->body_len, &used, p, canon_len + DOTSTUFF_MAX_EXPANSION);
+		n_out += dotstuff_finish(&d, p + n_out);
+		msg->body = p;
+		msg->flags |= SB_MSG_OWN_BODY;
+		(void)n_out;
 	}
-	msg->body_len = m->body_len;
+	msg->body_len = canon_len;
 	msg->n_rcpts = m->n_rcpts;
 	msg->host = m->host;
 	msg->res.user_data = m->user_data;
-	if (dotstuff_is_clean(msg->body, msg->body_len)) {
+	if (!dotstuff_has_dot_line(msg->body, msg->body_len))
 		msg->flags |= SB_MSG_CLEAN;
-		msg->wire_size = msg->body_len;
-	} else {
-		msg->wire_size = dotstuff_wire_size(msg->body, msg->body_len);
-	}
 	if (smtp_has_8bit(msg->body, msg->body_len))
 		msg->flags |= SB_MSG_8BIT;
 	sbq_node_init(&msg->node);

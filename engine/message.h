@@ -17,7 +17,7 @@
 #include "smtpbulk.h"
 
 enum sb_msg_flag {
-	SB_MSG_CLEAN = 1u << 0,     /* body needs no dot-stuffing: send it as is */
+	SB_MSG_CLEAN = 1u << 0,     /* no line starts with '.': DATA sends the body as is */
 	SB_MSG_8BIT = 1u << 1,      /* body has bytes >= 0x80 (ask BODY=8BITMIME) */
 	SB_MSG_UTF8ADDR = 1u << 2,  /* an address has bytes >= 0x80 (needs SMTPUTF8) */
 	SB_MSG_OWN_BODY = 1u << 3,  /* body was copied into this block */
@@ -35,9 +35,8 @@ struct sb_msg {
 	uint64_t id;
 	uint64_t submit_ns;
 	const char *from;     /* normalised, no brackets */
-	const char *body;
-	size_t body_len;
-	size_t wire_size;     /* body size on the wire, as SIZE counts it (RFC 1870) */
+	const char *body;     /* canonical: CRLF line ends only, ends in CRLF (or empty) */
+	size_t body_len;      /* also what SIZE counts (RFC 1870) and BDAT sends */
 	size_t n_rcpts;
 	int host;             /* requested host index, -1 = any */
 	unsigned flags;       /* enum sb_msg_flag */

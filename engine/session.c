@@ -1,3 +1,16 @@
+/*
+ * The SMTP client session state machine (see session.h).
+ *
+ * Replies are matched to commands through a FIFO of expectations; each mail transaction
+ * in flight has a slot in a ring. The pipeline mode only decides how much may be written
+ * ahead of the replies:
+ *   0  lockstep: one command, then its reply;
+ *   1  MAIL, every RCPT and DATA in one write; the body after 354;
+ *   2  one round trip per message: with CHUNKING, MAIL, RCPTs, BDAT LAST and the body
+ *      in one write and up to cfg->window transactions in flight; without, the body and
+ *      "." of message k go out with MAIL/RCPT/DATA of message k+1 (RFC 2920).
+ * Modes 1 and 2 need the server's PIPELINING; without it the session runs mode 0.
+ */
 #include "session.h"
 
 #include <errno.h>
@@ -58,71 +71,108 @@ int sess_init(struct sess *s, const struct sess_cfg *cfg, const struct sess_ops 
 	return s->rbuf ? 0 : -ENOMEM;
 }
 
-void sess_fini(struct sess *s)
+static void bury_stuffed(struct sess *s)
 {
-	free(s->rbuf);
-	free(s->xbuf);
-	s->rbuf = s->xbuf = NULL;
+	for (unsigned i = 0; i < s->n_graveyard; i++)
+		free(s->graveyard[i]);
+	s->n_graveyard = 0;
 }
 
-static void expect(struct sess *s, enum sess_expect_kind kind, uint32_t arg)
+void sess_fini(struct sess *s)
 {
-	/* Lockstep never has more than one outstanding; the bound is for pipelining. */
+	for (unsigned i = 0; i < s->txn_len; i++)
+		free(s->txns[(s->txn_head + i) % SESS_TXN_MAX].stuffed);
+	s->txn_len = 0;
+	bury_stuffed(s);
+	free(s->rbuf);
+	s->rbuf = NULL;
+}
+
+/* ---- output ----------------------------------------------------------------------- */
+
+static int out_room(const struct sess *s, unsigned iovs, size_t bytes)
+{
+	return s->out_len + iovs <= SESS_OUT_MAX && s->wlen + bytes <= SESS_WBUF &&
+	       s->fifo_len < SESS_FIFO_MAX;
+}
+
+static struct iovec *out_tail(struct sess *s)
+{
+	return s->out_len ? &s->out[(s->out_head + s->out_len - 1) % SESS_OUT_MAX] : NULL;
+}
+
+/* Queue bytes that stay valid until sent (a body, a constant). */
+static void out_ref(struct sess *s, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	struct iovec *v = &s->out[(s->out_head + s->out_len) % SESS_OUT_MAX];
+	v->iov_base = (void *)(uintptr_t)p;
+	v->iov_len = n;
+	s->out_len++;
+}
+
+/* Queue command bytes: copied to wbuf, merged with the previous iovec when adjacent,
+ * so a pipelined group of commands costs one iovec. Callers checked out_room(). */
+static void out_cmd(struct sess *s, const char *p, size_t n)
+{
+	char *dst = s->wbuf + s->wlen;
+	struct iovec *t = out_tail(s);
+	memcpy(dst, p, n);
+	s->wlen += n;
+	if (t && (char *)t->iov_base + t->iov_len == dst)
+		t->iov_len += n;
+	else
+		out_ref(s, dst, n);
+	slog(s, 10, ">> %.*s", (int)(n >= 2 ? n - 2 : n), p);
+}
+
+static void expect(struct sess *s, enum sess_expect_kind kind, unsigned txn, uint32_t arg)
+{
 	unsigned i = (s->fifo_head + s->fifo_len) % SESS_FIFO_MAX;
 	s->fifo[i].kind = (uint8_t)kind;
+	s->fifo[i].txn = (uint8_t)txn;
 	s->fifo[i].arg = arg;
 	s->fifo_len++;
 }
 
-/* Queue a command's bytes. The buffer only fills if a caller breaks lockstep. */
-static int put(struct sess *s, const char *p, size_t n)
+static int out_clear(struct sess *s)
 {
-	if (s->woff == s->wlen)
-		s->woff = s->wlen = 0;
-	if (n > SESS_WBUF - s->wlen)
-		return -ENOSPC;
-	memcpy(s->wbuf + s->wlen, p, n);
-	s->wlen += n;
-	slog(s, 10, ">> %.*s", (int)(n >= 2 ? n - 2 : n), p);
+	s->out_len = 0;
+	s->out_head = 0;
+	s->wlen = 0;
 	return 0;
+}
+
+/* ---- transactions ----------------------------------------------------------------- */
+
+static unsigned slot_of(const struct sess *s, const struct sess_txn *t)
+{
+	return (unsigned)(t - s->txns);
+}
+
+static struct sess_txn *txn_at(struct sess *s, unsigned i)
+{
+	return &s->txns[(s->txn_head + i) % SESS_TXN_MAX];
 }
 
 static void conn_fail(struct sess *s, int err);
 
-static void send_cmd(struct sess *s, int len, const char *buf, enum sess_expect_kind k,
-		     uint32_t arg)
-{
-	if (len < 0 || put(s, buf, (size_t)len) < 0) {
-		conn_fail(s, len < 0 ? len : -ENOSPC);
-		return;
-	}
-	expect(s, k, arg);
-}
-
-static void send_literal(struct sess *s, const char *cmd, enum sess_expect_kind k)
-{
-	send_cmd(s, (int)strlen(cmd), cmd, k, 0);
-}
-
-static void end_msg(struct sess *s, smtpbulk_status_t st, int err)
-{
-	struct sb_msg *m = s->msg;
-	s->msg = NULL;
-	s->body_streaming = 0;
-	if (m)
-		s->ops->done(s->ctx, s, m, st, err);
-}
-
-/* Connection trouble: the message in progress is retried or fails, the connection ends. */
+/* Connection trouble: every message in flight is retried or fails; the connection ends. */
 static void conn_fail(struct sess *s, int err)
 {
-	struct sb_msg *m = s->msg;
 	if (s->state == SESS_CLOSED || s->state == SESS_DEAD || s->state == SESS_DOWN)
 		return;
 	slog(s, 7, "connection failed in %s: %d", sess_state_name(s->state), err);
-	s->msg = NULL;
-	s->body_streaming = 0;
-	if (m) {
+	while (s->txn_len) {
+		struct sess_txn *t = txn_at(s, 0);
+		struct sb_msg *m = t->m;
+		s->txn_head = (s->txn_head + 1) % SESS_TXN_MAX;
+		s->txn_len--;
+		/* A send may still read the stuffed copy: free it only at sess_reset(). */
+		if (t->stuffed)
+			s->graveyard[s->n_graveyard++] = t->stuffed;
+		t->stuffed = NULL;
 		if (m->attempts < s->cfg->max_attempts)
 			s->ops->requeue(s->ctx, s, m);
 		else
@@ -130,85 +180,10 @@ static void conn_fail(struct sess *s, int err)
 	}
 	s->error = err;
 	s->fifo_len = 0;
-	s->woff = s->wlen = 0;
-	s->nseg = 0;
+	out_clear(s);
 	if (!s->was_ready)
 		s->fails++;
 	set_state(s, s->fails >= s->cfg->retry_fail ? SESS_DEAD : SESS_CLOSED);
-}
-
-static void start_txn(struct sess *s, struct sb_msg *m);
-
-/* Ready for a message: take one if the worker has one, else wait idle. */
-static void become_ready(struct sess *s)
-{
-	if (!s->was_ready) {
-		s->was_ready = 1;
-		s->fails = 0;
-		slog(s, 5, "connected, ready (caps 0x%x, size %llu)", s->caps.flags,
-		     (unsigned long long)s->caps.size_max);
-	}
-	for (;;) {
-		struct sb_msg *m = s->ops->next_msg(s->ctx, s);
-		if (!m) {
-			set_state(s, SESS_IDLE);
-			return;
-		}
-		start_txn(s, m);
-		if (s->state != SESS_IDLE)
-			return; /* started; or refused locally and we try the next */
-	}
-}
-
-static void start_txn(struct sess *s, struct sb_msg *m)
-{
-	char buf[SMTP_CMD_MAX];
-	unsigned flags = 0;
-
-	set_state(s, SESS_IDLE);
-	m->attempts++;
-	sb_msg_reset_replies(m);
-	/* Refuse locally what the server told us it cannot take: no round trip wasted. */
-	if (s->caps.size_max && m->wire_size > s->caps.size_max) {
-		s->ops->done(s->ctx, s, m, SMTPBULK_REJECTED, SMTPBULK_EMSGSIZE);
-		return;
-	}
-	if (m->flags & SB_MSG_UTF8ADDR) {
-		if (!(s->caps.flags & SMTP_CAP_SMTPUTF8)) {
-			s->ops->done(s->ctx, s, m, SMTPBULK_REJECTED, SMTPBULK_EUTF8);
-			return;
-		}
-		flags |= SMTP_MAIL_SMTPUTF8;
-	}
-	if ((m->flags & SB_MSG_8BIT) && (s->caps.flags & SMTP_CAP_8BITMIME))
-		flags |= SMTP_MAIL_8BITMIME;
-	int n = smtp_cmd_mail(buf, sizeof(buf), m->from,
-			      (s->caps.flags & SMTP_CAP_SIZE) ? (uint64_t)m->wire_size : 0, flags);
-	if (n < 0) { /* cannot happen for a message sb_msg_new accepted */
-		s->ops->done(s->ctx, s, m, SMTPBULK_REJECTED, n);
-		return;
-	}
-	s->msg = m;
-	s->rcpt_next = s->rcpt_ok = s->rcpt_temp = 0;
-	s->body_off = 0;
-	set_state(s, SESS_TXN);
-	send_cmd(s, n, buf, EXP_MAIL, 0);
-}
-
-static void send_rcpt(struct sess *s)
-{
-	char buf[SMTP_CMD_MAX];
-	size_t i = s->rcpt_next++;
-	send_cmd(s, smtp_cmd_rcpt(buf, sizeof(buf), s->msg->rcpts[i].rcpt), buf, EXP_RCPT,
-		 (uint32_t)i);
-}
-
-/* After a failed transaction: RSET so the connection can carry the next message. */
-static void fail_txn(struct sess *s, smtpbulk_status_t st, int err)
-{
-	end_msg(s, st, err);
-	set_state(s, SESS_RSET);
-	send_literal(s, SMTP_CMD_RSET, EXP_RSET);
 }
 
 static smtpbulk_status_t status_of(int code)
@@ -216,99 +191,301 @@ static smtpbulk_status_t status_of(int code)
 	return code >= 500 ? SMTPBULK_REJECTED : SMTPBULK_FAILED;
 }
 
-static void body_refill(struct sess *s)
+static void txn_fail(struct sess_txn *t, smtpbulk_status_t st)
 {
-	const struct sb_msg *m = s->msg;
-	size_t used = 0;
-	size_t out = dotstuff_run(&s->ds, m->body + s->body_off, m->body_len - s->body_off,
-				  &used, s->xbuf, SESS_XBUF - DOTSTUFF_FINISH_MAX);
-	s->body_off += used;
-	if (s->body_off == m->body_len) {
-		out += dotstuff_finish(&s->ds, s->xbuf + out);
-		s->body_streaming = 0;
+	if (!t->failed) {
+		t->failed = 1;
+		t->status = st;
+		t->error = SMTPBULK_ESERVER;
 	}
-	s->seg[0].iov_base = s->xbuf;
-	s->seg[0].iov_len = out;
-	s->nseg = 1;
 }
 
-static void start_body(struct sess *s)
+/* Queue a DATA body: the message's own bytes (zero copy) unless a line starts with '.'. */
+static int queue_data_body(struct sess *s, struct sess_txn *t)
 {
-	const struct sb_msg *m = s->msg;
-	expect(s, EXP_DOT, 0);
+	const struct sb_msg *m = t->m;
+	if (!out_room(s, 2, 0))
+		return -ENOSPC; /* cannot happen: nothing is written behind a DATA */
 	if (m->flags & SB_MSG_CLEAN) {
-		/* Zero copy: the body goes out from the message's own memory. */
-		s->nseg = 0;
-		if (m->body_len) {
-			s->seg[s->nseg].iov_base = (void *)(uintptr_t)m->body;
-			s->seg[s->nseg++].iov_len = m->body_len;
+		out_ref(s, m->body, m->body_len);
+		out_ref(s, dot_crlf, 3);
+		return 0;
+	}
+	/* Only bodies with '.'-lines are copied, once, with the dots doubled. */
+	size_t cap = m->body_len * 2 + DOTSTUFF_FINISH_MAX + DOTSTUFF_MAX_EXPANSION;
+	struct dotstuff d;
+	size_t used, n;
+	t->stuffed = malloc(cap);
+	if (!t->stuffed)
+		return -ENOMEM;
+	dotstuff_init(&d);
+	n = dotstuff_run(&d, m->body, m->body_len, &used, t->stuffed, cap - DOTSTUFF_FINISH_MAX);
+	n += dotstuff_finish(&d, t->stuffed + n);
+	out_ref(s, t->stuffed, n);
+	return 0;
+}
+
+/*
+ * Write what transaction t may write now. Lockstep writes one command and only when
+ * nothing is outstanding; pipelined modes write everything that fits.
+ */
+static void write_txn(struct sess *s, struct sess_txn *t)
+{
+	char buf[SMTP_CMD_MAX + 32];
+	unsigned slot = slot_of(s, t);
+	const struct sb_msg *m = t->m;
+	int lockstep = s->mode == 0;
+	int n;
+
+	while (!t->failed && !t->data_written) {
+		if (lockstep && s->fifo_len > 0)
+			return;
+		if (!t->mail_written) {
+			unsigned flags = 0;
+			if (m->flags & SB_MSG_UTF8ADDR)
+				flags |= SMTP_MAIL_SMTPUTF8;
+			if ((m->flags & SB_MSG_8BIT) && (s->caps.flags & SMTP_CAP_8BITMIME))
+				flags |= SMTP_MAIL_8BITMIME;
+			n = smtp_cmd_mail(buf, sizeof(buf), m->from,
+					  (s->caps.flags & SMTP_CAP_SIZE) ? (uint64_t)m->body_len : 0,
+					  flags);
+			if (n < 0) {
+				conn_fail(s, n);
+				return;
+			}
+			if (!out_room(s, 1, (size_t)n))
+				return;
+			out_cmd(s, buf, (size_t)n);
+			expect(s, EXP_MAIL, slot, 0);
+			t->outstanding++;
+			t->mail_written = 1;
+			s->clean = 0;
+			continue;
 		}
-		s->seg[s->nseg].iov_base = (void *)(uintptr_t)dot_crlf;
-		s->seg[s->nseg++].iov_len = 3;
+		if (lockstep && t->mail != 1)
+			return; /* a refusal is handled by the reply; wait for it */
+		if (t->rcpt_next < m->n_rcpts) {
+			n = smtp_cmd_rcpt(buf, sizeof(buf), m->rcpts[t->rcpt_next].rcpt);
+			if (n < 0) {
+				conn_fail(s, n);
+				return;
+			}
+			if (!out_room(s, 1, (size_t)n))
+				return;
+			out_cmd(s, buf, (size_t)n);
+			expect(s, EXP_RCPT, slot, (uint32_t)t->rcpt_next);
+			t->outstanding++;
+			t->rcpt_next++;
+			continue;
+		}
+		if (lockstep && t->rcpt_ok == 0)
+			return; /* every recipient refused: the last reply ends it */
+		if (s->chunking) {
+			/* RFC 3030: BDAT carries the canonical body as is, no dot-stuffing. */
+			n = snprintf(buf, sizeof(buf), "BDAT %zu LAST\r\n", m->body_len);
+			if (!out_room(s, 2, (size_t)n))
+				return;
+			out_cmd(s, buf, (size_t)n);
+			out_ref(s, m->body, m->body_len);
+			expect(s, EXP_BDAT, slot, 0);
+			t->body_queued = 1;
+		} else {
+			if (!out_room(s, 1, 6))
+				return;
+			out_cmd(s, SMTP_CMD_DATA, 6);
+			expect(s, EXP_DATA, slot, 0);
+		}
+		t->outstanding++;
+		t->data_written = 1;
+	}
+}
+
+/* May a new transaction start now? */
+int sess_has_room(const struct sess *s)
+{
+	if (s->state != SESS_IDLE && s->state != SESS_TXN)
+		return 0;
+	if (s->txn_len == 0)
+		return s->mode != 0 || s->fifo_len == 0;
+	const struct sess_txn *last = &s->txns[(s->txn_head + s->txn_len - 1) % SESS_TXN_MAX];
+	if (s->mode < 2 || !last->data_written || last->failed)
+		return 0;
+	if (s->chunking)
+		return s->txn_len < s->cfg->window && s->txn_len < SESS_TXN_MAX;
+	/* DATA: message k+1 goes out behind the body of message k, not before. */
+	return s->txn_len == 1 && last->body_queued;
+}
+
+/* Start a transaction for m: refuse locally what cannot succeed, else write. */
+static void start_txn(struct sess *s, struct sb_msg *m)
+{
+	m->attempts++;
+	sb_msg_reset_replies(m);
+	if (s->caps.size_max && m->body_len > s->caps.size_max) {
+		s->ops->done(s->ctx, s, m, SMTPBULK_REJECTED, SMTPBULK_EMSGSIZE);
 		return;
 	}
-	if (!s->xbuf && !(s->xbuf = malloc(SESS_XBUF))) {
-		conn_fail(s, -ENOMEM);
+	if ((m->flags & SB_MSG_UTF8ADDR) && !(s->caps.flags & SMTP_CAP_SMTPUTF8)) {
+		s->ops->done(s->ctx, s, m, SMTPBULK_REJECTED, SMTPBULK_EUTF8);
 		return;
 	}
-	dotstuff_init(&s->ds);
-	s->body_streaming = 1;
-	body_refill(s);
+	/* The server may still hold a transaction (a refused one, or with CHUNKING one
+	 * whose BDAT reply is not in yet): reset it first, in the same write. */
+	if (!s->clean || (s->chunking && s->txn_len > 0)) {
+		out_cmd(s, SMTP_CMD_RSET, 6);
+		expect(s, EXP_RSET, 0, 0);
+		s->clean = 1;
+	}
+	struct sess_txn *t = txn_at(s, s->txn_len);
+	memset(t, 0, sizeof(*t));
+	t->m = m;
+	s->txn_len++;
+	set_state(s, SESS_TXN);
+	write_txn(s, t);
+}
+
+/* Write what can be written and take new messages while the window allows. */
+static void pump(struct sess *s)
+{
+	if (s->state != SESS_IDLE && s->state != SESS_TXN)
+		return;
+	for (unsigned i = 0; i < s->txn_len; i++)
+		write_txn(s, txn_at(s, i));
+	while (sess_has_room(s) && out_room(s, 4, 2 * SMTP_CMD_MAX + 32)) {
+		struct sb_msg *m = s->ops->next_msg(s->ctx, s);
+		if (!m)
+			break;
+		start_txn(s, m);
+		if (s->state != SESS_IDLE && s->state != SESS_TXN)
+			return; /* conn_fail */
+	}
+	if (s->txn_len == 0 && s->fifo_len == 0)
+		set_state(s, SESS_IDLE);
+	else if (s->txn_len == 0 && s->state == SESS_IDLE)
+		set_state(s, SESS_TXN); /* an RSET is out */
+}
+
+/* The oldest transaction has every reply it will get: deliver its result. */
+static void txn_complete(struct sess *s)
+{
+	struct sess_txn *t = txn_at(s, 0);
+	struct sb_msg *m = t->m;
+	smtpbulk_status_t st = t->status;
+	int err = t->error;
+	free(t->stuffed);
+	t->stuffed = NULL;
+	s->txn_head = (s->txn_head + 1) % SESS_TXN_MAX;
+	s->txn_len--;
+	if (!t->final && t->failed)
+		s->clean = 0; /* refused before the data: the server may hold the envelope */
+	else if (t->final && s->txn_len == 0)
+		s->clean = 1; /* the last one out ended with its final reply */
+	if (t->final && !t->failed)
+		st = t->rcpt_ok == m->n_rcpts ? SMTPBULK_DELIVERED : SMTPBULK_PARTIAL;
+	s->ops->done(s->ctx, s, m, st, t->failed || !t->final ? err : 0);
+	/* "RSET after a failed transaction": at once when nothing else is out. */
+	if (!s->clean && s->txn_len == 0 && out_room(s, 1, 6)) {
+		out_cmd(s, SMTP_CMD_RSET, 6);
+		expect(s, EXP_RSET, 0, 0);
+		s->clean = 1;
+	}
 }
 
 static void on_txn_reply(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
 {
-	struct sb_msg *m = s->msg;
+	struct sess_txn *t = &s->txns[e->txn];
+	struct sb_msg *m = t->m;
 	int cls = r->code / 100;
 
+	t->outstanding--;
 	switch (e->kind) {
 	case EXP_MAIL:
-		if (cls == 2) {
-			send_rcpt(s);
-			return;
+		t->mail = cls == 2 ? 1 : -1;
+		if (cls != 2) {
+			sb_msg_record(m, SB_SLOT_FINAL, r);
+			txn_fail(t, status_of(r->code));
 		}
-		sb_msg_record(m, SB_SLOT_FINAL, r);
-		fail_txn(s, status_of(r->code), SMTPBULK_ESERVER);
-		return;
+		break;
 	case EXP_RCPT:
 		sb_msg_record(m, e->arg, r);
-		if (cls == 2)
-			s->rcpt_ok++;
-		else if (cls == 4)
-			s->rcpt_temp++;
-		if (s->rcpt_next < m->n_rcpts) {
-			send_rcpt(s);
-		} else if (s->rcpt_ok > 0) {
-			send_literal(s, SMTP_CMD_DATA, EXP_DATA);
+		if (cls == 2) {
+			t->rcpt_ok++;
 		} else {
-			/* Every recipient refused: permanent only if every refusal was. */
-			sb_msg_record(m, SB_SLOT_FINAL, r);
-			fail_txn(s, s->rcpt_temp ? SMTPBULK_FAILED : SMTPBULK_REJECTED,
-				 SMTPBULK_ESERVER);
+			if (cls == 4)
+				t->rcpt_temp++;
+			/* The last recipient refused and none accepted: the transaction is
+			 * over. Permanent only if every refusal was. */
+			if (e->arg + 1 == m->n_rcpts && t->rcpt_ok == 0 && !t->failed) {
+				sb_msg_record(m, SB_SLOT_FINAL, r);
+				txn_fail(t, t->rcpt_temp ? SMTPBULK_FAILED : SMTPBULK_REJECTED);
+			}
 		}
-		return;
+		break;
 	case EXP_DATA:
 		if (r->code == 354) {
-			start_body(s);
-			return;
+			t->body_queued = 1;
+			if (t->failed) {
+				/* Pipelined DATA accepted for a refused envelope: RFC 2920 says
+				 * end it with a lone "."; its reply changes nothing. */
+				t->dot_only = 1;
+				out_ref(s, dot_crlf, 3);
+			} else {
+				int rc = queue_data_body(s, t);
+				if (rc) {
+					conn_fail(s, rc);
+					return;
+				}
+			}
+			expect(s, EXP_DOT, e->txn, 0);
+			t->outstanding++;
+			/* Whatever its reply, the "." ends the transaction on the server:
+			 * a following MAIL needs no RSET. */
+			s->clean = 1;
+		} else if (!t->failed) {
+			sb_msg_record(m, SB_SLOT_FINAL, r);
+			txn_fail(t, cls == 2 ? SMTPBULK_FAILED : status_of(r->code));
 		}
-		sb_msg_record(m, SB_SLOT_FINAL, r);
-		fail_txn(s, cls == 2 ? SMTPBULK_FAILED : status_of(r->code), SMTPBULK_ESERVER);
-		return;
+		break;
 	case EXP_DOT:
-		sb_msg_record(m, SB_SLOT_FINAL, r);
-		if (cls == 2)
-			end_msg(s, s->rcpt_ok == m->n_rcpts ? SMTPBULK_DELIVERED : SMTPBULK_PARTIAL,
-				0);
-		else
-			end_msg(s, status_of(r->code), SMTPBULK_ESERVER);
-		/* The transaction is over either way (RFC 5321 §4.1.1.4): no RSET needed. */
-		become_ready(s);
-		return;
+	case EXP_BDAT:
+		if (!t->failed && !t->dot_only) {
+			sb_msg_record(m, SB_SLOT_FINAL, r);
+			if (cls == 2)
+				t->final = 1;
+			else
+				txn_fail(t, status_of(r->code));
+			/* After the final reply the server starts afresh (RFC 5321
+			 * §4.1.1.4); after a refused BDAT we cannot be sure (RFC 3030). */
+			if (e->kind == EXP_DOT || cls == 2)
+				t->final = 1;
+		}
+		break;
 	default:
-		conn_fail(s, SMTPBULK_EPROTO);
-		return;
+		break;
 	}
+	/* Replies come in order, so only the oldest transaction can be finished. */
+	while (s->txn_len && txn_at(s, 0)->outstanding == 0 &&
+	       (txn_at(s, 0)->failed || txn_at(s, 0)->final))
+		txn_complete(s);
+}
+
+/* Ready for messages (after EHLO/HELO). */
+static void become_ready(struct sess *s)
+{
+	if (!s->was_ready) {
+		s->was_ready = 1;
+		s->fails = 0;
+		s->clean = 1;
+		s->mode = (s->caps.flags & SMTP_CAP_PIPELINING) ? s->cfg->pipeline : 0;
+		s->chunking = s->mode == 2 && (s->caps.flags & SMTP_CAP_CHUNKING);
+		if (s->cfg->pipeline && !s->mode)
+			slog(s, 5, "server lacks PIPELINING: lockstep (mode 0)");
+		slog(s, 5, "ready: pipeline mode %u%s, caps 0x%x, size %llu", s->mode,
+		     s->chunking ? " with CHUNKING" : "", s->caps.flags,
+		     (unsigned long long)s->caps.size_max);
+	}
+	set_state(s, SESS_IDLE);
+	pump(s);
 }
 
 static void on_reply(struct sess *s, const struct smtp_reply *r)
@@ -326,23 +503,22 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 
 	/* 421: the server is closing the connection, whatever we asked (RFC 5321 §3.8). */
 	if (r->code == 421 && e.kind != EXP_QUIT) {
-		if (s->msg)
-			sb_msg_record(s->msg, SB_SLOT_FINAL, r);
+		if (e.kind >= EXP_MAIL && e.kind != EXP_RSET && s->txn_len)
+			sb_msg_record(s->txns[e.txn].m, SB_SLOT_FINAL, r);
 		conn_fail(s, SMTPBULK_ECLOSED);
 		return;
 	}
 
+	char buf[SMTP_CMD_MAX];
 	switch (e.kind) {
 	case EXP_GREETING:
 		if (r->code != 220) {
 			conn_fail(s, SMTPBULK_EGREETING);
 			return;
 		}
-		{
-			char buf[SMTP_CMD_MAX];
-			set_state(s, SESS_EHLO);
-			send_cmd(s, smtp_cmd_ehlo(buf, sizeof(buf), s->cfg->hello), buf, EXP_EHLO, 0);
-		}
+		set_state(s, SESS_EHLO);
+		out_cmd(s, buf, (size_t)smtp_cmd_ehlo(buf, sizeof(buf), s->cfg->hello));
+		expect(s, EXP_EHLO, 0, 0);
 		return;
 	case EXP_EHLO:
 		if (r->code / 100 == 2) {
@@ -350,9 +526,9 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 			become_ready(s);
 		} else if (r->code / 100 == 5) {
 			/* An old server: fall back to HELO (RFC 5321 §3.2). */
-			char buf[SMTP_CMD_MAX];
 			set_state(s, SESS_HELO);
-			send_cmd(s, smtp_cmd_helo(buf, sizeof(buf), s->cfg->hello), buf, EXP_HELO, 0);
+			out_cmd(s, buf, (size_t)smtp_cmd_helo(buf, sizeof(buf), s->cfg->hello));
+			expect(s, EXP_HELO, 0, 0);
 		} else {
 			conn_fail(s, SMTPBULK_EHELLO);
 		}
@@ -366,21 +542,24 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 		}
 		return;
 	case EXP_RSET:
-		if (r->code / 100 == 2)
-			become_ready(s);
-		else
+		if (r->code / 100 != 2) {
 			conn_fail(s, SMTPBULK_ESERVER);
+			return;
+		}
+		pump(s);
 		return;
 	case EXP_QUIT:
 		s->error = 0;
 		set_state(s, SESS_CLOSED);
 		return;
 	default:
-		if (!s->msg) {
+		if (!s->txn_len) {
 			conn_fail(s, SMTPBULK_EPROTO);
 			return;
 		}
 		on_txn_reply(s, &e, r);
+		if (s->state == SESS_TXN || s->state == SESS_IDLE)
+			pump(s);
 		return;
 	}
 }
@@ -389,6 +568,8 @@ void sess_connecting(struct sess *s)
 {
 	s->was_ready = 0;
 	s->error = 0;
+	s->mode = 0;
+	s->chunking = 0;
 	memset(&s->caps, 0, sizeof(s->caps));
 	set_state(s, SESS_CONNECTING);
 }
@@ -403,7 +584,7 @@ void sess_connected(struct sess *s, int err)
 		return;
 	}
 	set_state(s, SESS_GREETING);
-	expect(s, EXP_GREETING, 0);
+	expect(s, EXP_GREETING, 0, 0);
 }
 
 char *sess_rspace(struct sess *s, size_t *cap)
@@ -446,38 +627,29 @@ void sess_input(struct sess *s, size_t n)
 int sess_output(const struct sess *s, struct iovec *iov, int max)
 {
 	int n = 0;
-	if (s->wlen > s->woff && n < max) {
-		iov[n].iov_base = (void *)(s->wbuf + s->woff);
-		iov[n++].iov_len = s->wlen - s->woff;
-	}
-	for (unsigned i = 0; i < s->nseg && n < max; i++)
-		iov[n++] = s->seg[i];
+	for (unsigned i = 0; i < s->out_len && n < max; i++)
+		iov[n++] = s->out[(s->out_head + i) % SESS_OUT_MAX];
 	return n;
 }
 
 void sess_sent(struct sess *s, size_t n)
 {
-	size_t w = s->wlen - s->woff;
-	if (w) {
-		size_t k = n < w ? n : w;
-		s->woff += k;
-		n -= k;
-		if (s->woff == s->wlen)
-			s->woff = s->wlen = 0;
-	}
-	while (n && s->nseg) {
-		struct iovec *v = &s->seg[0];
+	while (n && s->out_len) {
+		struct iovec *v = &s->out[s->out_head];
 		size_t k = n < v->iov_len ? n : v->iov_len;
 		v->iov_base = (char *)v->iov_base + k;
 		v->iov_len -= k;
 		n -= k;
 		if (v->iov_len == 0) {
-			s->seg[0] = s->seg[1];
-			s->nseg--;
+			s->out_head = (s->out_head + 1) % SESS_OUT_MAX;
+			s->out_len--;
 		}
 	}
-	if (s->nseg == 0 && s->body_streaming && s->msg)
-		body_refill(s);
+	if (s->out_len == 0) {
+		/* Everything is out: wbuf can start over, and what waited for room goes. */
+		out_clear(s);
+		pump(s);
+	}
 }
 
 void sess_io_error(struct sess *s, int err)
@@ -492,29 +664,36 @@ void sess_io_error(struct sess *s, int err)
 
 int sess_offer(struct sess *s, struct sb_msg *m)
 {
-	if (s->state != SESS_IDLE)
+	if (!sess_has_room(s))
 		return -EBUSY;
 	start_txn(s, m);
-	if (s->state == SESS_IDLE)
-		become_ready(s); /* m was refused locally: look for another */
+	pump(s); /* m may have been refused locally: look for more */
 	return 0;
 }
 
 int sess_quit(struct sess *s)
 {
-	if (s->state != SESS_IDLE)
+	if (s->state != SESS_IDLE || !out_room(s, 1, 6))
 		return 0;
 	set_state(s, SESS_QUIT);
-	send_literal(s, SMTP_CMD_QUIT, EXP_QUIT);
+	out_cmd(s, SMTP_CMD_QUIT, 6);
+	expect(s, EXP_QUIT, 0, 0);
 	return 1;
 }
 
 void sess_abort(struct sess *s, smtpbulk_status_t st, int err)
 {
-	end_msg(s, st, err);
+	while (s->txn_len) {
+		struct sess_txn *t = txn_at(s, 0);
+		s->txn_head = (s->txn_head + 1) % SESS_TXN_MAX;
+		s->txn_len--;
+		if (t->stuffed)
+			s->graveyard[s->n_graveyard++] = t->stuffed;
+		t->stuffed = NULL;
+		s->ops->done(s->ctx, s, t->m, st, err);
+	}
 	s->fifo_len = 0;
-	s->woff = s->wlen = 0;
-	s->nseg = 0;
+	out_clear(s);
 	if (s->state != SESS_DEAD && s->state != SESS_DOWN)
 		set_state(s, SESS_CLOSED);
 }
@@ -523,8 +702,8 @@ void sess_reset(struct sess *s)
 {
 	s->rlen = 0;
 	s->fifo_len = 0;
-	s->woff = s->wlen = 0;
-	s->nseg = 0;
+	out_clear(s);
+	bury_stuffed(s);
 	if (s->state == SESS_CLOSED)
 		set_state(s, SESS_DOWN);
 }

@@ -28,13 +28,16 @@ struct sess_cfg {
 	unsigned max_attempts; /* transactions per message before FAILED */
 	unsigned retry_fail;   /* consecutive failed connections before giving up */
 	int debug;             /* log level threshold */
+	unsigned pipeline;     /* 0 lockstep, 1 one round trip for the envelope, 2 one per
+	                          message (the seed's Pipeline); needs PIPELINING */
+	unsigned window;       /* mode 2 with CHUNKING: transactions in flight (1..SESS_TXN_MAX) */
 };
 
 struct sess;
 
 /* What the session asks of its worker. ctx is the worker's. */
 struct sess_ops {
-	/* A message for this idle session, or NULL when none is waiting. */
+	/* A message for this session, or NULL when none is waiting. */
 	struct sb_msg *(*next_msg)(void *ctx, struct sess *s);
 	/* The message's final result (the worker delivers it). */
 	void (*done)(void *ctx, struct sess *s, struct sb_msg *m, smtpbulk_status_t st, int err);
@@ -50,9 +53,9 @@ enum sess_state {
 	SESS_GREETING,   /* waiting for 220 */
 	SESS_EHLO,       /* EHLO sent */
 	SESS_HELO,       /* EHLO refused, HELO sent */
-	SESS_IDLE,       /* ready, no message: the worker offers one when it has one */
-	SESS_TXN,        /* a mail transaction is under way */
-	SESS_RSET,       /* RSET after a failed transaction */
+	SESS_IDLE,       /* ready, nothing in flight: the worker offers a message */
+	SESS_TXN,        /* transactions in flight (or an RSET after a failed one) */
+	SESS_RSET,       /* unused since pipelining; kept so the numbering stays put */
 	SESS_QUIT,       /* QUIT sent */
 	SESS_CLOSED,     /* connection over; the worker tears it down and reconnects */
 	SESS_DEAD,       /* gave up after cfg->retry_fail failed connections */
@@ -60,17 +63,35 @@ enum sess_state {
 
 enum sess_expect_kind {
 	EXP_GREETING, EXP_EHLO, EXP_HELO, EXP_MAIL, EXP_RCPT, EXP_DATA, EXP_DOT, EXP_RSET,
-	EXP_QUIT,
+	EXP_QUIT, EXP_BDAT,
 };
 
 struct sess_expect {
 	uint8_t kind;  /* enum sess_expect_kind */
+	uint8_t txn;   /* slot in sess.txns for MAIL/RCPT/DATA/DOT/BDAT */
 	uint32_t arg;  /* recipient index for EXP_RCPT */
 };
 
-#define SESS_FIFO_MAX 8
-#define SESS_WBUF 1024
-#define SESS_XBUF 16384
+/* One mail transaction in flight on a connection. */
+struct sess_txn {
+	struct sb_msg *m;
+	size_t rcpt_next;      /* RCPTs written */
+	size_t rcpt_ok, rcpt_temp;
+	unsigned outstanding;  /* replies still expected for it */
+	int8_t mail;           /* 0 no reply yet, 1 accepted, -1 refused */
+	uint8_t mail_written, data_written, body_queued;
+	uint8_t failed;        /* outcome decided: a refusal; remaining replies are drained */
+	uint8_t final;         /* the final reply (after the data) arrived */
+	uint8_t dot_only;      /* 354 came for a refused envelope: only "." was sent */
+	smtpbulk_status_t status;
+	int error;
+	char *stuffed;         /* dot-stuffed copy of a body with '.'-lines (DATA only) */
+};
+
+#define SESS_TXN_MAX 16
+#define SESS_FIFO_MAX 256
+#define SESS_WBUF 16384
+#define SESS_OUT_MAX 64
 
 struct sess {
 	const struct sess_cfg *cfg;
@@ -82,25 +103,28 @@ struct sess {
 	unsigned fails;     /* consecutive connections that never became ready */
 	int was_ready;      /* this connection reached the ready state */
 	struct smtp_caps caps;
+	unsigned mode;      /* the pipeline mode in force (0 without PIPELINING) */
+	int chunking;       /* BDAT instead of DATA (mode 2 and CHUNKING) */
+	int clean;          /* the server holds no transaction state: no RSET needed */
 
 	struct sess_expect fifo[SESS_FIFO_MAX];
 	unsigned fifo_head, fifo_len;
+	struct sess_txn txns[SESS_TXN_MAX]; /* a ring, oldest first */
+	unsigned txn_head, txn_len;
 
 	char *rbuf;         /* SMTP_REPLY_MAX bytes: one whole reply always fits */
 	size_t rlen;
 
-	char wbuf[SESS_WBUF]; /* command bytes not yet sent: wbuf[woff..wlen) */
-	size_t woff, wlen;
-	struct iovec seg[2];  /* body bytes after the commands: body span/chunk, ".\r\n" */
-	unsigned nseg;
+	/* Output: iovecs over wbuf (commands, append-only until all is sent) and over
+	 * message bodies (zero copy). out[out_head .. out_head+out_len) in order. */
+	char wbuf[SESS_WBUF];
+	size_t wlen;
+	struct iovec out[SESS_OUT_MAX];
+	unsigned out_head, out_len;
 
-	/* The transaction in progress. */
-	struct sb_msg *msg;
-	size_t rcpt_next, rcpt_ok, rcpt_temp;
-	size_t body_off;
-	int body_streaming;   /* the dot-stuffed body is produced chunk by chunk */
-	struct dotstuff ds;
-	char *xbuf;           /* SESS_XBUF, allocated on first use */
+	char *graveyard[SESS_TXN_MAX]; /* stuffed copies of aborted transactions: a send
+	                                  may still read them; freed at sess_reset() */
+	unsigned n_graveyard;
 };
 
 int sess_init(struct sess *s, const struct sess_cfg *cfg, const struct sess_ops *ops,
@@ -125,6 +149,8 @@ void sess_sent(struct sess *s, size_t n);
 void sess_io_error(struct sess *s, int err);
 /* An idle session takes m; returns 0, or -EBUSY when it is not idle. */
 int sess_offer(struct sess *s, struct sb_msg *m);
+/* 1 when the session could start another transaction now (pipelining window). */
+int sess_has_room(const struct sess *s);
 /* Say QUIT if idle; otherwise nothing. Returns 1 when QUIT was sent. */
 int sess_quit(struct sess *s);
 /* Stop now: the message in progress ends with st/err, the session is CLOSED. */
@@ -134,7 +160,7 @@ void sess_reset(struct sess *s);
 
 static inline int sess_has_output(const struct sess *s)
 {
-	return s->wlen > s->woff || s->nseg > 0;
+	return s->out_len > 0;
 }
 
 #endif

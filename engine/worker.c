@@ -230,7 +230,7 @@ static void after(struct sb_worker *w, struct sb_conn *c)
 	if (!c->send_busy && sess_has_output(s)) {
 		memset(&c->mh, 0, sizeof(c->mh));
 		c->mh.msg_iov = c->iov;
-		c->mh.msg_iovlen = (size_t)sess_output(s, c->iov, 4);
+		c->mh.msg_iovlen = (size_t)sess_output(s, c->iov, SESS_OUT_MAX);
 		if (w->be->sendmsg(w->io, c->fd, &c->mh, TOKEN(TK_SEND, c->gen, idx)) == 0) {
 			c->send_busy = 1;
 			c->inflight++;

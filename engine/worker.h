@@ -20,7 +20,7 @@ struct sb_conn {
 	uint8_t dead_counted;  /* its host was told this connection gave up */
 	uint64_t reconnect_at; /* ns; 0 = not waiting */
 	struct msghdr mh;      /* the send in flight */
-	struct iovec iov[4];
+	struct iovec iov[SESS_OUT_MAX];
 };
 
 struct sb_worker {

@@ -28,7 +28,12 @@ static void usage(FILE *f)
 		"                        and recipient, like smtp-source -N (default\n"
 		"                        rcpt@example.com)\n"
 		"      --hello NAME      EHLO name (default: this machine's host name)\n"
-		"  -w, --workers N       worker threads (default: one per CPU)\n"
+		"  -P, --pipeline 0|1|2  0 lockstep, 1 envelope in one write, 2 one round trip\n"
+		"                        per message (BDAT when the server has CHUNKING);\n"
+		"                        1 and 2 need the server's PIPELINING (default 2)\n"
+		"  -w, --window N        transactions in flight per connection in mode 2 with\n"
+		"                        CHUNKING, 1-16 (default 8)\n"
+		"      --workers N       worker threads (default: one per CPU)\n"
 		"      --backend NAME    auto, io_uring or epoll (default auto)\n"
 		"      --bound N         most messages queued at once (default 10000; 0 = none)\n"
 		"  -d, --debug N         debug level 0-10 to stderr (default 0)\n"
@@ -85,7 +90,9 @@ int cmd_send(int argc, char **argv)
 		{"from", required_argument, NULL, 'f'},
 		{"to", required_argument, NULL, 't'},
 		{"hello", required_argument, NULL, 'H'},
-		{"workers", required_argument, NULL, 'w'},
+		{"workers", required_argument, NULL, 'W'},
+		{"pipeline", required_argument, NULL, 'P'},
+		{"window", required_argument, NULL, 'w'},
 		{"backend", required_argument, NULL, 'B'},
 		{"bound", required_argument, NULL, 'b'},
 		{"debug", required_argument, NULL, 'd'},
@@ -94,14 +101,14 @@ int cmd_send(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	uint64_t sessions = 8, messages = 10000, rcpts = 1, size = 1000, workers = 0,
-		 bound = 10000, debug = 0;
+		 bound = 10000, debug = 0, pipeline = 2, window = 8;
 	const char *from = "sender@example.com", *to = "rcpt@example.com", *hello = NULL;
 	smtpbulk_backend_t backend = SMTPBULK_BACKEND_AUTO;
 	struct sent st = {0, 0};
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:m:r:l:f:t:w:d:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:m:r:l:f:t:w:P:d:qh", longopts, NULL)) != -1) {
 		const char *bad = NULL;
 		switch (c) {
 		case 's': if (parse_u64(optarg, 1, 1000000, &sessions)) bad = "--sessions"; break;
@@ -111,7 +118,9 @@ int cmd_send(int argc, char **argv)
 		case 'f': from = optarg; break;
 		case 't': to = optarg; break;
 		case 'H': hello = optarg; break;
-		case 'w': if (parse_u64(optarg, 1, 1024, &workers)) bad = "--workers"; break;
+		case 'W': if (parse_u64(optarg, 1, 1024, &workers)) bad = "--workers"; break;
+		case 'P': if (parse_u64(optarg, 0, 2, &pipeline)) bad = "--pipeline"; break;
+		case 'w': if (parse_u64(optarg, 1, 16, &window)) bad = "--window"; break;
 		case 'b': if (parse_u64(optarg, 0, UINT32_MAX, &bound)) bad = "--bound"; break;
 		case 'd': if (parse_u64(optarg, 0, 10, &debug)) bad = "--debug"; break;
 		case 'B':
@@ -143,6 +152,8 @@ int cmd_send(int argc, char **argv)
 	o.workers = (unsigned)workers;
 	o.backend = backend;
 	o.queue_bound = (size_t)bound;
+	o.pipeline = (unsigned)pipeline;
+	o.window = (unsigned)window;
 	o.debug = (int)debug;
 	o.on_result = on_result;
 	o.result_arg = &st;

@@ -149,7 +149,13 @@ typedef struct smtpbulk_options {
 	int no_pin;               /* nonzero: do not pin workers to CPUs */
 	smtpbulk_backend_t backend;
 	size_t queue_bound;       /* most messages waiting in the submission queue; 0 = no bound */
-	unsigned pipeline;        /* the seed's Pipeline mode; only 0 (lockstep) for now */
+	unsigned pipeline;        /* the seed's Pipeline: 0 lockstep (a round trip per
+	                             command), 1 MAIL+RCPTs+DATA in one write (two round trips
+	                             per message), 2 one round trip per message (BDAT with
+	                             CHUNKING). 1 and 2 only when the server says PIPELINING.
+	                             smtpbulk_options_init sets 2 */
+	unsigned window;          /* mode 2 with CHUNKING: transactions in flight on one
+	                             connection (1..16); 0 = 8 */
 	unsigned max_attempts;    /* transactions per message before it ends FAILED on
 	                             connection trouble; 0 = 3 */
 	unsigned retry_fail;      /* consecutive connection failures before a connection gives

@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <cstring>
 
@@ -112,13 +114,30 @@ void ScriptedPeer::serve(int fd, int index) {
   std::string buf;
   bool in_data = false;
   bool hang = false;
+  bool has_mail = false;
+  int rcpts_ok = 0;
+  size_t bdat_left = 0;
+  bool bdat_last = false, bdat_active = false;
+  std::string bdat_body;
   char tmp[65536];
   auto done = [&] { shutdown(fd, SHUT_RDWR); };
+  auto reset_txn = [&] {
+    has_mail = false;
+    rcpts_ok = 0;
+  };
+  auto finish_body = [&](const std::string& body) -> std::string {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      bodies_.push_back(body);
+    }
+    std::string r = script_.on_data ? script_.on_data(index, body) : "";
+    if (r.empty()) r = "250 2.0.0 Ok: queued\r\n";
+    return r;
+  };
 
-  if (!script_.greeting.empty() && script_.greeting != "HANG" && !send_all(fd, script_.greeting))
-    return done();
   if (script_.greeting == "HANG") hang = true;
-  if (script_.greeting.empty()) return done();  // close at once
+  else if (script_.greeting.empty()) return done();  // close at once
+  else if (!send_all(fd, script_.greeting)) return done();
 
   for (;;) {
     ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
@@ -126,6 +145,30 @@ void ScriptedPeer::serve(int fd, int index) {
     if (hang) continue;
     buf.append(tmp, static_cast<size_t>(n));
     for (;;) {
+      if (bdat_active) {  // a BDAT chunk: exactly bdat_left bytes, no dot-stuffing
+        size_t take = std::min(bdat_left, buf.size());
+        bdat_body.append(buf, 0, take);
+        buf.erase(0, take);
+        bdat_left -= take;
+        if (bdat_left) break;
+        bdat_active = false;
+        std::string r;
+        if (rcpts_ok == 0) {
+          r = "554 5.5.1 Error: no valid recipients\r\n";
+          if (bdat_last) bdat_body.clear();
+        } else if (!bdat_last) {
+          r = "250 2.0.0 chunk ok\r\n";
+        } else {
+          r = finish_body(bdat_body);
+          bdat_body.clear();
+          reset_txn();
+        }
+        if (bdat_last) reset_txn();
+        if (r == "CLOSE") return done();
+        if (r == "HANG") { hang = true; break; }
+        if (!send_all(fd, r)) return done();
+        continue;
+      }
       if (in_data) {
         // End of data: CRLF.CRLF, or ".\r\n" when the body is empty.
         size_t end;
@@ -140,12 +183,8 @@ void ScriptedPeer::serve(int fd, int index) {
         }
         buf.erase(0, end);
         in_data = false;
-        {
-          std::lock_guard<std::mutex> g(mu_);
-          bodies_.push_back(body);
-        }
-        std::string r = script_.on_data ? script_.on_data(index, body) : "";
-        if (r.empty()) r = "250 2.0.0 Ok: queued\r\n";
+        std::string r = finish_body(body);
+        reset_txn();
         if (r == "CLOSE") return done();
         if (r == "HANG") { hang = true; break; }
         if (!send_all(fd, r)) return done();
@@ -164,15 +203,31 @@ void ScriptedPeer::serve(int fd, int index) {
       if (r == "CLOSE") return done();
       if (r == "HANG") { hang = true; break; }
       if (r.empty()) {
-        if (verb == "EHLO") r = script_.ehlo;
+        if (verb == "EHLO") {
+          r = script_.ehlo;
+          if (script_.chunking)  // after the first line, which is the server's name
+            r.insert(r.find("\r\n") + 2, "250-CHUNKING\r\n");
+        }
         else if (verb == "HELO") r = "250 peer.test\r\n";
-        else if (verb == "MAIL") r = "250 2.1.0 Ok\r\n";
-        else if (verb == "RCPT") r = "250 2.1.5 Ok\r\n";
-        else if (verb == "DATA") r = "354 End data with <CR><LF>.<CR><LF>\r\n";
+        else if (verb == "MAIL") r = has_mail ? "503 5.5.1 Error: nested MAIL command\r\n" : "250 2.1.0 Ok\r\n";
+        else if (verb == "RCPT") r = has_mail ? "250 2.1.5 Ok\r\n" : "503 5.5.1 Error: need MAIL command\r\n";
+        else if (verb == "DATA") r = rcpts_ok ? "354 End data with <CR><LF>.<CR><LF>\r\n" : has_mail ? "554 5.5.1 Error: no valid recipients\r\n" : "503 5.5.1 Error: need RCPT command\r\n";
         else if (verb == "RSET") r = "250 2.0.0 Ok\r\n";
         else if (verb == "NOOP") r = "250 2.0.0 Ok\r\n";
         else if (verb == "QUIT") r = "221 2.0.0 Bye\r\n";
-        else r = "502 5.5.2 Error: command not recognized\r\n";
+        else if (verb != "BDAT") r = "502 5.5.2 Error: command not recognized\r\n";
+      }
+      // Follow the transaction as a server would, whoever chose the reply.
+      bool ok = r.compare(0, 1, "2") == 0;
+      if (verb == "MAIL" && ok) has_mail = true;
+      if (verb == "RCPT" && ok) rcpts_ok++;
+      if (verb == "RSET" || verb == "EHLO" || verb == "HELO") reset_txn();
+      if (verb == "BDAT" && script_.chunking) {
+        // "BDAT <size> [LAST]": the chunk follows at once; the reply comes after it.
+        bdat_left = strtoul(line.c_str() + 5, nullptr, 10);
+        bdat_last = line.find("LAST") != std::string::npos;
+        bdat_active = true;
+        continue;
       }
       if (verb == "DATA" && r.compare(0, 3, "354") == 0) in_data = true;
       if (!send_all(fd, r)) return done();

@@ -20,7 +20,11 @@ struct PeerScript {
   std::string ehlo =
       "250-peer.test greets you\r\n250-PIPELINING\r\n250-SIZE 10000000\r\n"
       "250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";
+  // Advertise CHUNKING and accept BDAT.
+  bool chunking = false;
   // conn: connection index (0, 1, ...); cmd: the command line without CRLF.
+  // Without an answer from here, replies follow the transaction state like a real
+  // server: 503 for RCPT without MAIL, 554 for DATA/BDAT without a valid recipient.
   std::function<std::string(int conn, const std::string& cmd)> on_cmd;
   // body: the raw data as received (still dot-stuffed), without the final ".\r\n".
   std::function<std::string(int conn, const std::string& body)> on_data;

@@ -49,6 +49,8 @@ class SessionTest : public ::testing::Test {
     cfg_.max_attempts = 2;
     cfg_.retry_fail = 3;
     cfg_.debug = 0;
+    cfg_.pipeline = 0;
+    cfg_.window = 4;
     ASSERT_EQ(sess_init(&s_, &cfg_, &kOps, &f_, 0, 0), 0);
   }
   void TearDown() override {
@@ -193,7 +195,7 @@ TEST_F(SessionTest, MailRejectedIsPermanent) {
 
 TEST_F(SessionTest, BodyIsStuffedAndStreamed) {
   std::string body = ".dot\nline\n";
-  body += std::string(3 * SESS_XBUF, 'y');  // bigger than one transform chunk
+  body += std::string(50000, 'y');
   f_.queue.push_back(msg({"r@x"}, body));
   connect_ready("250-x\r\n250 SIZE\r\n");  // no limit
   take_output();
@@ -275,6 +277,130 @@ TEST_F(SessionTest, QuitOnlyWhenIdle) {
   feed("221 bye\r\n");
   EXPECT_EQ(s_.state, SESS_CLOSED);
   EXPECT_EQ(s_.error, 0);
+}
+
+// ---- pipelining ---------------------------------------------------------------------
+
+static const char kPipeEhlo[] = "250-x\r\n250 PIPELINING\r\n";
+static const char kChunkEhlo[] = "250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+
+TEST_F(SessionTest, Mode1EnvelopeInOneWriteBodyAfter354) {
+  cfg_.pipeline = 1;
+  f_.queue.push_back(msg({"a@x", "b@x"}, "hi\r\n"));
+  connect_ready(kPipeEhlo);
+  EXPECT_EQ(take_output(), "MAIL FROM:<a@b.test>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n");
+  feed("250 ok\r\n250 ok\r\n550 5.1.1 no\r\n354 go\r\n");
+  EXPECT_EQ(take_output(), "hi\r\n.\r\n");
+  feed("250 queued\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_PARTIAL);
+  EXPECT_EQ(f_.done[0].rcpt_codes, (std::vector<int>{250, 550}));
+}
+
+TEST_F(SessionTest, Mode1MailRefusedRestDrainedThenRset) {
+  cfg_.pipeline = 1;
+  f_.queue.push_back(msg({"a@x"}, "hi\r\n"));
+  f_.queue.push_back(msg({"b@x"}, "ho\r\n"));
+  connect_ready(kPipeEhlo);
+  take_output();
+  feed("550 5.7.1 sender refused\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_REJECTED);
+  EXPECT_EQ(f_.done[0].final_code, 550);  // the MAIL reply decided, not the 503s
+  // The next message goes out behind an RSET, in the same write.
+  EXPECT_EQ(take_output(), "RSET\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<b@x>\r\nDATA\r\n");
+  feed("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(take_output(), "ho\r\n.\r\n");
+  feed("250 ok\r\n");
+  ASSERT_EQ(f_.done.size(), 2u);
+  EXPECT_EQ(f_.done[1].st, SMTPBULK_DELIVERED);
+}
+
+TEST_F(SessionTest, Mode1AllRefusedBut354OnlyDotIsSent) {
+  cfg_.pipeline = 1;
+  f_.queue.push_back(msg({"a@x"}, "secret body\r\n"));
+  connect_ready(kPipeEhlo);
+  take_output();
+  feed("250 ok\r\n450 4.2.1 busy\r\n354 go ahead anyway\r\n");
+  EXPECT_EQ(take_output(), ".\r\n");  // RFC 2920: end it, send no body
+  feed("554 no valid recipients\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_FAILED);  // the 450 decided: temporary
+  EXPECT_EQ(f_.done[0].final_code, 450);
+}
+
+TEST_F(SessionTest, Mode2DataNextEnvelopeRidesWithTheBody) {
+  cfg_.pipeline = 2;
+  f_.queue.push_back(msg({"a@x"}, "one\r\n"));
+  f_.queue.push_back(msg({"b@x"}, "two\r\n"));
+  connect_ready(kPipeEhlo);
+  EXPECT_EQ(take_output(), "MAIL FROM:<a@b.test>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+  feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(take_output(), "one\r\n.\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<b@x>\r\nDATA\r\n");
+  feed("451 4.3.0 try later\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(take_output(), "two\r\n.\r\n");
+  feed("250 ok\r\n");
+  ASSERT_EQ(f_.done.size(), 2u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_FAILED);  // the 451 was message 1's final reply
+  EXPECT_EQ(f_.done[0].final_code, 451);
+  EXPECT_EQ(f_.done[1].st, SMTPBULK_DELIVERED);
+}
+
+TEST_F(SessionTest, Mode2ChunkingWindowAndAttribution) {
+  cfg_.pipeline = 2;
+  f_.queue.push_back(msg({"a@x"}, "one\r\n"));
+  f_.queue.push_back(msg({"bad@x"}, "two\r\n"));
+  f_.queue.push_back(msg({"c@x"}, ".three\n"));
+  connect_ready(kChunkEhlo);
+  // Three transactions in one write; every one after the first opens with RSET, since
+  // the server may still hold the previous one when it reads it.
+  EXPECT_EQ(take_output(),
+            "MAIL FROM:<a@b.test>\r\nRCPT TO:<a@x>\r\nBDAT 5 LAST\r\none\r\n"
+            "RSET\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<bad@x>\r\nBDAT 5 LAST\r\ntwo\r\n"
+            "RSET\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@x>\r\nBDAT 8 LAST\r\n.three\r\n");
+  feed("250 ok\r\n250 ok\r\n250 2.0.0 one queued\r\n"
+       "250 reset\r\n250 ok\r\n550 5.1.1 bad\r\n554 5.5.1 no valid recipients\r\n"
+       "250 reset\r\n250 ok\r\n250 ok\r\n250 2.0.0 three queued\r\n");
+  ASSERT_EQ(f_.done.size(), 3u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_DELIVERED);
+  EXPECT_EQ(f_.done[1].st, SMTPBULK_REJECTED);
+  EXPECT_EQ(f_.done[1].final_code, 550);  // the RCPT refusal, not the BDAT reply
+  EXPECT_EQ(f_.done[2].st, SMTPBULK_DELIVERED);
+  // The refused BDAT was followed by an RSET and a delivered message: the connection
+  // is clean, nothing more goes out.
+  EXPECT_EQ(take_output(), "");
+  EXPECT_EQ(s_.state, SESS_IDLE);
+}
+
+TEST_F(SessionTest, Mode2ChunkingRespectsWindow) {
+  cfg_.pipeline = 2;
+  cfg_.window = 2;
+  for (int i = 0; i < 3; i++) f_.queue.push_back(msg({"a@x"}, "x\r\n"));
+  connect_ready(kChunkEhlo);
+  std::string out = take_output();
+  size_t mails = 0;
+  for (size_t p = 0; (p = out.find("MAIL FROM", p)) != std::string::npos; p++) mails++;
+  EXPECT_EQ(mails, 2u);
+  feed("250 ok\r\n250 ok\r\n250 ok\r\n");  // the first completes: room for the third
+  EXPECT_NE(take_output().find("MAIL FROM"), std::string::npos);
+}
+
+TEST_F(SessionTest, PipeliningNeedsTheServersWord) {
+  cfg_.pipeline = 2;
+  f_.queue.push_back(msg({"a@x", "b@x"}, "hi\r\n"));
+  connect_ready("250-x\r\n250 CHUNKING\r\n");  // no PIPELINING: lockstep
+  EXPECT_EQ(take_output(), "MAIL FROM:<a@b.test>\r\n");
+}
+
+TEST_F(SessionTest, ConnectionLossRequeuesEveryTransactionInFlight) {
+  cfg_.pipeline = 2;
+  for (int i = 0; i < 3; i++) f_.queue.push_back(msg({"a@x"}, "x\r\n"));
+  connect_ready(kChunkEhlo);
+  take_output();
+  feed("250 ok\r\n250 ok\r\n250 ok\r\n");  // the first is delivered
+  sess_io_error(&s_, SMTPBULK_ECLOSED);
+  EXPECT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.requeued.size(), 2u);
 }
 
 }  // namespace
