@@ -47,7 +47,7 @@ static const struct sess_ops ops = {next, done, requeue, NULL};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct sess_cfg cfg = {"fuzz.test", 2, 3, 0};
+	struct sess_cfg cfg = {"fuzz.test", 2, 3, 0, 0, 4};
 	struct ctx c;
 	struct sess s;
 	const char *rc[] = {"a@x", "b@x"};
@@ -57,6 +57,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					i & 2 ? ".x\nb" : "x\r\n", 4, -1, 0, NULL};
 		if (sb_msg_new(&m, &c.msgs[i]))
 			abort();
+	}
+	if (size > 0) { /* the first byte picks the pipeline mode and window */
+		cfg.pipeline = data[0] % 3;
+		cfg.window = 1 + (data[0] / 3) % 4;
+		data++;
+		size--;
 	}
 	if (sess_init(&s, &cfg, &ops, &c, 0, 0))
 		abort();
