@@ -319,8 +319,11 @@ void sb_engine_requeue(smtpbulk_t *sb, struct sb_msg *msg)
 
 void sb_engine_dequeued(smtpbulk_t *sb, uint64_t n)
 {
-	atomic_fetch_sub(&sb->queued, n);
-	if (atomic_load(&sb->room_waiters)) {
+	uint64_t left = atomic_fetch_sub(&sb->queued, n) - n;
+	size_t bound = sb->opts.queue_bound;
+	/* Wake blocked producers only once a quarter of the bound is free: waking them
+	 * for every message made producer and worker trade a futex call per message. */
+	if (atomic_load(&sb->room_waiters) && left <= bound - bound / 4) {
 		pthread_mutex_lock(&sb->lock);
 		pthread_cond_broadcast(&sb->room);
 		pthread_mutex_unlock(&sb->lock);
@@ -351,9 +354,11 @@ void sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st
 	} else {
 		sbq_enqueue(sb->done_queue, &msg->node);
 	}
-	/* Counted after delivery, so drain returns only when every result is out. */
-	atomic_fetch_add(&sb->completed, 1);
-	if (atomic_load(&sb->done_waiters)) {
+	/* Counted after delivery, so drain returns only when every result is out. A
+	 * drainer is woken by the last result only, not by each one. */
+	uint64_t done = atomic_fetch_add(&sb->completed, 1) + 1;
+	if (atomic_load(&sb->poll_waiters) ||
+	    (atomic_load(&sb->drain_waiters) && done >= atomic_load(&sb->submitted))) {
 		pthread_mutex_lock(&sb->lock);
 		pthread_cond_broadcast(&sb->done);
 		pthread_mutex_unlock(&sb->lock);
@@ -372,12 +377,13 @@ static void deadline_after(struct timespec *ts, int ms)
 }
 
 /* Wait on sb->done until cond(sb) holds or timeout_ms passes (-1 = forever). */
-static int wait_done(smtpbulk_t *sb, int (*cond)(smtpbulk_t *), int timeout_ms)
+static int wait_done(smtpbulk_t *sb, int (*cond)(smtpbulk_t *), _Atomic unsigned *waiters,
+		     int timeout_ms)
 {
 	uint64_t end = timeout_ms < 0 ? UINT64_MAX : sb_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	int rc = 0;
 	pthread_mutex_lock(&sb->lock);
-	atomic_fetch_add(&sb->done_waiters, 1);
+	atomic_fetch_add(waiters, 1);
 	while (!cond(sb)) {
 		uint64_t now = sb_now_ns();
 		if (now >= end) {
@@ -390,7 +396,7 @@ static int wait_done(smtpbulk_t *sb, int (*cond)(smtpbulk_t *), int timeout_ms)
 		deadline_after(&ts, left > 100 ? 100 : (int)left + 1);
 		pthread_cond_timedwait(&sb->done, &sb->lock, &ts);
 	}
-	atomic_fetch_sub(&sb->done_waiters, 1);
+	atomic_fetch_sub(waiters, 1);
 	pthread_mutex_unlock(&sb->lock);
 	return rc;
 }
@@ -402,7 +408,7 @@ static int all_done(smtpbulk_t *sb)
 
 int sb_engine_drain(smtpbulk_t *sb, int timeout_ms)
 {
-	return wait_done(sb, all_done, timeout_ms);
+	return wait_done(sb, all_done, &sb->drain_waiters, timeout_ms);
 }
 
 static int has_result(smtpbulk_t *sb)
@@ -421,7 +427,8 @@ int sb_engine_poll(smtpbulk_t *sb, smtpbulk_result_t **out, int timeout_ms)
 		}
 		if (busy)
 			continue; /* a worker is mid-enqueue: its result is nanoseconds away */
-		if (timeout_ms == 0 || wait_done(sb, has_result, timeout_ms) == -ETIMEDOUT)
+		if (timeout_ms == 0 ||
+		    wait_done(sb, has_result, &sb->poll_waiters, timeout_ms) == -ETIMEDOUT)
 			return 0;
 	}
 }

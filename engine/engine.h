@@ -67,7 +67,9 @@ struct smtpbulk {
 	pthread_mutex_t lock;     /* guards the conds below; never held on the hot path */
 	pthread_cond_t room;      /* a bounded queue has room */
 	pthread_cond_t done;      /* a result was delivered (drain, poll) */
-	_Atomic unsigned room_waiters, done_waiters;
+	_Atomic unsigned room_waiters;
+	_Atomic unsigned drain_waiters; /* woken only when the last result is in */
+	_Atomic unsigned poll_waiters;  /* woken on every result */
 
 	struct sb_facade *facade; /* the Net::SMTP-style facade's message being built */
 };

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Throughput of smtpbulk beside Postfix smtp-source, in one run on this machine.
+#
+# Both clients send the same messages (count, body size, sessions) to a fresh Postfix
+# smtp-sink on loopback; /usr/bin/time gives wall time and the client's CPU time.
+# Writes bench/results/smtp-sink.csv and bench/results/throughput.png (with gnuplot),
+# and prints a Markdown table. Usage: bench/run.sh [MESSAGES_PER_RUN] (default 50000;
+# runs with 1 session send a fifth of that).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-50000}
+SIZE=1000
+scripts/setup-deps.sh
+[ -x /usr/bin/time ] && command -v gnuplot >/dev/null || { [ "$(id -u)" -eq 0 ] && s= || s=sudo; $s env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time gnuplot-nox >/dev/null; }
+cmake --preset release >/dev/null
+cmake --build --preset release --target smtpbulk_cli >/dev/null
+mkdir -p bench/results
+csv=bench/results/smtp-sink.csv
+echo "client,mode,sessions,messages,elapsed_s,msgs_per_s,cpu_user_s,cpu_sys_s,cpu_us_per_msg" > "$csv"
+
+sink_pid=
+stop_sink() {
+  if [ -n "$sink_pid" ]; then
+    kill "$sink_pid" 2>/dev/null || true
+    wait "$sink_pid" 2>/dev/null || true  # its status is the signal's: not an error
+    sink_pid=
+  fi
+}
+trap stop_sink EXIT
+start_sink() {
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  local u=(); [ "$(id -u)" -eq 0 ] && u=(-u nobody)
+  /usr/sbin/smtp-sink "${u[@]}" -c "127.0.0.1:$port" 1024 >/dev/null &
+  sink_pid=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.05; done
+  echo "smtp-sink did not start" >&2; exit 1
+}
+
+run() { # client mode sessions messages command...
+  local client=$1 mode=$2 sessions=$3 n=$4; shift 4
+  start_sink
+  local tf; tf=$(mktemp)
+  /usr/bin/time -o "$tf" -f "%e %U %S" "$@" "127.0.0.1:$port" >/dev/null || \
+    echo "warning: $client mode $mode exited non-zero" >&2
+  stop_sink
+  read -r el us sy < <(tail -1 "$tf")
+  rm -f "$tf"
+  awk -v c="$client" -v m="$mode" -v s="$sessions" -v n="$n" -v el="$el" -v us="$us" -v sy="$sy" \
+    'BEGIN { printf "%s,%s,%d,%d,%.2f,%.0f,%.2f,%.2f,%.1f\n", c, m, s, n, el, n / el, us, sy, (us + sy) / n * 1e6 }' >> "$csv"
+  tail -1 "$csv" >&2
+}
+
+for sessions in 1 10 100; do
+  n=$N; [ "$sessions" -eq 1 ] && n=$((N / 5))
+  run smtp-source - "$sessions" "$n" /usr/sbin/smtp-source -d -s "$sessions" -m "$n" -l "$SIZE" \
+    -f sender@example.com -t rcpt@example.com
+  # One worker: the server shares this machine, and a second pinned worker takes the
+  # core smtp-sink (one process) needs. The default (one worker per CPU) is shown too.
+  for mode in 0 1 2; do
+    run smtpbulk "$mode" "$sessions" "$n" ./build/release/smtpbulk send -q -P "$mode" \
+      --workers 1 -s "$sessions" -m "$n" -l "$SIZE"
+  done
+  run "smtpbulk (1 worker per CPU)" 2 "$sessions" "$n" ./build/release/smtpbulk send -q -P 2 \
+    -s "$sessions" -m "$n" -l "$SIZE"
+done
+
+if command -v gnuplot >/dev/null; then
+  gnuplot <<GP
+set terminal png size 900,500
+set output "bench/results/throughput.png"
+set title "Messages/s against Postfix smtp-sink (1,000-byte bodies)"
+set style data histogram
+set style histogram clustered gap 1
+set xtics rotate by -20
+set style fill solid 0.8 border -1
+set ylabel "messages per second"
+set key top left
+set datafile separator ","
+plot "< awk -F, 'NR>1 && \$3==1' $csv" using 6:xtic(strcol(2) eq "-" ? strcol(1)." -d" : strcol(1)." -P".strcol(2)) title "1 session", \
+     "< awk -F, 'NR>1 && \$3==10' $csv" using 6 title "10 sessions", \
+     "< awk -F, 'NR>1 && \$3==100' $csv" using 6 title "100 sessions"
+GP
+fi
+
+echo
+echo "| client | pipeline | sessions | messages | elapsed s | msgs/s | client CPU µs/msg |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+awk -F, 'NR>1 { printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $9 }' "$csv"
