@@ -13,7 +13,7 @@
 
 #include "io.h"
 
-enum { OP_NONE, OP_CONNECT, OP_SEND, OP_RECV, OP_READ };
+enum { OP_NONE, OP_CONNECT, OP_SEND, OP_RECV, OP_READ, OP_ACCEPT };
 
 struct op {
 	uint8_t kind;
@@ -146,6 +146,11 @@ static int attempt(struct sb_io *io, int fd, struct op *op)
 	case OP_READ:
 		r = read(fd, op->buf, op->len);
 		break;
+	case OP_ACCEPT:
+		do /* a peer that gave up already: take the next one */
+			r = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		while (r < 0 && errno == ECONNABORTED);
+		break;
 	default:
 		return 0;
 	}
@@ -202,6 +207,15 @@ static int ep_recv(struct sb_io *io, int fd, void *buf, size_t len, uint64_t tok
 		return -ENOMEM;
 	struct op op = {.kind = OP_RECV, .token = token, .buf = buf, .len = len};
 	return park(io, fd, &st->in, op, 1);
+}
+
+static int ep_accept(struct sb_io *io, int listen_fd, uint64_t token)
+{
+	struct fdstate *st = fd_get(io, listen_fd);
+	if (!st)
+		return -ENOMEM;
+	struct op op = {.kind = OP_ACCEPT, .token = token};
+	return park(io, listen_fd, &st->in, op, 1);
 }
 
 static int ep_read_eventfd(struct sb_io *io, int efd, uint64_t *val, uint64_t token)
@@ -267,6 +281,7 @@ const struct sb_io_backend sb_epoll_backend = {
 	.connect = ep_connect,
 	.sendmsg = ep_sendmsg,
 	.recv = ep_recv,
+	.accept = ep_accept,
 	.read_eventfd = ep_read_eventfd,
 	.cancel_fd = ep_cancel_fd,
 	.forget_fd = ep_forget_fd,

@@ -34,6 +34,9 @@ struct sb_io_backend {
 		       uint64_t token);
 	int (*sendmsg)(struct sb_io *io, int fd, const struct msghdr *msg, uint64_t token);
 	int (*recv)(struct sb_io *io, int fd, void *buf, size_t len, uint64_t token);
+	/* Accept a connection on a listening socket: res is the new (non-blocking,
+	 * close-on-exec) fd or -errno. For servers (the sink). */
+	int (*accept)(struct sb_io *io, int listen_fd, uint64_t token);
 	/* Read 8 bytes from an eventfd into *val when it is signalled. */
 	int (*read_eventfd)(struct sb_io *io, int efd, uint64_t *val, uint64_t token);
 	/* Cancel every operation on fd; each still completes (with -ECANCELED or its
@@ -46,6 +49,14 @@ struct sb_io_backend {
 	 * least one completion. Returns the number written to out (<= max), or -errno. */
 	int (*wait)(struct sb_io *io, struct sb_cqe *out, int max, int timeout_ms);
 };
+
+/*
+ * Open the backend the caller wants (an smtpbulk_backend_t): io_uring, falling back to
+ * epoll under SMTPBULK_BACKEND_AUTO when io_uring is refused. Call in the thread that
+ * will use it. Returns 0, SMTPBULK_EBACKEND, or -errno.
+ */
+int sb_io_open(int want, unsigned entries, const struct sb_io_backend **be, struct sb_io **io,
+	       char *desc, size_t desc_cap);
 
 extern const struct sb_io_backend sb_io_uring_backend;
 extern const struct sb_io_backend sb_epoll_backend;

@@ -105,6 +105,16 @@ static int ur_recv(struct sb_io *io, int fd, void *buf, size_t len, uint64_t tok
 	return 0;
 }
 
+static int ur_accept(struct sb_io *io, int listen_fd, uint64_t token)
+{
+	struct io_uring_sqe *sqe = get_sqe(io);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_accept(sqe, listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, token);
+	return 0;
+}
+
 static int ur_read_eventfd(struct sb_io *io, int efd, uint64_t *val, uint64_t token)
 {
 	struct io_uring_sqe *sqe = get_sqe(io);
@@ -169,6 +179,7 @@ const struct sb_io_backend sb_io_uring_backend = {
 	.connect = ur_connect,
 	.sendmsg = ur_sendmsg,
 	.recv = ur_recv,
+	.accept = ur_accept,
 	.read_eventfd = ur_read_eventfd,
 	.cancel_fd = ur_cancel_fd,
 	.forget_fd = ur_forget_fd,

@@ -394,23 +394,6 @@ static int all_closed(struct sb_worker *w)
 	return 1;
 }
 
-static int pick_backend(struct sb_worker *w)
-{
-	smtpbulk_backend_t want = w->sb->opts.backend;
-	int rc = -ENOSYS;
-	if (want != SMTPBULK_BACKEND_EPOLL) {
-		w->be = &sb_io_uring_backend;
-		rc = w->be->create(&w->io, IO_ENTRIES, w->desc, sizeof(w->desc));
-		if (rc == 0 || want == SMTPBULK_BACKEND_IO_URING)
-			return rc == 0 ? 0 : SMTPBULK_EBACKEND;
-		if (rc != -ENOSYS && rc != -EPERM)
-			return rc;
-	}
-	w->be = &sb_epoll_backend;
-	rc = w->be->create(&w->io, IO_ENTRIES, w->desc, sizeof(w->desc));
-	return rc;
-}
-
 static void *worker_main(void *arg)
 {
 	struct sb_worker *w = arg;
@@ -424,7 +407,8 @@ static void *worker_main(void *arg)
 		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 	}
 	/* The ring is created here: with SINGLE_ISSUER only its creator may submit. */
-	int rc = pick_backend(w);
+	int rc = sb_io_open(w->sb->opts.backend, IO_ENTRIES, &w->be, &w->io, w->desc,
+			    sizeof(w->desc));
 	if (rc == 0)
 		rc = w->be->read_eventfd(w->io, w->wake_fd, &w->wake_val, TOKEN(TK_WAKE, 0, 0));
 	pthread_mutex_lock(&sb->lock);

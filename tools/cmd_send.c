@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "smtpbulk.h"
+#include "tool_util.h"
 
 static void usage(FILE *f)
 {
@@ -42,19 +43,6 @@ static void usage(FILE *f)
 		"\n"
 		"exit status: 0 every message delivered, 1 some not delivered, 2 usage error,\n"
 		"             3 could not start\n");
-}
-
-static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	if (!s || !*s || *s == '-')
-		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
 }
 
 struct sent {
@@ -103,7 +91,7 @@ int cmd_send(int argc, char **argv)
 	uint64_t sessions = 8, messages = 10000, rcpts = 1, size = 1000, workers = 0,
 		 bound = 10000, debug = 0, pipeline = 2, window = 8;
 	const char *from = "sender@example.com", *to = "rcpt@example.com", *hello = NULL;
-	smtpbulk_backend_t backend = SMTPBULK_BACKEND_AUTO;
+	int backend = SMTPBULK_BACKEND_AUTO;
 	struct sent st = {0, 0};
 	int c;
 
@@ -111,24 +99,19 @@ int cmd_send(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "s:m:r:l:f:t:w:P:d:qh", longopts, NULL)) != -1) {
 		const char *bad = NULL;
 		switch (c) {
-		case 's': if (parse_u64(optarg, 1, 1000000, &sessions)) bad = "--sessions"; break;
-		case 'm': if (parse_u64(optarg, 1, UINT64_MAX / 2, &messages)) bad = "--messages"; break;
-		case 'r': if (parse_u64(optarg, 1, 10000, &rcpts)) bad = "--recipients"; break;
-		case 'l': if (parse_u64(optarg, 0, 1ull << 30, &size)) bad = "--size"; break;
+		case 's': if (tool_u64(optarg, 1, 1000000, &sessions)) bad = "--sessions"; break;
+		case 'm': if (tool_u64(optarg, 1, UINT64_MAX / 2, &messages)) bad = "--messages"; break;
+		case 'r': if (tool_u64(optarg, 1, 10000, &rcpts)) bad = "--recipients"; break;
+		case 'l': if (tool_u64(optarg, 0, 1ull << 30, &size)) bad = "--size"; break;
 		case 'f': from = optarg; break;
 		case 't': to = optarg; break;
 		case 'H': hello = optarg; break;
-		case 'W': if (parse_u64(optarg, 1, 1024, &workers)) bad = "--workers"; break;
-		case 'P': if (parse_u64(optarg, 0, 2, &pipeline)) bad = "--pipeline"; break;
-		case 'w': if (parse_u64(optarg, 1, 16, &window)) bad = "--window"; break;
-		case 'b': if (parse_u64(optarg, 0, UINT32_MAX, &bound)) bad = "--bound"; break;
-		case 'd': if (parse_u64(optarg, 0, 10, &debug)) bad = "--debug"; break;
-		case 'B':
-			if (!strcmp(optarg, "auto")) backend = SMTPBULK_BACKEND_AUTO;
-			else if (!strcmp(optarg, "io_uring")) backend = SMTPBULK_BACKEND_IO_URING;
-			else if (!strcmp(optarg, "epoll")) backend = SMTPBULK_BACKEND_EPOLL;
-			else bad = "--backend";
-			break;
+		case 'W': if (tool_u64(optarg, 1, 1024, &workers)) bad = "--workers"; break;
+		case 'P': if (tool_u64(optarg, 0, 2, &pipeline)) bad = "--pipeline"; break;
+		case 'w': if (tool_u64(optarg, 1, 16, &window)) bad = "--window"; break;
+		case 'b': if (tool_u64(optarg, 0, UINT32_MAX, &bound)) bad = "--bound"; break;
+		case 'd': if (tool_u64(optarg, 0, 10, &debug)) bad = "--debug"; break;
+		case 'B': if (tool_backend(optarg, &backend)) bad = "--backend"; break;
 		case 'q': st.quiet = 1; break;
 		case 'h': usage(stdout); return 0;
 		default:
@@ -150,7 +133,7 @@ int cmd_send(int argc, char **argv)
 	o.connections = (unsigned)sessions;
 	o.hello = hello;
 	o.workers = (unsigned)workers;
-	o.backend = backend;
+	o.backend = (smtpbulk_backend_t)backend;
 	o.queue_bound = (size_t)bound;
 	o.pipeline = (unsigned)pipeline;
 	o.window = (unsigned)window;

@@ -3,5 +3,6 @@
 #define SB_TOOLS_COMMANDS_H
 
 int cmd_send(int argc, char **argv);
+int cmd_sink(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@ static void usage(FILE *f)
 		"\n"
 		"commands:\n"
 		"  send     send generated messages to an SMTP server and report throughput\n"
+		"  sink     an SMTP server that accepts and discards mail (tests, benchmarks)\n"
 		"\n"
 		"  smtpbulk COMMAND --help   options of a command\n"
 		"  smtpbulk --version        library version\n"
@@ -36,6 +37,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "send"))
 		return cmd_send(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "sink"))
+		return cmd_sink(argc - 1, argv + 1);
 	fprintf(stderr, "smtpbulk: unknown command '%s' (try smtpbulk --help)\n", argv[1]);
 	return 2;
 }

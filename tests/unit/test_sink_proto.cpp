@@ -1,0 +1,107 @@
+// The sink's server state machine, driven with buffers.
+#include <gtest/gtest.h>
+
+#include <string>
+
+extern "C" {
+#include "sink_proto.h"
+}
+
+namespace {
+
+struct Sink {
+  sink_cfg cfg{};
+  sink_conn c{};
+  Sink() {
+    cfg.name = "sink.test";
+    cfg.size_max = 1000;
+    sink_conn_init(&c, &cfg, 1);
+  }
+  // Feed everything in pieces of `piece` bytes; return and clear the replies.
+  std::string feed(const std::string& in, size_t piece = 1 << 20) {
+    std::string out;
+    size_t off = 0;
+    while (off < in.size()) {
+      size_t n = std::min(piece, in.size() - off);
+      size_t used = sink_input(&c, in.data() + off, n);
+      off += used;
+      out.append(c.out, c.out_len);
+      c.out_len = 0;
+      if (used == 0 && c.mode != SINK_CLOSING && c.mode != SINK_HANG) break;
+    }
+    out.append(c.out, c.out_len);
+    c.out_len = 0;
+    return out;
+  }
+};
+
+const std::string kSession =
+    "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\n"
+    "Subject: x\r\n\r\n..dot\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 4\r\nab\r\n"
+    "BDAT 3 LAST\r\ncd\nRSET\r\nQUIT\r\n";
+
+TEST(SinkProto, PipelinedSessionSameForEverySplit) {
+  Sink whole;
+  std::string want = whole.feed(kSession);
+  EXPECT_EQ(whole.c.counts.messages, 2u);
+  EXPECT_EQ(whole.c.counts.recipients, 3u);
+  EXPECT_EQ(whole.c.counts.bytes, 21u + 7u);  // the DATA body as received, the BDAT bytes
+  EXPECT_EQ(whole.c.mode, SINK_CLOSING);
+  EXPECT_NE(want.find("250-CHUNKING"), std::string::npos);
+  EXPECT_NE(want.find("354 "), std::string::npos);
+  EXPECT_NE(want.find("221 "), std::string::npos);
+  for (size_t piece = 1; piece < 40; piece++) {
+    Sink s;
+    ASSERT_EQ(s.feed(kSession, piece), want) << "piece " << piece;
+    EXPECT_EQ(s.c.counts.messages, 2u);
+  }
+}
+
+TEST(SinkProto, TransactionRules) {
+  Sink s;
+  std::string r = s.feed("RCPT TO:<a@b>\r\nDATA\r\nMAIL FROM:<a@b>\r\nMAIL FROM:<a@b>\r\nDATA\r\n");
+  EXPECT_EQ(r,
+            "503 5.5.1 Error: need MAIL command\r\n503 5.5.1 Error: need MAIL command\r\n"
+            "250 2.1.0 Ok\r\n503 5.5.1 Error: nested MAIL command\r\n"
+            "554 5.5.1 Error: no valid recipients\r\n");
+  // BDAT without recipients: the chunk is read (so the stream stays in sync) and refused.
+  r = s.feed("BDAT 4 LAST\r\nabcdNOOP\r\n");
+  EXPECT_EQ(r, "554 5.5.1 Error: no valid recipients\r\n250 2.0.0 Ok\r\n");
+  EXPECT_EQ(s.c.counts.messages, 0u);
+}
+
+TEST(SinkProto, LongLineAndUnknownCommand) {
+  Sink s;
+  std::string r = s.feed(std::string(5000, 'A') + "\r\nFOO\r\n");
+  EXPECT_EQ(r, "500 5.5.2 Error: line too long\r\n502 5.5.2 Error: command not recognized\r\n");
+}
+
+TEST(SinkProto, FaultsAtFullOdds) {
+  Sink s;
+  s.cfg.faults.tempfail_rcpt = 100;
+  std::string r = s.feed("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+  EXPECT_EQ(r.substr(r.find("\r\n") + 2, 3), "450");
+  Sink d;
+  d.cfg.faults.reject_data = 100;
+  r = d.feed("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n");
+  EXPECT_NE(r.find("554 5.6.0"), std::string::npos);
+  EXPECT_EQ(d.c.counts.messages, 0u);
+  EXPECT_EQ(d.c.counts.rejected, 1u);
+}
+
+TEST(SinkProto, CloseAndHangAfter) {
+  Sink s;
+  s.cfg.faults.close_after = 1;
+  std::string r = s.feed("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 1 LAST\r\nxNOOP\r\n");
+  EXPECT_NE(r.find("421 4.3.2"), std::string::npos);
+  EXPECT_EQ(r.find("250 2.0.0 Ok\r\n"), std::string::npos);  // nothing after the 421
+  EXPECT_EQ(s.c.mode, SINK_CLOSING);
+  Sink h;
+  h.cfg.faults.hang_after = 1;
+  r = h.feed("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 1 LAST\r\nxNOOP\r\n");
+  EXPECT_EQ(h.c.mode, SINK_HANG);
+  EXPECT_EQ(r.find("NOOP"), std::string::npos);
+  EXPECT_EQ(r.rfind("250 2.0.0 Ok: queued\r\n"), r.size() - 22);  // last reply: the message
+}
+
+}  // namespace

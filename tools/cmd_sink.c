@@ -1,0 +1,171 @@
+/* smtpbulk sink: an SMTP server that accepts and discards mail, for tests and benchmarks. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "sink_server.h"
+#include "smtpbulk.h"
+#include "tool_util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: smtpbulk sink [options]\n"
+		"\n"
+		"An SMTP server that accepts mail and throws it away, counting connections,\n"
+		"messages, recipients and bytes. It advertises PIPELINING, CHUNKING, SIZE,\n"
+		"8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES and DSN, and runs until SIGINT or\n"
+		"SIGTERM, or --max-messages; then it prints the counts.\n"
+		"\n"
+		"  --listen ADDR:PORT     where to listen (default 127.0.0.1:2525; [::1]:PORT for\n"
+		"                         IPv6; port 0 picks a free one and prints it)\n"
+		"  --threads N            server threads, one ring each (default: one per CPU)\n"
+		"  --max-messages N       stop after accepting N messages\n"
+		"  --size BYTES           SIZE to advertise (default 104857600)\n"
+		"  --backend NAME         auto, io_uring or epoll (default auto)\n"
+		"  --json                 print the counts as one JSON object on stdout\n"
+		"  -q, --quiet            print nothing but errors (and --json)\n"
+		"fault injection (each PCT is a percentage of the commands concerned):\n"
+		"  --reject-mail PCT      550 to MAIL        --tempfail-mail PCT   451 to MAIL\n"
+		"  --reject-rcpt PCT      550 to RCPT        --tempfail-rcpt PCT   450 to RCPT\n"
+		"  --reject-data PCT      554 after the data --tempfail-data PCT   451 after it\n"
+		"  --close-after N        421 and close a connection after N messages\n"
+		"  --hang-after N         stop answering a connection after N messages\n"
+		"  -h, --help             this text\n"
+		"\n"
+		"exit status: 0 success, 2 usage error, 3 could not start\n");
+}
+
+int cmd_sink(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"listen", required_argument, NULL, 'L'},
+		{"threads", required_argument, NULL, 'T'},
+		{"max-messages", required_argument, NULL, 'M'},
+		{"size", required_argument, NULL, 'S'},
+		{"backend", required_argument, NULL, 'B'},
+		{"json", no_argument, NULL, 'J'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"reject-mail", required_argument, NULL, 1},
+		{"tempfail-mail", required_argument, NULL, 2},
+		{"reject-rcpt", required_argument, NULL, 3},
+		{"tempfail-rcpt", required_argument, NULL, 4},
+		{"reject-data", required_argument, NULL, 5},
+		{"tempfail-data", required_argument, NULL, 6},
+		{"close-after", required_argument, NULL, 7},
+		{"hang-after", required_argument, NULL, 8},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct sink_options o;
+	char host[256];
+	uint64_t v;
+	int json = 0, quiet = 0, c;
+	const char *listen_at = "127.0.0.1:2525";
+
+	memset(&o, 0, sizeof(o));
+	o.threads = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	o.cfg.name = "sink.smtpbulk.invalid";
+	o.cfg.size_max = 104857600;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
+		const char *bad = NULL;
+		unsigned *pct = NULL;
+		switch (c) {
+		case 'L': listen_at = optarg; break;
+		case 'T': if (tool_u64(optarg, 1, 256, &v)) bad = "--threads"; else o.threads = (unsigned)v; break;
+		case 'M': if (tool_u64(optarg, 1, UINT64_MAX, &o.max_messages)) bad = "--max-messages"; break;
+		case 'S': if (tool_u64(optarg, 0, UINT64_MAX, &o.cfg.size_max)) bad = "--size"; break;
+		case 'B': if (tool_backend(optarg, &o.backend)) bad = "--backend"; break;
+		case 'J': json = 1; break;
+		case 'q': quiet = 1; break;
+		case 1: pct = &o.cfg.faults.reject_mail; break;
+		case 2: pct = &o.cfg.faults.tempfail_mail; break;
+		case 3: pct = &o.cfg.faults.reject_rcpt; break;
+		case 4: pct = &o.cfg.faults.tempfail_rcpt; break;
+		case 5: pct = &o.cfg.faults.reject_data; break;
+		case 6: pct = &o.cfg.faults.tempfail_data; break;
+		case 7: if (tool_u64(optarg, 1, UINT32_MAX, &v)) bad = "--close-after"; else o.cfg.faults.close_after = (unsigned)v; break;
+		case 8: if (tool_u64(optarg, 1, UINT32_MAX, &v)) bad = "--hang-after"; else o.cfg.faults.hang_after = (unsigned)v; break;
+		case 'h': usage(stdout); return 0;
+		default:
+			fprintf(stderr, "smtpbulk sink: bad option (try smtpbulk sink --help)\n");
+			return 2;
+		}
+		if (pct) {
+			if (tool_u64(optarg, 0, 100, &v))
+				bad = longopts[c - 1 + 7].name;
+			else
+				*pct = (unsigned)v;
+		}
+		if (bad) {
+			fprintf(stderr, "smtpbulk sink: invalid value '%s' for %s%s\n", optarg,
+				bad[0] == '-' ? "" : "--", bad);
+			return 2;
+		}
+	}
+	const struct sink_faults *f = &o.cfg.faults;
+	if (f->reject_mail + f->tempfail_mail > 100 || f->reject_rcpt + f->tempfail_rcpt > 100 ||
+	    f->reject_data + f->tempfail_data > 100) {
+		fprintf(stderr, "smtpbulk sink: reject and tempfail of one command add up to over 100%%\n");
+		return 2;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "smtpbulk sink: unexpected argument '%s' (try --help)\n", argv[optind]);
+		return 2;
+	}
+	if (tool_hostport(listen_at, host, sizeof(host), &o.port, 1)) {
+		fprintf(stderr, "smtpbulk sink: --listen wants ADDR:PORT, not '%s'\n", listen_at);
+		return 2;
+	}
+	o.host = host;
+
+	/* Signals go to this thread only, which waits for them below. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	struct sink_server *srv;
+	const char *why;
+	int rc = sink_server_start(&o, &srv, &why);
+	if (rc) {
+		fprintf(stderr, "smtpbulk sink: cannot listen on %s: %s (%s)\n", listen_at, why,
+			smtpbulk_strerror(rc));
+		return 3;
+	}
+	if (!quiet)
+		fprintf(stderr, "smtpbulk sink: listening on %s%s%s:%u, %u threads, %s\n",
+			strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+			sink_server_port(srv), o.threads, sink_server_backend(srv));
+	struct timespec t0, t1, tick = {0, 100000000};
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!sink_server_done(srv)) {
+		int sig = sigtimedwait(&set, NULL, &tick);
+		if (sig == SIGINT || sig == SIGTERM)
+			break;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	struct sink_totals tot;
+	sink_server_totals(srv, &tot);
+	sink_server_stop(srv);
+	double el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	if (json)
+		printf("{\"connections\": %" PRIu64 ", \"messages\": %" PRIu64
+		       ", \"recipients\": %" PRIu64 ", \"bytes\": %" PRIu64
+		       ", \"rejected\": %" PRIu64 ", \"elapsed_s\": %.3f}\n",
+		       tot.connections, tot.messages, tot.recipients, tot.bytes, tot.rejected, el);
+	else if (!quiet)
+		printf("connections %" PRIu64 " messages %" PRIu64 " recipients %" PRIu64
+		       " bytes %" PRIu64 " rejected %" PRIu64 " elapsed %.3f s\n",
+		       tot.connections, tot.messages, tot.recipients, tot.bytes, tot.rejected, el);
+	return 0;
+}

@@ -1,0 +1,67 @@
+/*
+ * The sink's SMTP server state machine: pure, over buffers. It reads whatever the
+ * client sent (commands, pipelined groups, DATA bodies, BDAT chunks) and appends the
+ * replies to the connection's output buffer; the server loop only moves bytes.
+ * Ownership: a sink_conn belongs to one sink thread; sink_cfg is read-only.
+ */
+#ifndef SB_SINK_PROTO_H
+#define SB_SINK_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Fault injection: each is a percentage (0-100) of the commands concerned. */
+struct sink_faults {
+	unsigned reject_mail, tempfail_mail;
+	unsigned reject_rcpt, tempfail_rcpt;
+	unsigned reject_data, tempfail_data; /* the final reply after DATA or BDAT LAST */
+	unsigned close_after; /* close a connection after this many messages (0 = never) */
+	unsigned hang_after;  /* stop answering after this many messages (0 = never) */
+};
+
+struct sink_cfg {
+	const char *name;        /* the name in the greeting and EHLO reply */
+	uint64_t size_max;       /* SIZE advertised */
+	struct sink_faults faults;
+};
+
+/* Counters one connection adds to its thread's totals. */
+struct sink_counts {
+	uint64_t messages, recipients, bytes, rejected;
+};
+
+enum sink_mode { SINK_CMD, SINK_DATA, SINK_BDAT, SINK_HANG, SINK_CLOSING };
+
+#define SINK_LINE_MAX 1024
+#define SINK_OUT_MAX 65536
+
+struct sink_conn {
+	const struct sink_cfg *cfg;
+	enum sink_mode mode;
+	char line[SINK_LINE_MAX];
+	size_t line_len;
+	int line_overflow;   /* the current line is too long: answer 500 at its end */
+	int has_mail;
+	unsigned rcpts_ok;
+	unsigned msgs;       /* messages accepted on this connection */
+	uint8_t eod;         /* end-of-data matcher state (see sink_proto.c) */
+	uint64_t bdat_left;
+	int bdat_last;
+	uint64_t body_bytes;
+	uint64_t rng;
+	char out[SINK_OUT_MAX]; /* replies not yet sent */
+	size_t out_len;
+	struct sink_counts counts;
+};
+
+void sink_conn_init(struct sink_conn *c, const struct sink_cfg *cfg, uint64_t seed);
+/* The greeting. */
+void sink_greet(struct sink_conn *c);
+/*
+ * Consume client bytes; replies are appended to c->out. Stops early (returns the bytes
+ * used) when c->out is nearly full: send, then call again with the rest. After QUIT,
+ * a fault or a protocol error, c->mode is SINK_CLOSING: flush c->out and close.
+ */
+size_t sink_input(struct sink_conn *c, const char *buf, size_t len);
+
+#endif

@@ -1,0 +1,411 @@
+#include "sink_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "smtpbulk.h"
+
+enum { TK_ACCEPT = 1, TK_RECV, TK_SEND, TK_WAKE };
+#define TOKEN(kind, idx) (((uint64_t)(kind) << 56) | (uint64_t)(idx))
+#define TK_KIND(t) ((unsigned)((t) >> 56))
+#define TK_IDX(t) ((uint32_t)(t))
+#define RBUF 8192
+
+/* One client connection. Owned by its thread. */
+struct sconn {
+	int fd;
+	unsigned inflight;
+	uint8_t recv_busy, send_busy;
+	uint8_t closing;      /* 2: being closed (after its operations come back) */
+	uint8_t cancelled;    /* cancel issued for the operations in flight */
+	size_t sent;          /* bytes of proto.out already handed to the kernel */
+	size_t rlen;          /* input not yet consumed (proto.out was full) */
+	struct msghdr mh;
+	struct iovec iov;
+	struct sink_counts seen; /* proto.counts already added to the totals */
+	char rbuf[RBUF];
+	struct sink_conn proto;
+};
+
+struct sink_thread {
+	struct sink_server *srv;
+	pthread_t thread;
+	int listen_fd;
+	int wake_fd;
+	uint64_t wake_val;
+	const struct sb_io_backend *be;
+	struct sb_io *io;
+	char desc[64];
+	struct sconn **conns; /* slots; NULL = free */
+	unsigned n_slots, n_open;
+	int init_rc;
+	uint64_t seed;
+};
+
+struct sink_server {
+	struct sink_options opt;
+	struct sink_thread *threads;
+	unsigned n_threads;
+	uint16_t port;
+	_Atomic int stop;
+	_Atomic int done;
+	_Atomic uint64_t connections, messages, recipients, bytes, rejected;
+	pthread_mutex_t lock; /* start handshake only */
+	pthread_cond_t cond;
+	unsigned started;
+};
+
+static void account(struct sink_thread *t, struct sconn *c)
+{
+	struct sink_server *s = t->srv;
+	struct sink_counts *n = &c->proto.counts, *o = &c->seen;
+	if (n->messages != o->messages) {
+		uint64_t total = atomic_fetch_add_explicit(&s->messages, n->messages - o->messages,
+							   memory_order_relaxed) +
+				 (n->messages - o->messages);
+		if (s->opt.max_messages && total >= s->opt.max_messages)
+			atomic_store(&s->done, 1);
+	}
+	atomic_fetch_add_explicit(&s->recipients, n->recipients - o->recipients, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->bytes, n->bytes - o->bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->rejected, n->rejected - o->rejected, memory_order_relaxed);
+	*o = *n;
+}
+
+static void conn_close(struct sink_thread *t, unsigned idx)
+{
+	struct sconn *c = t->conns[idx];
+	c->closing = 2;
+	if (c->inflight) {
+		if (!c->cancelled) {
+			c->cancelled = 1;
+			t->be->cancel_fd(t->io, c->fd);
+			shutdown(c->fd, SHUT_RDWR);
+		}
+		return;
+	}
+	t->be->forget_fd(t->io, c->fd);
+	close(c->fd);
+	free(c);
+	t->conns[idx] = NULL;
+	t->n_open--;
+}
+
+/* Feed buffered input to the protocol machine (as far as its output has room). */
+static void consume(struct sink_thread *t, struct sconn *c)
+{
+	if (!c->rlen)
+		return;
+	size_t used = sink_input(&c->proto, c->rbuf, c->rlen);
+	memmove(c->rbuf, c->rbuf + used, c->rlen - used);
+	c->rlen -= used;
+	account(t, c);
+}
+
+static void kick(struct sink_thread *t, unsigned idx)
+{
+	struct sconn *c = t->conns[idx];
+	if (c->closing == 2) {
+		if (!c->inflight)
+			conn_close(t, idx);
+		return;
+	}
+	if (!c->send_busy && c->proto.out_len > c->sent) {
+		c->iov.iov_base = c->proto.out + c->sent;
+		c->iov.iov_len = c->proto.out_len - c->sent;
+		memset(&c->mh, 0, sizeof(c->mh));
+		c->mh.msg_iov = &c->iov;
+		c->mh.msg_iovlen = 1;
+		if (t->be->sendmsg(t->io, c->fd, &c->mh, TOKEN(TK_SEND, idx)) == 0) {
+			c->send_busy = 1;
+			c->inflight++;
+		}
+	}
+	if (c->proto.mode == SINK_CLOSING && c->proto.out_len == c->sent) {
+		conn_close(t, idx); /* everything said: close */
+		return;
+	}
+	if (!c->recv_busy && c->rlen < RBUF && c->proto.mode != SINK_CLOSING) {
+		if (t->be->recv(t->io, c->fd, c->rbuf + c->rlen, RBUF - c->rlen,
+				TOKEN(TK_RECV, idx)) == 0) {
+			c->recv_busy = 1;
+			c->inflight++;
+		}
+	}
+}
+
+static int new_conn(struct sink_thread *t, int fd)
+{
+	unsigned idx = 0;
+	while (idx < t->n_slots && t->conns[idx])
+		idx++;
+	if (idx == t->n_slots) {
+		unsigned n = t->n_slots ? t->n_slots * 2 : 64;
+		struct sconn **v = realloc(t->conns, n * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		memset(v + t->n_slots, 0, (n - t->n_slots) * sizeof(*v));
+		t->conns = v;
+		t->n_slots = n;
+	}
+	struct sconn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->fd = fd;
+	t->seed = t->seed * 6364136223846793005ull + 1442695040888963407ull;
+	sink_conn_init(&c->proto, &t->srv->opt.cfg, t->seed);
+	sink_greet(&c->proto);
+	t->conns[idx] = c;
+	t->n_open++;
+	atomic_fetch_add_explicit(&t->srv->connections, 1, memory_order_relaxed);
+	kick(t, idx);
+	return 0;
+}
+
+static void on_cqe(struct sink_thread *t, const struct sb_cqe *e)
+{
+	unsigned kind = TK_KIND(e->token), idx = TK_IDX(e->token);
+	if (kind == TK_WAKE) {
+		t->be->read_eventfd(t->io, t->wake_fd, &t->wake_val, TOKEN(TK_WAKE, 0));
+		return;
+	}
+	if (kind == TK_ACCEPT) {
+		if (e->res >= 0 && (atomic_load(&t->srv->stop) || new_conn(t, e->res) != 0))
+			close(e->res);
+		if (!atomic_load(&t->srv->stop))
+			t->be->accept(t->io, t->listen_fd, TOKEN(TK_ACCEPT, 0));
+		return;
+	}
+	if (idx >= t->n_slots || !t->conns[idx])
+		return;
+	struct sconn *c = t->conns[idx];
+	c->inflight--;
+	if (kind == TK_RECV) {
+		c->recv_busy = 0;
+		if (e->res <= 0 || c->closing) {
+			c->closing = 2;
+		} else {
+			c->rlen += (size_t)e->res;
+			consume(t, c);
+		}
+	} else if (kind == TK_SEND) {
+		c->send_busy = 0;
+		if (e->res < 0 || c->closing == 2) {
+			c->closing = 2;
+		} else {
+			c->sent += (size_t)e->res;
+			if (c->sent == c->proto.out_len) {
+				c->sent = c->proto.out_len = 0;
+				consume(t, c); /* input that waited for output room */
+			}
+		}
+	}
+	kick(t, idx);
+}
+
+static void *sink_thread_main(void *arg)
+{
+	struct sink_thread *t = arg;
+	struct sink_server *s = t->srv;
+	struct sb_cqe cqes[128];
+	int rc = sb_io_open(s->opt.backend, 256, &t->be, &t->io, t->desc, sizeof(t->desc));
+	if (rc == 0)
+		rc = t->be->read_eventfd(t->io, t->wake_fd, &t->wake_val, TOKEN(TK_WAKE, 0));
+	if (rc == 0)
+		rc = t->be->accept(t->io, t->listen_fd, TOKEN(TK_ACCEPT, 0));
+	pthread_mutex_lock(&s->lock);
+	t->init_rc = rc;
+	s->started++;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (rc)
+		return NULL;
+	int stopping = 0;
+	for (;;) {
+		if (atomic_load(&s->stop) && !stopping) {
+			stopping = 1;
+			t->be->cancel_fd(t->io, t->listen_fd);
+			for (unsigned i = 0; i < t->n_slots; i++)
+				if (t->conns[i])
+					conn_close(t, i);
+		}
+		if (stopping && t->n_open == 0)
+			break;
+		int n = t->be->wait(t->io, cqes, 128, stopping ? 50 : -1);
+		for (int i = 0; i < n; i++)
+			on_cqe(t, &cqes[i]);
+		if (stopping) /* connections whose last operation just came back */
+			for (unsigned i = 0; i < t->n_slots; i++)
+				if (t->conns[i] && !t->conns[i]->inflight)
+					conn_close(t, i);
+	}
+	return NULL;
+}
+
+static int listen_socket(const struct sink_options *o, uint16_t port, uint16_t *bound)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET6, o->host, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+		len = sizeof(struct sockaddr_in6);
+	} else if (inet_pton(AF_INET, o->host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)&ss)->sin_port = htons(port);
+		len = sizeof(struct sockaddr_in);
+	} else {
+		return -EINVAL;
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	*bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						: ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+int sink_server_start(const struct sink_options *o, struct sink_server **out, const char **why)
+{
+	struct sink_server *s = calloc(1, sizeof(*s));
+	int rc = 0;
+	*why = "out of memory";
+	if (!s)
+		return -ENOMEM;
+	s->opt = *o;
+	s->n_threads = o->threads ? o->threads : 1;
+	s->threads = calloc(s->n_threads, sizeof(*s->threads));
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	if (!s->threads) {
+		free(s);
+		return -ENOMEM;
+	}
+	uint16_t port = o->port;
+	for (unsigned i = 0; i < s->n_threads; i++)
+		s->threads[i].listen_fd = s->threads[i].wake_fd = -1;
+	for (unsigned i = 0; i < s->n_threads; i++) {
+		struct sink_thread *t = &s->threads[i];
+		t->srv = s;
+		t->seed = 0x9e3779b97f4a7c15ull * (i + 1);
+		/* The first socket picks the port (when 0); the others share it. */
+		t->listen_fd = listen_socket(o, port, &port);
+		if (t->listen_fd < 0) {
+			rc = t->listen_fd;
+			*why = rc == -EINVAL ? "not an IP address" : "cannot listen there";
+			goto fail;
+		}
+		t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (t->wake_fd < 0) {
+			rc = -errno;
+			*why = "eventfd";
+			goto fail;
+		}
+	}
+	s->port = port;
+	unsigned started = 0;
+	for (; started < s->n_threads; started++)
+		if (pthread_create(&s->threads[started].thread, NULL, sink_thread_main,
+				   &s->threads[started]) != 0)
+			break;
+	pthread_mutex_lock(&s->lock);
+	while (s->started < started)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned i = 0; i < started && !rc; i++)
+		rc = s->threads[i].init_rc;
+	if (started < s->n_threads && !rc)
+		rc = -EAGAIN;
+	if (rc) {
+		*why = rc == SMTPBULK_EBACKEND ? "the requested I/O backend is not available"
+					       : "cannot start the server threads";
+		s->n_threads = started; /* only those to join */
+		sink_server_stop(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+fail:
+	for (unsigned i = 0; i < s->n_threads; i++) {
+		if (s->threads[i].listen_fd >= 0)
+			close(s->threads[i].listen_fd);
+		if (s->threads[i].wake_fd >= 0)
+			close(s->threads[i].wake_fd);
+	}
+	free(s->threads);
+	free(s);
+	return rc;
+}
+
+uint16_t sink_server_port(const struct sink_server *s)
+{
+	return s->port;
+}
+
+const char *sink_server_backend(const struct sink_server *s)
+{
+	return s->threads[0].be ? s->threads[0].be->name : "none";
+}
+
+void sink_server_totals(struct sink_server *s, struct sink_totals *t)
+{
+	t->connections = atomic_load(&s->connections);
+	t->messages = atomic_load(&s->messages);
+	t->recipients = atomic_load(&s->recipients);
+	t->bytes = atomic_load(&s->bytes);
+	t->rejected = atomic_load(&s->rejected);
+}
+
+int sink_server_done(struct sink_server *s)
+{
+	return atomic_load(&s->done);
+}
+
+void sink_server_stop(struct sink_server *s)
+{
+	if (!s)
+		return;
+	atomic_store(&s->stop, 1);
+	for (unsigned i = 0; i < s->n_threads; i++) {
+		uint64_t one = 1;
+		ssize_t r = write(s->threads[i].wake_fd, &one, sizeof(one));
+		(void)r;
+	}
+	for (unsigned i = 0; i < s->n_threads; i++) {
+		struct sink_thread *t = &s->threads[i];
+		pthread_join(t->thread, NULL);
+		if (t->io)
+			t->be->destroy(t->io);
+		close(t->listen_fd);
+		close(t->wake_fd);
+		for (unsigned k = 0; k < t->n_slots; k++)
+			if (t->conns[k]) {
+				close(t->conns[k]->fd);
+				free(t->conns[k]);
+			}
+		free(t->conns);
+	}
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	free(s->threads);
+	free(s);
+}

@@ -1,0 +1,40 @@
+/*
+ * The sink's server: N threads, each with its own I/O ring (the engine's io_uring or
+ * epoll backend) and its own SO_REUSEPORT listening socket on the same address, so the
+ * kernel spreads connections over them. Used by `smtpbulk sink` and, in-process, by
+ * `smtpbulk load` without a host.
+ */
+#ifndef SB_SINK_SERVER_H
+#define SB_SINK_SERVER_H
+
+#include <stdint.h>
+
+#include "sink_proto.h"
+
+struct sink_options {
+	const char *host;      /* address to bind, e.g. "127.0.0.1" or "::1" */
+	uint16_t port;         /* 0 = any free port (see sink_server_port) */
+	unsigned threads;      /* 0 = 1 */
+	int backend;           /* an smtpbulk_backend_t */
+	uint64_t max_messages; /* stop after this many accepted messages; 0 = never */
+	struct sink_cfg cfg;
+};
+
+/* Live totals (any thread may read them at any time). */
+struct sink_totals {
+	uint64_t connections, messages, recipients, bytes, rejected;
+};
+
+struct sink_server;
+
+/* Bind, listen and start the threads. Returns 0 or -errno / SMTPBULK_E*; *why says what. */
+int sink_server_start(const struct sink_options *o, struct sink_server **out, const char **why);
+uint16_t sink_server_port(const struct sink_server *s);
+const char *sink_server_backend(const struct sink_server *s);
+void sink_server_totals(struct sink_server *s, struct sink_totals *t);
+/* 1 once max_messages was reached. */
+int sink_server_done(struct sink_server *s);
+/* Stop the threads, close every connection, free. */
+void sink_server_stop(struct sink_server *s);
+
+#endif

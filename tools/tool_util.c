@@ -1,0 +1,59 @@
+#include "tool_util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtpbulk.h"
+
+int tool_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int tool_backend(const char *s, int *out)
+{
+	if (!strcmp(s, "auto"))
+		*out = SMTPBULK_BACKEND_AUTO;
+	else if (!strcmp(s, "io_uring"))
+		*out = SMTPBULK_BACKEND_IO_URING;
+	else if (!strcmp(s, "epoll"))
+		*out = SMTPBULK_BACKEND_EPOLL;
+	else
+		return -1;
+	return 0;
+}
+
+int tool_hostport(const char *s, char *host, size_t cap, uint16_t *port, int allow_zero)
+{
+	const char *h = s, *colon;
+	size_t hl;
+	uint64_t p;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':')
+			return -1;
+		h = s + 1;
+		hl = (size_t)(rb - h);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || strchr(s, ':') != colon)
+			return -1;
+		hl = (size_t)(colon - s);
+	}
+	if (hl == 0 || hl >= cap || tool_u64(colon + 1, allow_zero ? 0 : 1, 65535, &p))
+		return -1;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = (uint16_t)p;
+	return 0;
+}

@@ -1,0 +1,15 @@
+/* Argument parsing shared by the smtpbulk subcommands. Each returns 0 or -1. */
+#ifndef SB_TOOL_UTIL_H
+#define SB_TOOL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A decimal number in [min, max]; no sign, no trailing junk. */
+int tool_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* "auto", "io_uring" or "epoll" -> an smtpbulk_backend_t. */
+int tool_backend(const char *s, int *out);
+/* "host:port", "[v6]:port" (port required); port 0 allowed only when allow_zero. */
+int tool_hostport(const char *s, char *host, size_t cap, uint16_t *port, int allow_zero);
+
+#endif
