@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Throughput of smtpbulk beside Postfix smtp-source, in one run on this machine.
 #
-# Both clients send the same messages (count, body size, sessions) to a fresh Postfix
-# smtp-sink on loopback; /usr/bin/time gives wall time and the client's CPU time.
-# Writes bench/results/smtp-sink.csv and bench/results/throughput.png (with gnuplot),
+# Both clients send the same messages (count, body size, sessions) to a fresh server on
+# loopback: Postfix smtp-sink, then smtpbulk sink (which has CHUNKING); /usr/bin/time
+# gives wall time and the client's CPU time.
+# Writes bench/results/results.csv and bench/results/throughput-*.png (with gnuplot),
 # and prints a Markdown table. Usage: bench/run.sh [MESSAGES_PER_RUN] (default 50000;
 # runs with 1 session send a fifth of that).
 set -euo pipefail
@@ -15,8 +16,8 @@ scripts/setup-deps.sh
 cmake --preset release >/dev/null
 cmake --build --preset release --target smtpbulk_cli >/dev/null
 mkdir -p bench/results
-csv=bench/results/smtp-sink.csv
-echo "client,mode,sessions,messages,elapsed_s,msgs_per_s,cpu_user_s,cpu_sys_s,cpu_us_per_msg" > "$csv"
+csv=bench/results/results.csv
+echo "server,client,mode,sessions,messages,elapsed_s,msgs_per_s,cpu_user_s,cpu_sys_s,cpu_us_per_msg" > "$csv"
 
 sink_pid=
 stop_sink() {
@@ -27,10 +28,15 @@ stop_sink() {
   fi
 }
 trap stop_sink EXIT
+server=smtp-sink
 start_sink() {
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   local u=(); [ "$(id -u)" -eq 0 ] && u=(-u nobody)
-  /usr/sbin/smtp-sink "${u[@]}" -c "127.0.0.1:$port" 1024 >/dev/null &
+  if [ "$server" = smtp-sink ]; then
+    /usr/sbin/smtp-sink "${u[@]}" -c "127.0.0.1:$port" 1024 >/dev/null &
+  else
+    ./build/release/smtpbulk sink -q --threads 1 --listen "127.0.0.1:$port" &
+  fi
   sink_pid=$!
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.05; done
   echo "smtp-sink did not start" >&2; exit 1
@@ -45,30 +51,33 @@ run() { # client mode sessions messages command...
   stop_sink
   read -r el us sy < <(tail -1 "$tf")
   rm -f "$tf"
-  awk -v c="$client" -v m="$mode" -v s="$sessions" -v n="$n" -v el="$el" -v us="$us" -v sy="$sy" \
-    'BEGIN { printf "%s,%s,%d,%d,%.2f,%.0f,%.2f,%.2f,%.1f\n", c, m, s, n, el, n / el, us, sy, (us + sy) / n * 1e6 }' >> "$csv"
+  awk -v sv="$server" -v c="$client" -v m="$mode" -v s="$sessions" -v n="$n" -v el="$el" -v us="$us" -v sy="$sy" \
+    'BEGIN { printf "%s,%s,%s,%d,%d,%.2f,%.0f,%.2f,%.2f,%.1f\n", sv, c, m, s, n, el, n / el, us, sy, (us + sy) / n * 1e6 }' >> "$csv"
   tail -1 "$csv" >&2
 }
 
-for sessions in 1 10 100; do
-  n=$N; [ "$sessions" -eq 1 ] && n=$((N / 5))
-  run smtp-source - "$sessions" "$n" /usr/sbin/smtp-source -d -s "$sessions" -m "$n" -l "$SIZE" \
-    -f sender@example.com -t rcpt@example.com
-  # One worker: the server shares this machine, and a second pinned worker takes the
-  # core smtp-sink (one process) needs. The default (one worker per CPU) is shown too.
-  for mode in 0 1 2; do
-    run smtpbulk "$mode" "$sessions" "$n" ./build/release/smtpbulk send -q -P "$mode" \
-      --workers 1 -s "$sessions" -m "$n" -l "$SIZE"
+for server in smtp-sink smtpbulk-sink; do
+  for sessions in 1 10 100; do
+    n=$N; [ "$sessions" -eq 1 ] && n=$((N / 5))
+    run smtp-source - "$sessions" "$n" /usr/sbin/smtp-source -d -s "$sessions" -m "$n" -l "$SIZE" \
+      -f sender@example.com -t rcpt@example.com
+    # One worker: the server shares this machine, and a second pinned worker takes the
+    # core the server needs. The default (one worker per CPU) is shown too.
+    for mode in 0 1 2; do
+      run "smtpbulk load" "$mode" "$sessions" "$n" ./build/release/smtpbulk load -q -P "$mode" \
+        --workers 1 -s "$sessions" -m "$n" -l "$SIZE"
+    done
+    run "smtpbulk load (1 worker per CPU)" 2 "$sessions" "$n" ./build/release/smtpbulk load -q \
+      -P 2 -s "$sessions" -m "$n" -l "$SIZE"
   done
-  run "smtpbulk (1 worker per CPU)" 2 "$sessions" "$n" ./build/release/smtpbulk send -q -P 2 \
-    -s "$sessions" -m "$n" -l "$SIZE"
 done
 
 if command -v gnuplot >/dev/null; then
-  gnuplot <<GP
-set terminal png size 900,500
-set output "bench/results/throughput.png"
-set title "Messages/s against Postfix smtp-sink (1,000-byte bodies)"
+  for sv in smtp-sink smtpbulk-sink; do
+    gnuplot <<GP
+set terminal png size 1000,500
+set output "bench/results/throughput-$sv.png"
+set title "Messages/s against $sv (1,000-byte bodies, one recipient)"
 set style data histogram
 set style histogram clustered gap 1
 set xtics rotate by -20
@@ -76,13 +85,14 @@ set style fill solid 0.8 border -1
 set ylabel "messages per second"
 set key top left
 set datafile separator ","
-plot "< awk -F, 'NR>1 && \$3==1' $csv" using 6:xtic(strcol(2) eq "-" ? strcol(1)." -d" : strcol(1)." -P".strcol(2)) title "1 session", \
-     "< awk -F, 'NR>1 && \$3==10' $csv" using 6 title "10 sessions", \
-     "< awk -F, 'NR>1 && \$3==100' $csv" using 6 title "100 sessions"
+plot "< awk -F, '\$1==\"$sv\" && \$4==1' $csv" using 7:xtic(strcol(3) eq "-" ? strcol(2)." -d" : strcol(2)." -P".strcol(3)) title "1 session", \
+     "< awk -F, '\$1==\"$sv\" && \$4==10' $csv" using 7 title "10 sessions", \
+     "< awk -F, '\$1==\"$sv\" && \$4==100' $csv" using 7 title "100 sessions"
 GP
+  done
 fi
 
 echo
-echo "| client | pipeline | sessions | messages | elapsed s | msgs/s | client CPU µs/msg |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
-awk -F, 'NR>1 { printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $9 }' "$csv"
+echo "| server | client | pipeline | sessions | messages | elapsed s | msgs/s | client CPU µs/msg |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+awk -F, 'NR>1 { printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $10 }' "$csv"

@@ -75,6 +75,7 @@ int cmd_sink(int argc, char **argv)
 	o.cfg.name = "sink.smtpbulk.invalid";
 	o.cfg.size_max = 104857600;
 	optind = 1;
+	opterr = 0; /* one line of our own per error, not getopt's too */
 	while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
 		const char *bad = NULL;
 		unsigned *pct = NULL;
@@ -96,7 +97,8 @@ int cmd_sink(int argc, char **argv)
 		case 8: if (tool_u64(optarg, 1, UINT32_MAX, &v)) bad = "--hang-after"; else o.cfg.faults.hang_after = (unsigned)v; break;
 		case 'h': usage(stdout); return 0;
 		default:
-			fprintf(stderr, "smtpbulk sink: bad option (try smtpbulk sink --help)\n");
+			fprintf(stderr, "smtpbulk sink: unknown option or missing value: %s (try smtpbulk sink --help)\n",
+				argv[optind - 1]);
 			return 2;
 		}
 		if (pct) {

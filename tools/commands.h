@@ -2,7 +2,7 @@
 #ifndef SB_TOOLS_COMMANDS_H
 #define SB_TOOLS_COMMANDS_H
 
-int cmd_send(int argc, char **argv);
+int cmd_load(int argc, char **argv);
 int cmd_sink(int argc, char **argv);
 
 #endif

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -49,6 +50,7 @@ struct sink_thread {
 	unsigned n_slots, n_open;
 	int init_rc;
 	uint64_t seed;
+	pid_t tid;            /* for its CPU time in /proc/self/task */
 };
 
 struct sink_server {
@@ -217,6 +219,7 @@ static void *sink_thread_main(void *arg)
 	struct sink_thread *t = arg;
 	struct sink_server *s = t->srv;
 	struct sb_cqe cqes[128];
+	t->tid = gettid();
 	int rc = sb_io_open(s->opt.backend, 256, &t->be, &t->io, t->desc, sizeof(t->desc));
 	if (rc == 0)
 		rc = t->be->read_eventfd(t->io, t->wake_fd, &t->wake_val, TOKEN(TK_WAKE, 0));
@@ -373,6 +376,30 @@ void sink_server_totals(struct sink_server *s, struct sink_totals *t)
 	t->recipients = atomic_load(&s->recipients);
 	t->bytes = atomic_load(&s->bytes);
 	t->rejected = atomic_load(&s->rejected);
+}
+
+void sink_server_cpu(struct sink_server *s, double *user_s, double *sys_s)
+{
+	double hz = (double)sysconf(_SC_CLK_TCK);
+	*user_s = *sys_s = 0;
+	for (unsigned i = 0; i < s->n_threads; i++) {
+		char path[64], buf[1024];
+		snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)s->threads[i].tid);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		/* Fields 14 and 15 (utime, stime) follow the ")" that ends the name. */
+		char *p = strrchr(buf, ')');
+		unsigned long long ut = 0, st = 0;
+		if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+				&ut, &st) == 2) {
+			*user_s += (double)ut / hz;
+			*sys_s += (double)st / hz;
+		}
+	}
 }
 
 int sink_server_done(struct sink_server *s)

@@ -34,6 +34,8 @@ const char *sink_server_backend(const struct sink_server *s);
 void sink_server_totals(struct sink_server *s, struct sink_totals *t);
 /* 1 once max_messages was reached. */
 int sink_server_done(struct sink_server *s);
+/* CPU seconds the server's threads have used so far (from /proc; 10 ms resolution). */
+void sink_server_cpu(struct sink_server *s, double *user_s, double *sys_s);
 /* Stop the threads, close every connection, free. */
 void sink_server_stop(struct sink_server *s);
 

@@ -11,7 +11,8 @@ static void usage(FILE *f)
 		"usage: smtpbulk COMMAND [options]\n"
 		"\n"
 		"commands:\n"
-		"  send     send generated messages to an SMTP server and report throughput\n"
+		"  load     send generated mail to an SMTP server (or a built-in sink) and\n"
+		"           report throughput and latency; a superset of smtp-source\n"
 		"  sink     an SMTP server that accepts and discards mail (tests, benchmarks)\n"
 		"\n"
 		"  smtpbulk COMMAND --help   options of a command\n"
@@ -35,8 +36,8 @@ int main(int argc, char **argv)
 		printf("smtpbulk %s\n", smtpbulk_version());
 		return 0;
 	}
-	if (!strcmp(argv[1], "send"))
-		return cmd_send(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "load"))
+		return cmd_load(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "sink"))
 		return cmd_sink(argc - 1, argv + 1);
 	fprintf(stderr, "smtpbulk: unknown command '%s' (try smtpbulk --help)\n", argv[1]);

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The smtpbulk command's contract: options, exit statuses, one-line errors, the --json
+# report, and load and sink end to end. usage: test_cli.sh SMTPBULK BACKEND
+set -uo pipefail
+bin=$1 backend=$2
+fails=0 passes=0
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+check() { # name, then a command that must succeed
+  local name=$1; shift
+  if "$@"; then passes=$((passes + 1)); else echo "FAIL: $name" >&2; fails=$((fails + 1)); fi
+}
+status_is() { # want, command...
+  local want=$1; shift
+  "$@" >"$tmp/out" 2>"$tmp/err"; local got=$?
+  [ "$got" -eq "$want" ] || { echo "  exit $got, want $want: $*" >&2; cat "$tmp/err" >&2; return 1; }
+}
+json_get() { /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/out')); print(eval('d' + sys.argv[1]))" "$1"; }
+one_line_err() { [ "$(wc -l < "$tmp/err")" -eq 1 ]; }
+
+# Top level.
+check "help" status_is 0 "$bin" --help
+check "version" status_is 0 "$bin" --version
+check "unknown command" status_is 2 "$bin" frobnicate
+check "no command" status_is 2 "$bin"
+
+# load: bad options are one line and status 2.
+for bad in "-s 0" "-P 3" "-w 17" "--rate 0" "--rate x" "--duration -1" "-t <a@b>" \
+           "--bogus" "-m" "--backend foo" "host1 host2"; do
+  # shellcheck disable=SC2086
+  check "load $bad" status_is 2 "$bin" load $bad
+  check "load $bad: one line" one_line_err
+done
+
+check "load -f with CR" status_is 2 "$bin" load -f $'a\rb@x.test'
+check "load -f with CR: one line" one_line_err
+
+# load against the built-in sink: the JSON report has the promised keys.
+check "load builtin" status_is 0 "$bin" load -m 3000 -s 4 -r 2 --backend "$backend" --json
+for k in "['messages']" "['delivered']" "['failed']" "['elapsed_s']" "['msgs_per_s']" \
+         "['latency_ms']['p50']" "['latency_ms']['p90']" "['latency_ms']['p99']" \
+         "['latency_ms']['p999']" "['latency_ms']['max']" "['cpu_user_s']" "['cpu_sys_s']"; do
+  check "json key $k" json_get "$k"
+done
+check "all delivered" [ "$(json_get "['delivered']")" = 3000 ]
+for mode in 0 1; do
+  check "load -P $mode" status_is 0 "$bin" load -P "$mode" -m 500 -s 2 --backend "$backend" --json
+  check "load -P $mode delivered" [ "$(json_get "['delivered']")" = 500 ]
+done
+check "load --rate paces" status_is 0 "$bin" load --rate 1000 -m 300 -q --json --backend "$backend"
+check "load --rate took >= 0.25 s" /usr/bin/python3 -c "import sys; sys.exit(0 if $(json_get "['elapsed_s']") >= 0.25 else 1)"
+check "load --duration" status_is 0 "$bin" load --duration 1 -q --json --backend "$backend"
+check "load --duration ran 1 s" /usr/bin/python3 -c "import sys; sys.exit(0 if $(json_get "['elapsed_s']") >= 1.0 and $(json_get "['messages']") > 0 else 1)"
+
+# sink, then load against it over the network; the sink stops at --max-messages.
+start_sink() { # args...
+  "$bin" sink --listen 127.0.0.1:0 --threads 2 --backend "$backend" --json "$@" \
+    >"$tmp/sink.out" 2>"$tmp/sink.err" &
+  pids+=($!)
+  sink_pid=$!
+  for _ in $(seq 100); do grep -q listening "$tmp/sink.err" 2>/dev/null && break; sleep 0.05; done
+  port=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$tmp/sink.err")
+  [ -n "$port" ]
+}
+check "sink bad option" status_is 2 "$bin" sink --threads 0
+check "sink bad fault" status_is 2 "$bin" sink --reject-rcpt 60 --tempfail-rcpt 60
+check "sink bad listen" status_is 2 "$bin" sink --listen nowhere
+check "sink starts" start_sink --max-messages 2000
+check "load to sink" status_is 0 "$bin" load -m 2000 -s 8 --backend "$backend" --json "127.0.0.1:$port"
+for _ in $(seq 100); do kill -0 "$sink_pid" 2>/dev/null || break; sleep 0.05; done
+check "sink stopped by itself" bash -c "! kill -0 $sink_pid 2>/dev/null"
+check "sink counted 2000" grep -q '"messages": 2000' "$tmp/sink.out"
+
+check "sink with faults starts" start_sink --reject-rcpt 100
+check "load vs rejecting sink: status 1" status_is 1 "$bin" load -m 200 -s 2 -q --json --backend "$backend" "127.0.0.1:$port"
+check "every one rejected" [ "$(json_get "['rejected']")" = 200 ]
+kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
+check "sink printed counts on SIGTERM" grep -q '"connections": 2' "$tmp/sink.out"
+
+# Against Postfix smtp-sink, the peer the benchmarks use.
+if [ -x /usr/sbin/smtp-sink ]; then
+  sport=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  u=(); [ "$(id -u)" -eq 0 ] && u=(-u nobody)
+  /usr/sbin/smtp-sink "${u[@]}" -c "127.0.0.1:$sport" 256 >/dev/null 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$sport") 2>/dev/null && break; sleep 0.05; done
+  check "load vs smtp-sink" status_is 0 "$bin" load -m 2000 -s 8 --backend "$backend" --json "127.0.0.1:$sport"
+  check "load vs smtp-sink delivered" [ "$(json_get "['delivered']")" = 2000 ]
+fi
+check "unreachable host: status 1" status_is 1 "$bin" load -m 5 -q --backend "$backend" "127.0.0.1:1"
+
+echo "cli: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]

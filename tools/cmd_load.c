@@ -1,0 +1,382 @@
+/*
+ * smtpbulk load: a load generator that does what Postfix smtp-source does, and more.
+ * Its options and its report are a contract: scripts depend on them.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "latency_hist.h"
+#include "sink_server.h"
+#include "smtp_cmd.h"
+#include "smtpbulk.h"
+#include "tool_util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: smtpbulk load [options] [HOST[:PORT]]\n"
+		"\n"
+		"Send generated mail to an SMTP server over many connections and report\n"
+		"throughput and latency. Without HOST, a built-in sink is started in this\n"
+		"process on a free 127.0.0.1 port and targeted. PORT defaults to 25; IPv6 as\n"
+		"[ADDR]:PORT.\n"
+		"\n"
+		"  -s, --sessions N        concurrent connections (default 8)\n"
+		"  -m, --messages N        messages to send (default 10000)\n"
+		"  -r, --recipients N      recipients per message (default 1)\n"
+		"  -l, --size BYTES        body size (default 1000)\n"
+		"  -P, --pipeline 0|1|2    0 lockstep, 1 envelope in one write, 2 one round trip\n"
+		"                          per message, BDAT with CHUNKING (default 2); 1 and 2\n"
+		"                          need the server's PIPELINING\n"
+		"  -w, --window N          transactions in flight per connection in mode 2 with\n"
+		"                          CHUNKING, 1-16 (default 8)\n"
+		"  -f, --from ADDR         envelope sender (default sender@example.com)\n"
+		"  -t, --to ADDR           recipient; a sequence number is prefixed per message\n"
+		"                          and recipient, like smtp-source -N (default\n"
+		"                          rcpt@example.com)\n"
+		"      --rate N            open loop: start N messages per second; latency counts\n"
+		"                          from the scheduled start, so a slow server cannot hide\n"
+		"                          its queueing\n"
+		"      --duration SEC      run for SEC seconds instead of a message count\n"
+		"      --json              print one JSON object at the end on stdout\n"
+		"  -q, --quiet             no progress and no report (errors and --json only)\n"
+		"      --hello NAME        EHLO name (default: this machine's host name)\n"
+		"      --workers N         worker threads (default: one per CPU)\n"
+		"      --backend NAME      auto, io_uring or epoll (default auto)\n"
+		"      --bound N           most messages queued at once (default 10000)\n"
+		"      --sink-threads N    threads of the built-in sink (default 1)\n"
+		"  -d, --debug N           debug level 0-10 to stderr (default 0)\n"
+		"  -h, --help              this text\n"
+		"\n"
+		"While it runs on a terminal it shows progress on stderr. At the end it reports\n"
+		"messages, delivered, rejected, failed, elapsed, msgs/s, MB/s, latency\n"
+		"percentiles and the client's CPU time (without the built-in sink's).\n"
+		"exit status: 0 every message delivered, 1 some not delivered, 2 usage error,\n"
+		"             3 could not start\n");
+}
+
+struct load_state {
+	struct latency_hist lat;
+	_Atomic uint64_t by_status[6];
+	_Atomic uint64_t printed;
+	int quiet;
+	int open_loop; /* user_data holds the scheduled start (ns, CLOCK_MONOTONIC) */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void on_result(const smtpbulk_result_t *r, void *arg)
+{
+	struct load_state *st = arg;
+	uint64_t lat_ns = r->latency_ns;
+	if (st->open_loop) {
+		uint64_t sched = (uint64_t)(uintptr_t)r->user_data, now = now_ns();
+		lat_ns = now > sched ? now - sched : 0;
+	}
+	lat_record(&st->lat, lat_ns / 1000);
+	if ((unsigned)r->status < 6)
+		atomic_fetch_add_explicit(&st->by_status[r->status], 1, memory_order_relaxed);
+	/* Show the first few failures: enough to see what is wrong, never a flood. */
+	if (r->status != SMTPBULK_DELIVERED && !st->quiet &&
+	    atomic_fetch_add(&st->printed, 1) < 5)
+		fprintf(stderr, "smtpbulk load: message %" PRIu64 " not delivered: %s%s%.0d%s%s%s\n",
+			r->id, smtpbulk_strerror(r->error), r->reply.code ? " (" : "",
+			r->reply.code, r->reply.code ? " " : "", r->reply.text,
+			r->reply.code ? ")" : "");
+}
+
+struct progress {
+	smtpbulk_t *sb;
+	uint64_t total; /* 0 = unknown (--duration) */
+	_Atomic int stop;
+	pthread_t thread;
+};
+
+static void *progress_main(void *arg)
+{
+	struct progress *p = arg;
+	uint64_t t0 = now_ns();
+	while (!atomic_load(&p->stop)) {
+		struct timespec ts = {0, 250000000};
+		nanosleep(&ts, NULL);
+		smtpbulk_counters_t c;
+		smtpbulk_get_counters(p->sb, &c);
+		double el = (double)(now_ns() - t0) / 1e9;
+		if (p->total)
+			fprintf(stderr, "\r%" PRIu64 "/%" PRIu64 " done, %.0f msgs/s, %" PRIu64
+				" not delivered   ", c.completed, p->total, el > 0 ? c.completed / el : 0,
+				c.not_delivered);
+		else
+			fprintf(stderr, "\r%" PRIu64 " done, %.0f msgs/s, %" PRIu64 " not delivered   ",
+				c.completed, el > 0 ? c.completed / el : 0, c.not_delivered);
+	}
+	fprintf(stderr, "\r%60s\r", "");
+	return NULL;
+}
+
+static double tv_s(struct timeval tv)
+{
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+int cmd_load(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"sessions", required_argument, NULL, 's'},
+		{"messages", required_argument, NULL, 'm'},
+		{"recipients", required_argument, NULL, 'r'},
+		{"size", required_argument, NULL, 'l'},
+		{"pipeline", required_argument, NULL, 'P'},
+		{"window", required_argument, NULL, 'w'},
+		{"from", required_argument, NULL, 'f'},
+		{"to", required_argument, NULL, 't'},
+		{"rate", required_argument, NULL, 'R'},
+		{"duration", required_argument, NULL, 'D'},
+		{"json", no_argument, NULL, 'J'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"hello", required_argument, NULL, 'H'},
+		{"workers", required_argument, NULL, 'W'},
+		{"backend", required_argument, NULL, 'B'},
+		{"bound", required_argument, NULL, 'b'},
+		{"sink-threads", required_argument, NULL, 'T'},
+		{"debug", required_argument, NULL, 'd'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	uint64_t sessions = 8, messages = 10000, rcpts = 1, size = 1000, pipeline = 2, window = 8,
+		 rate = 0, duration = 0, workers = 0, bound = 10000, sink_threads = 1, debug = 0;
+	const char *from = "sender@example.com", *to = "rcpt@example.com", *hello = NULL;
+	int backend = SMTPBULK_BACKEND_AUTO, json = 0, c;
+	static struct load_state st; /* the histogram is large: not on the stack */
+
+	memset(&st, 0, sizeof(st));
+	optind = 1;
+	opterr = 0; /* one line of our own per error, not getopt's too */
+	while ((c = getopt_long(argc, argv, "s:m:r:l:P:w:f:t:qd:h", longopts, NULL)) != -1) {
+		const char *bad = NULL;
+		switch (c) {
+		case 's': if (tool_u64(optarg, 1, 1000000, &sessions)) bad = "--sessions"; break;
+		case 'm': if (tool_u64(optarg, 1, UINT64_MAX / 2, &messages)) bad = "--messages"; break;
+		case 'r': if (tool_u64(optarg, 1, 10000, &rcpts)) bad = "--recipients"; break;
+		case 'l': if (tool_u64(optarg, 0, 1ull << 30, &size)) bad = "--size"; break;
+		case 'P': if (tool_u64(optarg, 0, 2, &pipeline)) bad = "--pipeline"; break;
+		case 'w': if (tool_u64(optarg, 1, 16, &window)) bad = "--window"; break;
+		case 'f': from = optarg; break;
+		case 't': to = optarg; break;
+		case 'R': if (tool_u64(optarg, 1, 100000000, &rate)) bad = "--rate"; break;
+		case 'D': if (tool_u64(optarg, 1, 86400 * 365, &duration)) bad = "--duration"; break;
+		case 'J': json = 1; break;
+		case 'q': st.quiet = 1; break;
+		case 'H': hello = optarg; break;
+		case 'W': if (tool_u64(optarg, 1, 1024, &workers)) bad = "--workers"; break;
+		case 'B': if (tool_backend(optarg, &backend)) bad = "--backend"; break;
+		case 'b': if (tool_u64(optarg, 0, UINT32_MAX, &bound)) bad = "--bound"; break;
+		case 'T': if (tool_u64(optarg, 1, 256, &sink_threads)) bad = "--sink-threads"; break;
+		case 'd': if (tool_u64(optarg, 0, 10, &debug)) bad = "--debug"; break;
+		case 'h': usage(stdout); return 0;
+		default:
+			fprintf(stderr, "smtpbulk load: unknown option or missing value: %s (try smtpbulk load --help)\n",
+				argv[optind - 1]);
+			return 2;
+		}
+		if (bad) {
+			fprintf(stderr, "smtpbulk load: invalid value '%s' for %s\n", optarg, bad);
+			return 2;
+		}
+	}
+	if (argc - optind > 1) {
+		fprintf(stderr, "smtpbulk load: at most one HOST[:PORT] (try --help)\n");
+		return 2;
+	}
+	/* Addresses are checked here, by the library's own rules, so a typo is a usage
+	 * error rather than 10,000 refusals. */
+	char abuf_check[SMTP_PATH_MAX + 1], seq_to[SMTP_PATH_MAX + 32];
+	snprintf(seq_to, sizeof(seq_to), "1%s", to);
+	if (smtp_addr_normalize(from, abuf_check, sizeof(abuf_check)) < 0) {
+		fprintf(stderr, "smtpbulk load: invalid --from address '%s'\n", from);
+		return 2;
+	}
+	if (smtp_addr_normalize(seq_to, abuf_check, sizeof(abuf_check)) <= 0 || strchr(to, '<')) {
+		fprintf(stderr, "smtpbulk load: invalid --to address '%s' (no brackets: a number "
+			"is put in front of it)\n", to);
+		return 2;
+	}
+
+	/* Without a host: our own sink, in this process. */
+	struct sink_server *sink = NULL;
+	char target[300];
+	if (optind == argc) {
+		struct sink_options so;
+		const char *why;
+		memset(&so, 0, sizeof(so));
+		so.host = "127.0.0.1";
+		so.threads = (unsigned)sink_threads;
+		so.backend = backend;
+		so.cfg.name = "sink.smtpbulk.invalid";
+		so.cfg.size_max = 1ull << 31;
+		int rc = sink_server_start(&so, &sink, &why);
+		if (rc) {
+			fprintf(stderr, "smtpbulk load: cannot start the built-in sink: %s\n", why);
+			return 3;
+		}
+		snprintf(target, sizeof(target), "127.0.0.1:%u", sink_server_port(sink));
+	} else {
+		snprintf(target, sizeof(target), "%s", argv[optind]);
+	}
+
+	smtpbulk_options_t o;
+	smtpbulk_options_init(&o);
+	o.connections = (unsigned)sessions;
+	o.hello = hello;
+	o.workers = (unsigned)workers;
+	o.backend = (smtpbulk_backend_t)backend;
+	o.queue_bound = (size_t)bound;
+	o.pipeline = (unsigned)pipeline;
+	o.window = (unsigned)window;
+	o.debug = (int)debug;
+	o.on_result = on_result;
+	o.result_arg = &st;
+	st.open_loop = rate > 0;
+	smtpbulk_t *sb = smtpbulk_new(target, &o);
+	if (!sb) {
+		fprintf(stderr, "smtpbulk load: cannot start for '%s': %s\n", target, strerror(errno));
+		sink_server_stop(sink);
+		return 3;
+	}
+
+	/* One body for every message, borrowed (never copied): it outlives them all. */
+	char *body = malloc(size + 64);
+	size_t alen = strlen(to) + 24;
+	char *abuf = malloc(rcpts * alen);
+	char **addrs = malloc(rcpts * sizeof(char *));
+	if (!body || !abuf || !addrs) {
+		fprintf(stderr, "smtpbulk load: out of memory\n");
+		smtpbulk_free(sb);
+		sink_server_stop(sink);
+		return 3;
+	}
+	size_t hl = (size_t)snprintf(body, 64, "Subject: smtpbulk load\r\n\r\n");
+	for (size_t i = hl; i < size; i++)
+		body[i] = (i - hl) % 78 == 76 ? '\r' : (i - hl) % 78 == 77 ? '\n' : 'x';
+	if (size >= hl + 2) {
+		body[size - 2] = '\r';
+		body[size - 1] = '\n';
+	}
+	size_t blen = size > hl ? size : hl;
+	for (uint64_t i = 0; i < rcpts; i++)
+		addrs[i] = abuf + i * alen;
+
+	struct progress prog = {.sb = sb, .total = duration ? 0 : messages};
+	int show_progress = !st.quiet && isatty(2);
+	if (show_progress)
+		pthread_create(&prog.thread, NULL, progress_main, &prog);
+
+	struct rusage ru0, ru1;
+	getrusage(RUSAGE_SELF, &ru0);
+	double sink_u0 = 0, sink_s0 = 0, sink_u1 = 0, sink_s1 = 0;
+	if (sink)
+		sink_server_cpu(sink, &sink_u0, &sink_s0);
+	uint64_t t0 = now_ns(), end = duration ? t0 + duration * 1000000000ull : 0;
+	uint64_t sent = 0, refused = 0;
+	for (uint64_t m = 0; duration ? now_ns() < end : m < messages; m++) {
+		uint64_t sched = t0;
+		if (rate) { /* open loop: message m starts at t0 + m/rate, late or not */
+			sched = t0 + m * 1000000000ull / rate;
+			struct timespec ts = {(time_t)(sched / 1000000000ull), (long)(sched % 1000000000ull)};
+			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+		}
+		for (uint64_t r = 0; r < rcpts; r++)
+			snprintf(addrs[r], alen, "%" PRIu64 "%s", m * rcpts + r + 1, to);
+		smtpbulk_message_t msg = {
+			.struct_size = sizeof(msg),
+			.from = from,
+			.rcpts = (const char *const *)addrs,
+			.n_rcpts = (size_t)rcpts,
+			.body = body,
+			.body_len = blen,
+			.host = -1,
+			.flags = SMTPBULK_MSG_BORROW_BODY,
+			.user_data = (void *)(uintptr_t)sched,
+		};
+		int rc = smtpbulk_submit(sb, &msg, 0, NULL);
+		if (rc) {
+			fprintf(stderr, "smtpbulk load: message %" PRIu64 " refused: %s\n", m + 1,
+				smtpbulk_strerror(rc));
+			refused++;
+			break; /* the same generator would refuse every one */
+		}
+		sent++;
+	}
+	smtpbulk_drain(sb, -1);
+	uint64_t t1 = now_ns();
+	getrusage(RUSAGE_SELF, &ru1);
+	if (sink)
+		sink_server_cpu(sink, &sink_u1, &sink_s1);
+	if (show_progress) {
+		atomic_store(&prog.stop, 1);
+		pthread_join(prog.thread, NULL);
+	}
+	smtpbulk_quit(sb, "load");
+	smtpbulk_free(sb);
+	sink_server_stop(sink);
+
+	double el = (double)(t1 - t0) / 1e9;
+	double cu = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime) - (sink_u1 - sink_u0);
+	double cs = tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime) - (sink_s1 - sink_s0);
+	uint64_t delivered = atomic_load(&st.by_status[SMTPBULK_DELIVERED]);
+	uint64_t partial = atomic_load(&st.by_status[SMTPBULK_PARTIAL]);
+	uint64_t rejected = atomic_load(&st.by_status[SMTPBULK_REJECTED]);
+	uint64_t failed = atomic_load(&st.by_status[SMTPBULK_FAILED]) +
+			  atomic_load(&st.by_status[SMTPBULK_TIMED_OUT]) +
+			  atomic_load(&st.by_status[SMTPBULK_CANCELLED]);
+	double mps = el > 0 ? (double)sent / el : 0;
+	double p50 = lat_quantile(&st.lat, 0.50) / 1e3, p90 = lat_quantile(&st.lat, 0.90) / 1e3,
+	       p99 = lat_quantile(&st.lat, 0.99) / 1e3, p999 = lat_quantile(&st.lat, 0.999) / 1e3,
+	       pmax = (double)atomic_load(&st.lat.max_us) / 1e3;
+	if (cu < 0)
+		cu = 0;
+	if (cs < 0)
+		cs = 0;
+
+	if (json)
+		printf("{\"messages\": %" PRIu64 ", \"delivered\": %" PRIu64 ", \"partial\": %" PRIu64
+		       ", \"rejected\": %" PRIu64 ", \"failed\": %" PRIu64 ", \"elapsed_s\": %.3f"
+		       ", \"msgs_per_s\": %.1f, \"mb_per_s\": %.2f"
+		       ", \"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f"
+		       ", \"p999\": %.3f, \"max\": %.3f}, \"cpu_user_s\": %.3f, \"cpu_sys_s\": %.3f"
+		       ", \"cpu_us_per_msg\": %.2f, \"sessions\": %" PRIu64 ", \"pipeline\": %" PRIu64
+		       ", \"target\": \"%s\", \"builtin_sink\": %s}\n",
+		       sent, delivered, partial, rejected, failed, el, mps,
+		       el > 0 ? (double)sent * (double)blen / el / 1e6 : 0, p50, p90, p99, p999, pmax,
+		       cu, cs, sent ? (cu + cs) / (double)sent * 1e6 : 0, sessions, pipeline, target,
+		       sink ? "true" : "false");
+	else if (!st.quiet)
+		printf("messages %" PRIu64 "  delivered %" PRIu64 "  partial %" PRIu64
+		       "  rejected %" PRIu64 "  failed %" PRIu64 "\n"
+		       "elapsed %.3f s  %.0f msgs/s  %.2f MB/s\n"
+		       "latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n"
+		       "client CPU  user %.3f s  sys %.3f s  (%.2f us/message)%s\n",
+		       sent, delivered, partial, rejected, failed, el, mps,
+		       el > 0 ? (double)sent * (double)blen / el / 1e6 : 0, p50, p90, p99, p999, pmax,
+		       cu, cs, sent ? (cu + cs) / (double)sent * 1e6 : 0,
+		       sink ? "  [built-in sink's CPU excluded]" : "");
+	free(body);
+	free(abuf);
+	free(addrs);
+	return (delivered == sent && refused == 0 && sent > 0) ? 0 : 1;
+}
