@@ -162,6 +162,7 @@ int cmd_load(int argc, char **argv)
 		 rate = 0, duration = 0, workers = 0, bound = 10000, sink_threads = 1, debug = 0;
 	const char *from = "sender@example.com", *to = "rcpt@example.com", *hello = NULL;
 	int backend = SMTPBULK_BACKEND_AUTO, json = 0, c;
+	uint64_t v_got = 0;
 	static struct load_state st; /* the histogram is large: not on the stack */
 
 	memset(&st, 0, sizeof(st));
@@ -216,6 +217,12 @@ int cmd_load(int argc, char **argv)
 			"is put in front of it)\n", to);
 		return 2;
 	}
+
+	/* Each connection is a file, twice over with the built-in sink. */
+	uint64_t fds = sessions * (optind == argc ? 2 : 1) + 64;
+	if (tool_raise_nofile(fds, &v_got) != 0)
+		fprintf(stderr, "smtpbulk load: warning: %" PRIu64 " sessions want %" PRIu64
+			" open files, the limit is %" PRIu64 " (ulimit -n)\n", sessions, fds, v_got);
 
 	/* Without a host: our own sink, in this process. */
 	struct sink_server *sink = NULL;

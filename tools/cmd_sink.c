@@ -129,6 +129,10 @@ int cmd_sink(int argc, char **argv)
 	}
 	o.host = host;
 
+	/* A sink for many sessions needs a file per connection. */
+	uint64_t got = 0;
+	tool_raise_nofile(1u << 20, &got);
+
 	/* Signals go to this thread only, which waits for them below. */
 	sigset_t set;
 	sigemptyset(&set);

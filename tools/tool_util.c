@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/resource.h>
+
 #include "smtpbulk.h"
 
 int tool_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -56,4 +58,27 @@ int tool_hostport(const char *s, char *host, size_t cap, uint16_t *port, int all
 	host[hl] = '\0';
 	*port = (uint16_t)p;
 	return 0;
+}
+
+int tool_raise_nofile(uint64_t need, uint64_t *got)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -1;
+	if (rl.rlim_cur >= need) {
+		*got = rl.rlim_cur;
+		return 0;
+	}
+	if (rl.rlim_max < need) { /* root may raise the hard limit (up to fs.nr_open) */
+		struct rlimit want = {need, need};
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0) {
+			*got = need;
+			return 0;
+		}
+	}
+	rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	getrlimit(RLIMIT_NOFILE, &rl);
+	*got = rl.rlim_cur;
+	return rl.rlim_cur >= need ? 0 : -1;
 }

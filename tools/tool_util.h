@@ -12,4 +12,8 @@ int tool_backend(const char *s, int *out);
 /* "host:port", "[v6]:port" (port required); port 0 allowed only when allow_zero. */
 int tool_hostport(const char *s, char *host, size_t cap, uint16_t *port, int allow_zero);
 
+/* Make room for at least `need` open files: raise the soft limit, and the hard one when
+ * allowed. Returns 0, or -1 with the limit that could be had in *got. */
+int tool_raise_nofile(uint64_t need, uint64_t *got);
+
 #endif
