@@ -44,9 +44,12 @@ int sb_msg_new(const smtpbulk_message_t *m, struct sb_msg **out)
 	int canonical = dotstuff_is_canonical(raw, m->body_len);
 	size_t canon_len = canonical ? m->body_len : dotstuff_wire_size(raw, m->body_len);
 	int borrow = (m->flags & SMTPBULK_MSG_BORROW_BODY) && canonical;
+	/* Room for typical replies ("250 2.1.5 Ok") to every command, so recording them
+	 * on the worker costs no allocation. */
+	size_t arena = 96 + 48 * m->n_rcpts;
 	size_t sz = align8(sizeof(struct sb_msg)) +
 		    align8(m->n_rcpts * sizeof(struct sb_reply_rec)) +
-		    align8(m->n_rcpts * sizeof(smtpbulk_rcpt_result_t)) + strings +
+		    align8(m->n_rcpts * sizeof(smtpbulk_rcpt_result_t)) + align8(arena) + strings +
 		    (borrow ? 0 : canon_len);
 	char *block = malloc(sz);
 	if (!block)
@@ -59,6 +62,9 @@ int sb_msg_new(const smtpbulk_message_t *m, struct sb_msg **out)
 	p += align8(m->n_rcpts * sizeof(struct sb_reply_rec));
 	msg->rcpts = (smtpbulk_rcpt_result_t *)(void *)p;
 	p += align8(m->n_rcpts * sizeof(smtpbulk_rcpt_result_t));
+	msg->arena = p;
+	msg->arena_cap = arena;
+	p += align8(arena);
 
 	n = smtp_addr_normalize(m->from, p, strings);
 	msg->from = p;
@@ -109,7 +115,8 @@ void sb_msg_free(struct sb_msg *msg)
 {
 	if (!msg)
 		return;
-	free(msg->arena);
+	if (msg->flags & SB_MSG_HEAP_ARENA)
+		free(msg->arena);
 	free(msg);
 }
 
@@ -126,14 +133,22 @@ static int arena_reserve(struct sb_msg *msg, size_t more)
 {
 	if (msg->arena_len + more <= msg->arena_cap)
 		return 0;
-	size_t cap = msg->arena_cap ? msg->arena_cap : 256;
+	size_t cap = msg->arena_cap * 2;
 	while (cap < msg->arena_len + more)
 		cap *= 2;
 	if (cap > UINT32_MAX - 1)
 		return -ENOMEM;
-	char *a = realloc(msg->arena, cap);
+	char *a;
+	if (msg->flags & SB_MSG_HEAP_ARENA) {
+		a = realloc(msg->arena, cap);
+	} else { /* leave the block's own room */
+		a = malloc(cap);
+		if (a)
+			memcpy(a, msg->arena, msg->arena_len);
+	}
 	if (!a)
 		return -ENOMEM;
+	msg->flags |= SB_MSG_HEAP_ARENA;
 	msg->arena = a;
 	msg->arena_cap = cap;
 	return 0;

@@ -21,6 +21,7 @@ enum sb_msg_flag {
 	SB_MSG_8BIT = 1u << 1,      /* body has bytes >= 0x80 (ask BODY=8BITMIME) */
 	SB_MSG_UTF8ADDR = 1u << 2,  /* an address has bytes >= 0x80 (needs SMTPUTF8) */
 	SB_MSG_OWN_BODY = 1u << 3,  /* body was copied into this block */
+	SB_MSG_HEAP_ARENA = 1u << 4, /* reply texts outgrew the block: arena is malloc'd */
 };
 
 /* Where a reply is kept: an offset into the text arena, so the arena may grow. */
@@ -43,7 +44,8 @@ struct sb_msg {
 	unsigned attempts;
 	struct sb_reply_rec final;
 	struct sb_reply_rec *rcpt_recs; /* n_rcpts */
-	char *arena;          /* reply texts, NUL-separated; malloc'd on first reply */
+	char *arena;          /* reply texts, NUL-separated: inside this block, so a worker
+	                         allocates nothing per message, unless replies are long */
 	size_t arena_len, arena_cap;
 	smtpbulk_rcpt_result_t *rcpts; /* n_rcpts; .rcpt set at submit, replies at finish */
 	smtpbulk_result_t res;
