@@ -38,6 +38,10 @@ static void usage(FILE *f)
 		"  --reject-data PCT      554 after the data --tempfail-data PCT   451 after it\n"
 		"  --close-after N        421 and close a connection after N messages\n"
 		"  --hang-after N         stop answering a connection after N messages\n"
+		"  --delay PCT            hold back PCT%% of replies (and what follows them on\n"
+		"                         that connection) for --delay-ms\n"
+		"  --delay-ms MS          how long a held reply waits (default 1000; alone, it\n"
+		"                         means --delay 100)\n"
 		"  -h, --help             this text\n"
 		"\n"
 		"exit status: 0 success, 2 usage error, 3 could not start\n");
@@ -61,13 +65,15 @@ int cmd_sink(int argc, char **argv)
 		{"tempfail-data", required_argument, NULL, 6},
 		{"close-after", required_argument, NULL, 7},
 		{"hang-after", required_argument, NULL, 8},
+		{"delay", required_argument, NULL, 9},
+		{"delay-ms", required_argument, NULL, 10},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct sink_options o;
 	char host[256];
 	uint64_t v;
-	int json = 0, quiet = 0, c;
+	int json = 0, quiet = 0, c, delay_pct = -1;
 	const char *listen_at = "127.0.0.1:2525";
 
 	memset(&o, 0, sizeof(o));
@@ -95,6 +101,8 @@ int cmd_sink(int argc, char **argv)
 		case 6: pct = &o.cfg.faults.tempfail_data; break;
 		case 7: if (tool_u64(optarg, 1, UINT32_MAX, &v)) bad = "--close-after"; else o.cfg.faults.close_after = (unsigned)v; break;
 		case 8: if (tool_u64(optarg, 1, UINT32_MAX, &v)) bad = "--hang-after"; else o.cfg.faults.hang_after = (unsigned)v; break;
+		case 9: if (tool_u64(optarg, 0, 100, &v)) bad = "--delay"; else delay_pct = (int)v; break;
+		case 10: if (tool_u64(optarg, 1, 3600000, &v)) bad = "--delay-ms"; else o.cfg.faults.delay_ms = (unsigned)v; break;
 		case 'h': usage(stdout); return 0;
 		default:
 			fprintf(stderr, "smtpbulk sink: unknown option or missing value: %s (try smtpbulk sink --help)\n",
@@ -113,6 +121,12 @@ int cmd_sink(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (delay_pct >= 0)
+		o.cfg.faults.delay_pct = (unsigned)delay_pct;
+	else if (o.cfg.faults.delay_ms)
+		o.cfg.faults.delay_pct = 100;
+	if (o.cfg.faults.delay_pct && !o.cfg.faults.delay_ms)
+		o.cfg.faults.delay_ms = 1000;
 	const struct sink_faults *f = &o.cfg.faults;
 	if (f->reject_mail + f->tempfail_mail > 100 || f->reject_rcpt + f->tempfail_rcpt > 100 ||
 	    f->reject_data + f->tempfail_data > 100) {

@@ -32,6 +32,9 @@ static void reply(struct sink_conn *c, const char *s)
 		memcpy(c->out + c->out_len, s, n);
 		c->out_len += n;
 	}
+	/* Rolled only when asked, so the other faults' sequences stay what they were. */
+	if (c->cfg->faults.delay_pct && roll(c) < c->cfg->faults.delay_pct)
+		c->delay_req = 1;
 }
 
 void sink_greet(struct sink_conn *c)

@@ -17,6 +17,8 @@ struct sink_faults {
 	unsigned reject_data, tempfail_data; /* the final reply after DATA or BDAT LAST */
 	unsigned close_after; /* close a connection after this many messages (0 = never) */
 	unsigned hang_after;  /* stop answering after this many messages (0 = never) */
+	unsigned delay_pct;   /* replies held back for delay_ms before they are sent */
+	unsigned delay_ms;
 };
 
 struct sink_cfg {
@@ -49,6 +51,8 @@ struct sink_conn {
 	int bdat_last;
 	uint64_t body_bytes;
 	uint64_t rng;
+	uint8_t delay_req;   /* a reply appended since the server last looked is to be held
+	                        back cfg->faults.delay_ms; the server clears it */
 	char out[SINK_OUT_MAX]; /* replies not yet sent */
 	size_t out_len;
 	struct sink_counts counts;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "io.h"
@@ -30,6 +31,7 @@ struct sconn {
 	uint8_t cancelled;    /* cancel issued for the operations in flight */
 	size_t sent;          /* bytes of proto.out already handed to the kernel */
 	size_t rlen;          /* input not yet consumed (proto.out was full) */
+	uint64_t hold_until;  /* --delay: send nothing before this (monotonic ns; 0 = not held) */
 	struct msghdr mh;
 	struct iovec iov;
 	struct sink_counts seen; /* proto.counts already added to the totals */
@@ -48,6 +50,7 @@ struct sink_thread {
 	char desc[64];
 	struct sconn **conns; /* slots; NULL = free */
 	unsigned n_slots, n_open;
+	unsigned n_held;      /* connections whose replies are held back (--delay) */
 	int init_rc;
 	uint64_t seed;
 	pid_t tid;            /* for its CPU time in /proc/self/task */
@@ -113,14 +116,45 @@ static void consume(struct sink_thread *t, struct sconn *c)
 	account(t, c);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* --delay: is this connection's output held back? Starts a hold the protocol asked for. */
+static int held(struct sink_thread *t, struct sconn *c)
+{
+	if (c->proto.delay_req) {
+		c->proto.delay_req = 0;
+		if (!c->hold_until)
+			t->n_held++;
+		c->hold_until = now_ns() + (uint64_t)t->srv->opt.cfg.faults.delay_ms * 1000000ull;
+	}
+	if (!c->hold_until)
+		return 0;
+	if (now_ns() < c->hold_until)
+		return 1;
+	c->hold_until = 0;
+	t->n_held--;
+	return 0;
+}
+
 static void kick(struct sink_thread *t, unsigned idx)
 {
 	struct sconn *c = t->conns[idx];
 	if (c->closing == 2) {
+		if (c->hold_until) {
+			c->hold_until = 0;
+			t->n_held--;
+		}
 		if (!c->inflight)
 			conn_close(t, idx);
 		return;
 	}
+	if (held(t, c))
+		return; /* nothing sent, nothing more read, until the hold ends */
 	if (!c->send_busy && c->proto.out_len > c->sent) {
 		c->iov.iov_base = c->proto.out + c->sent;
 		c->iov.iov_len = c->proto.out_len - c->sent;
@@ -243,7 +277,23 @@ static void *sink_thread_main(void *arg)
 		}
 		if (stopping && t->n_open == 0)
 			break;
-		int n = t->be->wait(t->io, cqes, 128, stopping ? 50 : -1);
+		int timeout = stopping ? 50 : -1;
+		if (t->n_held && !stopping) {
+			/* Release the holds that are due; sleep until the next one. */
+			uint64_t now = now_ns(), next = UINT64_MAX;
+			for (unsigned i = 0; i < t->n_slots; i++) {
+				struct sconn *c = t->conns[i];
+				if (!c || !c->hold_until)
+					continue;
+				if (c->hold_until <= now)
+					kick(t, i);
+				else if (c->hold_until < next)
+					next = c->hold_until;
+			}
+			if (next != UINT64_MAX)
+				timeout = (int)((next - now + 999999) / 1000000);
+		}
+		int n = t->be->wait(t->io, cqes, 128, timeout);
 		for (int i = 0; i < n; i++)
 			on_cqe(t, &cqes[i]);
 		if (stopping) /* connections whose last operation just came back */

@@ -80,6 +80,15 @@ check "every one rejected" [ "$(json_get "['rejected']")" = 200 ]
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 check "sink printed counts on SIGTERM" grep -q '"connections": 2' "$tmp/sink.out"
 
+# --delay-ms holds every reply back: the greeting and each message's reply wait 200 ms,
+# so no message can finish sooner than that (a lower bound a slow machine only raises).
+check "sink bad --delay" status_is 2 "$bin" sink --delay 101
+check "sink bad --delay-ms" status_is 2 "$bin" sink --delay-ms 0
+check "delaying sink starts" start_sink --delay-ms 200
+check "load vs delaying sink" status_is 0 "$bin" load -m 4 -s 2 -q --json --backend "$backend" "127.0.0.1:$port"
+check "replies were held" /usr/bin/python3 -c "import sys; sys.exit(0 if $(json_get "['latency_ms']['p50']") >= 200 and $(json_get "['delivered']") == 4 else 1)"
+kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
+
 # Against Postfix smtp-sink, the peer the benchmarks use.
 if [ -x /usr/sbin/smtp-sink ]; then
   sport=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -104,4 +104,27 @@ TEST(SinkProto, CloseAndHangAfter) {
   EXPECT_EQ(r.rfind("250 2.0.0 Ok: queued\r\n"), r.size() - 22);  // last reply: the message
 }
 
+TEST(SinkProto, DelayAsksTheServerToHoldReplies) {
+  Sink none;
+  none.feed("NOOP\r\nNOOP\r\n");
+  EXPECT_EQ(none.c.delay_req, 0);  // no delay fault: never asked
+  Sink all;
+  all.cfg.faults.delay_pct = 100;
+  all.cfg.faults.delay_ms = 5;
+  all.feed("NOOP\r\n");
+  EXPECT_EQ(all.c.delay_req, 1);
+  // A fraction: over many replies, some held and some not.
+  Sink some;
+  some.cfg.faults.delay_pct = 30;
+  some.cfg.faults.delay_ms = 5;
+  int asked = 0;
+  for (int i = 0; i < 1000; i++) {
+    some.feed("NOOP\r\n");
+    asked += some.c.delay_req;
+    some.c.delay_req = 0;
+  }
+  EXPECT_GT(asked, 200);
+  EXPECT_LT(asked, 400);
+}
+
 }  // namespace
