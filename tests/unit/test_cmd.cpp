@@ -74,3 +74,17 @@ TEST(Cmd, SmallBufferIsNoSpace) {
   char buf[8];
   EXPECT_EQ(smtp_cmd_rcpt(buf, sizeof(buf), "someone@example.com"), -ENOSPC);
 }
+
+TEST(Cmd, Has8bitAtEveryPositionAndLength) {
+  for (size_t len = 0; len < 80; len++) {
+    std::string s(len, 'a');
+    EXPECT_EQ(smtp_has_8bit(s.data(), s.size()), 0) << len;
+    for (size_t at = 0; at < len; at++) {
+      std::string t = s;
+      t[at] = (char)0x80;
+      ASSERT_EQ(smtp_has_8bit(t.data(), t.size()), 1) << len << " " << at;
+      t[at] = (char)0xff;
+      ASSERT_EQ(smtp_has_8bit(t.data(), t.size()), 1) << len << " " << at;
+    }
+  }
+}

@@ -98,3 +98,31 @@ TEST(DotStuff, WireSizeCountsCrlfButNotStuffing) {
     EXPECT_EQ(dotstuff_wire_size(in.data(), in.size()), out.size() - 3 - stuffed) << in;
   }
 }
+
+// The submit path's fast scan against the plain definition: CRLF line ends only, and a
+// final CRLF (or nothing at all).
+static bool canonical_ref(const std::string& b) {
+  if (b.empty()) return true;
+  if (b.size() < 2 || b.compare(b.size() - 2, 2, "\r\n") != 0) return false;
+  for (size_t i = 0; i < b.size(); i++) {
+    if (b[i] == '\n' && (i == 0 || b[i - 1] != '\r')) return false;
+    if (b[i] == '\r' && (i + 1 == b.size() || b[i + 1] != '\n')) return false;
+  }
+  return true;
+}
+
+TEST(Dotstuff, IsCanonicalMatchesTheDefinition) {
+  for (const char* s : {"", "\r\n", "a\r\n", "\n", "\r", "a", "a\n", "a\r", "\r\r\n",
+                        "\n\r\n", "a\rb\r\n", "a\nb\r\n", "a\r\nb\r\n", ".\r\n"}) {
+    std::string b(s);
+    EXPECT_EQ(dotstuff_is_canonical(b.data(), b.size()) != 0, canonical_ref(b)) << b;
+  }
+  std::mt19937 rng(7);
+  const char alphabet[] = {'a', '\r', '\n', '.'};
+  for (int i = 0; i < 20000; i++) {
+    std::string b(rng() % 40, 'a');
+    for (char& c : b) c = alphabet[rng() % 4];
+    if (rng() % 2) b += "\r\n";
+    ASSERT_EQ(dotstuff_is_canonical(b.data(), b.size()) != 0, canonical_ref(b)) << i;
+  }
+}
