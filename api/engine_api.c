@@ -1,5 +1,6 @@
 /* The direct public API: a thin, validating layer over the engine. */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "../engine/engine.h"
@@ -26,12 +27,28 @@ void smtpbulk_options_init(smtpbulk_options_t *opts)
 	opts->pipeline = 2;
 }
 
+/* The options struct of 0.1.0 ended at log_arg: callers built against it pass this. */
+#define OPTIONS_SIZE_0_1 offsetof(smtpbulk_options_t, plain_recv)
+
+int sb_options_copy(const smtpbulk_options_t *in, smtpbulk_options_t *out)
+{
+	if (!in || in->struct_size < OPTIONS_SIZE_0_1 || in->struct_size > sizeof(*out))
+		return -EINVAL;
+	smtpbulk_options_init(out);
+	memcpy(out, in, in->struct_size);
+	out->struct_size = sizeof(*out);
+	return 0;
+}
+
 int smtpbulk_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 {
+	smtpbulk_options_t o;
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	return sb_engine_create(opts, out);
+	if (sb_options_copy(opts, &o))
+		return -EINVAL;
+	return sb_engine_create(&o, out);
 }
 
 int smtpbulk_start(smtpbulk_t *sb)

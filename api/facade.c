@@ -98,11 +98,10 @@ smtpbulk_t *smtpbulk_new(const char *host, const smtpbulk_options_t *opts)
 	int rc;
 
 	if (opts) {
-		if (opts->struct_size < sizeof(o)) {
+		if (sb_options_copy(opts, &o)) {
 			errno = EINVAL;
 			return NULL;
 		}
-		o = *opts;
 	} else {
 		smtpbulk_options_init(&o);
 		o.discard_results = 1; /* nobody could poll them: count only */

@@ -80,8 +80,10 @@ static int push(struct sb_io *io, uint64_t token, int res)
 			io->rcap = cap;
 		}
 	}
-	io->ready[io->rhead + io->rlen].token = token;
-	io->ready[io->rhead + io->rlen].res = res;
+	struct sb_cqe *e = &io->ready[io->rhead + io->rlen];
+	memset(e, 0, sizeof(*e));
+	e->token = token;
+	e->res = res;
 	io->rlen++;
 	return 0;
 }

@@ -20,6 +20,11 @@
 struct sb_cqe {
 	uint64_t token;
 	int res;
+	/* recv_multi completions only (NULL/0 otherwise): */
+	const char *buf;  /* res bytes the kernel put in a pooled buffer; hand it back with
+	                     buf_return(bid) once read */
+	uint16_t bid;
+	uint8_t more;     /* the multishot receive is still armed: more completions follow */
 };
 
 struct sb_io;
@@ -34,6 +39,14 @@ struct sb_io_backend {
 		       uint64_t token);
 	int (*sendmsg)(struct sb_io *io, int fd, const struct msghdr *msg, uint64_t token);
 	int (*recv)(struct sb_io *io, int fd, void *buf, size_t len, uint64_t token);
+	/* Optional (NULL when the backend has none): a multishot receive into the
+	 * backend's pool of provided buffers, so a connection holds no receive buffer of
+	 * its own while it waits. Completions carry buf/bid and stay armed while
+	 * cqe.more; one without more ends it (res -ENOBUFS: the pool ran dry — arm again
+	 * after returning buffers). -EOPNOTSUPP when this ring has no pool. */
+	int (*recv_multi)(struct sb_io *io, int fd, uint64_t token);
+	/* Give a pooled buffer back (after its bytes were consumed). */
+	void (*buf_return)(struct sb_io *io, uint16_t bid);
 	/* Accept a connection on a listening socket: res is the new (non-blocking,
 	 * close-on-exec) fd or -errno. For servers (the sink). */
 	int (*accept)(struct sb_io *io, int listen_fd, uint64_t token);

@@ -67,8 +67,7 @@ int sess_init(struct sess *s, const struct sess_cfg *cfg, const struct sess_ops 
 	s->host_idx = host_idx;
 	s->conn_idx = conn_idx;
 	s->state = SESS_DOWN;
-	s->rbuf = malloc(SMTP_REPLY_MAX);
-	return s->rbuf ? 0 : -ENOMEM;
+	return 0;
 }
 
 static void bury_stuffed(struct sess *s)
@@ -589,6 +588,12 @@ void sess_connected(struct sess *s, int err)
 
 char *sess_rspace(struct sess *s, size_t *cap)
 {
+	/* Allocated when first needed and kept: with pooled receives (sess_feed) only a
+	 * connection that ever saw a reply split across reads has one. */
+	if (!s->rbuf && !(s->rbuf = malloc(SMTP_REPLY_MAX))) {
+		*cap = 0;
+		return NULL;
+	}
 	*cap = SMTP_REPLY_MAX - s->rlen;
 	return s->rbuf + s->rlen;
 }
@@ -598,13 +603,13 @@ static int receiving(const struct sess *s)
 	return s->state >= SESS_GREETING && s->state <= SESS_QUIT;
 }
 
-void sess_input(struct sess *s, size_t n)
+/* Act on the complete replies at the start of p[0..len); returns the bytes used. */
+static size_t parse_replies(struct sess *s, const char *p, size_t len)
 {
 	size_t off = 0;
-	s->rlen += n;
-	while (receiving(s) && off < s->rlen) {
+	while (receiving(s) && off < len) {
 		struct smtp_reply r;
-		int rc = smtp_reply_parse(s->rbuf + off, s->rlen - off, &r);
+		int rc = smtp_reply_parse(p + off, len - off, &r);
 		if (rc == SMTP_REPLY_NEED_MORE)
 			break;
 		if (rc < 0) {
@@ -614,6 +619,13 @@ void sess_input(struct sess *s, size_t n)
 		off += (size_t)rc;
 		on_reply(s, &r);
 	}
+	return off;
+}
+
+void sess_input(struct sess *s, size_t n)
+{
+	s->rlen += n;
+	size_t off = parse_replies(s, s->rbuf, s->rlen);
 	if (!receiving(s)) {
 		s->rlen = 0;
 		return;
@@ -622,6 +634,37 @@ void sess_input(struct sess *s, size_t n)
 		memmove(s->rbuf, s->rbuf + off, s->rlen - off);
 		s->rlen -= off;
 	}
+}
+
+void sess_feed(struct sess *s, const char *buf, size_t n)
+{
+	while (n && receiving(s)) {
+		if (s->rlen == 0) { /* the common case: whole replies, parsed where they lie */
+			size_t used = parse_replies(s, buf, n);
+			buf += used;
+			n -= used;
+			if (!n || !receiving(s))
+				break;
+		}
+		/* A reply split across reads: gather it in rbuf. */
+		size_t cap;
+		char *p = sess_rspace(s, &cap);
+		if (!p) {
+			conn_fail(s, -ENOMEM);
+			break;
+		}
+		if (cap == 0) { /* cannot happen: the parser refuses a full rbuf first */
+			conn_fail(s, SMTPBULK_ETOOLONG);
+			break;
+		}
+		size_t k = n < cap ? n : cap;
+		memcpy(p, buf, k);
+		buf += k;
+		n -= k;
+		sess_input(s, k);
+	}
+	if (!receiving(s))
+		s->rlen = 0;
 }
 
 int sess_output(const struct sess *s, struct iovec *iov, int max)

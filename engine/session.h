@@ -112,7 +112,8 @@ struct sess {
 	struct sess_txn txns[SESS_TXN_MAX]; /* a ring, oldest first */
 	unsigned txn_head, txn_len;
 
-	char *rbuf;         /* SMTP_REPLY_MAX bytes: one whole reply always fits */
+	char *rbuf;         /* SMTP_REPLY_MAX bytes, so one whole reply always fits;
+	                       allocated on first use (see sess_rspace) */
 	size_t rlen;
 
 	/* Output: iovecs over wbuf (commands, append-only until all is sent) and over
@@ -137,10 +138,13 @@ const char *sess_state_name(enum sess_state st);
 void sess_connecting(struct sess *s);
 /* The connect finished: 0 or -errno. */
 void sess_connected(struct sess *s, int err);
-/* Where the worker may receive into, and how much. */
+/* Where the worker may receive into, and how much; NULL when out of memory. */
 char *sess_rspace(struct sess *s, size_t *cap);
 /* n bytes arrived at sess_rspace(). */
 void sess_input(struct sess *s, size_t n);
+/* n bytes arrived in a buffer the session does not own (a pooled receive): complete
+ * replies are parsed in place, only a split one is copied. buf may be reused after. */
+void sess_feed(struct sess *s, const char *buf, size_t n);
 /* Fill iov[] with the bytes to send next; returns the count (0 = nothing to send). */
 int sess_output(const struct sess *s, struct iovec *iov, int max);
 /* n bytes of the last sess_output() were sent. */

@@ -236,14 +236,55 @@ static void after(struct sb_worker *w, struct sb_conn *c)
 			c->inflight++;
 		}
 	}
-	if (!c->recv_busy) {
+	if (!c->recv_busy && w->recv_multi) {
+		int rc = w->be->recv_multi(w->io, c->fd, TOKEN(TK_RECV, c->gen, idx));
+		if (rc == 0) {
+			c->recv_busy = 1;
+			c->recv_multi = 1;
+			c->inflight++;
+		} else if (rc == -EOPNOTSUPP) {
+			w->recv_multi = 0; /* no buffer pool on this kernel */
+			sb_log(w->sb, 5, "worker %u: no provided-buffer ring; plain receives",
+			       w->index);
+		}
+	}
+	if (!c->recv_busy && !w->recv_multi) {
 		size_t cap;
 		char *p = sess_rspace(s, &cap);
+		if (!p) {
+			sess_io_error(s, -ENOMEM);
+			after(w, c);
+			return;
+		}
 		if (cap > 0 &&
 		    w->be->recv(w->io, c->fd, p, cap, TOKEN(TK_RECV, c->gen, idx)) == 0) {
 			c->recv_busy = 1;
+			c->recv_multi = 0;
 			c->inflight++;
 		}
+	}
+}
+
+/* A receive completed: bytes for the session, or why the receive ended. */
+static void on_recv(struct sb_worker *w, struct sb_conn *c, const struct sb_cqe *e)
+{
+	struct sess *s = &c->sess;
+	if (e->res > 0) {
+		if (e->buf) {
+			w->recv_multi_seen = 1;
+			sess_feed(s, e->buf, (size_t)e->res);
+		} else {
+			sess_input(s, (size_t)e->res);
+		}
+	} else if (c->recv_multi && e->res == -ENOBUFS) {
+		/* The pool ran dry for a moment: after() arms the receive again, and the
+		 * buffers this batch returns are back before that is submitted. */
+	} else if (c->recv_multi && e->res == -EINVAL && !w->recv_multi_seen) {
+		/* A kernel with buffer rings but without multishot receive (5.19). */
+		w->recv_multi = 0;
+		sb_log(w->sb, 5, "worker %u: multishot receive refused; plain receives", w->index);
+	} else {
+		sess_io_error(s, e->res < 0 ? e->res : SMTPBULK_ECLOSED);
 	}
 }
 
@@ -259,12 +300,16 @@ static void on_cqe(struct sb_worker *w, const struct sb_cqe *e)
 		return;
 	struct sb_conn *c = &w->conns[idx];
 	struct sess *s = &c->sess;
-	c->inflight--;
-	if (kind == TK_SEND)
-		c->send_busy = 0;
-	else if (kind == TK_RECV)
-		c->recv_busy = 0;
+	if (!e->more) { /* the operation is over (a multishot receive may go on) */
+		c->inflight--;
+		if (kind == TK_SEND)
+			c->send_busy = 0;
+		else if (kind == TK_RECV)
+			c->recv_busy = 0;
+	}
 	if (TK_GEN(e->token) != (c->gen & 0xffffffu) || c->fd < 0) {
+		if (e->buf)
+			w->be->buf_return(w->io, e->bid);
 		after(w, c); /* stale: only the bookkeeping above */
 		return;
 	}
@@ -279,10 +324,9 @@ static void on_cqe(struct sb_worker *w, const struct sb_cqe *e)
 			sess_sent(s, (size_t)e->res);
 		break;
 	case TK_RECV:
-		if (e->res > 0)
-			sess_input(s, (size_t)e->res);
-		else
-			sess_io_error(s, e->res < 0 ? e->res : SMTPBULK_ECLOSED);
+		on_recv(w, c, e);
+		if (e->buf) /* the session copied what it keeps */
+			w->be->buf_return(w->io, e->bid);
 		break;
 	}
 	after(w, c);
@@ -411,6 +455,7 @@ static void *worker_main(void *arg)
 			    sizeof(w->desc));
 	if (rc == 0)
 		rc = w->be->read_eventfd(w->io, w->wake_fd, &w->wake_val, TOKEN(TK_WAKE, 0, 0));
+	w->recv_multi = rc == 0 && w->be->recv_multi && !sb->opts.plain_recv;
 	pthread_mutex_lock(&sb->lock);
 	w->init_rc = rc;
 	w->init_done = 1;
@@ -418,8 +463,8 @@ static void *worker_main(void *arg)
 	pthread_mutex_unlock(&sb->lock);
 	if (rc)
 		return NULL;
-	sb_log(sb, 5, "worker %u on cpu %d: %s, %u connections", w->index, w->cpu, w->desc,
-	       w->n_conns);
+	sb_log(sb, 5, "worker %u on cpu %d: %s, %s receives, %u connections", w->index, w->cpu,
+	       w->desc, w->recv_multi ? "multishot pooled" : "plain", w->n_conns);
 
 	for (unsigned i = 0; i < w->n_conns; i++)
 		conn_start(w, &w->conns[i]);

@@ -18,6 +18,7 @@ struct sb_conn {
 	uint8_t recv_busy, send_busy, idle_listed, ready_counted;
 	uint8_t cancelled;     /* cancel_fd already issued for this connection */
 	uint8_t dead_counted;  /* its host was told this connection gave up */
+	uint8_t recv_multi;    /* the receive in flight is multishot (pooled buffers) */
 	uint64_t reconnect_at; /* ns; 0 = not waiting */
 	struct msghdr mh;      /* the send in flight */
 	struct iovec iov[SESS_OUT_MAX];
@@ -38,6 +39,8 @@ struct sb_worker {
 	uint64_t wake_val;
 	int queue_busy;        /* a queue had an enqueuer mid-way: look again soon */
 	unsigned waiting;      /* connections waiting to reconnect */
+	int recv_multi;        /* receive with multishot into the backend's buffer pool */
+	int recv_multi_seen;   /* a multishot receive has delivered data: it works here */
 	/* Start handshake with the creating thread (under sb->lock). */
 	int init_rc;
 	int init_done;

@@ -53,6 +53,8 @@ static void usage(FILE *f)
 		"      --hello NAME        EHLO name (default: this machine's host name)\n"
 		"      --workers N         worker threads (default: one per CPU)\n"
 		"      --backend NAME      auto, io_uring or epoll (default auto)\n"
+		"      --plain-recv        a receive buffer per connection instead of io_uring\n"
+		"                          multishot receives into a per-worker buffer pool\n"
 		"      --bound N           most messages queued at once (default 10000)\n"
 		"      --sink-threads N    threads of the built-in sink (default 1)\n"
 		"  -d, --debug N           debug level 0-10 to stderr (default 0)\n"
@@ -152,6 +154,7 @@ int cmd_load(int argc, char **argv)
 		{"hello", required_argument, NULL, 'H'},
 		{"workers", required_argument, NULL, 'W'},
 		{"backend", required_argument, NULL, 'B'},
+		{"plain-recv", no_argument, NULL, 'p'},
 		{"bound", required_argument, NULL, 'b'},
 		{"sink-threads", required_argument, NULL, 'T'},
 		{"debug", required_argument, NULL, 'd'},
@@ -161,7 +164,7 @@ int cmd_load(int argc, char **argv)
 	uint64_t sessions = 8, messages = 10000, rcpts = 1, size = 1000, pipeline = 2, window = 8,
 		 rate = 0, duration = 0, workers = 0, bound = 10000, sink_threads = 1, debug = 0;
 	const char *from = "sender@example.com", *to = "rcpt@example.com", *hello = NULL;
-	int backend = SMTPBULK_BACKEND_AUTO, json = 0, c;
+	int backend = SMTPBULK_BACKEND_AUTO, json = 0, plain_recv = 0, c;
 	uint64_t v_got = 0;
 	static struct load_state st; /* the histogram is large: not on the stack */
 
@@ -186,6 +189,7 @@ int cmd_load(int argc, char **argv)
 		case 'H': hello = optarg; break;
 		case 'W': if (tool_u64(optarg, 1, 1024, &workers)) bad = "--workers"; break;
 		case 'B': if (tool_backend(optarg, &backend)) bad = "--backend"; break;
+		case 'p': plain_recv = 1; break;
 		case 'b': if (tool_u64(optarg, 0, UINT32_MAX, &bound)) bad = "--bound"; break;
 		case 'T': if (tool_u64(optarg, 1, 256, &sink_threads)) bad = "--sink-threads"; break;
 		case 'd': if (tool_u64(optarg, 0, 10, &debug)) bad = "--debug"; break;
@@ -252,6 +256,7 @@ int cmd_load(int argc, char **argv)
 	o.hello = hello;
 	o.workers = (unsigned)workers;
 	o.backend = (smtpbulk_backend_t)backend;
+	o.plain_recv = plain_recv;
 	o.queue_bound = (size_t)bound;
 	o.pipeline = (unsigned)pipeline;
 	o.window = (unsigned)window;

@@ -167,6 +167,12 @@ typedef struct smtpbulk_options {
 	int debug;                /* 0 off, 5 summary, 7 fails, 8 passes, 10 protocol trace */
 	smtpbulk_log_cb on_log;   /* NULL: debug lines go to stderr (only when debug > 0) */
 	void *log_arg;
+	/* Fields below were added after 0.1.0; a caller built against an older header
+	 * passes a smaller struct_size and gets their defaults. */
+	int plain_recv;           /* nonzero: each connection receives into a buffer of its
+	                             own, instead of io_uring multishot receives into a
+	                             per-worker pool of provided buffers (the default where
+	                             the kernel has them; epoll always receives plainly) */
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */

@@ -50,6 +50,10 @@ for mode in 0 1; do
   check "load -P $mode" status_is 0 "$bin" load -P "$mode" -m 500 -s 2 --backend "$backend" --json
   check "load -P $mode delivered" [ "$(json_get "['delivered']")" = 500 ]
 done
+if [ "$backend" = io_uring ]; then
+  check "load receives pooled by default" bash -c "'$bin' load -m 50 -s 2 -q -d 5 --backend io_uring 2>&1 | grep -q 'multishot pooled receives'"
+  check "load --plain-recv" bash -c "'$bin' load -m 50 -s 2 -q -d 5 --backend io_uring --plain-recv 2>&1 | grep -q ' plain receives'"
+fi
 check "load --rate paces" status_is 0 "$bin" load --rate 1000 -m 300 -q --json --backend "$backend"
 check "load --rate took >= 0.25 s" /usr/bin/python3 -c "import sys; sys.exit(0 if $(json_get "['elapsed_s']") >= 0.25 else 1)"
 check "load --duration" status_is 0 "$bin" load --duration 1 -q --json --backend "$backend"

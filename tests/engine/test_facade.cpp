@@ -13,7 +13,7 @@ static smtpbulk_t* facade_for(const ScriptedPeer& peer, smtpbulk_options_t* o = 
   smtpbulk_options_t local;
   if (!o) {
     smtpbulk_options_init(&local);
-    local.backend = test_backend();
+    apply_test_backend(&local);
     local.connections = 2;
     local.discard_results = 1;
     o = &local;
@@ -72,7 +72,7 @@ TEST(Facade, CallOrderEnforced) {
 TEST(Facade, BadHostStrings) {
   smtpbulk_options_t o;
   smtpbulk_options_init(&o);
-  o.backend = test_backend();
+  apply_test_backend(&o);
   for (const char* h : {"", ":25", "host:", "host:0", "host:99999", "host:25x", "[::1",
                         "[::1]x", "bad host"}) {
     errno = 0;
@@ -91,7 +91,7 @@ TEST(Facade, HostListBesideTheFirstHost) {
   more.connections = 1;
   smtpbulk_options_t o;
   smtpbulk_options_init(&o);
-  o.backend = test_backend();
+  apply_test_backend(&o);
   o.hosts = &more;
   o.n_hosts = 1;
   o.connections = 1;

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <set>
 #include <thread>
 
@@ -137,6 +138,15 @@ TEST(Lifecycle, CreateValidation) {
   o.struct_size = 4;
   EXPECT_EQ(smtpbulk_create(&o, &sb), -EINVAL);
   EXPECT_EQ(sb, nullptr);
+  o.struct_size = sizeof(o) + 8;  // from a newer header: fields we cannot know
+  EXPECT_EQ(smtpbulk_create(&o, &sb), -EINVAL);
+  EXPECT_EQ(sb, nullptr);
+  // From the 0.1.0 header (it ended at log_arg): accepted, newer fields defaulted.
+  o.struct_size = offsetof(smtpbulk_options_t, plain_recv);
+  o.plain_recv = 1;
+  ASSERT_EQ(smtpbulk_create(&o, &sb), 0);
+  smtpbulk_destroy(sb);
+  sb = nullptr;
   EXPECT_STRNE(smtpbulk_strerror(SMTPBULK_ERESOLVE), "unknown error");
   EXPECT_STREQ(smtpbulk_strerror(-ENOMEM), strerror(ENOMEM));
 }
@@ -192,7 +202,7 @@ TEST(Lifecycle, IPv6Loopback) {
   smtpbulk_options_t o;
   smtpbulk_options_init(&o);
   o.connections = 1;
-  o.backend = test_backend();
+  apply_test_backend(&o);
   Collector col;
   o.on_result = Collector::cb;
   o.result_arg = &col;

@@ -2,6 +2,9 @@
 // and fault injection with every message accounted for.
 #include <gtest/gtest.h>
 
+#include <mutex>
+#include <string>
+
 extern "C" {
 #include "sink_server.h"
 }
@@ -112,4 +115,39 @@ TEST(OwnSink, HungConnectionHoldsOnlyItsWindow) {
   e.sb = nullptr;
   EXPECT_EQ(e.results.total(), 20u);
   EXPECT_EQ(e.results.by_status()[SMTPBULK_CANCELLED], 18u);
+}
+
+// The worker receives the way it was asked: multishot into the pool on io_uring unless
+// plain_recv; plainly on epoll. Hundreds of connections at once share the pool.
+TEST(OwnSink, ReceiveModeAsAskedAndManyConnectionsShareThePool) {
+  OwnSink sink;
+  ASSERT_NE(sink.srv, nullptr);
+  struct Log {
+    std::mutex mu;
+    std::string text;
+    static void cb(int, const char* line, void* arg) {
+      auto* l = static_cast<Log*>(arg);
+      std::lock_guard<std::mutex> g(l->mu);
+      l->text += line;
+      l->text += '\n';
+    }
+  } log;  // before the engine: it must outlive the workers that log to it
+  TestEngine e(sink.port(), 300);
+  e.opts.debug = 5;
+  e.opts.on_log = Log::cb;
+  e.opts.log_arg = &log;
+  ASSERT_EQ(e.start(), 0);
+  const char* rc[] = {"a@example.com"};
+  const int kMessages = 6000;
+  for (int i = 0; i < kMessages; i++) {
+    smtpbulk_message_t m = make_msg(rc, 1, kBody.data(), kBody.size(), SMTPBULK_MSG_BORROW_BODY);
+    ASSERT_EQ(smtpbulk_submit(e.sb, &m, 0, nullptr), 0);
+  }
+  ASSERT_EQ(smtpbulk_drain(e.sb, 120000), 0);
+  EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], (size_t)kMessages);
+  EXPECT_EQ(sink.totals().messages, (uint64_t)kMessages);
+  std::lock_guard<std::mutex> g(log.mu);
+  bool pooled = e.opts.backend == SMTPBULK_BACKEND_IO_URING && !e.opts.plain_recv;
+  EXPECT_EQ(log.text.find("multishot pooled receives") != std::string::npos, pooled) << log.text;
+  EXPECT_EQ(log.text.find(" plain receives") != std::string::npos, !pooled) << log.text;
 }

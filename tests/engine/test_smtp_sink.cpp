@@ -114,7 +114,7 @@ TEST(SmtpSink, FacadeSendsThroughTheSamePath) {
   ASSERT_TRUE(sink.ok()) << sink.error();
   smtpbulk_options_t o;
   smtpbulk_options_init(&o);
-  o.backend = test_backend();
+  apply_test_backend(&o);
   o.connections = 4;
   o.queue_bound = 500;
   Collector col;

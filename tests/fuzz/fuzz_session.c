@@ -80,11 +80,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			sess_sent(&s, t);
 		}
 		size_t cap;
-		char *p = sess_rspace(&s, &cap);
 		size_t chunk = 1 + data[off] % 64;
+		int pooled = data[off] & 0x80; /* as from io_uring's buffer pool */
 		off++;
 		if (chunk > size - off)
 			chunk = size - off;
+		if (pooled) {
+			char pool[64];
+			memcpy(pool, data + off, chunk);
+			off += chunk;
+			sess_feed(&s, pool, chunk);
+			memset(pool, 'X', sizeof(pool)); /* reused: nothing may point here */
+			continue;
+		}
+		char *p = sess_rspace(&s, &cap);
+		if (!p)
+			abort();
 		if (chunk > cap)
 			chunk = cap;
 		memcpy(p, data + off, chunk);

@@ -18,11 +18,19 @@
 
 namespace sbtest {
 
+// SMTPBULK_TEST_BACKEND: io_uring (multishot receives into pooled buffers),
+// io_uring_plain (a receive buffer per connection) or epoll.
 inline smtpbulk_backend_t test_backend() {
   const char* b = std::getenv("SMTPBULK_TEST_BACKEND");
   if (b && !strcmp(b, "epoll")) return SMTPBULK_BACKEND_EPOLL;
-  if (b && !strcmp(b, "io_uring")) return SMTPBULK_BACKEND_IO_URING;
+  if (b && !strncmp(b, "io_uring", 8)) return SMTPBULK_BACKEND_IO_URING;
   return SMTPBULK_BACKEND_AUTO;
+}
+
+inline void apply_test_backend(smtpbulk_options_t* o) {
+  const char* b = std::getenv("SMTPBULK_TEST_BACKEND");
+  o->backend = test_backend();
+  o->plain_recv = b && !strcmp(b, "io_uring_plain");
 }
 
 struct Result {
@@ -129,7 +137,7 @@ struct TestEngine {
   explicit TestEngine(uint16_t port, unsigned connections = 1) {
     smtpbulk_options_init(&opts);
     add_host(port, connections);
-    opts.backend = test_backend();
+    apply_test_backend(&opts);
     opts.workers = 2;
     opts.reconnect_ms = 10;
     opts.hello = "client.test";

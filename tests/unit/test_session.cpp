@@ -87,6 +87,12 @@ class SessionTest : public ::testing::Test {
     return out;
   }
   void feed(const std::string& in) {
+    if (pooled_) {  // as from io_uring's buffer pool: a buffer the session doesn't own
+      std::vector<char> pool(in.begin(), in.end());
+      sess_feed(&s_, pool.data(), pool.size());
+      std::fill(pool.begin(), pool.end(), 'X');  // reused at once: nothing may point here
+      return;
+    }
     size_t cap;
     char* p = sess_rspace(&s_, &cap);
     ASSERT_LE(in.size(), cap);
@@ -101,6 +107,7 @@ class SessionTest : public ::testing::Test {
     feed(ehlo);
   }
 
+  bool pooled_ = false;
   sess_cfg cfg_{};
   sess s_{};
   Fake f_;
@@ -135,6 +142,44 @@ TEST_F(SessionTest, RepliesSplitAcrossReads) {
   EXPECT_EQ(take_output(), "");
   feed("k\r\n");
   EXPECT_EQ(take_output(), "RCPT TO:<r@x>\r\n");
+}
+
+TEST_F(SessionTest, PooledReceivesParseInPlaceAndGatherSplitReplies) {
+  pooled_ = true;
+  f_.queue.push_back(msg({"r@x", "s@x"}, "x\r\n"));
+  connect_ready("250-x\r\n250 ENHANCEDSTATUSCODES\r\n");
+  EXPECT_EQ(s_.rbuf, nullptr);  // whole replies: no buffer of its own
+  take_output();
+  feed("2");
+  feed("50 o");
+  EXPECT_EQ(take_output(), "");
+  ASSERT_NE(s_.rbuf, nullptr);  // a split reply is gathered
+  feed("k\r\n250-2.1");        // one whole reply and the start of the next
+  EXPECT_EQ(take_output(), "RCPT TO:<r@x>\r\n");
+  feed(".5 first\r\n250 2.1.5 last line\r\n");
+  EXPECT_EQ(take_output(), "RCPT TO:<s@x>\r\n");
+  feed("550 5.1.1 no\r\n");
+  EXPECT_EQ(take_output(), "DATA\r\n");
+  feed("354 go\r\n");
+  take_output();
+  feed("250 2.0.0 queued\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_PARTIAL);
+  sb_msg_finish(f_.done[0].m, f_.done[0].st, 0);
+  const smtpbulk_reply_t& r = f_.done[0].m->rcpts[0].reply;
+  EXPECT_EQ(r.code, 250);
+  EXPECT_STREQ(r.enhanced, "2.1.5");
+  EXPECT_STREQ(r.text, "first\nlast line");  // survived the pool buffer being reused
+}
+
+TEST_F(SessionTest, PooledOverlongReplyEndsTheConnection) {
+  pooled_ = true;
+  connect_ready();
+  std::string junk(SMTP_REPLY_MAX + 100, 'a');
+  junk.replace(0, 4, "250-");
+  feed(junk);
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(s_.error, SMTPBULK_ETOOLONG);
 }
 
 TEST_F(SessionTest, HeloFallback) {
