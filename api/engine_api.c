@@ -69,7 +69,7 @@ int smtpbulk_submit(smtpbulk_t *sb, const smtpbulk_message_t *msg, unsigned flag
 		return -EINVAL;
 	if (msg->host >= (int)sb->n_hosts || msg->host < -1)
 		return SMTPBULK_ENOHOST;
-	int rc = sb_msg_new(msg, &m);
+	int rc = sb_msg_new(sb->msg_pool, msg, &m);
 	if (rc)
 		return rc;
 	rc = sb_engine_submit(sb, m, flags, id_out);

@@ -174,6 +174,12 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 		if ((rc = setup_host(sb, &sb->hosts[i], &opts->hosts[i], hostname)) != 0)
 			goto fail;
 	atomic_init(&sb->hosts_alive, (unsigned)sb->n_hosts);
+	/* Up to 4 MB of freed blocks kept per size class: the peak of messages in flight
+	 * is reused instead of going back to malloc each time. */
+	if (!(sb->msg_pool = sb_msg_pool_new(4u << 20))) {
+		rc = -ENOMEM;
+		goto fail;
+	}
 	if ((rc = sbq_create(&sb->any_queue)) != 0 || (rc = sbq_create(&sb->done_queue)) != 0)
 		goto fail;
 
@@ -352,6 +358,8 @@ void sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st
 	} else if (sb->opts.discard_results) {
 		sb_msg_free(msg);
 	} else {
+		/* The caller frees it, maybe after smtpbulk_destroy(): not into the pool. */
+		msg->pool = NULL;
 		sbq_enqueue(sb->done_queue, &msg->node);
 	}
 	/* Counted after delivery, so drain returns only when every result is out. A
@@ -486,6 +494,7 @@ void sb_engine_destroy(smtpbulk_t *sb)
 		sbq_destroy(sb->hosts[h].queue);
 	}
 	free(sb->hosts);
+	sb_msg_pool_free(sb->msg_pool); /* after every block the workers could put back */
 	pthread_mutex_destroy(&sb->lock);
 	pthread_cond_destroy(&sb->room);
 	pthread_cond_destroy(&sb->done);

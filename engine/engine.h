@@ -51,6 +51,7 @@ struct smtpbulk {
 	size_t n_hosts;
 	struct sbq *any_queue;    /* messages for any host */
 	struct sbq *done_queue;   /* results for smtpbulk_poll() */
+	struct sb_msg_pool *msg_pool; /* message blocks, recycled (any thread) */
 
 	struct sb_worker **workers;
 	unsigned n_workers;

@@ -14,7 +14,7 @@ static size_t align8(size_t n)
 	return (n + 7) & ~(size_t)7;
 }
 
-int sb_msg_new(const smtpbulk_message_t *m, struct sb_msg **out)
+int sb_msg_new(struct sb_msg_pool *pool, const smtpbulk_message_t *m, struct sb_msg **out)
 {
 	char tmp[SMTP_PATH_MAX + 1];
 	size_t strings = 0;
@@ -51,12 +51,15 @@ int sb_msg_new(const smtpbulk_message_t *m, struct sb_msg **out)
 		    align8(m->n_rcpts * sizeof(struct sb_reply_rec)) +
 		    align8(m->n_rcpts * sizeof(smtpbulk_rcpt_result_t)) + align8(arena) + strings +
 		    (borrow ? 0 : canon_len);
-	char *block = malloc(sz);
+	uint8_t klass;
+	char *block = sb_msg_pool_get(pool, sz, &klass);
 	if (!block)
 		return -ENOMEM;
 
 	struct sb_msg *msg = (struct sb_msg *)(void *)block;
 	memset(msg, 0, sizeof(*msg));
+	msg->pool = pool;
+	msg->pool_class = klass;
 	char *p = block + align8(sizeof(struct sb_msg));
 	msg->rcpt_recs = (struct sb_reply_rec *)(void *)p;
 	p += align8(m->n_rcpts * sizeof(struct sb_reply_rec));
@@ -117,7 +120,7 @@ void sb_msg_free(struct sb_msg *msg)
 		return;
 	if (msg->flags & SB_MSG_HEAP_ARENA)
 		free(msg->arena);
-	free(msg);
+	sb_msg_pool_put(msg->pool, msg, msg->pool_class);
 }
 
 void sb_msg_reset_replies(struct sb_msg *msg)

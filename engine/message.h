@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "msg_pool.h"
 #include "queue.h"
 #include "smtp_reply.h"
 #include "smtpbulk.h"
@@ -41,6 +42,9 @@ struct sb_msg {
 	size_t n_rcpts;
 	int host;             /* requested host index, -1 = any */
 	unsigned flags;       /* enum sb_msg_flag */
+	struct sb_msg_pool *pool; /* where the block goes back; NULL: free() (a result
+	                             handed to the caller may outlive the engine) */
+	uint8_t pool_class;
 	unsigned attempts;
 	struct sb_reply_rec final;
 	struct sb_reply_rec *rcpt_recs; /* n_rcpts */
@@ -55,7 +59,9 @@ struct sb_msg {
  * Validate and copy a message into one allocation. Returns 0 and *out, or -EINVAL,
  * -ENOMEM, SMTPBULK_EBADADDR.
  */
-int sb_msg_new(const smtpbulk_message_t *m, struct sb_msg **out);
+/* Validate and copy m into one block, from pool (may be NULL: malloc). */
+int sb_msg_new(struct sb_msg_pool *pool, const smtpbulk_message_t *m, struct sb_msg **out);
+/* Release the block: back to its pool, or free() when msg->pool is NULL. */
 void sb_msg_free(struct sb_msg *msg);
 
 /* Record a reply: slot = recipient index, or SB_SLOT_FINAL. -ENOMEM leaves it empty. */

@@ -8,28 +8,7 @@
 #include <stdlib.h>
 #include <urcu/wfcqueue.h>
 
-/*
- * ThreadSanitizer cannot see urcu's x86 atomics (inline asm), so it would miss the
- * happens-before edge from an enqueue to the dequeue of the same node and report every
- * later access to the message as a race. Tell it about the hand-off; races inside urcu
- * itself are suppressed in tests/tsan.supp.
- */
-#if defined(__SANITIZE_THREAD__)
-#define SB_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SB_TSAN 1
-#endif
-#endif
-#ifdef SB_TSAN
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define HANDOFF_RELEASE(p) __tsan_release(p)
-#define HANDOFF_ACQUIRE(p) __tsan_acquire(p)
-#else
-#define HANDOFF_RELEASE(p) ((void)(p))
-#define HANDOFF_ACQUIRE(p) ((void)(p))
-#endif
+#include "tsan.h"
 
 static_assert(sizeof(struct sbq_node) == sizeof(struct cds_wfcq_node), "node layout");
 static_assert(alignof(struct sbq_node) == alignof(struct cds_wfcq_node), "node layout");

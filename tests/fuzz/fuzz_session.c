@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < 4; i++) {
 		smtpbulk_message_t m = {sizeof(m), "s@x", rc, 1 + (size_t)(i & 1),
 					i & 2 ? ".x\nb" : "x\r\n", 4, -1, 0, NULL};
-		if (sb_msg_new(&m, &c.msgs[i]))
+		if (sb_msg_new(NULL, &m, &c.msgs[i]))
 			abort();
 	}
 	if (size > 0) { /* the first byte picks the pipeline mode and window */

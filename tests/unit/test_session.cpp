@@ -67,7 +67,7 @@ class SessionTest : public ::testing::Test {
     m.body_len = body.size();
     m.host = -1;
     sb_msg* out = nullptr;
-    EXPECT_EQ(sb_msg_new(&m, &out), 0);
+    EXPECT_EQ(sb_msg_new(nullptr, &m, &out), 0);
     msgs_.push_back(out);
     return out;
   }
