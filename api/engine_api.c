@@ -112,6 +112,12 @@ void smtpbulk_get_counters(const smtpbulk_t *sb, smtpbulk_counters_t *out)
 	out->requeued = atomic_load(&s->requeued);
 	out->connects = atomic_load(&s->connects);
 	out->connect_fails = atomic_load(&s->connect_fails);
+	out->timed_out = atomic_load(&s->timed_out);
+	out->hangs = atomic_load(&s->hangs);
+	out->global_hangs = atomic_load(&s->global_hangs);
+	out->deferred = atomic_load(&s->deferred);
+	out->deferred_now = atomic_load(&s->deferred_now);
+	out->reconnects = atomic_load(&s->reconnects);
 }
 
 void smtpbulk_destroy(smtpbulk_t *sb)

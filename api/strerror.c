@@ -24,6 +24,8 @@ const char *smtpbulk_strerror(int err)
 	case SMTPBULK_EBACKEND: return "requested I/O backend is not available";
 	case SMTPBULK_ESERVER: return "refused by the server (see the reply)";
 	case SMTPBULK_EUTF8: return "address needs SMTPUTF8, which the server lacks";
+	case SMTPBULK_ETIMEDOUT: return "the server did not answer in time (hang)";
+	case SMTPBULK_ESHUTDOWN: return "the server closed the connection with 421";
 	default: break;
 	}
 	/* strerror() is not thread-safe in general, but glibc's returns static strings

@@ -1,6 +1,7 @@
 /* The engine: lifecycle, host resolution, routing of messages to queues, bounded
  * submission, result delivery and the counters behind drain. */
 #include "engine.h"
+#include "watchdog.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -20,6 +21,11 @@
 #define DEFAULT_MAX_ATTEMPTS 3
 #define DEFAULT_RETRY_FAIL 5
 #define DEFAULT_RECONNECT_MS 100
+#define DEFAULT_TIMEOUT_MS 60000         /* the seed's Timeout: 60 s */
+#define DEFAULT_GLOBAL_TIMEOUT_MS 120000 /* GlobalTimeout: 120 s */
+#define DEFAULT_TICK_MS 100
+#define DEFAULT_RETRY_HANG 1             /* the seed's Retry.Hang and .GlobalHang */
+#define DEFAULT_DEFER_MS 1000
 #define MAX_CONNECTIONS 1000000u
 
 uint64_t sb_now_ns(void)
@@ -90,6 +96,7 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 	h->cfg.hello = h->hello;
 	h->cfg.max_attempts = sb->opts.max_attempts;
 	h->cfg.retry_fail = sb->opts.retry_fail;
+	h->cfg.retry_hang = sb->opts.retry_hang;
 	h->cfg.debug = sb->opts.debug;
 	h->cfg.pipeline = sb->opts.pipeline;
 	h->cfg.window = sb->opts.window;
@@ -141,9 +148,26 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 		sb->opts.connections = DEFAULT_CONNECTIONS;
 	if (!sb->opts.reconnect_ms)
 		sb->opts.reconnect_ms = DEFAULT_RECONNECT_MS;
+	if (!sb->opts.timeout_ms)
+		sb->opts.timeout_ms = DEFAULT_TIMEOUT_MS;
+	if (!sb->opts.global_timeout_ms)
+		sb->opts.global_timeout_ms = DEFAULT_GLOBAL_TIMEOUT_MS;
+	if (!sb->opts.watchdog_tick_ms)
+		sb->opts.watchdog_tick_ms = DEFAULT_TICK_MS;
+	if (!sb->opts.retry_hang)
+		sb->opts.retry_hang = DEFAULT_RETRY_HANG;
+	if (!sb->opts.retry_global_hang)
+		sb->opts.retry_global_hang = DEFAULT_RETRY_HANG;
+	if (!sb->opts.defer_ms)
+		sb->opts.defer_ms = DEFAULT_DEFER_MS;
 	pthread_mutex_init(&sb->lock, NULL);
 	pthread_cond_init(&sb->room, NULL);
 	pthread_cond_init(&sb->done, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* ticks must not jump with the clock */
+	pthread_cond_init(&sb->wd_cond, &ca);
+	pthread_condattr_destroy(&ca);
 
 	int ncpu = allowed_cpus(cpus, CPU_SETSIZE);
 	unsigned total = 0;
@@ -231,6 +255,10 @@ int sb_engine_start(smtpbulk_t *sb)
 	}
 	sb->backend_name = sb->workers[0]->be->name;
 	snprintf(sb->backend_desc, sizeof(sb->backend_desc), "%s", sb->workers[0]->desc);
+	if ((rc = sb_watchdog_start(sb)) != 0) {
+		sb_engine_stop(sb);
+		return rc;
+	}
 	return 0;
 }
 
@@ -347,6 +375,8 @@ void sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st
 	sb_msg_finish(msg, st, err);
 	if (st == SMTPBULK_DELIVERED)
 		atomic_fetch_add_explicit(&sb->delivered, 1, memory_order_relaxed);
+	else if (st == SMTPBULK_TIMED_OUT)
+		atomic_fetch_add_explicit(&sb->timed_out, 1, memory_order_relaxed);
 	sb_log(sb, st == SMTPBULK_DELIVERED ? 8 : 7, "message %llu: %s %d %s",
 	       (unsigned long long)msg->id,
 	       st == SMTPBULK_DELIVERED ? "delivered" : smtpbulk_strerror(err),
@@ -460,6 +490,7 @@ void sb_engine_stop(smtpbulk_t *sb)
 {
 	if (!sb->started)
 		return;
+	sb_watchdog_stop(sb); /* it posts to workers: gone before they are */
 	atomic_store(&sb->stopping, 1);
 	for (unsigned i = 0; i < sb->n_workers; i++)
 		sb_worker_wake(sb->workers[i]);
@@ -498,5 +529,6 @@ void sb_engine_destroy(smtpbulk_t *sb)
 	pthread_mutex_destroy(&sb->lock);
 	pthread_cond_destroy(&sb->room);
 	pthread_cond_destroy(&sb->done);
+	pthread_cond_destroy(&sb->wd_cond);
 	free(sb);
 }

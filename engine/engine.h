@@ -12,7 +12,9 @@
  * | options, hosts' config, addresses  | the engine           | read-only after create     |
  * | host->queue, sb->any_queue         | producers: anyone (wait-free); consumers: workers |
  * | counters (_Atomic)                 | everyone, atomically                              |
- * | lock/conds                         | submitters waiting for room, drainers, pollers    |
+ * | lock/conds                         | submitters waiting for room, drainers, pollers,  |
+ * |                                    | the watchdog's sleep                              |
+ * | wd_* fields (watchdog.h)           | the watchdog thread; workers (atomics only)      |
  */
 #ifndef SB_ENGINE_H
 #define SB_ENGINE_H
@@ -61,6 +63,8 @@ struct smtpbulk {
 	_Atomic uint64_t next_id;
 	_Atomic uint64_t submitted, completed, delivered, queued, queued_max, requeued;
 	_Atomic uint64_t connects, connect_fails;
+	_Atomic uint64_t timed_out, hangs, global_hangs, deferred, deferred_now, reconnects;
+	_Atomic uint64_t last_progress_ns; /* a worker last heard from a server (watchdog) */
 	_Atomic unsigned hosts_alive;
 	_Atomic int stopping;     /* 1: finish up; 2: quit (QUIT idle connections) */
 	int started;
@@ -73,6 +77,13 @@ struct smtpbulk {
 	_Atomic unsigned poll_waiters;  /* woken on every result */
 
 	struct sb_facade *facade; /* the Net::SMTP-style facade's message being built */
+
+	/* The watchdog thread (watchdog.c). */
+	pthread_t wd_thread;
+	int wd_running;           /* creator/destroyer thread only */
+	_Atomic int wd_stop;
+	pthread_cond_t wd_cond;   /* wakes it early for stop (under lock) */
+	unsigned wd_global_count; /* global hangs since the last give-up: watchdog only */
 };
 
 /* Engine internals used by api/ and the worker. */

@@ -45,7 +45,10 @@ struct sb_msg {
 	struct sb_msg_pool *pool; /* where the block goes back; NULL: free() (a result
 	                             handed to the caller may outlive the engine) */
 	uint8_t pool_class;
-	unsigned attempts;
+	unsigned attempts;    /* transactions started (what the result reports) */
+	unsigned free_tries;  /* of which not counted against max_attempts (hang, 421) */
+	unsigned hangs;       /* connections that hung with it in flight */
+	unsigned closes;      /* 421s it rode out */
 	struct sb_reply_rec final;
 	struct sb_reply_rec *rcpt_recs; /* n_rcpts */
 	char *arena;          /* reply texts, NUL-separated: inside this block, so a worker

@@ -157,12 +157,51 @@ static struct sess_txn *txn_at(struct sess *s, unsigned i)
 
 static void conn_fail(struct sess *s, int err);
 
-/* Connection trouble: every message in flight is retried or fails; the connection ends. */
-static void conn_fail(struct sess *s, int err)
+/* How the messages in flight are treated when their connection ends early. */
+enum release_policy {
+	REL_CHARGE, /* connection trouble: retried while attempts are left (max_attempts) */
+	REL_HANG,   /* the watchdog found the connection hung: retry_hang decides */
+	REL_CLOSE,  /* 421: retried free of charge, at most retry_fail times per message */
+	REL_FREE,   /* a global hang's restart: retried free of charge */
+};
+
+static void release_msg(struct sess *s, struct sb_msg *m, enum release_policy pol, int err)
+{
+	switch (pol) {
+	case REL_HANG:
+		m->hangs++;
+		if (s->cfg->retry_hang == SMTPBULK_UNLIMITED || m->hangs <= s->cfg->retry_hang)
+			break;
+		s->ops->done(s->ctx, s, m, SMTPBULK_TIMED_OUT, SMTPBULK_ETIMEDOUT);
+		return;
+	case REL_CLOSE:
+		if (m->closes < s->cfg->retry_fail) {
+			m->closes++;
+			break;
+		}
+		/* A server that keeps saying 421 is trouble like any other. */
+		__attribute__((fallthrough));
+	case REL_CHARGE:
+		if (m->attempts - m->free_tries < s->cfg->max_attempts) {
+			s->ops->requeue(s->ctx, s, m);
+			return;
+		}
+		s->ops->done(s->ctx, s, m, SMTPBULK_FAILED, err);
+		return;
+	case REL_FREE:
+		break;
+	}
+	m->free_tries++; /* this transaction does not count against max_attempts */
+	s->ops->requeue(s->ctx, s, m);
+}
+
+/* The connection ends early: every message in flight is retried or ends, per pol. */
+static void conn_end(struct sess *s, int err, enum release_policy pol)
 {
 	if (s->state == SESS_CLOSED || s->state == SESS_DEAD || s->state == SESS_DOWN)
 		return;
-	slog(s, 7, "connection failed in %s: %d", sess_state_name(s->state), err);
+	slog(s, 7, "connection failed in %s: %s", sess_state_name(s->state),
+	     smtpbulk_strerror(err));
 	while (s->txn_len) {
 		struct sess_txn *t = txn_at(s, 0);
 		struct sb_msg *m = t->m;
@@ -172,10 +211,7 @@ static void conn_fail(struct sess *s, int err)
 		if (t->stuffed)
 			s->graveyard[s->n_graveyard++] = t->stuffed;
 		t->stuffed = NULL;
-		if (m->attempts < s->cfg->max_attempts)
-			s->ops->requeue(s->ctx, s, m);
-		else
-			s->ops->done(s->ctx, s, m, SMTPBULK_FAILED, err);
+		release_msg(s, m, pol, err);
 	}
 	s->error = err;
 	s->fifo_len = 0;
@@ -183,6 +219,11 @@ static void conn_fail(struct sess *s, int err)
 	if (!s->was_ready)
 		s->fails++;
 	set_state(s, s->fails >= s->cfg->retry_fail ? SESS_DEAD : SESS_CLOSED);
+}
+
+static void conn_fail(struct sess *s, int err)
+{
+	conn_end(s, err, err == SMTPBULK_ESHUTDOWN ? REL_CLOSE : REL_CHARGE);
 }
 
 static smtpbulk_status_t status_of(int code)
@@ -381,7 +422,11 @@ static void txn_complete(struct sess *s)
 		s->clean = 1; /* the last one out ended with its final reply */
 	if (t->final && !t->failed)
 		st = t->rcpt_ok == m->n_rcpts ? SMTPBULK_DELIVERED : SMTPBULK_PARTIAL;
-	s->ops->done(s->ctx, s, m, st, t->failed || !t->final ? err : 0);
+	if (t->failed && st == SMTPBULK_FAILED && err == SMTPBULK_ESERVER && s->ops->defer &&
+	    m->attempts - m->free_tries < s->cfg->max_attempts)
+		s->ops->defer(s->ctx, s, m); /* a 4xx: tried again after a pause */
+	else
+		s->ops->done(s->ctx, s, m, st, t->failed || !t->final ? err : 0);
 	/* "RSET after a failed transaction": at once when nothing else is out. */
 	if (!s->clean && s->txn_len == 0 && out_room(s, 1, 6)) {
 		out_cmd(s, SMTP_CMD_RSET, 6);
@@ -504,7 +549,7 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 	if (r->code == 421 && e.kind != EXP_QUIT) {
 		if (e.kind >= EXP_MAIL && e.kind != EXP_RSET && s->txn_len)
 			sb_msg_record(s->txns[e.txn].m, SB_SLOT_FINAL, r);
-		conn_fail(s, SMTPBULK_ECLOSED);
+		conn_fail(s, SMTPBULK_ESHUTDOWN);
 		return;
 	}
 
@@ -739,6 +784,25 @@ void sess_abort(struct sess *s, smtpbulk_status_t st, int err)
 	out_clear(s);
 	if (s->state != SESS_DEAD && s->state != SESS_DOWN)
 		set_state(s, SESS_CLOSED);
+}
+
+void sess_hang(struct sess *s)
+{
+	conn_end(s, SMTPBULK_ETIMEDOUT, REL_HANG);
+}
+
+void sess_restart(struct sess *s)
+{
+	conn_end(s, SMTPBULK_ETIMEDOUT, REL_FREE);
+}
+
+int sess_waiting(const struct sess *s)
+{
+	if (s->state == SESS_CONNECTING)
+		return 1;
+	if (s->state < SESS_GREETING || s->state > SESS_QUIT)
+		return 0;
+	return s->fifo_len > 0 || s->out_len > 0;
 }
 
 void sess_reset(struct sess *s)

@@ -26,7 +26,9 @@
 struct sess_cfg {
 	const char *hello;     /* EHLO/HELO name, validated */
 	unsigned max_attempts; /* transactions per message before FAILED */
-	unsigned retry_fail;   /* consecutive failed connections before giving up */
+	unsigned retry_fail;   /* consecutive failed connections before giving up; also the
+	                          421s a message rides out free of charge */
+	unsigned retry_hang;   /* hangs a message rides out (SMTPBULK_UNLIMITED: any) */
 	int debug;             /* log level threshold */
 	unsigned pipeline;     /* 0 lockstep, 1 one round trip for the envelope, 2 one per
 	                          message (the seed's Pipeline); needs PIPELINING */
@@ -43,6 +45,9 @@ struct sess_ops {
 	void (*done)(void *ctx, struct sess *s, struct sb_msg *m, smtpbulk_status_t st, int err);
 	/* Connection trouble before the message finished: queue it again. */
 	void (*requeue)(void *ctx, struct sess *s, struct sb_msg *m);
+	/* A 4xx refusal with attempts left: queue it again after a pause. NULL: such a
+	 * message ends FAILED at once. */
+	void (*defer)(void *ctx, struct sess *s, struct sb_msg *m);
 	/* A debug line (already filtered by cfg->debug). */
 	void (*log)(void *ctx, struct sess *s, int level, const char *line);
 };
@@ -159,6 +164,14 @@ int sess_has_room(const struct sess *s);
 int sess_quit(struct sess *s);
 /* Stop now: the message in progress ends with st/err, the session is CLOSED. */
 void sess_abort(struct sess *s, smtpbulk_status_t st, int err);
+/* The watchdog found the connection hung: it ends (SMTPBULK_ETIMEDOUT) and its
+ * messages are retried or end TIMED_OUT per cfg->retry_hang. */
+void sess_hang(struct sess *s);
+/* A global hang: the connection ends and its messages are retried free of charge. */
+void sess_restart(struct sess *s);
+/* 1 while the connection waits for the server: connecting, replies expected, or bytes
+ * not yet taken by the socket. The watchdog times only these. */
+int sess_waiting(const struct sess *s);
 /* After the worker closed the socket of a CLOSED session: back to DOWN. */
 void sess_reset(struct sess *s);
 

@@ -36,8 +36,20 @@ struct idle_stack {
 	unsigned n, cap;
 };
 
+/* Messages waiting for their 4xx retry: a min-heap on the time they are due. */
+struct defer_ent {
+	uint64_t due;
+	struct sb_msg *m;
+};
+
+struct defer_heap {
+	struct defer_ent *v;
+	size_t n, cap;
+};
+
 struct worker_priv {
 	struct idle_stack *idle; /* [n_hosts] */
+	struct defer_heap deferred;
 	uint64_t stop_deadline;
 	int stop_begun;
 };
@@ -93,10 +105,68 @@ static void ops_log(void *ctx, struct sess *s, int level, const char *line)
 	sb_log(w->sb, level, "[%s:%u#%u] %s", h->name, h->port, s->conn_idx, line);
 }
 
+static int heap_push(struct defer_heap *h, uint64_t due, struct sb_msg *m)
+{
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 64;
+		struct defer_ent *v = realloc(h->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		h->v = v;
+		h->cap = cap;
+	}
+	size_t i = h->n++;
+	while (i > 0 && h->v[(i - 1) / 2].due > due) {
+		h->v[i] = h->v[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	h->v[i] = (struct defer_ent){due, m};
+	return 0;
+}
+
+static struct sb_msg *heap_pop(struct defer_heap *h)
+{
+	struct sb_msg *top = h->v[0].m;
+	struct defer_ent last = h->v[--h->n];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= h->n)
+			break;
+		if (c + 1 < h->n && h->v[c + 1].due < h->v[c].due)
+			c++;
+		if (h->v[c].due >= last.due)
+			break;
+		h->v[i] = h->v[c];
+		i = c;
+	}
+	if (h->n)
+		h->v[i] = last;
+	return top;
+}
+
+static void ops_defer(void *ctx, struct sess *s, struct sb_msg *m)
+{
+	struct sb_worker *w = ctx;
+	struct smtpbulk *sb = w->sb;
+	(void)s;
+	/* defer_ms, doubled for each try already charged (capped at 2^10). */
+	unsigned tries = m->attempts - m->free_tries;
+	unsigned shift = tries > 1 ? tries - 1 : 0;
+	uint64_t delay = (uint64_t)sb->opts.defer_ms * 1000000ull << (shift > 10 ? 10 : shift);
+	atomic_fetch_add_explicit(&sb->deferred, 1, memory_order_relaxed);
+	if (heap_push(&priv(w)->deferred, w->now + delay, m) < 0) {
+		sb_engine_requeue(sb, m); /* no memory to wait: try again now */
+		return;
+	}
+	atomic_fetch_add(&sb->deferred_now, 1);
+}
+
 static const struct sess_ops worker_sess_ops = {
 	.next_msg = ops_next_msg,
 	.done = ops_done,
 	.requeue = ops_requeue,
+	.defer = ops_defer,
 	.log = ops_log,
 };
 
@@ -119,6 +189,8 @@ static void conn_start(struct sb_worker *w, struct sb_conn *c)
 	unsigned idx = (unsigned)(c - w->conns);
 	int one = 1;
 
+	if (c->gen > 0)
+		atomic_fetch_add_explicit(&w->sb->reconnects, 1, memory_order_relaxed);
 	c->gen++;
 	c->reconnect_at = 0;
 	c->ready_counted = 0;
@@ -140,6 +212,8 @@ static void conn_start(struct sb_worker *w, struct sb_conn *c)
 		return;
 	}
 	c->inflight++;
+	atomic_store_explicit(&c->wd_fired, 0, memory_order_relaxed);
+	atomic_store_explicit(&c->wd_since, w->now, memory_order_relaxed); /* a connect can hang */
 }
 
 /* A connection that gave up for good: when it was its host's last, the host is down. */
@@ -174,7 +248,10 @@ static void closed(struct sb_worker *w, struct sb_conn *c)
 	}
 	sess_reset(&c->sess);
 	if (!atomic_load(&w->sb->stopping)) {
-		uint64_t delay = (uint64_t)w->sb->opts.reconnect_ms * 1000000ull;
+		/* Sleep.Hang after a hang, Sleep.Fail after other trouble. */
+		unsigned ms = c->sess.error == SMTPBULK_ETIMEDOUT ? w->sb->opts.sleep_hang_ms
+								  : w->sb->opts.reconnect_ms;
+		uint64_t delay = (uint64_t)ms * 1000000ull;
 		c->reconnect_at = sb_now_ns() + delay;
 		w->waiting++;
 	}
@@ -201,8 +278,23 @@ static void teardown(struct sb_worker *w, struct sb_conn *c)
 	closed(w, c);
 }
 
-/* Bring the I/O in line with what the session wants, after any session event. */
+static void after_io(struct sb_worker *w, struct sb_conn *c);
+
+/* Bring the I/O in line with what the session wants, after any session event, and
+ * tell the watchdog whether the connection now waits for its server. */
 static void after(struct sb_worker *w, struct sb_conn *c)
+{
+	after_io(w, c);
+	uint64_t since = atomic_load_explicit(&c->wd_since, memory_order_relaxed);
+	if (c->fd >= 0 && sess_waiting(&c->sess)) {
+		if (!since)
+			atomic_store_explicit(&c->wd_since, w->now, memory_order_relaxed);
+	} else if (since) {
+		atomic_store_explicit(&c->wd_since, 0, memory_order_relaxed);
+	}
+}
+
+static void after_io(struct sb_worker *w, struct sb_conn *c)
 {
 	struct sess *s = &c->sess;
 	unsigned idx = (unsigned)(c - w->conns);
@@ -313,6 +405,12 @@ static void on_cqe(struct sb_worker *w, const struct sb_cqe *e)
 		after(w, c); /* stale: only the bookkeeping above */
 		return;
 	}
+	if (e->res > 0 || (kind == TK_CONNECT && e->res == 0)) {
+		/* The server moved: the watchdog's clock for this connection starts again. */
+		atomic_store_explicit(&c->wd_since, 0, memory_order_relaxed);
+		if (kind == TK_RECV)
+			w->progress = 1;
+	}
 	switch (kind) {
 	case TK_CONNECT:
 		sess_connected(s, e->res < 0 ? e->res : 0);
@@ -334,8 +432,9 @@ static void on_cqe(struct sb_worker *w, const struct sb_cqe *e)
 
 /* ---- the loop ------------------------------------------------------------------- */
 
-/* Messages left for a host that has no connection left: they end FAILED. */
-static void fail_queue(struct sb_worker *w, struct sbq *q, int err)
+/* Messages left for a host that has no connection left end FAILED; after a global
+ * hang that used up its retries, TIMED_OUT. */
+static void fail_queue_as(struct sb_worker *w, struct sbq *q, smtpbulk_status_t st, int err)
 {
 	struct sbq_node *nodes[64];
 	int busy;
@@ -343,11 +442,72 @@ static void fail_queue(struct sb_worker *w, struct sbq *q, int err)
 	while ((n = sbq_dequeue(q, nodes, 64, &busy)) > 0) {
 		sb_engine_dequeued(w->sb, n);
 		for (size_t i = 0; i < n; i++)
-			sb_engine_complete(w->sb, sb_msg_of_node(nodes[i]), SMTPBULK_FAILED, err,
-					   NULL, -1, -1);
+			sb_engine_complete(w->sb, sb_msg_of_node(nodes[i]), st, err, NULL, -1, -1);
 	}
 	if (busy)
 		w->queue_busy = 1;
+}
+
+static void fail_queue(struct sb_worker *w, struct sbq *q, int err)
+{
+	fail_queue_as(w, q, SMTPBULK_FAILED, err);
+}
+
+/* End every message waiting for its 4xx retry with st/err. */
+static void end_deferred(struct sb_worker *w, smtpbulk_status_t st, int err)
+{
+	struct defer_heap *h = &priv(w)->deferred;
+	while (h->n) {
+		struct sb_msg *m = heap_pop(h);
+		atomic_fetch_sub(&w->sb->deferred_now, 1);
+		sb_engine_complete(w->sb, m, st, err, NULL, -1, -1);
+	}
+}
+
+/* The watchdog flagged connections: end those still waiting too long. */
+static void check_hangs(struct sb_worker *w)
+{
+	uint64_t limit = (uint64_t)w->sb->opts.timeout_ms * 1000000ull;
+	for (unsigned i = 0; i < w->n_conns; i++) {
+		struct sb_conn *c = &w->conns[i];
+		if (!atomic_exchange_explicit(&c->wd_fired, 0, memory_order_acquire))
+			continue;
+		uint64_t since = atomic_load_explicit(&c->wd_since, memory_order_relaxed);
+		/* Re-checked here: the server may have answered since the tick. */
+		if (!since || w->now < since + limit || !sess_waiting(&c->sess))
+			continue;
+		const struct sb_host *h = &w->sb->hosts[c->sess.host_idx];
+		sb_log(w->sb, 7, "[%s:%u#%u] hang: no answer for %u ms in %s", h->name, h->port,
+		       c->sess.conn_idx, w->sb->opts.timeout_ms, sess_state_name(c->sess.state));
+		atomic_fetch_add_explicit(&w->sb->hangs, 1, memory_order_relaxed);
+		sess_hang(&c->sess);
+		after(w, c);
+	}
+}
+
+/* A global hang: every connection starts again; or, with the retries used up, what
+ * is in progress or queued ends TIMED_OUT. */
+static void global_hang(struct sb_worker *w, int give_up)
+{
+	struct smtpbulk *sb = w->sb;
+	for (unsigned i = 0; i < w->n_conns; i++) {
+		struct sb_conn *c = &w->conns[i];
+		enum sess_state st = c->sess.state;
+		if (st == SESS_DOWN || st == SESS_CLOSED || st == SESS_DEAD)
+			continue;
+		if (give_up)
+			sess_abort(&c->sess, SMTPBULK_TIMED_OUT, SMTPBULK_ETIMEDOUT);
+		else
+			sess_restart(&c->sess);
+		after(w, c);
+	}
+	if (give_up) {
+		for (size_t h = 0; h < sb->n_hosts; h++)
+			if (sb->hosts[h].on_worker[w->index])
+				fail_queue_as(w, sb->hosts[h].queue, SMTPBULK_TIMED_OUT,
+					      SMTPBULK_ETIMEDOUT);
+		fail_queue_as(w, sb->any_queue, SMTPBULK_TIMED_OUT, SMTPBULK_ETIMEDOUT);
+	}
 }
 
 /* Hand queued messages to idle sessions. */
@@ -390,9 +550,17 @@ static void feed(struct sb_worker *w)
 
 static void run_timers(struct sb_worker *w, uint64_t now, int *timeout_ms)
 {
-	if (w->waiting == 0)
-		return;
 	uint64_t next = UINT64_MAX;
+	struct defer_heap *dh = &priv(w)->deferred;
+	while (dh->n && dh->v[0].due <= now) {
+		struct sb_msg *m = heap_pop(dh);
+		atomic_fetch_sub(&w->sb->deferred_now, 1);
+		sb_engine_requeue(w->sb, m);
+	}
+	if (dh->n)
+		next = dh->v[0].due;
+	if (w->waiting == 0)
+		goto out;
 	for (unsigned i = 0; i < w->n_conns; i++) {
 		struct sb_conn *c = &w->conns[i];
 		if (!c->reconnect_at)
@@ -404,6 +572,7 @@ static void run_timers(struct sb_worker *w, uint64_t now, int *timeout_ms)
 			next = c->reconnect_at;
 		}
 	}
+out:
 	if (next != UINT64_MAX) {
 		uint64_t ms = (next - now + 999999) / 1000000;
 		if (*timeout_ms < 0 || (uint64_t)*timeout_ms > ms)
@@ -416,6 +585,7 @@ static void begin_stop(struct sb_worker *w)
 	struct worker_priv *p = priv(w);
 	p->stop_begun = 1;
 	p->stop_deadline = sb_now_ns() + STOP_GRACE_NS;
+	end_deferred(w, SMTPBULK_CANCELLED, SMTPBULK_ECANCELLED);
 	for (unsigned i = 0; i < w->n_conns; i++) {
 		struct sb_conn *c = &w->conns[i];
 		if (c->reconnect_at) {
@@ -466,12 +636,24 @@ static void *worker_main(void *arg)
 	sb_log(sb, 5, "worker %u on cpu %d: %s, %s receives, %u connections", w->index, w->cpu,
 	       w->desc, w->recv_multi ? "multishot pooled" : "plain", w->n_conns);
 
+	w->now = sb_now_ns();
 	for (unsigned i = 0; i < w->n_conns; i++)
 		conn_start(w, &w->conns[i]);
 
 	for (;;) {
 		int timeout = -1;
 		w->queue_busy = 0;
+		w->now = sb_now_ns();
+		if (w->progress) { /* once per iteration, not per reply: a shared line */
+			w->progress = 0;
+			atomic_store_explicit(&sb->last_progress_ns, w->now, memory_order_relaxed);
+		}
+		if (atomic_load_explicit(&w->wd_pending, memory_order_relaxed) &&
+		    atomic_exchange(&w->wd_pending, 0))
+			check_hangs(w);
+		int g = atomic_load_explicit(&w->wd_global, memory_order_relaxed);
+		if (g && (g = atomic_exchange(&w->wd_global, 0)) != 0)
+			global_hang(w, g == 2);
 		if (atomic_load(&sb->stopping)) {
 			if (!priv(w)->stop_begun)
 				begin_stop(w);
@@ -489,10 +671,11 @@ static void *worker_main(void *arg)
 		} else {
 			feed(w);
 		}
-		run_timers(w, sb_now_ns(), &timeout);
+		run_timers(w, w->now, &timeout);
 		if (w->queue_busy)
 			timeout = 1; /* an enqueuer was mid-way: its node shows up shortly */
 		int n = w->be->wait(w->io, cqes, CQE_BATCH, timeout);
+		w->now = sb_now_ns();
 		for (int i = 0; i < n; i++)
 			on_cqe(w, &cqes[i]);
 	}
@@ -598,6 +781,7 @@ void sb_worker_destroy(struct sb_worker *w)
 			for (size_t h = 0; h < w->sb->n_hosts; h++)
 				free(p->idle[h].v);
 		free(p->idle);
+		free(p->deferred.v);
 		free(p);
 	}
 	if (w->wake_fd >= 0)

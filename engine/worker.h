@@ -3,13 +3,15 @@
 #define SB_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "io.h"
 #include "session.h"
 
 struct smtpbulk;
 
-/* Per-connection I/O bookkeeping beside the pure session. Worker-only. */
+/* Per-connection I/O bookkeeping beside the pure session. Worker-only, except the
+ * wd_* atomics the watchdog reads and flags. */
 struct sb_conn {
 	struct sess sess;
 	int fd;
@@ -20,6 +22,9 @@ struct sb_conn {
 	uint8_t dead_counted;  /* its host was told this connection gave up */
 	uint8_t recv_multi;    /* the receive in flight is multishot (pooled buffers) */
 	uint64_t reconnect_at; /* ns; 0 = not waiting */
+	/* Shared with the watchdog (atomics; see watchdog.h). */
+	_Atomic uint64_t wd_since; /* waiting for the server since (ns); 0 = not waiting */
+	_Atomic uint8_t wd_fired;  /* the watchdog says: waited too long */
 	struct msghdr mh;      /* the send in flight */
 	struct iovec iov[SESS_OUT_MAX];
 };
@@ -30,6 +35,8 @@ struct sb_worker {
 	int cpu;               /* -1 = not pinned */
 	pthread_t thread;
 	int wake_fd;           /* eventfd: any thread writes, this worker reads */
+	_Atomic int wd_pending; /* the watchdog fired on some connection of this worker */
+	_Atomic int wd_global;  /* the watchdog saw a global hang: 1 reconnect, 2 give up */
 	/* Below: this worker's thread only (after start). */
 	const struct sb_io_backend *be;
 	struct sb_io *io;
@@ -41,6 +48,8 @@ struct sb_worker {
 	unsigned waiting;      /* connections waiting to reconnect */
 	int recv_multi;        /* receive with multishot into the backend's buffer pool */
 	int recv_multi_seen;   /* a multishot receive has delivered data: it works here */
+	uint64_t now;          /* monotonic ns, read once per loop iteration */
+	int progress;          /* a server answered during this iteration */
 	/* Start handshake with the creating thread (under sb->lock). */
 	int init_rc;
 	int init_done;

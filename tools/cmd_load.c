@@ -58,11 +58,28 @@ static void usage(FILE *f)
 		"      --bound N           most messages queued at once (default 10000)\n"
 		"      --sink-threads N    threads of the built-in sink (default 1)\n"
 		"  -d, --debug N           debug level 0-10 to stderr (default 0)\n"
+		"timeouts and retries (the seed's Timeout, GlobalTimeout, Retry and Sleep;\n"
+		"SEC may have decimals; a retry count of 0 means unlimited):\n"
+		"      --timeout SEC       a connection with no answer this long has hung: its\n"
+		"                          messages go again elsewhere (default 60)\n"
+		"      --global-timeout SEC  no answer on any connection this long: everything\n"
+		"                          reconnects (default 120)\n"
+		"      --retry-hang N      retries of a message after hangs (default 1)\n"
+		"      --retry-global-hang N  global hangs survived (default 1)\n"
+		"      --sleep-hang SEC    pause before reconnecting after a hang (default 0)\n"
+		"      --sleep-fail SEC    pause before reconnecting after a failure (default 0.1)\n"
+		"      --retry-fail N      failed connections in a row before one gives up\n"
+		"                          (default 5)\n"
+		"      --max-attempts N    transactions per message after 4xx replies or\n"
+		"                          connection trouble (default 3)\n"
+		"      --defer SEC         pause before a 4xx retry, doubled each time (default 1)\n"
 		"  -h, --help              this text\n"
 		"\n"
 		"While it runs on a terminal it shows progress on stderr. At the end it reports\n"
-		"messages, delivered, rejected, failed, elapsed, msgs/s, MB/s, latency\n"
-		"percentiles and the client's CPU time (without the built-in sink's).\n"
+		"messages, delivered, partial, rejected (5xx), failed (4xx or connection\n"
+		"trouble after the retries, or cancelled), timed out; deferred (4xx retries),\n"
+		"hangs and reconnects; elapsed, msgs/s, MB/s, latency percentiles and the\n"
+		"client's CPU time (without the built-in sink's).\n"
 		"exit status: 0 every message delivered, 1 some not delivered, 2 usage error,\n"
 		"             3 could not start\n");
 }
@@ -158,6 +175,15 @@ int cmd_load(int argc, char **argv)
 		{"bound", required_argument, NULL, 'b'},
 		{"sink-threads", required_argument, NULL, 'T'},
 		{"debug", required_argument, NULL, 'd'},
+		{"timeout", required_argument, NULL, 1},
+		{"global-timeout", required_argument, NULL, 2},
+		{"retry-hang", required_argument, NULL, 3},
+		{"retry-global-hang", required_argument, NULL, 4},
+		{"sleep-hang", required_argument, NULL, 5},
+		{"sleep-fail", required_argument, NULL, 6},
+		{"retry-fail", required_argument, NULL, 7},
+		{"max-attempts", required_argument, NULL, 8},
+		{"defer", required_argument, NULL, 9},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -166,6 +192,10 @@ int cmd_load(int argc, char **argv)
 	const char *from = "sender@example.com", *to = "rcpt@example.com", *hello = NULL;
 	int backend = SMTPBULK_BACKEND_AUTO, json = 0, plain_recv = 0, c;
 	uint64_t v_got = 0;
+	/* 0: the library's default (or, for the retry counts, "unlimited" when given). */
+	uint64_t timeout_ms = 0, global_ms = 0, sleep_hang_ms = 0, sleep_fail_ms = 0, defer_ms = 0;
+	uint64_t retry_hang = 0, retry_global = 0, retry_fail = 0, max_attempts = 0;
+	int have_retry_hang = 0, have_retry_global = 0, have_sleep_fail = 0;
 	static struct load_state st; /* the histogram is large: not on the stack */
 
 	memset(&st, 0, sizeof(st));
@@ -193,6 +223,15 @@ int cmd_load(int argc, char **argv)
 		case 'b': if (tool_u64(optarg, 0, UINT32_MAX, &bound)) bad = "--bound"; break;
 		case 'T': if (tool_u64(optarg, 1, 256, &sink_threads)) bad = "--sink-threads"; break;
 		case 'd': if (tool_u64(optarg, 0, 10, &debug)) bad = "--debug"; break;
+		case 1: if (tool_seconds_ms(optarg, 1, UINT32_MAX, &timeout_ms)) bad = "--timeout"; break;
+		case 2: if (tool_seconds_ms(optarg, 1, UINT32_MAX, &global_ms)) bad = "--global-timeout"; break;
+		case 3: if (tool_u64(optarg, 0, 1000000, &retry_hang)) bad = "--retry-hang"; else have_retry_hang = 1; break;
+		case 4: if (tool_u64(optarg, 0, 1000000, &retry_global)) bad = "--retry-global-hang"; else have_retry_global = 1; break;
+		case 5: if (tool_seconds_ms(optarg, 0, UINT32_MAX, &sleep_hang_ms)) bad = "--sleep-hang"; break;
+		case 6: if (tool_seconds_ms(optarg, 0, UINT32_MAX, &sleep_fail_ms)) bad = "--sleep-fail"; else have_sleep_fail = 1; break;
+		case 7: if (tool_u64(optarg, 1, 1000000, &retry_fail)) bad = "--retry-fail"; break;
+		case 8: if (tool_u64(optarg, 1, 1000000, &max_attempts)) bad = "--max-attempts"; break;
+		case 9: if (tool_seconds_ms(optarg, 1, UINT32_MAX, &defer_ms)) bad = "--defer"; break;
 		case 'h': usage(stdout); return 0;
 		default:
 			fprintf(stderr, "smtpbulk load: unknown option or missing value: %s (try smtpbulk load --help)\n",
@@ -261,6 +300,19 @@ int cmd_load(int argc, char **argv)
 	o.pipeline = (unsigned)pipeline;
 	o.window = (unsigned)window;
 	o.debug = (int)debug;
+	o.timeout_ms = (unsigned)timeout_ms;
+	o.global_timeout_ms = (unsigned)global_ms;
+	if (have_retry_hang)
+		o.retry_hang = retry_hang ? (unsigned)retry_hang : SMTPBULK_UNLIMITED;
+	if (have_retry_global)
+		o.retry_global_hang = retry_global ? (unsigned)retry_global : SMTPBULK_UNLIMITED;
+	o.sleep_hang_ms = (unsigned)sleep_hang_ms;
+	/* The library reads 0 as "its default": a pause of 0 is asked for as 1 ms. */
+	if (have_sleep_fail)
+		o.reconnect_ms = sleep_fail_ms ? (unsigned)sleep_fail_ms : 1;
+	o.retry_fail = (unsigned)retry_fail;
+	o.max_attempts = (unsigned)max_attempts;
+	o.defer_ms = (unsigned)defer_ms;
 	o.on_result = on_result;
 	o.result_arg = &st;
 	st.open_loop = rate > 0;
@@ -344,6 +396,8 @@ int cmd_load(int argc, char **argv)
 		pthread_join(prog.thread, NULL);
 	}
 	smtpbulk_quit(sb, "load");
+	smtpbulk_counters_t cn;
+	smtpbulk_get_counters(sb, &cn);
 	smtpbulk_free(sb);
 	sink_server_stop(sink);
 
@@ -354,8 +408,8 @@ int cmd_load(int argc, char **argv)
 	uint64_t partial = atomic_load(&st.by_status[SMTPBULK_PARTIAL]);
 	uint64_t rejected = atomic_load(&st.by_status[SMTPBULK_REJECTED]);
 	uint64_t failed = atomic_load(&st.by_status[SMTPBULK_FAILED]) +
-			  atomic_load(&st.by_status[SMTPBULK_TIMED_OUT]) +
 			  atomic_load(&st.by_status[SMTPBULK_CANCELLED]);
+	uint64_t timed_out = atomic_load(&st.by_status[SMTPBULK_TIMED_OUT]);
 	double mps = el > 0 ? (double)sent / el : 0;
 	double p50 = lat_quantile(&st.lat, 0.50) / 1e3, p90 = lat_quantile(&st.lat, 0.90) / 1e3,
 	       p99 = lat_quantile(&st.lat, 0.99) / 1e3, p999 = lat_quantile(&st.lat, 0.999) / 1e3,
@@ -367,23 +421,29 @@ int cmd_load(int argc, char **argv)
 
 	if (json)
 		printf("{\"messages\": %" PRIu64 ", \"delivered\": %" PRIu64 ", \"partial\": %" PRIu64
-		       ", \"rejected\": %" PRIu64 ", \"failed\": %" PRIu64 ", \"elapsed_s\": %.3f"
+		       ", \"rejected\": %" PRIu64 ", \"failed\": %" PRIu64 ", \"timed_out\": %" PRIu64
+		       ", \"deferred\": %" PRIu64 ", \"hangs\": %" PRIu64 ", \"global_hangs\": %" PRIu64
+		       ", \"reconnects\": %" PRIu64 ", \"elapsed_s\": %.3f"
 		       ", \"msgs_per_s\": %.1f, \"mb_per_s\": %.2f"
 		       ", \"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f"
 		       ", \"p999\": %.3f, \"max\": %.3f}, \"cpu_user_s\": %.3f, \"cpu_sys_s\": %.3f"
 		       ", \"cpu_us_per_msg\": %.2f, \"sessions\": %" PRIu64 ", \"pipeline\": %" PRIu64
 		       ", \"target\": \"%s\", \"builtin_sink\": %s}\n",
-		       sent, delivered, partial, rejected, failed, el, mps,
+		       sent, delivered, partial, rejected, failed, timed_out, cn.deferred, cn.hangs,
+		       cn.global_hangs, cn.reconnects, el, mps,
 		       el > 0 ? (double)sent * (double)blen / el / 1e6 : 0, p50, p90, p99, p999, pmax,
 		       cu, cs, sent ? (cu + cs) / (double)sent * 1e6 : 0, sessions, pipeline, target,
 		       sink ? "true" : "false");
 	else if (!st.quiet)
 		printf("messages %" PRIu64 "  delivered %" PRIu64 "  partial %" PRIu64
-		       "  rejected %" PRIu64 "  failed %" PRIu64 "\n"
+		       "  rejected %" PRIu64 "  failed %" PRIu64 "  timed out %" PRIu64 "\n"
+		       "deferred %" PRIu64 "  hangs %" PRIu64 "  global hangs %" PRIu64
+		       "  reconnects %" PRIu64 "\n"
 		       "elapsed %.3f s  %.0f msgs/s  %.2f MB/s\n"
 		       "latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n"
 		       "client CPU  user %.3f s  sys %.3f s  (%.2f us/message)%s\n",
-		       sent, delivered, partial, rejected, failed, el, mps,
+		       sent, delivered, partial, rejected, failed, timed_out, cn.deferred, cn.hangs,
+		       cn.global_hangs, cn.reconnects, el, mps,
 		       el > 0 ? (double)sent * (double)blen / el / 1e6 : 0, p50, p90, p99, p999, pmax,
 		       cu, cs, sent ? (cu + cs) / (double)sent * 1e6 : 0,
 		       sink ? "  [built-in sink's CPU excluded]" : "");

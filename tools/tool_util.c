@@ -21,6 +21,22 @@ int tool_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+int tool_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms, uint64_t *out_ms)
+{
+	char *end;
+	if (!s || ((*s < '0' || *s > '9') && *s != '.'))
+		return -1;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || *end || !(v >= 0) || v * 1000.0 > (double)max_ms)
+		return -1;
+	uint64_t ms = (uint64_t)(v * 1000.0 + 0.5);
+	if (ms < min_ms)
+		return -1;
+	*out_ms = ms;
+	return 0;
+}
+
 int tool_backend(const char *s, int *out)
 {
 	if (!strcmp(s, "auto"))

@@ -7,6 +7,8 @@
 
 /* A decimal number in [min, max]; no sign, no trailing junk. */
 int tool_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* Seconds, decimals allowed ("0.25"), in [min_ms, max_ms] once in milliseconds. */
+int tool_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms, uint64_t *out_ms);
 /* "auto", "io_uring" or "epoll" -> an smtpbulk_backend_t. */
 int tool_backend(const char *s, int *out);
 /* "host:port", "[v6]:port" (port required); port 0 allowed only when allow_zero. */

@@ -59,7 +59,12 @@ enum smtpbulk_error {
 	SMTPBULK_EBACKEND = -1015,    /* the requested I/O backend is not available here */
 	SMTPBULK_ESERVER = -1016,     /* the server answered with a 4xx/5xx reply (see the reply) */
 	SMTPBULK_EUTF8 = -1017,       /* 8-bit address but the server lacks SMTPUTF8 */
+	SMTPBULK_ETIMEDOUT = -1018,   /* the server did not answer within the timeout (hang) */
+	SMTPBULK_ESHUTDOWN = -1019,   /* the server said 421: it is closing the connection */
 };
+
+/* For the retry counts that take it (the seed's "0 for unlimited"). */
+#define SMTPBULK_UNLIMITED 0xffffffffu
 
 /** A static, human-readable name for any code this library returns (never NULL). */
 const char *smtpbulk_strerror(int err);
@@ -156,11 +161,14 @@ typedef struct smtpbulk_options {
 	                             smtpbulk_options_init sets 2 */
 	unsigned window;          /* mode 2 with CHUNKING: transactions in flight on one
 	                             connection (1..16); 0 = 8 */
-	unsigned max_attempts;    /* transactions per message before it ends FAILED on
-	                             connection trouble; 0 = 3 */
+	unsigned max_attempts;    /* transactions per message before it ends FAILED, after
+	                             connection trouble or a 4xx reply (a 4xx retry waits
+	                             defer_ms, doubled each time); hangs and 421 replies are
+	                             not counted here; 0 = 3 */
 	unsigned retry_fail;      /* consecutive connection failures before a connection gives
 	                             up (the seed's Retry.Fail); 0 = 5 */
-	unsigned reconnect_ms;    /* pause before reconnecting after a failure; 0 = 100 */
+	unsigned reconnect_ms;    /* the seed's Sleep.Fail: pause before reconnecting after
+	                             a failure; 0 = 100 */
 	smtpbulk_result_cb on_result; /* NULL: results queue up for smtpbulk_poll() */
 	void *result_arg;
 	int discard_results;      /* nonzero and no on_result: results are only counted */
@@ -173,6 +181,24 @@ typedef struct smtpbulk_options {
 	                             own, instead of io_uring multishot receives into a
 	                             per-worker pool of provided buffers (the default where
 	                             the kernel has them; epoll always receives plainly) */
+	/* The watchdog, a thread that checks every watchdog_tick_ms (0 = 100). */
+	unsigned timeout_ms;      /* the seed's Timeout: a connection that waits longer than
+	                             this for the server (connect, greeting, any reply) has
+	                             hung: its messages are retried elsewhere and it
+	                             reconnects after sleep_hang_ms; 0 = 60000 */
+	unsigned global_timeout_ms; /* GlobalTimeout: no reply on any connection for this
+	                             long while messages are in progress: every connection
+	                             reconnects; 0 = 120000 */
+	unsigned watchdog_tick_ms;
+	unsigned retry_hang;      /* Retry.Hang: times a message is tried again after hangs
+	                             before it ends TIMED_OUT; 0 = 1; SMTPBULK_UNLIMITED */
+	unsigned retry_global_hang; /* Retry.GlobalHang: global hangs survived; one more and
+	                             every message in progress or queued ends TIMED_OUT (the
+	                             count starts again for later ones); 0 = 1; UNLIMITED */
+	unsigned sleep_hang_ms;   /* Sleep.Hang: pause before reconnecting after a hang; 0 =
+	                             at once */
+	unsigned defer_ms;        /* pause before a message refused with 4xx is tried again,
+	                             doubled for each further try; 0 = 1000 */
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */
@@ -260,6 +286,13 @@ typedef struct smtpbulk_counters {
 	uint64_t requeued;      /* times a message went back to the queue after trouble */
 	uint64_t connects;      /* connections that reached the ready state */
 	uint64_t connect_fails; /* connection attempts that failed */
+	/* Appended fields (a field is never moved or removed): */
+	uint64_t timed_out;     /* messages that ended TIMED_OUT */
+	uint64_t hangs;         /* connections the watchdog found hung */
+	uint64_t global_hangs;  /* times no connection answered for global_timeout_ms */
+	uint64_t deferred;      /* 4xx retries scheduled (a message may count several) */
+	uint64_t deferred_now;  /* messages waiting for their 4xx retry now */
+	uint64_t reconnects;    /* connections started again after one ended */
 } smtpbulk_counters_t;
 
 /** A snapshot of the engine's counters. Any thread; cheap. */

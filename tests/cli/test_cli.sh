@@ -84,6 +84,21 @@ check "every one rejected" [ "$(json_get "['rejected']")" = 200 ]
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 check "sink printed counts on SIGTERM" grep -q '"connections": 2' "$tmp/sink.out"
 
+# Timeouts and retries: a sink that stops answering after 5 messages per connection;
+# the watchdog ends each hung connection and its messages go again (unlimited).
+check "load bad --timeout" status_is 2 "$bin" load --timeout abc
+check "load bad --timeout: one line" one_line_err
+check "load bad --retry-hang" status_is 2 "$bin" load --retry-hang -1
+check "load bad --defer" status_is 2 "$bin" load --defer 0
+check "hanging sink starts" start_sink --hang-after 5
+check "load rides out hangs" status_is 0 "$bin" load -m 60 -s 3 -q --json --timeout 0.3 --retry-hang 0 --backend "$backend" "127.0.0.1:$port"
+check "hangs counted, all delivered" /usr/bin/python3 -c "import sys; sys.exit(0 if $(json_get "['hangs']") >= 1 and $(json_get "['delivered']") == 60 and $(json_get "['timed_out']") == 0 else 1)"
+kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
+check "tempfailing sink starts" start_sink --tempfail-data 50
+check "load retries 4xx" status_is 1 "$bin" load -m 400 -s 2 -q --json --defer 0.01 --max-attempts 3 --backend "$backend" "127.0.0.1:$port"
+check "4xx retries counted and add up" /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/out')); sys.exit(0 if d['deferred'] > 100 and d['delivered'] + d['failed'] == 400 and d['delivered'] > 300 else 1)"
+kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
+
 # --delay-ms holds every reply back: the greeting and each message's reply wait 200 ms,
 # so no message can finish sooner than that (a lower bound a slow machine only raises).
 check "sink bad --delay" status_is 2 "$bin" sink --delay 101

@@ -73,7 +73,8 @@ TEST(OwnSink, FaultsEveryMessageEndsOnceAndCountsAddUp) {
   OwnSink sink(f);
   ASSERT_NE(sink.srv, nullptr);
   TestEngine e(sink.port(), 4);
-  e.opts.max_attempts = 10;
+  e.opts.max_attempts = 2;  // a 4xx is retried once (after 5 ms); twice in a row fails
+  e.opts.defer_ms = 5;
   ASSERT_EQ(e.start(), 0);
   const char* rc[] = {"a@example.com"};
   const int kMessages = 5000;
@@ -88,6 +89,10 @@ TEST(OwnSink, FaultsEveryMessageEndsOnceAndCountsAddUp) {
   EXPECT_EQ(st[SMTPBULK_DELIVERED] + st[SMTPBULK_FAILED] + st[SMTPBULK_REJECTED], (size_t)kMessages);
   EXPECT_GT(st[SMTPBULK_FAILED], 0u);
   EXPECT_GT(st[SMTPBULK_REJECTED], 0u);
+  smtpbulk_counters_t cc;
+  smtpbulk_get_counters(e.sb, &cc);
+  EXPECT_GT(cc.deferred, st[SMTPBULK_FAILED]);  // most 4xx were retried and got through
+  EXPECT_EQ(cc.deferred_now, 0u);
   // What the sink accepted is exactly what we call delivered.
   EXPECT_EQ(sink.totals().messages, st[SMTPBULK_DELIVERED]);
   smtpbulk_counters_t c;

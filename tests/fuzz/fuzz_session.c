@@ -43,11 +43,16 @@ static void requeue(void *p, struct sess *s, struct sb_msg *m)
 	done(p, s, m, SMTPBULK_FAILED, 0);
 }
 
-static const struct sess_ops ops = {next, done, requeue, NULL};
+static const struct sess_ops ops = {
+	.next_msg = next, .done = done, .requeue = requeue, .defer = requeue,
+};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct sess_cfg cfg = {"fuzz.test", 2, 3, 0, 0, 4};
+	struct sess_cfg cfg = {
+		.hello = "fuzz.test", .max_attempts = 2, .retry_fail = 3, .retry_hang = 1,
+		.window = 4,
+	};
 	struct ctx c;
 	struct sess s;
 	const char *rc[] = {"a@x", "b@x"};
@@ -80,6 +85,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			sess_sent(&s, t);
 		}
 		size_t cap;
+		if (data[off] == 0x7f) { /* the watchdog's verdict, at any point */
+			sess_hang(&s);
+			break;
+		}
 		size_t chunk = 1 + data[off] % 64;
 		int pooled = data[off] & 0x80; /* as from io_uring's buffer pool */
 		off++;

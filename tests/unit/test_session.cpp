@@ -276,11 +276,48 @@ TEST_F(SessionTest, ConnectionLossRequeuesThenFails) {
   f_.queue.push_back(m);
   connect_ready();
   take_output();
-  feed("421 4.3.2 shutting down\r\n");
-  ASSERT_EQ(f_.done.size(), 1u);  // second attempt was the last (max_attempts 2)
+  feed("421 4.3.2 shutting down\r\n");  // the server's doing: not charged
+  ASSERT_EQ(f_.requeued.size(), 2u);
+  EXPECT_TRUE(f_.done.empty());
+  EXPECT_EQ(s_.error, SMTPBULK_ESHUTDOWN);
+  EXPECT_EQ(m->free_tries, 1u);
+  sess_reset(&s_);
+  f_.queue.push_back(m);
+  connect_ready();
+  take_output();
+  sess_io_error(&s_, SMTPBULK_ECLOSED);
+  ASSERT_EQ(f_.done.size(), 1u);  // the second charged attempt was the last (max 2)
   EXPECT_EQ(f_.done[0].st, SMTPBULK_FAILED);
   EXPECT_EQ(f_.done[0].err, SMTPBULK_ECLOSED);
-  EXPECT_EQ(f_.done[0].final_code, 421);
+  EXPECT_EQ(m->attempts, 3u);
+}
+
+TEST_F(SessionTest, HangEndsTheConnectionAndRetriesPerRetryHang) {
+  cfg_.retry_hang = 1;
+  sb_msg* m = msg({"r@x"}, "b\r\n");
+  f_.queue.push_back(m);
+  connect_ready();
+  take_output();
+  EXPECT_TRUE(sess_waiting(&s_));  // MAIL is out: the watchdog times this
+  sess_hang(&s_);
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(s_.error, SMTPBULK_ETIMEDOUT);
+  ASSERT_EQ(f_.requeued.size(), 1u);
+  EXPECT_FALSE(sess_waiting(&s_));
+  sess_reset(&s_);
+  f_.queue.push_back(m);
+  connect_ready();
+  take_output();
+  sess_hang(&s_);
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_TIMED_OUT);
+  EXPECT_EQ(f_.done[0].err, SMTPBULK_ETIMEDOUT);
+}
+
+TEST_F(SessionTest, IdleConnectionIsNotWaiting) {
+  connect_ready();
+  EXPECT_EQ(s_.state, SESS_IDLE);
+  EXPECT_FALSE(sess_waiting(&s_));
 }
 
 TEST_F(SessionTest, MalformedAndTooLongRepliesEndTheConnection) {

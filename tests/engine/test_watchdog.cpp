@@ -1,0 +1,242 @@
+// The watchdog's timeouts and the retry policies: hangs, global hangs, 4xx retries
+// with backoff, 421. Short timeouts here; the defaults are the seed's (60 s, 120 s).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "engine_helpers.h"
+#include "scripted_peer.h"
+
+using namespace sbtest;
+
+namespace {
+
+smtpbulk_counters_t counters(smtpbulk_t* sb) {
+  smtpbulk_counters_t c{};
+  smtpbulk_get_counters(sb, &c);
+  return c;
+}
+
+void wait_connections(ScriptedPeer& peer, int n) {
+  for (int i = 0; i < 200 && peer.connections() < n; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+}  // namespace
+
+class WatchdogStalledTest : public ::testing::TestWithParam<unsigned> {};
+
+// Connection 0 never answers its first final dot. With the timeout, the watchdog ends
+// it and what it held is retried: every message is delivered, the stuck ones on their
+// second attempt.
+TEST_P(WatchdogStalledTest, StuckMessagesRescued) {
+  const unsigned mode = GetParam();
+  PeerScript s;
+  s.on_data = [](int conn, const std::string&) -> std::string { return conn == 0 ? "HANG" : ""; };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 2);
+  e.opts.pipeline = mode;
+  e.opts.timeout_ms = 300;
+  e.opts.watchdog_tick_ms = 20;
+  ASSERT_EQ(e.start(), 0);
+  wait_connections(peer, 2);
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 30; i++) ids.push_back(e.send({"r@x.test"}, "hi\r\n"));
+  ASSERT_EQ(smtpbulk_drain(e.sb, 10000), 0) << "only " << e.results.total() << " results";
+  EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], 30u);
+  EXPECT_EQ(e.results.duplicates(), 0u);
+  size_t retried = 0;
+  for (uint64_t id : ids) retried += e.results.get(id).attempts == 2;
+  EXPECT_GE(retried, 1u);
+  EXPECT_GE(counters(e.sb).hangs, 1u);
+  EXPECT_EQ(counters(e.sb).timed_out, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, WatchdogStalledTest, ::testing::Values(0u, 1u, 2u));
+
+TEST(Watchdog, HangRetriesUsedUpEndTimedOut) {
+  PeerScript s;
+  s.on_data = [](int, const std::string&) -> std::string { return "HANG"; };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 1);
+  e.opts.timeout_ms = 200;
+  e.opts.watchdog_tick_ms = 20;
+  e.opts.retry_hang = 1;  // the seed's default: one more try after a hang
+  ASSERT_EQ(e.start(), 0);
+  Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+  EXPECT_EQ(r.status, SMTPBULK_TIMED_OUT);
+  EXPECT_EQ(r.error, SMTPBULK_ETIMEDOUT);
+  EXPECT_EQ(r.attempts, 2u);
+  EXPECT_EQ(peer.bodies().size(), 2u);
+  smtpbulk_counters_t c = counters(e.sb);
+  EXPECT_EQ(c.timed_out, 1u);
+  EXPECT_EQ(c.hangs, 2u);
+  EXPECT_GE(c.reconnects, 1u);
+}
+
+TEST(Watchdog, SilentServerTimesOutAtTheGreetingAndTheHostGivesUp) {
+  PeerScript s;
+  s.greeting = "HANG";  // accepts, never greets
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 1);
+  e.opts.timeout_ms = 150;
+  e.opts.watchdog_tick_ms = 20;
+  e.opts.retry_fail = 2;
+  ASSERT_EQ(e.start(), 0);
+  Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+  EXPECT_EQ(r.status, SMTPBULK_FAILED);
+  EXPECT_EQ(r.error, SMTPBULK_EHOSTDOWN);
+  EXPECT_EQ(peer.connections(), 2);
+  EXPECT_EQ(counters(e.sb).hangs, 2u);
+}
+
+TEST(Watchdog, GlobalHangReconnectsThenGivesUp) {
+  // Every MAIL goes unanswered; the per-connection timeout is far off, so only the
+  // global one can notice. One global hang is survived (everything reconnects and the
+  // messages go again, free of charge); the second ends them TIMED_OUT.
+  PeerScript s;
+  s.on_cmd = [](int, const std::string& c) -> std::string {
+    return c.rfind("MAIL", 0) == 0 ? "HANG" : "";
+  };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 2);
+  e.opts.timeout_ms = 60000;
+  e.opts.global_timeout_ms = 300;
+  e.opts.watchdog_tick_ms = 20;
+  e.opts.retry_global_hang = 1;
+  ASSERT_EQ(e.start(), 0);
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 3; i++) ids.push_back(e.send({"r@x.test"}, "hi\r\n"));
+  ASSERT_EQ(smtpbulk_drain(e.sb, 10000), 0);
+  EXPECT_EQ(e.results.by_status()[SMTPBULK_TIMED_OUT], 3u);
+  for (uint64_t id : ids) EXPECT_EQ(e.results.get(id).error, SMTPBULK_ETIMEDOUT);
+  smtpbulk_counters_t c = counters(e.sb);
+  EXPECT_EQ(c.global_hangs, 2u);
+  EXPECT_EQ(c.hangs, 0u);
+  EXPECT_GE(peer.connections(), 4);  // both connections started again after the first
+}
+
+TEST(Watchdog, IdleEngineIsNotAGlobalHang) {
+  PeerScript s;
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 1);
+  e.opts.global_timeout_ms = 100;
+  e.opts.watchdog_tick_ms = 20;
+  ASSERT_EQ(e.start(), 0);
+  Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+  EXPECT_EQ(r.status, SMTPBULK_DELIVERED);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // nothing to do
+  EXPECT_EQ(counters(e.sb).global_hangs, 0u);
+  EXPECT_EQ(peer.connections(), 1);
+}
+
+TEST(Retries, TempFailRetriedAfterAPauseThenDelivered) {
+  std::atomic<int> n{0};
+  PeerScript s;
+  s.on_data = [&](int, const std::string&) -> std::string {
+    return n++ < 2 ? "451 4.3.0 try later\r\n" : "";
+  };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 1);
+  e.opts.max_attempts = 3;
+  e.opts.defer_ms = 60;
+  ASSERT_EQ(e.start(), 0);
+  auto t0 = std::chrono::steady_clock::now();
+  Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.status, SMTPBULK_DELIVERED);
+  EXPECT_EQ(r.attempts, 3u);
+  EXPECT_GE(ms, 60 + 120);  // 60 ms, then doubled: a lower bound only
+  smtpbulk_counters_t c = counters(e.sb);
+  EXPECT_EQ(c.deferred, 2u);
+  EXPECT_EQ(c.deferred_now, 0u);
+  EXPECT_EQ(peer.connections(), 1);  // a 4xx is an answer: the connection stays
+}
+
+TEST(Retries, TempFailUsedUpEndsFailedWithTheLastReply) {
+  PeerScript s;
+  s.on_cmd = [](int, const std::string& c) -> std::string {
+    return c.rfind("RCPT", 0) == 0 ? "450 4.2.0 mailbox busy\r\n" : "";
+  };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 1);
+  e.opts.max_attempts = 3;
+  e.opts.defer_ms = 10;
+  ASSERT_EQ(e.start(), 0);
+  Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+  EXPECT_EQ(r.status, SMTPBULK_FAILED);
+  EXPECT_EQ(r.error, SMTPBULK_ESERVER);
+  EXPECT_EQ(r.code, 450);
+  EXPECT_EQ(r.text, "mailbox busy");
+  EXPECT_EQ(r.attempts, 3u);
+  EXPECT_EQ(peer.bodies().size(), 0u);
+}
+
+TEST(Retries, PermanentRefusalIsNotRetried) {
+  PeerScript s;
+  s.on_data = [](int, const std::string&) -> std::string { return "554 5.7.1 no\r\n"; };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 1);
+  e.opts.max_attempts = 3;
+  e.opts.defer_ms = 10;
+  ASSERT_EQ(e.start(), 0);
+  Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+  EXPECT_EQ(r.status, SMTPBULK_REJECTED);
+  EXPECT_EQ(r.attempts, 1u);
+  EXPECT_EQ(counters(e.sb).deferred, 0u);
+}
+
+TEST(Retries, Reply421IsNotChargedAsAnAttempt) {
+  std::atomic<int> n{0};
+  PeerScript s;
+  s.on_cmd = [&](int, const std::string& c) -> std::string {
+    if (c.rfind("MAIL", 0) == 0 && n++ < 2) return "421 4.3.2 shutting down\r\n";
+    return "";
+  };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 1);
+  e.opts.max_attempts = 1;  // a charged retry would be one too many
+  ASSERT_EQ(e.start(), 0);
+  Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+  EXPECT_EQ(r.status, SMTPBULK_DELIVERED);
+  EXPECT_EQ(r.attempts, 3u);
+  EXPECT_GE(peer.connections(), 3);
+}
+
+TEST(Retries, Endless421EndsFailed) {
+  PeerScript s;
+  s.on_cmd = [](int, const std::string& c) -> std::string {
+    return c.rfind("MAIL", 0) == 0 ? "421 4.3.2 shutting down\r\n" : "";
+  };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 1);
+  e.opts.max_attempts = 2;
+  e.opts.retry_fail = 3;
+  ASSERT_EQ(e.start(), 0);
+  Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+  EXPECT_EQ(r.status, SMTPBULK_FAILED);
+  EXPECT_EQ(r.error, SMTPBULK_ESHUTDOWN);
+  EXPECT_EQ(r.attempts, 3u + 2u);  // three free 421s, then the two charged attempts
+}
+
+TEST(Retries, DestroyCancelsMessagesWaitingForTheirRetry) {
+  PeerScript s;
+  s.on_data = [](int, const std::string&) -> std::string { return "451 4.3.0 later\r\n"; };
+  ScriptedPeer peer(s);
+  {
+    TestEngine e(peer.port(), 1);
+    e.opts.defer_ms = 60000;
+    ASSERT_EQ(e.start(), 0);
+    e.send({"r@x.test"}, "hi\r\n");
+    for (int i = 0; i < 200 && counters(e.sb).deferred_now == 0; i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(counters(e.sb).deferred_now, 1u);
+    EXPECT_EQ(e.results.total(), 0u);
+    smtpbulk_destroy(e.sb);
+    e.sb = nullptr;
+    EXPECT_EQ(e.results.total(), 1u);
+    EXPECT_EQ(e.results.by_status()[SMTPBULK_CANCELLED], 1u);
+  }
+}
