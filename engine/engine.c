@@ -137,6 +137,14 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 		return -ENOMEM;
 	sb->opts = *opts;
 	sb->opts.hosts = NULL;
+	if (opts->callbacks) { /* copied: the caller's struct may be a temporary */
+		if (opts->callbacks->struct_size < sizeof(sb->cbs)) {
+			free(sb);
+			return -EINVAL;
+		}
+		sb->cbs = *opts->callbacks;
+	}
+	sb->opts.callbacks = NULL;
 	sb->opts.hello = NULL; /* the caller's string: used only during create */
 	if (!sb->opts.max_attempts)
 		sb->opts.max_attempts = DEFAULT_MAX_ATTEMPTS;
@@ -364,9 +372,22 @@ void sb_engine_dequeued(smtpbulk_t *sb, uint64_t n)
 	}
 }
 
-void sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st, int err,
-			const struct sb_host *host, int host_idx, int conn_idx)
+int sb_fire(const smtpbulk_t *sb, smtpbulk_event_cb cb, smtpbulk_event_t *ev,
+	    const struct sb_host *host, int host_idx, int conn_idx)
 {
+	if (!cb)
+		return SMTPBULK_CB_DEFAULT;
+	ev->host = host ? host->name : NULL;
+	ev->port = host ? host->port : 0;
+	ev->host_index = host ? host_idx : -1;
+	ev->connection = host ? conn_idx : -1;
+	return cb(ev, sb->cbs.arg);
+}
+
+int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st, int err,
+		       const struct sb_host *host, int host_idx, int conn_idx)
+{
+	int code = SMTPBULK_CB_DEFAULT;
 	msg->res.host = host ? host->name : NULL;
 	msg->res.port = host ? host->port : 0;
 	msg->res.host_index = host_idx;
@@ -381,6 +402,19 @@ void sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st
 	       (unsigned long long)msg->id,
 	       st == SMTPBULK_DELIVERED ? "delivered" : smtpbulk_strerror(err),
 	       msg->res.reply.code, msg->res.reply.text);
+
+	int pass = st == SMTPBULK_DELIVERED || st == SMTPBULK_PARTIAL;
+	smtpbulk_event_cb cb = pass ? sb->cbs.pass : sb->cbs.fail;
+	if (cb) {
+		smtpbulk_event_t ev = {
+			.kind = pass ? SMTPBULK_EV_PASS : SMTPBULK_EV_FAIL,
+			.error = err,
+			.message = &msg->res,
+			.message_id = msg->id,
+			.user_data = msg->res.user_data,
+		};
+		code = sb_fire(sb, cb, &ev, host, host_idx, conn_idx);
+	}
 
 	if (sb->opts.on_result) {
 		sb->opts.on_result(&msg->res, sb->opts.result_arg);
@@ -401,6 +435,11 @@ void sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st
 		pthread_cond_broadcast(&sb->done);
 		pthread_mutex_unlock(&sb->lock);
 	}
+	if (sb->cbs.complete && done == atomic_load(&sb->submitted)) {
+		smtpbulk_event_t ev = {.kind = SMTPBULK_EV_COMPLETE};
+		sb_fire(sb, sb->cbs.complete, &ev, NULL, -1, -1);
+	}
+	return code;
 }
 
 static void deadline_after(struct timespec *ts, int ms)

@@ -77,6 +77,7 @@ struct smtpbulk {
 	_Atomic unsigned poll_waiters;  /* woken on every result */
 
 	struct sb_facade *facade; /* the Net::SMTP-style facade's message being built */
+	smtpbulk_callbacks_t cbs; /* the seed's callbacks (zeroed when none); read-only */
 
 	/* The watchdog thread (watchdog.c). */
 	pthread_t wd_thread;
@@ -92,9 +93,13 @@ int sb_engine_start(smtpbulk_t *sb);
 int sb_engine_submit(smtpbulk_t *sb, struct sb_msg *msg, unsigned flags, uint64_t *id_out);
 /* Put a message back in its queue after connection trouble (never blocks). */
 void sb_engine_requeue(smtpbulk_t *sb, struct sb_msg *msg);
-/* Deliver a message's one result and free it when appropriate. */
-void sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st, int err,
-			const struct sb_host *host, int host_idx, int conn_idx);
+/* Deliver a message's one result (pass/fail callback, then the result callback or the
+ * poll queue) and free it when appropriate. Returns the pass/fail callback's code. */
+int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st, int err,
+		       const struct sb_host *host, int host_idx, int conn_idx);
+/* Call a seed callback (if set) for a connection of host (NULL: none); its code. */
+int sb_fire(const smtpbulk_t *sb, smtpbulk_event_cb cb, smtpbulk_event_t *ev,
+	    const struct sb_host *host, int host_idx, int conn_idx);
 /* A worker took n messages out of a queue. */
 void sb_engine_dequeued(smtpbulk_t *sb, uint64_t n);
 int sb_engine_drain(smtpbulk_t *sb, int timeout_ms);

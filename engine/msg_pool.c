@@ -1,12 +1,19 @@
-#define _LGPL_SOURCE /* inline lock-free push/pop from urcu's static headers */
 #include "msg_pool.h"
 
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <urcu/lfstack.h>
 
-#include "tsan.h"
+/*
+ * The stacks are Treiber stacks in C11 atomics rather than liburcu's lfstack: urcu's
+ * inline push takes &head->node of a NULL head (undefined behaviour that UBSan stops
+ * the asan preset on), and ThreadSanitizer cannot see its inline-asm atomics. With
+ * one popper at a time (the try-flag below) a pop cannot meet ABA: a node can only
+ * come back onto the stack after a pop, and no other pop runs meanwhile.
+ */
+struct pool_node {
+	struct pool_node *next;
+};
 
 /* Classes of 512 B << k: 512 B .. 32 KB. A message with a 1 KB body and a few
  * recipients lands in the 2 KB class; bigger blocks are malloc'd as before. */
@@ -15,7 +22,7 @@
 
 struct pool_class {
 	/* Its own cache line: classes are used by different message sizes at once. */
-	alignas(64) struct cds_lfs_stack stack; /* freed blocks; any thread pushes */
+	alignas(64) _Atomic(struct pool_node *) top; /* freed blocks; any thread pushes */
 	atomic_flag popping;                     /* held by the one thread popping */
 	atomic_size_t kept;                      /* blocks on the stack (approximate) */
 	size_t keep_max;
@@ -32,7 +39,7 @@ struct sb_msg_pool *sb_msg_pool_new(size_t keep_bytes)
 		return NULL;
 	for (unsigned k = 0; k < N_CLASSES; k++) {
 		struct pool_class *c = &p->cls[k];
-		cds_lfs_init(&c->stack);
+		atomic_init(&c->top, NULL);
 		atomic_flag_clear(&c->popping);
 		atomic_init(&c->kept, 0);
 		c->keep_max = keep_bytes >> (CLASS_MIN_SHIFT + k);
@@ -45,12 +52,12 @@ void sb_msg_pool_free(struct sb_msg_pool *p)
 	if (!p)
 		return;
 	for (unsigned k = 0; k < N_CLASSES; k++) {
-		struct cds_lfs_node *n;
-		while ((n = __cds_lfs_pop(&p->cls[k].stack)) != NULL) {
-			HANDOFF_ACQUIRE(n);
+		struct pool_node *n = atomic_load(&p->cls[k].top);
+		while (n) {
+			struct pool_node *next = n->next;
 			free(n);
+			n = next;
 		}
-		cds_lfs_destroy(&p->cls[k].stack);
 	}
 	free(p);
 }
@@ -72,13 +79,16 @@ void *sb_msg_pool_get(struct sb_msg_pool *p, size_t size, uint8_t *klass)
 	}
 	struct pool_class *c = &p->cls[k];
 	*klass = (uint8_t)k;
-	/* __cds_lfs_pop needs its callers kept apart (that is what makes it ABA-safe);
-	 * a second getter does not wait for the first, it allocates. */
+	/* One popper at a time (that is what makes the pop ABA-safe); a second getter
+	 * does not wait for the first, it allocates. */
 	if (!atomic_flag_test_and_set_explicit(&c->popping, memory_order_acquire)) {
-		struct cds_lfs_node *n = __cds_lfs_pop(&c->stack);
+		struct pool_node *n = atomic_load_explicit(&c->top, memory_order_acquire);
+		while (n && !atomic_compare_exchange_weak_explicit(&c->top, &n, n->next,
+								   memory_order_acquire,
+								   memory_order_acquire))
+			;
 		atomic_flag_clear_explicit(&c->popping, memory_order_release);
 		if (n) {
-			HANDOFF_ACQUIRE(n);
 			atomic_fetch_sub_explicit(&c->kept, 1, memory_order_relaxed);
 			return n;
 		}
@@ -100,10 +110,12 @@ void sb_msg_pool_put(struct sb_msg_pool *p, void *block, uint8_t klass)
 		return;
 	}
 	atomic_fetch_add_explicit(&c->kept, 1, memory_order_relaxed);
-	struct cds_lfs_node *n = block;
-	cds_lfs_node_init(n);
-	HANDOFF_RELEASE(n);
-	cds_lfs_push(&c->stack, n);
+	struct pool_node *n = block;
+	n->next = atomic_load_explicit(&c->top, memory_order_relaxed);
+	/* Release: the block's last writes happen before the getter that pops it. */
+	while (!atomic_compare_exchange_weak_explicit(&c->top, &n->next, n, memory_order_release,
+						      memory_order_relaxed))
+		;
 }
 
 size_t sb_msg_pool_kept(struct sb_msg_pool *p, uint8_t klass)

@@ -2,8 +2,8 @@
  * Recycled message blocks. A message's block is allocated on the submitting thread and
  * freed on a worker (after its result callback), so plain malloc/free makes the two
  * threads meet on one malloc arena's lock for every message. The pool keeps freed
- * blocks in size classes on lock-free stacks (liburcu lfstack) instead: any thread
- * puts, a getter takes one with a single compare-and-swap, and a getter that finds
+ * blocks in size classes on lock-free stacks instead: any thread puts, a getter takes
+ * one with a single compare-and-swap, and a getter that finds
  * another getter of the same class mid-way does not wait: it calls malloc.
  *
  * Threads: every function may be called from any thread, except sb_msg_pool_free(),

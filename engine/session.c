@@ -537,6 +537,8 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 	if (s->cfg->debug >= 10)
 		slog(s, 10, "<< %.*s", (int)(r->raw_len > 2 ? r->raw_len - 2 : r->raw_len),
 		     r->raw);
+	if (s->ops->reply)
+		s->ops->reply(s->ctx, s, r);
 	if (s->fifo_len == 0) {
 		conn_fail(s, SMTPBULK_EPROTO); /* a reply nobody asked for */
 		return;

@@ -48,6 +48,8 @@ struct sess_ops {
 	/* A 4xx refusal with attempts left: queue it again after a pause. NULL: such a
 	 * message ends FAILED at once. */
 	void (*defer)(void *ctx, struct sess *s, struct sb_msg *m);
+	/* Optional: every reply, before the session acts on it (the seed's read). */
+	void (*reply)(void *ctx, struct sess *s, const struct smtp_reply *r);
 	/* A debug line (already filtered by cfg->debug). */
 	void (*log)(void *ctx, struct sess *s, int level, const char *line);
 };

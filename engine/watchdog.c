@@ -48,6 +48,8 @@ static void tick(smtpbulk_t *sb, uint64_t now)
 		sb->wd_global_count = 0; /* later messages get their own chances */
 	sb_log(sb, 7, "global hang: no server answered for %u ms; %s", sb->opts.global_timeout_ms,
 	       give_up ? "giving up on the messages in progress" : "reconnecting everything");
+	smtpbulk_event_t ev = {.kind = SMTPBULK_EV_GLOBAL_HANG, .error = SMTPBULK_ETIMEDOUT};
+	sb_fire(sb, sb->cbs.global_hang, &ev, NULL, -1, -1);
 	for (unsigned i = 0; i < sb->n_workers; i++) {
 		atomic_store(&sb->workers[i]->wd_global, give_up ? 2 : 1);
 		sb_worker_wake(sb->workers[i]);

@@ -30,6 +30,8 @@ enum { TK_CONNECT = 1, TK_SEND, TK_RECV, TK_WAKE };
 #define IO_ENTRIES 256
 #define CQE_BATCH 256
 
+enum { PARK_NONE, PARK_OPEN, PARK_CLOSED };
+
 /* Idle connections, one stack per host, so a wake-up costs O(hosts), not O(idle). */
 struct idle_stack {
 	unsigned *v;
@@ -61,6 +63,44 @@ static struct worker_priv *priv(struct sb_worker *w)
 
 /* ---- session callbacks ------------------------------------------------------------ */
 
+static struct sb_conn *conn_of(struct sess *s)
+{
+	return (struct sb_conn *)(void *)((char *)s - offsetof(struct sb_conn, sess));
+}
+
+/* Take note of what a seed callback returned for connection c; after() acts on it. */
+static void apply_code(struct sb_worker *w, struct sb_conn *c, int code)
+{
+	switch (code) {
+	case SMTPBULK_CB_REMOVE:
+		c->removed = 1;
+		break;
+	case SMTPBULK_CB_REMOVE_RECONNECT:
+	case SMTPBULK_CB_REMOVE_RESTART:
+	case SMTPBULK_CB_PAUSE:
+		if (!c->park)
+			w->parked++;
+		c->park = code == SMTPBULK_CB_PAUSE ? PARK_OPEN : PARK_CLOSED;
+		break;
+	case SMTPBULK_CB_RECONNECT:
+	case SMTPBULK_CB_RESTART:
+		c->reconnect_now = 1;
+		break;
+	default: /* 1, and anything unknown: carry on */
+		break;
+	}
+}
+
+/* Fire a connection event (not pass/fail: those come with results). */
+static void conn_event(struct sb_worker *w, struct sb_conn *c, smtpbulk_event_cb cb,
+		       smtpbulk_event_t *ev)
+{
+	if (!cb)
+		return;
+	const struct sb_host *h = &w->sb->hosts[c->sess.host_idx];
+	apply_code(w, c, sb_fire(w->sb, cb, ev, h, (int)c->sess.host_idx, (int)c->sess.conn_idx));
+}
+
 static struct sb_msg *take_one(struct sb_worker *w, struct sbq *q)
 {
 	struct sbq_node *n;
@@ -80,6 +120,9 @@ static struct sb_msg *ops_next_msg(void *ctx, struct sess *s)
 	struct smtpbulk *sb = w->sb;
 	if (atomic_load_explicit(&sb->stopping, memory_order_relaxed))
 		return NULL;
+	struct sb_conn *c = conn_of(s);
+	if (c->removed || c->park || c->reconnect_now)
+		return NULL; /* a callback took it out of rotation */
 	struct sb_msg *m = take_one(w, sb->hosts[s->host_idx].queue);
 	return m ? m : take_one(w, sb->any_queue);
 }
@@ -87,8 +130,25 @@ static struct sb_msg *ops_next_msg(void *ctx, struct sess *s)
 static void ops_done(void *ctx, struct sess *s, struct sb_msg *m, smtpbulk_status_t st, int err)
 {
 	struct sb_worker *w = ctx;
-	sb_engine_complete(w->sb, m, st, err, &w->sb->hosts[s->host_idx], (int)s->host_idx,
-			   (int)s->conn_idx);
+	int code = sb_engine_complete(w->sb, m, st, err, &w->sb->hosts[s->host_idx],
+				      (int)s->host_idx, (int)s->conn_idx);
+	apply_code(w, conn_of(s), code);
+}
+
+static void ops_reply(void *ctx, struct sess *s, const struct smtp_reply *r)
+{
+	struct sb_worker *w = ctx;
+	size_t pos = 0, len;
+	const char *text;
+	smtpbulk_event_t ev = {.kind = SMTPBULK_EV_READ};
+	for (;;) {
+		const char *start = r->raw + pos; /* the whole line, code included */
+		if (!smtp_reply_next_line(r, &pos, 0, &text, &len))
+			break;
+		ev.line = start;
+		ev.line_len = (size_t)(text + len - start);
+		conn_event(w, conn_of(s), w->sb->cbs.read, &ev);
+	}
 }
 
 static void ops_requeue(void *ctx, struct sess *s, struct sb_msg *m)
@@ -170,6 +230,16 @@ static const struct sess_ops worker_sess_ops = {
 	.log = ops_log,
 };
 
+/* The same with the read callback: only when one is set, as it costs per reply. */
+static const struct sess_ops worker_sess_ops_read = {
+	.next_msg = ops_next_msg,
+	.done = ops_done,
+	.requeue = ops_requeue,
+	.defer = ops_defer,
+	.reply = ops_reply,
+	.log = ops_log,
+};
+
 /* ---- connections ------------------------------------------------------------------ */
 
 static void after(struct sb_worker *w, struct sb_conn *c);
@@ -222,8 +292,13 @@ static void conn_dead(struct sb_worker *w, struct sb_conn *c)
 	struct smtpbulk *sb = w->sb;
 	struct sb_host *h = &sb->hosts[c->sess.host_idx];
 	atomic_store(&h->last_error, c->sess.error);
-	sb_log(sb, 7, "[%s:%u#%u] giving up after %u failed connections: %s", h->name,
-	       h->port, c->sess.conn_idx, c->sess.fails, smtpbulk_strerror(c->sess.error));
+	if (c->removed)
+		sb_log(sb, 7, "[%s:%u#%u] removed by a callback", h->name, h->port,
+		       c->sess.conn_idx);
+	else
+		sb_log(sb, 7, "[%s:%u#%u] giving up after %u failed connections: %s", h->name,
+		       h->port, c->sess.conn_idx, c->sess.fails,
+		       smtpbulk_strerror(c->sess.error));
 	if (atomic_fetch_sub(&h->alive, 1) == 1) {
 		atomic_fetch_sub(&sb->hosts_alive, 1);
 		/* Wake every worker: the host's queued messages (and, when no host is left,
@@ -237,8 +312,17 @@ static void conn_dead(struct sb_worker *w, struct sb_conn *c)
  * later, or, for a connection that gave up, tell the host. Runs once per connection. */
 static void closed(struct sb_worker *w, struct sb_conn *c)
 {
-	if (!c->sess.was_ready && c->sess.error)
-		atomic_fetch_add_explicit(&w->sb->connect_fails, 1, memory_order_relaxed);
+	struct smtpbulk *sb = w->sb;
+	if (!c->sess.was_ready && c->sess.error) {
+		atomic_fetch_add_explicit(&sb->connect_fails, 1, memory_order_relaxed);
+		smtpbulk_event_t ev = {
+			.kind = c->ever_ready ? SMTPBULK_EV_RECONNECT_FAIL : SMTPBULK_EV_CONNECT_FAIL,
+			.error = c->sess.error,
+		};
+		conn_event(w, c, c->ever_ready ? sb->cbs.reconnect_fail : sb->cbs.connect_fail, &ev);
+	}
+	if (c->removed && c->sess.state != SESS_DEAD)
+		c->sess.state = SESS_DEAD; /* 101: never again */
 	if (c->sess.state == SESS_DEAD) {
 		if (!c->dead_counted) {
 			c->dead_counted = 1;
@@ -247,14 +331,19 @@ static void closed(struct sb_worker *w, struct sb_conn *c)
 		return;
 	}
 	sess_reset(&c->sess);
-	if (!atomic_load(&w->sb->stopping)) {
-		/* Sleep.Hang after a hang, Sleep.Fail after other trouble. */
-		unsigned ms = c->sess.error == SMTPBULK_ETIMEDOUT ? w->sb->opts.sleep_hang_ms
-								  : w->sb->opts.reconnect_ms;
-		uint64_t delay = (uint64_t)ms * 1000000ull;
-		c->reconnect_at = sb_now_ns() + delay;
-		w->waiting++;
-	}
+	if (atomic_load(&sb->stopping))
+		return;
+	if (c->park == PARK_CLOSED)
+		return; /* 102/103: reconnected when the queue is next empty (unpark()) */
+	/* Sleep.Hang after a hang, Sleep.Fail after other trouble; none when a callback
+	 * asked for a reconnect now. */
+	unsigned ms = c->sess.error == SMTPBULK_ETIMEDOUT ? sb->opts.sleep_hang_ms
+							  : sb->opts.reconnect_ms;
+	if (c->reconnect_now)
+		ms = 0;
+	c->reconnect_now = 0;
+	c->reconnect_at = sb_now_ns() + (uint64_t)ms * 1000000ull;
+	w->waiting++;
 }
 
 static void teardown(struct sb_worker *w, struct sb_conn *c)
@@ -310,13 +399,26 @@ static void after_io(struct sb_worker *w, struct sb_conn *c)
 	if (s->was_ready && !c->ready_counted) {
 		c->ready_counted = 1;
 		atomic_fetch_add_explicit(&w->sb->connects, 1, memory_order_relaxed);
+		smtpbulk_event_t ev = {
+			.kind = c->ever_ready ? SMTPBULK_EV_RECONNECT_PASS : SMTPBULK_EV_CONNECT_PASS,
+		};
+		conn_event(w, c, c->ever_ready ? w->sb->cbs.reconnect_pass : w->sb->cbs.connect_pass,
+			   &ev);
+		c->ever_ready = 1;
+	}
+	if (c->reconnect_now && s->state >= SESS_GREETING && s->state <= SESS_TXN) {
+		/* 202/203: end now; what is in flight goes again, free of charge. */
+		sess_restart(s);
+		after_io(w, c);
+		return;
 	}
 	if (s->state == SESS_IDLE) {
-		/* Stopping: a connection that became idle (its handshake or RSET just
-		 * finished) says QUIT instead of waiting for work. */
-		if (atomic_load_explicit(&w->sb->stopping, memory_order_relaxed))
+		/* Stopping, or a callback removed it: a connection that became idle (its
+		 * handshake or RSET just finished) says QUIT instead of waiting for work. */
+		if (atomic_load_explicit(&w->sb->stopping, memory_order_relaxed) || c->removed ||
+		    c->park == PARK_CLOSED)
 			sess_quit(s);
-		else
+		else if (!c->park)
 			idle_push(w, c);
 	}
 	if (!c->send_busy && sess_has_output(s)) {
@@ -480,6 +582,18 @@ static void check_hangs(struct sb_worker *w)
 		sb_log(w->sb, 7, "[%s:%u#%u] hang: no answer for %u ms in %s", h->name, h->port,
 		       c->sess.conn_idx, w->sb->opts.timeout_ms, sess_state_name(c->sess.state));
 		atomic_fetch_add_explicit(&w->sb->hangs, 1, memory_order_relaxed);
+		if (w->sb->cbs.hang) { /* once per message in flight, or once with none */
+			smtpbulk_event_t ev = {.kind = SMTPBULK_EV_HANG, .error = SMTPBULK_ETIMEDOUT};
+			struct sess *s = &c->sess;
+			for (unsigned t = 0; t < s->txn_len; t++) {
+				struct sb_msg *m = s->txns[(s->txn_head + t) % SESS_TXN_MAX].m;
+				ev.message_id = m->id;
+				ev.user_data = m->res.user_data;
+				conn_event(w, c, w->sb->cbs.hang, &ev);
+			}
+			if (s->txn_len == 0)
+				conn_event(w, c, w->sb->cbs.hang, &ev);
+		}
 		sess_hang(&c->sess);
 		after(w, c);
 	}
@@ -580,6 +694,29 @@ out:
 	}
 }
 
+/* The end of the batch (the queue is empty): parked connections come back. */
+static void unpark(struct sb_worker *w)
+{
+	if (w->parked == 0 || atomic_load_explicit(&w->sb->queued, memory_order_relaxed) != 0)
+		return;
+	for (unsigned i = 0; i < w->n_conns; i++) {
+		struct sb_conn *c = &w->conns[i];
+		if (!c->park)
+			continue;
+		if (c->park == PARK_CLOSED) {
+			if (c->fd >= 0 || c->inflight || c->sess.state != SESS_DOWN)
+				continue; /* still saying QUIT */
+			c->park = PARK_NONE;
+			w->parked--;
+			conn_start(w, c);
+		} else {
+			c->park = PARK_NONE;
+			w->parked--;
+			after(w, c); /* idle again: back on the idle stack */
+		}
+	}
+}
+
 static void begin_stop(struct sb_worker *w)
 {
 	struct worker_priv *p = priv(w);
@@ -669,9 +806,14 @@ static void *worker_main(void *arg)
 				break;
 			timeout = 50;
 		} else {
+			unpark(w);
 			feed(w);
 		}
 		run_timers(w, w->now, &timeout);
+		/* Parked connections wait for the queue to run empty, which no one signals
+		 * to this worker: look again every 50 ms while any is parked. */
+		if (w->parked && (timeout < 0 || timeout > 50))
+			timeout = 50;
 		if (w->queue_busy)
 			timeout = 1; /* an enqueuer was mid-way: its node shows up shortly */
 		int n = w->be->wait(w->io, cqes, CQE_BATCH, timeout);
@@ -722,7 +864,9 @@ int sb_worker_create(struct smtpbulk *sb, unsigned index, int cpu, struct sb_wor
 			if ((k + h) % sb->n_workers != index)
 				continue;
 			struct sb_conn *c = &w->conns[w->n_conns];
-			if (sess_init(&c->sess, &host->cfg, &worker_sess_ops, w, (unsigned)h, k))
+			if (sess_init(&c->sess, &host->cfg,
+				      sb->cbs.read ? &worker_sess_ops_read : &worker_sess_ops, w,
+				      (unsigned)h, k))
 				goto fail;
 			c->fd = -1;
 			w->n_conns++;

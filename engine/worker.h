@@ -21,6 +21,12 @@ struct sb_conn {
 	uint8_t cancelled;     /* cancel_fd already issued for this connection */
 	uint8_t dead_counted;  /* its host was told this connection gave up */
 	uint8_t recv_multi;    /* the receive in flight is multishot (pooled buffers) */
+	/* What the seed's callbacks asked for (enum smtpbulk_cb_code), done in after(): */
+	uint8_t ever_ready;    /* was ready once: later readiness is a reconnect */
+	uint8_t removed;       /* 101: QUIT when idle, never reconnect */
+	uint8_t park;          /* 102/103 (PARK_CLOSED), 104 (PARK_OPEN): until the queue is
+	                          next empty */
+	uint8_t reconnect_now; /* 202/203: end now, reconnect without a pause */
 	uint64_t reconnect_at; /* ns; 0 = not waiting */
 	/* Shared with the watchdog (atomics; see watchdog.h). */
 	_Atomic uint64_t wd_since; /* waiting for the server since (ns); 0 = not waiting */
@@ -50,6 +56,7 @@ struct sb_worker {
 	int recv_multi_seen;   /* a multishot receive has delivered data: it works here */
 	uint64_t now;          /* monotonic ns, read once per loop iteration */
 	int progress;          /* a server answered during this iteration */
+	unsigned parked;       /* connections with park set */
 	/* Start handshake with the creating thread (under sb->lock). */
 	int init_rc;
 	int init_done;

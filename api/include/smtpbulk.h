@@ -143,6 +143,71 @@ typedef void (*smtpbulk_result_cb)(const smtpbulk_result_t *res, void *arg);
 /** Debug log sink: level 1..10 as in the seed, one line without newline. Any thread. */
 typedef void (*smtpbulk_log_cb)(int level, const char *line, void *arg);
 
+/*
+ * The seed's callbacks. Each names what happened, the host and connection, and the
+ * message concerned (never the rest of the queue). They run on the worker thread that
+ * owns the connection — except global_hang (the watchdog thread) and pass/fail for
+ * messages that end without a connection (host down, destroy: the thread that
+ * noticed). Keep them short; they must not call smtpbulk_drain/destroy or a blocking
+ * submit.
+ */
+typedef enum smtpbulk_event_kind {
+	SMTPBULK_EV_CONNECT_PASS = 0,   /* a connection became ready, the first time */
+	SMTPBULK_EV_CONNECT_FAIL = 1,   /* a connection failed before it was ever ready */
+	SMTPBULK_EV_AUTH_PASS = 2,      /* reserved for AUTH (not fired yet) */
+	SMTPBULK_EV_AUTH_FAIL = 3,      /* reserved for AUTH (not fired yet) */
+	SMTPBULK_EV_RECONNECT_PASS = 4, /* it became ready again after having been ready */
+	SMTPBULK_EV_RECONNECT_FAIL = 5, /* it failed before being ready again */
+	SMTPBULK_EV_PASS = 6,           /* a message was accepted (DELIVERED or PARTIAL) */
+	SMTPBULK_EV_FAIL = 7,           /* a message ended not delivered */
+	SMTPBULK_EV_HANG = 8,           /* the watchdog ended a hung connection: once per
+	                                   message in flight, or once with none */
+	SMTPBULK_EV_GLOBAL_HANG = 9,    /* no server answered for global_timeout_ms */
+	SMTPBULK_EV_READ = 10,          /* one reply line from a server */
+	SMTPBULK_EV_COMPLETE = 11,      /* everything submitted so far has its result */
+} smtpbulk_event_kind_t;
+
+typedef struct smtpbulk_event {
+	smtpbulk_event_kind_t kind;
+	const char *host;       /* NULL when no connection is concerned */
+	uint16_t port;
+	int host_index;         /* -1 when none */
+	int connection;         /* the connection's index within its host; -1 when none */
+	int error;              /* why: CONNECT_FAIL, RECONNECT_FAIL, FAIL, HANG */
+	const smtpbulk_result_t *message; /* PASS, FAIL: the final result; else NULL */
+	uint64_t message_id;    /* PASS, FAIL, HANG: the message's id (0 when none) */
+	void *user_data;        /* PASS, FAIL, HANG: the message's user_data */
+	const char *line;       /* READ: the line, without CRLF (not NUL-terminated) */
+	size_t line_len;
+} smtpbulk_event_t;
+
+/* What a callback returns: what to do with the connection. Codes on events without a
+ * connection (global_hang, complete, messages ending without one) are ignored.
+ * "The end of the batch" is the next moment the submission queue is empty: a
+ * streaming engine has no batches, so that is when nothing is waiting to be sent. */
+enum smtpbulk_cb_code {
+	SMTPBULK_CB_DEFAULT = 1,           /* carry on */
+	SMTPBULK_CB_REMOVE = 101,          /* finish what is in flight, QUIT, never again */
+	SMTPBULK_CB_REMOVE_RECONNECT = 102,/* finish, QUIT; reconnect at the end of the batch */
+	SMTPBULK_CB_REMOVE_RESTART = 103,  /* the same, as a new connection from scratch */
+	SMTPBULK_CB_PAUSE = 104,           /* stay connected but take no new messages until
+	                                      the end of the batch */
+	SMTPBULK_CB_RECONNECT = 202,       /* close now (messages in flight go again, free
+	                                      of charge) and reconnect at once */
+	SMTPBULK_CB_RESTART = 203,         /* the same, as a new connection from scratch */
+};
+
+typedef int (*smtpbulk_event_cb)(const smtpbulk_event_t *ev, void *arg);
+
+/* Any may be NULL. Copied by smtpbulk_create(). Reconnect and restart differ once TLS
+ * exists (a restart does not resume the TLS session); until then they are the same. */
+typedef struct smtpbulk_callbacks {
+	size_t struct_size; /* sizeof(smtpbulk_callbacks_t) */
+	smtpbulk_event_cb connect_pass, connect_fail, auth_pass, auth_fail, reconnect_pass,
+		reconnect_fail, pass, fail, hang, global_hang, read, complete;
+	void *arg;
+} smtpbulk_callbacks_t;
+
 typedef struct smtpbulk_options {
 	size_t struct_size;       /* sizeof(smtpbulk_options_t); smtpbulk_options_init sets it */
 	const smtpbulk_host_t *hosts; /* copied by smtpbulk_create() */
@@ -199,6 +264,7 @@ typedef struct smtpbulk_options {
 	                             at once */
 	unsigned defer_ms;        /* pause before a message refused with 4xx is tried again,
 	                             doubled for each further try; 0 = 1000 */
+	const smtpbulk_callbacks_t *callbacks; /* the seed's callbacks; NULL = none */
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */
