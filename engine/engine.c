@@ -2,6 +2,7 @@
  * submission, result delivery and the counters behind drain. */
 #include "engine.h"
 #include "watchdog.h"
+#include "debug_log.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -35,19 +36,44 @@ uint64_t sb_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-void sb_log(const smtpbulk_t *sb, int level, const char *fmt, ...)
+static void log_v(const smtpbulk_t *sb, int level, int host, int conn, const char *fmt,
+		  va_list ap)
 {
 	char line[1024];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (sb->opts.on_log) {
+		if (host >= 0 && (size_t)host < sb->n_hosts) {
+			char full[1100];
+			snprintf(full, sizeof(full), "[%s#%d] %s", sb->host_names[host], conn, line);
+			sb->opts.on_log(level, full, sb->opts.log_arg);
+		} else {
+			sb->opts.on_log(level, line, sb->opts.log_arg);
+		}
+	} else if (sb->logger) {
+		sb_logger_line(sb->logger, level, host, conn, line);
+	} else {
+		fprintf(stderr, "smtpbulk[%d]: %s\n", level, line);
+	}
+}
+
+void sb_log(const smtpbulk_t *sb, int level, const char *fmt, ...)
+{
 	va_list ap;
 	if (sb->opts.debug < level)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	log_v(sb, level, -1, -1, fmt, ap);
 	va_end(ap);
-	if (sb->opts.on_log)
-		sb->opts.on_log(level, line, sb->opts.log_arg);
-	else
-		fprintf(stderr, "smtpbulk[%d]: %s\n", level, line);
+}
+
+void sb_log_conn(const smtpbulk_t *sb, int level, int host, int conn, const char *fmt, ...)
+{
+	va_list ap;
+	if (sb->opts.debug < level)
+		return;
+	va_start(ap, fmt);
+	log_v(sb, level, host, conn, fmt, ap);
+	va_end(ap);
 }
 
 static int resolve(struct sb_host *h)
@@ -83,11 +109,18 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 	h->name = strdup(in->host);
 	h->hello = strdup(in->hello ? in->hello : default_hello);
 	h->on_worker = calloc(sb->n_workers, 1);
-	if (!h->name || !h->hello || !h->on_worker)
+	h->port = in->port ? in->port : DEFAULT_PORT;
+	/* Logs name a host by name, and by name:port when the port is not 25. */
+	size_t ll = strlen(in->host) + 8;
+	h->label = malloc(ll);
+	if (!h->name || !h->hello || !h->on_worker || !h->label)
 		return -ENOMEM;
+	if (h->port == DEFAULT_PORT)
+		snprintf(h->label, ll, "%s", in->host);
+	else
+		snprintf(h->label, ll, "%s:%u", in->host, h->port);
 	if ((rc = smtp_check_hello(h->hello)) != 0)
 		return rc;
-	h->port = in->port ? in->port : DEFAULT_PORT;
 	h->connections = in->connections ? in->connections : sb->opts.connections;
 	if ((rc = resolve(h)) != 0)
 		return rc;
@@ -206,6 +239,15 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 		if ((rc = setup_host(sb, &sb->hosts[i], &opts->hosts[i], hostname)) != 0)
 			goto fail;
 	atomic_init(&sb->hosts_alive, (unsigned)sb->n_hosts);
+	sb->host_names = calloc(sb->n_hosts, sizeof(*sb->host_names));
+	if (!sb->host_names)
+		goto fail;
+	for (size_t i = 0; i < sb->n_hosts; i++)
+		sb->host_names[i] = sb->hosts[i].label;
+	sb->opts.debug_path = NULL; /* the caller's string: the logger keeps its own copy */
+	if (sb->opts.debug > 0 && !sb->opts.on_log &&
+	    (rc = sb_logger_new(opts->debug_path, sb->host_names, sb->n_hosts, &sb->logger)) != 0)
+		goto fail;
 	/* Up to 4 MB of freed blocks kept per size class: the peak of messages in flight
 	 * is reused instead of going back to malloc each time. */
 	if (!(sb->msg_pool = sb_msg_pool_new(4u << 20))) {
@@ -398,7 +440,8 @@ int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st,
 		atomic_fetch_add_explicit(&sb->delivered, 1, memory_order_relaxed);
 	else if (st == SMTPBULK_TIMED_OUT)
 		atomic_fetch_add_explicit(&sb->timed_out, 1, memory_order_relaxed);
-	sb_log(sb, st == SMTPBULK_DELIVERED ? 8 : 7, "message %llu: %s %d %s",
+	sb_log_conn(sb, st == SMTPBULK_DELIVERED ? 8 : 7, host ? host_idx : -1, conn_idx,
+		    "message %llu: %s %d %s",
 	       (unsigned long long)msg->id,
 	       st == SMTPBULK_DELIVERED ? "delivered" : smtpbulk_strerror(err),
 	       msg->res.reply.code, msg->res.reply.text);
@@ -559,12 +602,15 @@ void sb_engine_destroy(smtpbulk_t *sb)
 	sbq_destroy(sb->any_queue);
 	for (size_t h = 0; sb->hosts && h < sb->n_hosts; h++) {
 		free(sb->hosts[h].name);
+		free(sb->hosts[h].label);
 		free(sb->hosts[h].hello);
 		free(sb->hosts[h].on_worker);
 		sbq_destroy(sb->hosts[h].queue);
 	}
 	free(sb->hosts);
 	sb_msg_pool_free(sb->msg_pool); /* after every block the workers could put back */
+	sb_logger_free(sb->logger);      /* after every thread that logs */
+	free(sb->host_names);
 	pthread_mutex_destroy(&sb->lock);
 	pthread_cond_destroy(&sb->room);
 	pthread_cond_destroy(&sb->done);

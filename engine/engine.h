@@ -34,6 +34,7 @@ struct sb_worker;
 struct sb_host {
 	/* Read-only after create. */
 	char *name;
+	char *label;              /* for logs: name, or name:port when the port is not 25 */
 	uint16_t port;
 	char *hello;
 	unsigned connections;
@@ -78,6 +79,8 @@ struct smtpbulk {
 
 	struct sb_facade *facade; /* the Net::SMTP-style facade's message being built */
 	smtpbulk_callbacks_t cbs; /* the seed's callbacks (zeroed when none); read-only */
+	struct sb_logger *logger; /* debug lines without on_log (debug_log.h); any thread */
+	const char **host_names;  /* [n_hosts] "name:port", for the logger */
 
 	/* The watchdog thread (watchdog.c). */
 	pthread_t wd_thread;
@@ -109,6 +112,9 @@ int sb_engine_poll(smtpbulk_t *sb, smtpbulk_result_t **out, int timeout_ms);
 void sb_engine_destroy(smtpbulk_t *sb);
 void sb_log(const smtpbulk_t *sb, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* A line about connection conn of host (its own file under debug_path). */
+void sb_log_conn(const smtpbulk_t *sb, int level, int host, int conn, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 
 uint64_t sb_now_ns(void);
 

@@ -161,8 +161,7 @@ static void ops_requeue(void *ctx, struct sess *s, struct sb_msg *m)
 static void ops_log(void *ctx, struct sess *s, int level, const char *line)
 {
 	struct sb_worker *w = ctx;
-	const struct sb_host *h = &w->sb->hosts[s->host_idx];
-	sb_log(w->sb, level, "[%s:%u#%u] %s", h->name, h->port, s->conn_idx, line);
+	sb_log_conn(w->sb, level, (int)s->host_idx, (int)s->conn_idx, "%s", line);
 }
 
 static int heap_push(struct defer_heap *h, uint64_t due, struct sb_msg *m)
@@ -293,12 +292,12 @@ static void conn_dead(struct sb_worker *w, struct sb_conn *c)
 	struct sb_host *h = &sb->hosts[c->sess.host_idx];
 	atomic_store(&h->last_error, c->sess.error);
 	if (c->removed)
-		sb_log(sb, 7, "[%s:%u#%u] removed by a callback", h->name, h->port,
-		       c->sess.conn_idx);
+		sb_log_conn(sb, 7, (int)c->sess.host_idx, (int)c->sess.conn_idx,
+			    "removed by a callback");
 	else
-		sb_log(sb, 7, "[%s:%u#%u] giving up after %u failed connections: %s", h->name,
-		       h->port, c->sess.conn_idx, c->sess.fails,
-		       smtpbulk_strerror(c->sess.error));
+		sb_log_conn(sb, 7, (int)c->sess.host_idx, (int)c->sess.conn_idx,
+			    "giving up after %u failed connections: %s", c->sess.fails,
+			    smtpbulk_strerror(c->sess.error));
 	if (atomic_fetch_sub(&h->alive, 1) == 1) {
 		atomic_fetch_sub(&sb->hosts_alive, 1);
 		/* Wake every worker: the host's queued messages (and, when no host is left,
@@ -578,9 +577,9 @@ static void check_hangs(struct sb_worker *w)
 		/* Re-checked here: the server may have answered since the tick. */
 		if (!since || w->now < since + limit || !sess_waiting(&c->sess))
 			continue;
-		const struct sb_host *h = &w->sb->hosts[c->sess.host_idx];
-		sb_log(w->sb, 7, "[%s:%u#%u] hang: no answer for %u ms in %s", h->name, h->port,
-		       c->sess.conn_idx, w->sb->opts.timeout_ms, sess_state_name(c->sess.state));
+		sb_log_conn(w->sb, 7, (int)c->sess.host_idx, (int)c->sess.conn_idx,
+			    "hang: no answer for %u ms in %s", w->sb->opts.timeout_ms,
+			    sess_state_name(c->sess.state));
 		atomic_fetch_add_explicit(&w->sb->hangs, 1, memory_order_relaxed);
 		if (w->sb->cbs.hang) { /* once per message in flight, or once with none */
 			smtpbulk_event_t ev = {.kind = SMTPBULK_EV_HANG, .error = SMTPBULK_ETIMEDOUT};

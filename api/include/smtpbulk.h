@@ -140,7 +140,8 @@ typedef struct smtpbulk_result {
  */
 typedef void (*smtpbulk_result_cb)(const smtpbulk_result_t *res, void *arg);
 
-/** Debug log sink: level 1..10 as in the seed, one line without newline. Any thread. */
+/** Debug log sink: level 1..10 as in the seed, one line without newline. Any thread;
+ *  called on the thread that logs (a worker, too): keep it fast. */
 typedef void (*smtpbulk_log_cb)(int level, const char *line, void *arg);
 
 /*
@@ -265,6 +266,13 @@ typedef struct smtpbulk_options {
 	unsigned defer_ms;        /* pause before a message refused with 4xx is tried again,
 	                             doubled for each further try; 0 = 1000 */
 	const smtpbulk_callbacks_t *callbacks; /* the seed's callbacks; NULL = none */
+	const char *debug_path;   /* the seed's DebugPath: without on_log, debug lines go to
+	                             one file per host and connection: [HOST], [THREAD] (the
+	                             connection's index), [YYYY] [MM] [DD] [WK] [hh] [mm] [ss]
+	                             (when the file is opened); "default" means
+	                             "debug_[HOST]_[THREAD].txt"; missing directories are
+	                             made. NULL: stderr. Either way a thread of its own
+	                             writes, so a slow disk never stalls sending. */
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */

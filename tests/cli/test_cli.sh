@@ -90,6 +90,9 @@ check "load bad --timeout" status_is 2 "$bin" load --timeout abc
 check "load bad --timeout: one line" one_line_err
 check "load bad --retry-hang" status_is 2 "$bin" load --retry-hang -1
 check "load bad --defer" status_is 2 "$bin" load --defer 0
+check "load --debug-path without --debug" status_is 2 "$bin" load --debug-path x
+check "load --debug-path" status_is 0 "$bin" load -m 20 -s 2 -q -d 8 --debug-path "$tmp/logs/[HOST]/c[THREAD].txt" --backend "$backend"
+check "one log per connection" bash -c "[ \$(cat '$tmp'/logs/127.0.0.1:*/c0.txt '$tmp'/logs/127.0.0.1:*/c1.txt | grep -c delivered) -eq 20 ]"
 check "hanging sink starts" start_sink --hang-after 5
 check "load rides out hangs" status_is 0 "$bin" load -m 60 -s 3 -q --json --timeout 0.3 --retry-hang 0 --backend "$backend" "127.0.0.1:$port"
 check "hangs counted, all delivered" /usr/bin/python3 -c "import sys; sys.exit(0 if $(json_get "['hangs']") >= 1 and $(json_get "['delivered']") == 60 and $(json_get "['timed_out']") == 0 else 1)"
