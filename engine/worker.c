@@ -130,9 +130,17 @@ static struct sb_msg *ops_next_msg(void *ctx, struct sess *s)
 static void ops_done(void *ctx, struct sess *s, struct sb_msg *m, smtpbulk_status_t st, int err)
 {
 	struct sb_worker *w = ctx;
+	struct sb_conn *c = conn_of(s);
+	int pass = st == SMTPBULK_DELIVERED || st == SMTPBULK_PARTIAL;
+	atomic_fetch_add_explicit(&c->stats.total, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(pass ? &c->stats.pass : &c->stats.fail, 1, memory_order_relaxed);
+	if (pass)
+		atomic_fetch_add_explicit(&c->stats.bytes, m->body_len, memory_order_relaxed);
+	uint64_t now = sb_now_ns();
+	lat_record(&w->lat[s->host_idx], now > m->submit_ns ? (now - m->submit_ns) / 1000 : 0);
 	int code = sb_engine_complete(w->sb, m, st, err, &w->sb->hosts[s->host_idx],
 				      (int)s->host_idx, (int)s->conn_idx);
-	apply_code(w, conn_of(s), code);
+	apply_code(w, c, code);
 }
 
 static void ops_reply(void *ctx, struct sess *s, const struct smtp_reply *r)
@@ -208,12 +216,12 @@ static void ops_defer(void *ctx, struct sess *s, struct sb_msg *m)
 {
 	struct sb_worker *w = ctx;
 	struct smtpbulk *sb = w->sb;
-	(void)s;
 	/* defer_ms, doubled for each try already charged (capped at 2^10). */
 	unsigned tries = m->attempts - m->free_tries;
 	unsigned shift = tries > 1 ? tries - 1 : 0;
 	uint64_t delay = (uint64_t)sb->opts.defer_ms * 1000000ull << (shift > 10 ? 10 : shift);
 	atomic_fetch_add_explicit(&sb->deferred, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&conn_of(s)->stats.deferred, 1, memory_order_relaxed);
 	if (heap_push(&priv(w)->deferred, w->now + delay, m) < 0) {
 		sb_engine_requeue(sb, m); /* no memory to wait: try again now */
 		return;
@@ -312,6 +320,7 @@ static void conn_dead(struct sb_worker *w, struct sb_conn *c)
 static void closed(struct sb_worker *w, struct sb_conn *c)
 {
 	struct smtpbulk *sb = w->sb;
+	atomic_store_explicit(&c->ready_now, 0, memory_order_relaxed);
 	if (!c->sess.was_ready && c->sess.error) {
 		atomic_fetch_add_explicit(&sb->connect_fails, 1, memory_order_relaxed);
 		smtpbulk_event_t ev = {
@@ -397,6 +406,7 @@ static void after_io(struct sb_worker *w, struct sb_conn *c)
 		return;
 	if (s->was_ready && !c->ready_counted) {
 		c->ready_counted = 1;
+		atomic_store_explicit(&c->ready_now, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&w->sb->connects, 1, memory_order_relaxed);
 		smtpbulk_event_t ev = {
 			.kind = c->ever_ready ? SMTPBULK_EV_RECONNECT_PASS : SMTPBULK_EV_CONNECT_PASS,
@@ -581,6 +591,7 @@ static void check_hangs(struct sb_worker *w)
 			    "hang: no answer for %u ms in %s", w->sb->opts.timeout_ms,
 			    sess_state_name(c->sess.state));
 		atomic_fetch_add_explicit(&w->sb->hangs, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->stats.hang, 1, memory_order_relaxed);
 		if (w->sb->cbs.hang) { /* once per message in flight, or once with none */
 			smtpbulk_event_t ev = {.kind = SMTPBULK_EV_HANG, .error = SMTPBULK_ETIMEDOUT};
 			struct sess *s = &c->sess;
@@ -843,7 +854,8 @@ int sb_worker_create(struct smtpbulk *sb, unsigned index, int cpu, struct sb_wor
 	if (w->wake_fd < 0)
 		goto fail;
 	p->idle = calloc(sb->n_hosts, sizeof(*p->idle));
-	if (!p->idle)
+	w->lat = calloc(sb->n_hosts, sizeof(*w->lat));
+	if (!p->idle || !w->lat)
 		goto fail;
 
 	/* Spread each host's connections over the workers: connection k of a host goes
@@ -919,6 +931,7 @@ void sb_worker_destroy(struct sb_worker *w)
 		sess_fini(&w->conns[i].sess);
 	}
 	free(w->conns);
+	free(w->lat);
 	if (p) {
 		if (p->idle)
 			for (size_t h = 0; h < w->sb->n_hosts; h++)

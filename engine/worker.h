@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "io.h"
+#include "latency_hist.h"
 #include "session.h"
 
 struct smtpbulk;
@@ -31,6 +32,11 @@ struct sb_conn {
 	/* Shared with the watchdog (atomics; see watchdog.h). */
 	_Atomic uint64_t wd_since; /* waiting for the server since (ns); 0 = not waiting */
 	_Atomic uint8_t wd_fired;  /* the watchdog says: waited too long */
+	/* Its counts for smtpbulk_get_stats(): the worker adds, any thread reads. */
+	struct {
+		_Atomic uint64_t total, pass, fail, hang, deferred, bytes;
+	} stats;
+	_Atomic int ready_now;     /* connected and past EHLO (for stats) */
 	struct msghdr mh;      /* the send in flight */
 	struct iovec iov[SESS_OUT_MAX];
 };
@@ -41,6 +47,8 @@ struct sb_worker {
 	int cpu;               /* -1 = not pinned */
 	pthread_t thread;
 	int wake_fd;           /* eventfd: any thread writes, this worker reads */
+	struct latency_hist *lat; /* [n_hosts]: results' latency; the worker records, any
+	                             thread reads (smtpbulk_get_stats) */
 	_Atomic int wd_pending; /* the watchdog fired on some connection of this worker */
 	_Atomic int wd_global;  /* the watchdog saw a global hang: 1 reconnect, 2 give up */
 	/* Below: this worker's thread only (after start). */

@@ -372,6 +372,50 @@ typedef struct smtpbulk_counters {
 /** A snapshot of the engine's counters. Any thread; cheap. */
 void smtpbulk_get_counters(const smtpbulk_t *sb, smtpbulk_counters_t *out);
 
+/** Latency from submit to result, in milliseconds. */
+typedef struct smtpbulk_latency {
+	uint64_t count;  /* results measured */
+	double p50, p90, p99, p999, max;
+} smtpbulk_latency_t;
+
+/** One connection's counts (messages that ended on it). */
+typedef struct smtpbulk_conn_stats {
+	int connection;   /* its index within the host */
+	int ready;        /* 1 while connected and past EHLO */
+	uint64_t total;   /* messages that ended on it */
+	uint64_t pass;    /* of which DELIVERED or PARTIAL */
+	uint64_t fail;    /* of which anything else */
+	uint64_t hang;    /* times the watchdog found it hung */
+	uint64_t deferred; /* 4xx replies it got that sent a message back for a retry */
+	uint64_t bytes;   /* body bytes of the messages it passed */
+} smtpbulk_conn_stats_t;
+
+typedef struct smtpbulk_host_stats {
+	const char *host;
+	uint16_t port;
+	uint64_t total, pass, fail, hang, deferred, bytes; /* its connections' sums */
+	smtpbulk_latency_t latency; /* messages that ended on this host */
+	size_t n_connections;
+	const smtpbulk_conn_stats_t *connections;
+} smtpbulk_host_stats_t;
+
+typedef struct smtpbulk_stats {
+	smtpbulk_counters_t totals;
+	size_t n_hosts;
+	const smtpbulk_host_stats_t *hosts; /* in the order of options.hosts */
+} smtpbulk_stats_t;
+
+/**
+ * A snapshot of per-host and per-connection counts and latency percentiles (messages
+ * that ended without reaching a connection — host down, cancelled — are only in
+ * totals). Any thread, no locks taken: it reads counters the workers keep, and costs
+ * a pass over the connections and the latency histograms (well under a millisecond
+ * for a few hosts): fine to call every second while sending. Returns 0, -EINVAL or
+ * -ENOMEM; free *out with smtpbulk_stats_free().
+ */
+int smtpbulk_get_stats(const smtpbulk_t *sb, smtpbulk_stats_t **out);
+void smtpbulk_stats_free(smtpbulk_stats_t *st);
+
 /**
  * Stop and free the engine. Messages not yet done end CANCELLED (their result is
  * delivered before this returns); idle connections say QUIT. Call smtpbulk_drain()

@@ -45,3 +45,16 @@ uint64_t lat_quantile(struct latency_hist *h, double q)
 	}
 	return atomic_load(&h->max_us);
 }
+
+void lat_merge(struct latency_hist *dst, struct latency_hist *src)
+{
+	for (unsigned b = 0; b < LAT_BUCKETS; b++) {
+		uint64_t n = atomic_load_explicit(&src->bucket[b], memory_order_relaxed);
+		if (n)
+			atomic_fetch_add_explicit(&dst->bucket[b], n, memory_order_relaxed);
+	}
+	atomic_fetch_add_explicit(&dst->count, atomic_load(&src->count), memory_order_relaxed);
+	uint64_t m = atomic_load(&src->max_us);
+	if (m > atomic_load(&dst->max_us))
+		atomic_store(&dst->max_us, m);
+}

@@ -1,6 +1,8 @@
 /*
  * A latency histogram: log-linear buckets (32 per power of two, so percentiles are
- * within ~3%), recorded with relaxed atomic adds from any thread, read at the end.
+ * within ~3%), recorded with relaxed atomic adds from any thread, read at any time
+ * (a reader sees each bucket's count at some moment: good enough for percentiles).
+ * Used by the engine's stats (one per host per worker) and by smtpbulk load.
  */
 #ifndef SB_LATENCY_HIST_H
 #define SB_LATENCY_HIST_H
@@ -21,5 +23,7 @@ struct latency_hist {
 void lat_record(struct latency_hist *h, uint64_t us);
 /* The q-quantile (0 < q <= 1) in microseconds; 0 when empty. */
 uint64_t lat_quantile(struct latency_hist *h, double q);
+/* Add src's counts into dst (dst private to the caller, src may be in use). */
+void lat_merge(struct latency_hist *dst, struct latency_hist *src);
 
 #endif
