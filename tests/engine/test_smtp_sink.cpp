@@ -98,6 +98,7 @@ TEST(SmtpSink, SoftRejectedRecipientsFail) {
   SmtpSink sink({"-r", "rcpt"});
   ASSERT_TRUE(sink.ok()) << sink.error();
   TestEngine e(sink.port(), 2);
+  e.opts.defer_ms = 20;  // each 4xx is tried again after 20 ms, then 40 ms
   ASSERT_EQ(e.start(), 0);
   std::vector<uint64_t> ids;
   for (int i = 0; i < 100; i++) ids.push_back(e.send({"r@example.com"}, kBody));
@@ -106,7 +107,58 @@ TEST(SmtpSink, SoftRejectedRecipientsFail) {
     Result r = e.results.get(id);
     EXPECT_EQ(r.status, SMTPBULK_FAILED);
     EXPECT_EQ(r.rcpt_codes[0] / 100, 4);
+    EXPECT_EQ(r.attempts, 3u);  // max_attempts' default
   }
+  smtpbulk_counters_t c;
+  smtpbulk_get_counters(e.sb, &c);
+  EXPECT_EQ(c.deferred, 200u);
+}
+
+// Postfix smtp-sink's own fault injection against the retry policies.
+TEST(SmtpSink, DelayedRepliesAreHangs) {
+  SmtpSink sink({"-W", "rcpt:2"});  // every RCPT answered after 2 s
+  ASSERT_TRUE(sink.ok()) << sink.error();
+  TestEngine e(sink.port(), 2);
+  e.opts.timeout_ms = 300;
+  e.opts.watchdog_tick_ms = 20;
+  e.opts.retry_hang = 1;
+  ASSERT_EQ(e.start(), 0);
+  uint64_t a = e.send({"r@example.com"}, kBody), b = e.send({"r@example.com"}, kBody);
+  ASSERT_EQ(smtpbulk_drain(e.sb, 20000), 0);
+  for (uint64_t id : {a, b}) {
+    Result r = e.results.get(id);
+    EXPECT_EQ(r.status, SMTPBULK_TIMED_OUT);
+    EXPECT_EQ(r.attempts, 2u);
+  }
+  smtpbulk_counters_t c;
+  smtpbulk_get_counters(e.sb, &c);
+  EXPECT_GE(c.hangs, 4u);
+  EXPECT_EQ(c.timed_out, 2u);
+}
+
+TEST(SmtpSink, Reply421IsRiddenOutThenFails) {
+  SmtpSink sink({"-Q", "mail"});  // 421 and disconnect after every MAIL
+  ASSERT_TRUE(sink.ok()) << sink.error();
+  TestEngine e(sink.port(), 1);
+  e.opts.retry_fail = 2;   // 421s ridden out free of charge
+  e.opts.max_attempts = 2; // then charged attempts
+  ASSERT_EQ(e.start(), 0);
+  Result r = e.wait_one(e.send({"r@example.com"}, kBody));
+  EXPECT_EQ(r.status, SMTPBULK_FAILED);
+  EXPECT_EQ(r.error, SMTPBULK_ESHUTDOWN);
+  EXPECT_EQ(r.attempts, 4u);
+}
+
+TEST(SmtpSink, DisconnectWithoutReplyIsChargedTrouble) {
+  SmtpSink sink({"-q", "data"});  // hangs up after DATA without a word
+  ASSERT_TRUE(sink.ok()) << sink.error();
+  TestEngine e(sink.port(), 1);
+  e.opts.max_attempts = 3;
+  ASSERT_EQ(e.start(), 0);
+  Result r = e.wait_one(e.send({"r@example.com"}, kBody));
+  EXPECT_EQ(r.status, SMTPBULK_FAILED);
+  EXPECT_EQ(r.error, SMTPBULK_ECLOSED);
+  EXPECT_EQ(r.attempts, 3u);
 }
 
 TEST(SmtpSink, FacadeSendsThroughTheSamePath) {
