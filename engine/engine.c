@@ -201,6 +201,27 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 		sb->opts.retry_global_hang = DEFAULT_RETRY_HANG;
 	if (!sb->opts.defer_ms)
 		sb->opts.defer_ms = DEFAULT_DEFER_MS;
+	/* Per-phase timeouts: what the caller set, else RFC 5321's minimums when asked
+	 * (§4.5.3.2), else timeout_ms. */
+	{
+		static const unsigned rfc[SESS_PH_COUNT] = {
+			[SESS_PH_GREETING] = 300000, [SESS_PH_MAIL] = 300000,
+			[SESS_PH_RCPT] = 300000,     [SESS_PH_DATA] = 120000,
+			[SESS_PH_BLOCK] = 180000,    [SESS_PH_DOT] = 600000,
+		};
+		const unsigned set[SESS_PH_COUNT] = {
+			[SESS_PH_GREETING] = opts->timeout_greeting_ms,
+			[SESS_PH_MAIL] = opts->timeout_mail_ms,
+			[SESS_PH_RCPT] = opts->timeout_rcpt_ms,
+			[SESS_PH_DATA] = opts->timeout_data_ms,
+			[SESS_PH_BLOCK] = opts->timeout_block_ms,
+			[SESS_PH_DOT] = opts->timeout_dot_ms,
+		};
+		for (int p = 0; p < SESS_PH_COUNT; p++)
+			sb->phase_ms[p] = set[p]		 ? set[p]
+					  : opts->rfc5321_timeouts ? rfc[p]
+								   : sb->opts.timeout_ms;
+	}
 	pthread_mutex_init(&sb->lock, NULL);
 	pthread_cond_init(&sb->room, NULL);
 	pthread_cond_init(&sb->done, NULL);

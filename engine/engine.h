@@ -88,6 +88,7 @@ struct smtpbulk {
 	_Atomic int wd_stop;
 	pthread_cond_t wd_cond;   /* wakes it early for stop (under lock) */
 	unsigned wd_global_count; /* global hangs since the last give-up: watchdog only */
+	unsigned phase_ms[SESS_PH_COUNT]; /* per-phase timeouts, resolved; read-only */
 };
 
 /* Engine internals used by api/ and the worker. */

@@ -807,6 +807,27 @@ int sess_waiting(const struct sess *s)
 	return s->fifo_len > 0 || s->out_len > 0;
 }
 
+enum sess_phase sess_phase(const struct sess *s)
+{
+	if (s->state == SESS_CONNECTING)
+		return SESS_PH_GREETING;
+	if (s->fifo_len == 0)
+		return s->out_len ? SESS_PH_BLOCK : SESS_PH_MAIL;
+	switch (s->fifo[s->fifo_head].kind) { /* the oldest reply still owed */
+	case EXP_GREETING:
+		return SESS_PH_GREETING;
+	case EXP_RCPT:
+		return SESS_PH_RCPT;
+	case EXP_DATA:
+		return SESS_PH_DATA;
+	case EXP_DOT:
+	case EXP_BDAT:
+		return s->out_len ? SESS_PH_BLOCK : SESS_PH_DOT;
+	default:
+		return SESS_PH_MAIL;
+	}
+}
+
 void sess_reset(struct sess *s)
 {
 	s->rlen = 0;

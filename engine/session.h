@@ -171,6 +171,17 @@ void sess_abort(struct sess *s, smtpbulk_status_t st, int err);
 void sess_hang(struct sess *s);
 /* A global hang: the connection ends and its messages are retried free of charge. */
 void sess_restart(struct sess *s);
+/* What a waiting connection waits for, for the per-phase timeouts. */
+enum sess_phase {
+	SESS_PH_GREETING, /* connect and greeting */
+	SESS_PH_MAIL,     /* a reply to MAIL, EHLO, HELO, RSET or QUIT */
+	SESS_PH_RCPT,
+	SESS_PH_DATA,     /* the 354 */
+	SESS_PH_BLOCK,    /* the socket to take more of the data */
+	SESS_PH_DOT,      /* the reply after the final "." or BDAT LAST */
+	SESS_PH_COUNT,
+};
+enum sess_phase sess_phase(const struct sess *s);
 /* 1 while the connection waits for the server: connecting, replies expected, or bytes
  * not yet taken by the socket. The watchdog times only these. */
 int sess_waiting(const struct sess *s);

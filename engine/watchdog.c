@@ -9,13 +9,15 @@
 /* One tick: hung connections, then the global check. */
 static void tick(smtpbulk_t *sb, uint64_t now)
 {
-	uint64_t limit = (uint64_t)sb->opts.timeout_ms * 1000000ull;
 	for (unsigned i = 0; i < sb->n_workers; i++) {
 		struct sb_worker *w = sb->workers[i];
 		int fired = 0;
 		for (unsigned k = 0; k < w->n_conns; k++) {
 			struct sb_conn *c = &w->conns[k];
 			uint64_t since = atomic_load_explicit(&c->wd_since, memory_order_relaxed);
+			uint64_t limit = (uint64_t)atomic_load_explicit(&c->wd_limit_ms,
+									memory_order_relaxed) *
+					 1000000ull;
 			if (since && now > since && now - since >= limit &&
 			    !atomic_load_explicit(&c->wd_fired, memory_order_relaxed)) {
 				atomic_store_explicit(&c->wd_fired, 1, memory_order_release);
@@ -80,6 +82,12 @@ static void *watchdog_main(void *arg)
 
 int sb_watchdog_start(smtpbulk_t *sb)
 {
+	const unsigned *p = sb->phase_ms;
+	sb_log(sb, 5,
+	       "watchdog every %u ms; timeouts ms: greeting %u, mail %u, rcpt %u, data %u, "
+	       "block %u, dot %u; global %u",
+	       sb->opts.watchdog_tick_ms, p[SESS_PH_GREETING], p[SESS_PH_MAIL], p[SESS_PH_RCPT],
+	       p[SESS_PH_DATA], p[SESS_PH_BLOCK], p[SESS_PH_DOT], sb->opts.global_timeout_ms);
 	atomic_store(&sb->wd_stop, 0);
 	atomic_store(&sb->last_progress_ns, sb_now_ns());
 	int rc = pthread_create(&sb->wd_thread, NULL, watchdog_main, sb);

@@ -290,6 +290,8 @@ static void conn_start(struct sb_worker *w, struct sb_conn *c)
 	}
 	c->inflight++;
 	atomic_store_explicit(&c->wd_fired, 0, memory_order_relaxed);
+	atomic_store_explicit(&c->wd_limit_ms, w->sb->phase_ms[SESS_PH_GREETING],
+			      memory_order_relaxed);
 	atomic_store_explicit(&c->wd_since, w->now, memory_order_relaxed); /* a connect can hang */
 }
 
@@ -384,6 +386,9 @@ static void after(struct sb_worker *w, struct sb_conn *c)
 	after_io(w, c);
 	uint64_t since = atomic_load_explicit(&c->wd_since, memory_order_relaxed);
 	if (c->fd >= 0 && sess_waiting(&c->sess)) {
+		uint32_t limit = w->sb->phase_ms[sess_phase(&c->sess)];
+		if (atomic_load_explicit(&c->wd_limit_ms, memory_order_relaxed) != limit)
+			atomic_store_explicit(&c->wd_limit_ms, limit, memory_order_relaxed);
 		if (!since)
 			atomic_store_explicit(&c->wd_since, w->now, memory_order_relaxed);
 	} else if (since) {
@@ -578,17 +583,18 @@ static void end_deferred(struct sb_worker *w, smtpbulk_status_t st, int err)
 /* The watchdog flagged connections: end those still waiting too long. */
 static void check_hangs(struct sb_worker *w)
 {
-	uint64_t limit = (uint64_t)w->sb->opts.timeout_ms * 1000000ull;
 	for (unsigned i = 0; i < w->n_conns; i++) {
 		struct sb_conn *c = &w->conns[i];
 		if (!atomic_exchange_explicit(&c->wd_fired, 0, memory_order_acquire))
 			continue;
 		uint64_t since = atomic_load_explicit(&c->wd_since, memory_order_relaxed);
+		uint64_t limit = (uint64_t)atomic_load_explicit(&c->wd_limit_ms,
+								memory_order_relaxed) * 1000000ull;
 		/* Re-checked here: the server may have answered since the tick. */
 		if (!since || w->now < since + limit || !sess_waiting(&c->sess))
 			continue;
 		sb_log_conn(w->sb, 7, (int)c->sess.host_idx, (int)c->sess.conn_idx,
-			    "hang: no answer for %u ms in %s", w->sb->opts.timeout_ms,
+			    "hang: no answer for %llu ms in %s", (unsigned long long)(limit / 1000000),
 			    sess_state_name(c->sess.state));
 		atomic_fetch_add_explicit(&w->sb->hangs, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&c->stats.hang, 1, memory_order_relaxed);

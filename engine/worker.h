@@ -32,6 +32,7 @@ struct sb_conn {
 	/* Shared with the watchdog (atomics; see watchdog.h). */
 	_Atomic uint64_t wd_since; /* waiting for the server since (ns); 0 = not waiting */
 	_Atomic uint8_t wd_fired;  /* the watchdog says: waited too long */
+	_Atomic uint32_t wd_limit_ms; /* how long it may wait in its present phase */
 	/* Its counts for smtpbulk_get_stats(): the worker adds, any thread reads. */
 	struct {
 		_Atomic uint64_t total, pass, fail, hang, deferred, bytes;

@@ -66,6 +66,9 @@ static void usage(FILE *f)
 		"SEC may have decimals; a retry count of 0 means unlimited):\n"
 		"      --timeout SEC       a connection with no answer this long has hung: its\n"
 		"                          messages go again elsewhere (default 60)\n"
+		"      --rfc5321-timeouts  per-phase timeouts of RFC 5321 4.5.3.2 (greeting, MAIL,\n"
+		"                          RCPT 5 min, DATA 2, data block 3, final dot 10)\n"
+		"                          instead of --timeout\n"
 		"      --global-timeout SEC  no answer on any connection this long: everything\n"
 		"                          reconnects (default 120)\n"
 		"      --retry-hang N      retries of a message after hangs (default 1)\n"
@@ -189,6 +192,7 @@ int cmd_load(int argc, char **argv)
 		{"max-attempts", required_argument, NULL, 8},
 		{"defer", required_argument, NULL, 9},
 		{"debug-path", required_argument, NULL, 10},
+		{"rfc5321-timeouts", no_argument, NULL, 11},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -201,7 +205,7 @@ int cmd_load(int argc, char **argv)
 	/* 0: the library's default (or, for the retry counts, "unlimited" when given). */
 	uint64_t timeout_ms = 0, global_ms = 0, sleep_hang_ms = 0, sleep_fail_ms = 0, defer_ms = 0;
 	uint64_t retry_hang = 0, retry_global = 0, retry_fail = 0, max_attempts = 0;
-	int have_retry_hang = 0, have_retry_global = 0, have_sleep_fail = 0;
+	int have_retry_hang = 0, have_retry_global = 0, have_sleep_fail = 0, rfc5321 = 0;
 	static struct load_state st; /* the histogram is large: not on the stack */
 
 	memset(&st, 0, sizeof(st));
@@ -239,6 +243,7 @@ int cmd_load(int argc, char **argv)
 		case 8: if (tool_u64(optarg, 1, 1000000, &max_attempts)) bad = "--max-attempts"; break;
 		case 9: if (tool_seconds_ms(optarg, 1, UINT32_MAX, &defer_ms)) bad = "--defer"; break;
 		case 10: if (!*optarg) bad = "--debug-path"; else debug_path = optarg; break;
+		case 11: rfc5321 = 1; break;
 		case 'h': usage(stdout); return 0;
 		default:
 			fprintf(stderr, "smtpbulk load: unknown option or missing value: %s (try smtpbulk load --help)\n",
@@ -313,6 +318,7 @@ int cmd_load(int argc, char **argv)
 	o.debug = (int)debug;
 	o.debug_path = debug_path;
 	o.timeout_ms = (unsigned)timeout_ms;
+	o.rfc5321_timeouts = rfc5321;
 	o.global_timeout_ms = (unsigned)global_ms;
 	if (have_retry_hang)
 		o.retry_hang = retry_hang ? (unsigned)retry_hang : SMTPBULK_UNLIMITED;

@@ -273,6 +273,15 @@ typedef struct smtpbulk_options {
 	                             "debug_[HOST]_[THREAD].txt"; missing directories are
 	                             made. NULL: stderr. Either way a thread of its own
 	                             writes, so a slow disk never stalls sending. */
+	/* Per-phase timeouts, each 0 = timeout_ms: waiting for the greeting (connect
+	 * included); for the reply to MAIL (and to EHLO, HELO, RSET, QUIT); to RCPT; to
+	 * DATA; while the data is being sent (each block the socket takes); for the reply
+	 * after the final "." or BDAT LAST. */
+	unsigned timeout_greeting_ms, timeout_mail_ms, timeout_rcpt_ms, timeout_data_ms,
+		timeout_block_ms, timeout_dot_ms;
+	int rfc5321_timeouts;     /* nonzero: phases not set above get RFC 5321 §4.5.3.2's
+	                             minimums (greeting 5 min, MAIL 5, RCPT 5, DATA 2, data
+	                             block 3, after the final "." 10) instead of timeout_ms */
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */

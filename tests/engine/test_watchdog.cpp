@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include "engine_helpers.h"
@@ -304,4 +305,73 @@ TEST(Soak, FiftyThousandMessagesThroughFaults) {
     EXPECT_LE(t.messages, st[SMTPBULK_DELIVERED] + 16 * c.hangs);  // window <= 16
   }
   sink_server_stop(srv);
+}
+
+TEST(Watchdog, PhaseTimeoutOverridesTheGeneralOne) {
+  // timeout_ms is far off; only RCPT's own timeout can end this hang.
+  PeerScript s;
+  s.on_cmd = [](int, const std::string& c) -> std::string {
+    return c.rfind("RCPT", 0) == 0 ? "HANG" : "";
+  };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 1);
+  e.opts.timeout_ms = 60000;
+  e.opts.timeout_rcpt_ms = 200;
+  e.opts.watchdog_tick_ms = 20;
+  e.opts.retry_hang = 1;
+  ASSERT_EQ(e.start(), 0);
+  auto t0 = std::chrono::steady_clock::now();
+  Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"), 10000);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.status, SMTPBULK_TIMED_OUT);
+  EXPECT_LT(ms, 30000);  // far below timeout_ms: the phase's timeout decided
+  EXPECT_EQ(counters(e.sb).hangs, 2u);
+}
+
+TEST(Watchdog, OtherPhasesKeepTheGeneralTimeout) {
+  // A 200 ms RCPT timeout does not cut short a slow EHLO reply (400 ms): that phase
+  // keeps the general 60 s.
+  PeerScript slow;
+  slow.on_cmd = [](int, const std::string& c) -> std::string {
+    if (c.rfind("EHLO", 0) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    return "";
+  };
+  ScriptedPeer peer(slow);
+  TestEngine e(peer.port(), 1);
+  e.opts.timeout_rcpt_ms = 200;
+  e.opts.watchdog_tick_ms = 20;
+  ASSERT_EQ(e.start(), 0);
+  Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+  EXPECT_EQ(r.status, SMTPBULK_DELIVERED);
+  EXPECT_EQ(counters(e.sb).hangs, 0u);
+}
+
+TEST(Watchdog, Rfc5321PresetFillsThePhasesNotSet) {
+  PeerScript s;
+  ScriptedPeer peer(s);
+  struct Log {
+    std::mutex mu;
+    std::string text;
+    static void cb(int, const char* line, void* arg) {
+      auto* l = static_cast<Log*>(arg);
+      std::lock_guard<std::mutex> g(l->mu);
+      l->text += line;
+      l->text += '\n';
+    }
+  } log;
+  TestEngine e(peer.port(), 1);
+  e.opts.rfc5321_timeouts = 1;
+  e.opts.timeout_rcpt_ms = 1234;  // set: kept
+  e.opts.debug = 5;
+  e.opts.on_log = Log::cb;
+  e.opts.log_arg = &log;
+  ASSERT_EQ(e.start(), 0);
+  smtpbulk_destroy(e.sb);
+  e.sb = nullptr;
+  std::lock_guard<std::mutex> g(log.mu);
+  EXPECT_NE(log.text.find("greeting 300000, mail 300000, rcpt 1234, data 120000, block "
+                          "180000, dot 600000"),
+            std::string::npos)
+      << log.text;
 }
