@@ -217,10 +217,17 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 			[SESS_PH_BLOCK] = opts->timeout_block_ms,
 			[SESS_PH_DOT] = opts->timeout_dot_ms,
 		};
-		for (int p = 0; p < SESS_PH_COUNT; p++)
+		unsigned longest = 0;
+		for (int p = 0; p < SESS_PH_COUNT; p++) {
 			sb->phase_ms[p] = set[p]		 ? set[p]
 					  : opts->rfc5321_timeouts ? rfc[p]
 								   : sb->opts.timeout_ms;
+			if (sb->phase_ms[p] > longest)
+				longest = sb->phase_ms[p];
+		}
+		/* Unset, the global timeout never fires before a connection's own could. */
+		if (!opts->global_timeout_ms && sb->opts.global_timeout_ms < longest)
+			sb->opts.global_timeout_ms = longest;
 	}
 	pthread_mutex_init(&sb->lock, NULL);
 	pthread_cond_init(&sb->room, NULL);

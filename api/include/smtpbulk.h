@@ -254,7 +254,8 @@ typedef struct smtpbulk_options {
 	                             reconnects after sleep_hang_ms; 0 = 60000 */
 	unsigned global_timeout_ms; /* GlobalTimeout: no reply on any connection for this
 	                             long while messages are in progress: every connection
-	                             reconnects; 0 = 120000 */
+	                             reconnects; 0 = 120000, or the longest per-connection
+	                             timeout when that is longer */
 	unsigned watchdog_tick_ms;
 	unsigned retry_hang;      /* Retry.Hang: times a message is tried again after hangs
 	                             before it ends TIMED_OUT; 0 = 1; SMTPBULK_UNLIMITED */
