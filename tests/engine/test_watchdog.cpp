@@ -350,28 +350,19 @@ TEST(Watchdog, OtherPhasesKeepTheGeneralTimeout) {
 TEST(Watchdog, Rfc5321PresetFillsThePhasesNotSet) {
   PeerScript s;
   ScriptedPeer peer(s);
-  struct Log {
-    std::mutex mu;
-    std::string text;
-    static void cb(int, const char* line, void* arg) {
-      auto* l = static_cast<Log*>(arg);
-      std::lock_guard<std::mutex> g(l->mu);
-      l->text += line;
-      l->text += '\n';
-    }
-  } log;
+  LogCapture log;
   TestEngine e(peer.port(), 1);
   e.opts.rfc5321_timeouts = 1;
   e.opts.timeout_rcpt_ms = 1234;  // set: kept
   e.opts.debug = 5;
-  e.opts.on_log = Log::cb;
+  e.opts.on_log = LogCapture::cb;
   e.opts.log_arg = &log;
   ASSERT_EQ(e.start(), 0);
   smtpbulk_destroy(e.sb);
   e.sb = nullptr;
-  std::lock_guard<std::mutex> g(log.mu);
-  EXPECT_NE(log.text.find("greeting 300000, mail 300000, rcpt 1234, data 120000, block "
+  std::string text = log.get();
+  EXPECT_NE(text.find("greeting 300000, mail 300000, rcpt 1234, data 120000, block "
                           "180000, dot 600000"),
             std::string::npos)
-      << log.text;
+      << text;
 }

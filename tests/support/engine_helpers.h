@@ -33,6 +33,22 @@ inline void apply_test_backend(smtpbulk_options_t* o) {
   o->plain_recv = b && !strcmp(b, "io_uring_plain");
 }
 
+// Collects debug lines (options.on_log); declare it before the engine that logs to it.
+struct LogCapture {
+  std::mutex mu;
+  std::string text;
+  static void cb(int, const char* line, void* arg) {
+    auto* l = static_cast<LogCapture*>(arg);
+    std::lock_guard<std::mutex> g(l->mu);
+    l->text += line;
+    l->text += '\n';
+  }
+  std::string get() {
+    std::lock_guard<std::mutex> g(mu);
+    return text;
+  }
+};
+
 struct Result {
   uint64_t id = 0;
   smtpbulk_status_t status = SMTPBULK_CANCELLED;
