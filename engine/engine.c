@@ -621,6 +621,9 @@ void sb_engine_destroy(smtpbulk_t *sb)
 		for (unsigned i = 0; i < sb->n_workers; i++)
 			sb_worker_destroy(sb->workers[i]);
 	free(sb->workers);
+	/* Every thread that logs is gone; the writer reads the host names freed below. */
+	sb_logger_free(sb->logger);
+	sb->logger = NULL;
 	if (sb->done_queue) {
 		smtpbulk_result_t *r;
 		while (sb_engine_poll(sb, &r, 0) == 1)
@@ -637,7 +640,6 @@ void sb_engine_destroy(smtpbulk_t *sb)
 	}
 	free(sb->hosts);
 	sb_msg_pool_free(sb->msg_pool); /* after every block the workers could put back */
-	sb_logger_free(sb->logger);      /* after every thread that logs */
 	free(sb->host_names);
 	pthread_mutex_destroy(&sb->lock);
 	pthread_cond_destroy(&sb->room);

@@ -276,13 +276,14 @@ TEST(Callbacks, DefaultCodeChangesNothing) {
 }
 
 TEST(Callbacks, HangFiresForEachMessageInFlight) {
+  std::atomic<int> n{0};
   PeerScript s;
-  s.on_data = [](int conn, const std::string&) -> std::string { return conn == 0 ? "HANG" : ""; };
+  s.on_data = [&](int, const std::string&) -> std::string { return n++ == 0 ? "HANG" : ""; };
   ScriptedPeer peer(s);
   Recorder rec;
   TestEngine e(peer.port(), 1);
   e.opts.callbacks = &rec.cbs;
-  e.opts.timeout_ms = 200;
+  e.opts.timeout_dot_ms = 200;  // only the final reply's wait is timed this short
   e.opts.watchdog_tick_ms = 20;
   ASSERT_EQ(e.start(), 0);
   uint64_t id = e.send({"r@x.test"}, "hi\r\n");

@@ -76,7 +76,7 @@ TEST(Stats, HangsAndDeferralsCountedOnTheirConnection) {
   };
   ScriptedPeer peer(s);
   TestEngine e(peer.port(), 1);
-  e.opts.timeout_ms = 200;
+  e.opts.timeout_dot_ms = 200;
   e.opts.watchdog_tick_ms = 20;
   e.opts.defer_ms = 10;
   ASSERT_EQ(e.start(), 0);

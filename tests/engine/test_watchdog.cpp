@@ -42,7 +42,8 @@ TEST_P(WatchdogStalledTest, StuckMessagesRescued) {
   ScriptedPeer peer(s);
   TestEngine e(peer.port(), 2);
   e.opts.pipeline = mode;
-  e.opts.timeout_ms = 300;
+  // The dot's own timeout: a slow start (sanitizers) cannot look like a hang.
+  e.opts.timeout_dot_ms = 300;
   e.opts.watchdog_tick_ms = 20;
   ASSERT_EQ(e.start(), 0);
   wait_connections(peer, 2);
@@ -65,7 +66,7 @@ TEST(Watchdog, HangRetriesUsedUpEndTimedOut) {
   s.on_data = [](int, const std::string&) -> std::string { return "HANG"; };
   ScriptedPeer peer(s);
   TestEngine e(peer.port(), 1);
-  e.opts.timeout_ms = 200;
+  e.opts.timeout_dot_ms = 200;
   e.opts.watchdog_tick_ms = 20;
   e.opts.retry_hang = 1;  // the seed's default: one more try after a hang
   ASSERT_EQ(e.start(), 0);
@@ -126,12 +127,12 @@ TEST(Watchdog, IdleEngineIsNotAGlobalHang) {
   PeerScript s;
   ScriptedPeer peer(s);
   TestEngine e(peer.port(), 1);
-  e.opts.global_timeout_ms = 100;
+  e.opts.global_timeout_ms = 500;
   e.opts.watchdog_tick_ms = 20;
   ASSERT_EQ(e.start(), 0);
   Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
   EXPECT_EQ(r.status, SMTPBULK_DELIVERED);
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // nothing to do
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // nothing to do
   EXPECT_EQ(counters(e.sb).global_hangs, 0u);
   EXPECT_EQ(peer.connections(), 1);
 }
