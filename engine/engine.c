@@ -37,6 +37,9 @@ uint64_t sb_now_ns(void)
 }
 
 static void log_v(const smtpbulk_t *sb, int level, int host, int conn, const char *fmt,
+		  va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void log_v(const smtpbulk_t *sb, int level, int host, int conn, const char *fmt,
 		  va_list ap)
 {
 	char line[1024];
