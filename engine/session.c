@@ -14,6 +14,7 @@
 #include "session.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +61,7 @@ static void set_state(struct sess *s, enum sess_state st)
 int sess_init(struct sess *s, const struct sess_cfg *cfg, const struct sess_ops *ops,
 	      void *ctx, unsigned host_idx, unsigned conn_idx)
 {
-	memset(s, 0, sizeof(*s));
+	memset(s, 0, offsetof(struct sess, wbuf)); /* see wbuf in session.h */
 	s->cfg = cfg;
 	s->ops = ops;
 	s->ctx = ctx;

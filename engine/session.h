@@ -125,7 +125,6 @@ struct sess {
 
 	/* Output: iovecs over wbuf (commands, append-only until all is sent) and over
 	 * message bodies (zero copy). out[out_head .. out_head+out_len) in order. */
-	char wbuf[SESS_WBUF];
 	size_t wlen;
 	struct iovec out[SESS_OUT_MAX];
 	unsigned out_head, out_len;
@@ -133,6 +132,10 @@ struct sess {
 	char *graveyard[SESS_TXN_MAX]; /* stuffed copies of aborted transactions: a send
 	                                  may still read them; freed at sess_reset() */
 	unsigned n_graveyard;
+
+	/* Last, and never cleared: only the bytes before wlen are read, so the pages of a
+	 * connection that writes little are never touched (memory per idle connection). */
+	char wbuf[SESS_WBUF];
 };
 
 int sess_init(struct sess *s, const struct sess_cfg *cfg, const struct sess_ops *ops,
