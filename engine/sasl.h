@@ -1,0 +1,79 @@
+/*
+ * SASL client mechanisms for SMTP AUTH (RFC 4954): PLAIN, LOGIN, CRAM-MD5, XOAUTH2 and
+ * SCRAM-SHA-256 (RFC 5802, RFC 7677). Pure functions over buffers: the session sends
+ * what sasl_start()/sasl_step() write and feeds back the server's 334 challenges; the
+ * primitives (HMAC, SHA-256, PBKDF2, MD5, base64, random) are wolfCrypt's.
+ *
+ * Ownership: a sasl_client belongs to one session (one worker thread). It holds the
+ * secret: sasl_clear() wipes it.
+ */
+#ifndef SB_SASL_H
+#define SB_SASL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum sasl_mech {
+	SASL_NONE = 0,
+	SASL_PLAIN = 1u << 0,
+	SASL_LOGIN = 1u << 1,
+	SASL_CRAM_MD5 = 1u << 2,
+	SASL_XOAUTH2 = 1u << 3,
+	SASL_SCRAM_SHA_256 = 1u << 4,
+};
+
+#define SASL_LINE_MAX 2048 /* longest client line we write (base64 + CRLF) */
+#define SASL_NAME_MAX 255
+
+/* Errors, below -1100 so they never meet -errno or SMTPBULK_E*. */
+enum sasl_error {
+	SASL_EBADCHALLENGE = -1101, /* a challenge that is not base64 or not what the
+	                               mechanism expects */
+	SASL_ESERVERPROOF = -1102,  /* SCRAM: the server's signature is wrong (it does not
+	                               know the password: a man in the middle) */
+	SASL_EDONE = -1103,         /* a challenge after the exchange was over */
+};
+
+struct sasl_client {
+	enum sasl_mech mech;
+	unsigned step;
+	char user[SASL_NAME_MAX + 1];
+	char secret[SASL_NAME_MAX + 1]; /* password, or the bearer token for XOAUTH2 */
+	/* SCRAM-SHA-256 state */
+	char cnonce[48];
+	char first_bare[2 * SASL_NAME_MAX + 64]; /* "n=user,r=cnonce" */
+	uint8_t server_sig[32];
+};
+
+/* Which mechanism AUTO picks from those the server offers (a mask of enum sasl_mech):
+ * the strongest that needs no token (SCRAM-SHA-256, CRAM-MD5, PLAIN, LOGIN); XOAUTH2
+ * only when asked by name. SASL_NONE when none fits. */
+enum sasl_mech sasl_pick(unsigned offered);
+/* "PLAIN" ... "SCRAM-SHA-256"; NULL for anything else. */
+const char *sasl_mech_name(enum sasl_mech m);
+enum sasl_mech sasl_mech_from_name(const char *name, size_t len);
+
+/*
+ * Begin: c is set up for mech with user and secret (each <= SASL_NAME_MAX bytes, no
+ * NUL). nonce: SCRAM's client nonce (printable, no ','), NULL for a random one (tests
+ * pass RFC 7677's). Writes the AUTH command line (with an initial response where the
+ * mechanism has one) into out; returns its length, or a negative error.
+ */
+int sasl_start(struct sasl_client *c, enum sasl_mech mech, const char *user,
+	       const char *secret, const char *nonce, char *out, size_t cap);
+/*
+ * The server's 334 challenge text (base64, as sent after "334 "): writes the client's
+ * next line into out; returns its length, or a negative error (the session then sends
+ * "*\r\n" to cancel, RFC 4954 §4).
+ */
+int sasl_step(struct sasl_client *c, const char *challenge, size_t len, char *out, size_t cap);
+/*
+ * After 235: for SCRAM, the success reply's text (RFC 4954 lets the server put its
+ * final message there) must carry the right server signature, unless the server sent it
+ * in a 334 already. 0 when the exchange is complete and trustworthy.
+ */
+int sasl_finish(struct sasl_client *c, const char *text, size_t len);
+/* Wipe the secret and everything derived from it. */
+void sasl_clear(struct sasl_client *c);
+
+#endif
