@@ -38,6 +38,8 @@ static void usage(FILE *f)
 		"  --reject-data PCT      554 after the data --tempfail-data PCT   451 after it\n"
 		"  --close-after N        421 and close a connection after N messages\n"
 		"  --hang-after N         stop answering a connection after N messages\n"
+		"  --auth-user NAME:PASSWORD  offer AUTH PLAIN LOGIN CRAM-MD5 for this account and\n"
+		"                         require it before MAIL (plaintext: for tests)\n"
 		"  --delay PCT            hold back PCT%% of replies (and what follows them on\n"
 		"                         that connection) for --delay-ms\n"
 		"  --delay-ms MS          how long a held reply waits (default 1000; alone, it\n"
@@ -67,6 +69,7 @@ int cmd_sink(int argc, char **argv)
 		{"hang-after", required_argument, NULL, 8},
 		{"delay", required_argument, NULL, 9},
 		{"delay-ms", required_argument, NULL, 10},
+		{"auth-user", required_argument, NULL, 11},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -74,6 +77,7 @@ int cmd_sink(int argc, char **argv)
 	char host[256];
 	uint64_t v;
 	int json = 0, quiet = 0, c, delay_pct = -1;
+	static char auth_user[256];
 	const char *listen_at = "127.0.0.1:2525";
 
 	memset(&o, 0, sizeof(o));
@@ -103,6 +107,20 @@ int cmd_sink(int argc, char **argv)
 		case 8: if (tool_u64(optarg, 1, UINT32_MAX, &v)) bad = "--hang-after"; else o.cfg.faults.hang_after = (unsigned)v; break;
 		case 9: if (tool_u64(optarg, 0, 100, &v)) bad = "--delay"; else delay_pct = (int)v; break;
 		case 10: if (tool_u64(optarg, 1, 3600000, &v)) bad = "--delay-ms"; else o.cfg.faults.delay_ms = (unsigned)v; break;
+		case 11: {
+			const char *colon = strchr(optarg, ':');
+			size_t ul = colon ? (size_t)(colon - optarg) : 0;
+			if (!colon || ul == 0 || ul >= sizeof(auth_user) || !colon[1] ||
+			    strlen(colon + 1) > 255) {
+				bad = "--auth-user";
+			} else {
+				memcpy(auth_user, optarg, ul);
+				auth_user[ul] = '\0';
+				o.cfg.auth_user = auth_user;
+				o.cfg.auth_pass = colon + 1;
+			}
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		default:
 			fprintf(stderr, "smtpbulk sink: unknown option or missing value: %s (try smtpbulk sink --help)\n",
@@ -181,11 +199,15 @@ int cmd_sink(int argc, char **argv)
 	if (json)
 		printf("{\"connections\": %" PRIu64 ", \"messages\": %" PRIu64
 		       ", \"recipients\": %" PRIu64 ", \"bytes\": %" PRIu64
-		       ", \"rejected\": %" PRIu64 ", \"elapsed_s\": %.3f}\n",
-		       tot.connections, tot.messages, tot.recipients, tot.bytes, tot.rejected, el);
+		       ", \"rejected\": %" PRIu64 ", \"auth_ok\": %" PRIu64 ", \"auth_failed\": %" PRIu64
+		       ", \"elapsed_s\": %.3f}\n",
+		       tot.connections, tot.messages, tot.recipients, tot.bytes, tot.rejected,
+		       tot.auth_ok, tot.auth_failed, el);
 	else if (!quiet)
 		printf("connections %" PRIu64 " messages %" PRIu64 " recipients %" PRIu64
-		       " bytes %" PRIu64 " rejected %" PRIu64 " elapsed %.3f s\n",
-		       tot.connections, tot.messages, tot.recipients, tot.bytes, tot.rejected, el);
+		       " bytes %" PRIu64 " rejected %" PRIu64 " auth ok %" PRIu64 " auth failed %" PRIu64
+		       " elapsed %.3f s\n",
+		       tot.connections, tot.messages, tot.recipients, tot.bytes, tot.rejected,
+		       tot.auth_ok, tot.auth_failed, el);
 	return 0;
 }

@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/coding.h>
+#include <wolfssl/wolfcrypt/hmac.h>
 
 /* End-of-data matcher: where we are relative to a line start, so "\r\n.\r\n" is found
  * even when split across reads. */
@@ -78,6 +81,161 @@ static void end_message(struct sink_conn *c)
 	}
 }
 
+/* base64 in -> out (NUL-terminated); the length or -1 (also for foreign characters). */
+static int unb64(const char *in, size_t len, char *out, size_t cap)
+{
+	if (len == 0 || len % 4 || len >= cap)
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", in[i]))
+			return -1;
+	word32 n = (word32)(cap - 1);
+	if (Base64_Decode((const byte *)in, (word32)len, (byte *)out, &n) != 0)
+		return -1;
+	out[n] = '\0';
+	return (int)n;
+}
+
+static void b64_reply(struct sink_conn *c, const char *code, const char *text)
+{
+	char buf[300];
+	word32 n = sizeof(buf) - 8;
+	size_t cl = strlen(code);
+	memcpy(buf, code, cl);
+	if (Base64_Encode_NoNl((const byte *)text, (word32)strlen(text), (byte *)buf + cl, &n))
+		n = 0;
+	memcpy(buf + cl + n, "\r\n", 3);
+	reply(c, buf);
+}
+
+static void auth_done(struct sink_conn *c, int ok)
+{
+	c->auth_mech = 0;
+	if (ok) {
+		c->authed = 1;
+		c->counts.auth_ok++;
+		reply(c, "235 2.7.0 Authentication successful\r\n");
+	} else {
+		c->counts.auth_failed++;
+		reply(c, "535 5.7.8 Authentication credentials invalid\r\n");
+	}
+}
+
+static int secret_eq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+/* One line of an AUTH exchange (c->auth_mech set): the client's base64 response. */
+static void auth_response(struct sink_conn *c, const char *line, size_t len)
+{
+	const struct sink_cfg *cfg = c->cfg;
+	char dec[600];
+	if (len == 1 && line[0] == '*') { /* the client cancels: RFC 4954 */
+		c->auth_mech = 0;
+		reply(c, "501 5.7.0 Authentication cancelled\r\n");
+		return;
+	}
+	int n = unb64(line, len, dec, sizeof(dec));
+	if (n < 0) {
+		c->auth_mech = 0;
+		reply(c, "501 5.5.2 Cannot decode response\r\n");
+		return;
+	}
+	switch (c->auth_mech) {
+	case 1: { /* PLAIN: authzid \0 authcid \0 password */
+		const char *u = memchr(dec, '\0', (size_t)n);
+		const char *p = u ? memchr(u + 1, '\0', (size_t)(dec + n - (u + 1))) : NULL;
+		auth_done(c, p && secret_eq(u + 1, cfg->auth_user) && secret_eq(p + 1, cfg->auth_pass));
+		break;
+	}
+	case 2: /* LOGIN: the user name, then ask for the password */
+		if ((size_t)n >= sizeof(c->auth_user_got)) { /* no such user: fail at the end */
+			c->auth_user_got[0] = '\0';
+		} else {
+			memcpy(c->auth_user_got, dec, (size_t)n + 1);
+		}
+		c->auth_mech = 3;
+		b64_reply(c, "334 ", "Password:");
+		break;
+	case 3:
+		auth_done(c, secret_eq(c->auth_user_got, cfg->auth_user) && secret_eq(dec, cfg->auth_pass));
+		break;
+	case 4: { /* CRAM-MD5: "user hex(HMAC-MD5(password, challenge))" */
+		const char *sp = strrchr(dec, ' ');
+		uint8_t mac[16];
+		char hex[33];
+		Hmac h;
+		int ok = sp && (size_t)(sp - dec) == strlen(cfg->auth_user) &&
+			 !strncmp(dec, cfg->auth_user, (size_t)(sp - dec)) &&
+			 wc_HmacInit(&h, NULL, INVALID_DEVID) == 0;
+		if (ok) {
+			ok = wc_HmacSetKey(&h, WC_MD5, (const byte *)cfg->auth_pass,
+					   (word32)strlen(cfg->auth_pass)) == 0 &&
+			     wc_HmacUpdate(&h, (const byte *)c->cram_challenge,
+					   (word32)strlen(c->cram_challenge)) == 0 &&
+			     wc_HmacFinal(&h, mac) == 0;
+			wc_HmacFree(&h);
+		}
+		if (ok) {
+			for (int k = 0; k < 16; k++) {
+				hex[2 * k] = "0123456789abcdef"[mac[k] >> 4];
+				hex[2 * k + 1] = "0123456789abcdef"[mac[k] & 15];
+			}
+			hex[32] = '\0';
+			ok = strcmp(sp + 1, hex) == 0;
+		}
+		auth_done(c, ok);
+		break;
+	}
+	default:
+		c->auth_mech = 0;
+		break;
+	}
+}
+
+/* "AUTH mech [initial-response]" */
+static void auth_command(struct sink_conn *c, const char *line, size_t len)
+{
+	const char *p = line + 4, *end = line + len;
+	while (p < end && *p == ' ')
+		p++;
+	const char *m = p;
+	while (p < end && *p != ' ')
+		p++;
+	size_t ml = (size_t)(p - m);
+	while (p < end && *p == ' ')
+		p++;
+	size_t irl = (size_t)(end - p);
+	if (!c->cfg->auth_user) {
+		reply(c, "502 5.5.1 Error: authentication not enabled\r\n");
+	} else if (c->authed) {
+		reply(c, "503 5.5.1 Error: already authenticated\r\n");
+	} else if (c->has_mail) {
+		reply(c, "503 5.5.1 Error: MAIL transaction in progress\r\n");
+	} else if (ml == 5 && !strncasecmp(m, "PLAIN", 5)) {
+		c->auth_mech = 1;
+		if (irl)
+			auth_response(c, p, irl);
+		else
+			reply(c, "334 \r\n");
+	} else if (ml == 5 && !strncasecmp(m, "LOGIN", 5)) {
+		c->auth_mech = 2;
+		if (irl)
+			auth_response(c, p, irl);
+		else
+			b64_reply(c, "334 ", "Username:");
+	} else if (ml == 8 && !strncasecmp(m, "CRAM-MD5", 8) && !irl) {
+		c->auth_mech = 4;
+		snprintf(c->cram_challenge, sizeof(c->cram_challenge), "<%llu.%llu@%s>",
+			 (unsigned long long)(c->rng & 0xffffff), (unsigned long long)c->msgs,
+			 "sink.smtpbulk.invalid");
+		b64_reply(c, "334 ", c->cram_challenge);
+	} else {
+		reply(c, "504 5.5.4 Unrecognized authentication type\r\n");
+	}
+}
+
 static int verb_is(const char *line, size_t len, const char *verb)
 {
 	size_t n = strlen(verb);
@@ -89,12 +247,22 @@ static void command(struct sink_conn *c, const char *line, size_t len)
 	const struct sink_faults *f = &c->cfg->faults;
 	char buf[512];
 
+	if (c->auth_mech) { /* mid-AUTH: this line is a response, not a command */
+		auth_response(c, line, len);
+		return;
+	}
+	if (verb_is(line, len, "AUTH")) {
+		auth_command(c, line, len);
+		return;
+	}
+
 	if (verb_is(line, len, "EHLO")) {
 		reset_txn(c);
 		snprintf(buf, sizeof(buf),
 			 "250-%s\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-SIZE %llu\r\n"
-			 "250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 DSN\r\n",
-			 c->cfg->name, (unsigned long long)c->cfg->size_max);
+			 "250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n%s250 DSN\r\n",
+			 c->cfg->name, (unsigned long long)c->cfg->size_max,
+			 c->cfg->auth_user ? "250-AUTH PLAIN LOGIN CRAM-MD5\r\n" : "");
 		reply(c, buf);
 	} else if (verb_is(line, len, "HELO")) {
 		reset_txn(c);
@@ -102,7 +270,9 @@ static void command(struct sink_conn *c, const char *line, size_t len)
 		reply(c, buf);
 	} else if (verb_is(line, len, "MAIL")) {
 		unsigned r = roll(c);
-		if (c->has_mail)
+		if (c->cfg->auth_user && !c->authed)
+			reply(c, "530 5.7.0 Authentication required\r\n");
+		else if (c->has_mail)
 			reply(c, "503 5.5.1 Error: nested MAIL command\r\n");
 		else if (r < f->reject_mail)
 			reply(c, "550 5.7.1 sink: sender rejected (fault injection)\r\n");

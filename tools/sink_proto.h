@@ -23,6 +23,9 @@ struct sink_faults {
 
 struct sink_cfg {
 	const char *name;        /* the name in the greeting and EHLO reply */
+	/* AUTH (PLAIN, LOGIN, CRAM-MD5) with this one account; NULL: no AUTH. When set,
+	 * MAIL needs a successful AUTH first (530 otherwise). */
+	const char *auth_user, *auth_pass;
 	uint64_t size_max;       /* SIZE advertised */
 	struct sink_faults faults;
 };
@@ -30,6 +33,7 @@ struct sink_cfg {
 /* Counters one connection adds to its thread's totals. */
 struct sink_counts {
 	uint64_t messages, recipients, bytes, rejected;
+	uint64_t auth_ok, auth_failed;
 };
 
 enum sink_mode { SINK_CMD, SINK_DATA, SINK_BDAT, SINK_HANG, SINK_CLOSING };
@@ -51,6 +55,11 @@ struct sink_conn {
 	int bdat_last;
 	uint64_t body_bytes;
 	uint64_t rng;
+	uint8_t authed;      /* AUTH succeeded on this connection */
+	uint8_t auth_mech;   /* an AUTH exchange is under way: 1 PLAIN, 2 LOGIN user,
+	                        3 LOGIN password, 4 CRAM-MD5; the next line is a response */
+	char auth_user_got[256];
+	char cram_challenge[96];
 	uint8_t delay_req;   /* a reply appended since the server last looked is to be held
 	                        back cfg->faults.delay_ms; the server clears it */
 	char out[SINK_OUT_MAX]; /* replies not yet sent */

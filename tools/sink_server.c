@@ -63,7 +63,7 @@ struct sink_server {
 	uint16_t port;
 	_Atomic int stop;
 	_Atomic int done;
-	_Atomic uint64_t connections, messages, recipients, bytes, rejected;
+	_Atomic uint64_t connections, messages, recipients, bytes, rejected, auth_ok, auth_failed;
 	pthread_mutex_t lock; /* start handshake only */
 	pthread_cond_t cond;
 	unsigned started;
@@ -83,6 +83,9 @@ static void account(struct sink_thread *t, struct sconn *c)
 	atomic_fetch_add_explicit(&s->recipients, n->recipients - o->recipients, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->bytes, n->bytes - o->bytes, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->rejected, n->rejected - o->rejected, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->auth_ok, n->auth_ok - o->auth_ok, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->auth_failed, n->auth_failed - o->auth_failed,
+				  memory_order_relaxed);
 	*o = *n;
 }
 
@@ -426,6 +429,8 @@ void sink_server_totals(struct sink_server *s, struct sink_totals *t)
 	t->recipients = atomic_load(&s->recipients);
 	t->bytes = atomic_load(&s->bytes);
 	t->rejected = atomic_load(&s->rejected);
+	t->auth_ok = atomic_load(&s->auth_ok);
+	t->auth_failed = atomic_load(&s->auth_failed);
 }
 
 void sink_server_cpu(struct sink_server *s, double *user_s, double *sys_s)

@@ -22,7 +22,7 @@ struct sink_options {
 
 /* Live totals (any thread may read them at any time). */
 struct sink_totals {
-	uint64_t connections, messages, recipients, bytes, rejected;
+	uint64_t connections, messages, recipients, bytes, rejected, auth_ok, auth_failed;
 };
 
 struct sink_server;

@@ -84,6 +84,32 @@ check "every one rejected" [ "$(json_get "['rejected']")" = 200 ]
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 check "sink printed counts on SIGTERM" grep -q '"connections": 2' "$tmp/sink.out"
 
+# AUTH in the sink, checked by another client: Python's smtplib logs in with each
+# mechanism (CRAM-MD5 verifies the sink's challenge handling end to end) and sends.
+check "sink bad --auth-user" status_is 2 "$bin" sink --auth-user nocolon
+check "sink with auth starts" start_sink --auth-user tim:tanstaaftanstaaf
+check "smtplib logs in with PLAIN, LOGIN, CRAM-MD5 and sends" /usr/bin/python3 -c "
+import smtplib, sys
+for mech in ('PLAIN', 'LOGIN', 'CRAM-MD5'):
+    s = smtplib.SMTP('127.0.0.1', $port, timeout=10)
+    s.ehlo('c.test')
+    s.user, s.password = 'tim', 'tanstaaftanstaaf'
+    code, _ = s.auth(mech, getattr(s, 'auth_' + mech.lower().replace('-', '_')))
+    assert code == 235, (mech, code)
+    s.sendmail('a@b.test', ['c@d.test'], 'Subject: x' + chr(13) + chr(10) + chr(13) + chr(10) + 'hi' + chr(13) + chr(10))
+    s.quit()
+s = smtplib.SMTP('127.0.0.1', $port, timeout=10)
+s.ehlo('c.test')
+try:
+    s.login('tim', 'wrong')
+    sys.exit(1)
+except smtplib.SMTPAuthenticationError as e:
+    assert e.smtp_code == 535
+s.quit()
+"
+kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
+check "sink counted the logins" grep -q '"messages": 3, .*"auth_ok": 3, "auth_failed": [1-9]' "$tmp/sink.out"
+
 # Timeouts and retries: a sink that stops answering after 5 messages per connection;
 # the watchdog ends each hung connection and its messages go again (unlimited).
 check "load bad --timeout" status_is 2 "$bin" load --timeout abc

@@ -128,3 +128,64 @@ TEST(SinkProto, DelayAsksTheServerToHoldReplies) {
 }
 
 }  // namespace
+
+namespace {
+std::string b64(const std::string& s) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string o;
+  size_t i = 0;
+  for (; i + 2 < s.size(); i += 3) {
+    unsigned v = (unsigned char)s[i] << 16 | (unsigned char)s[i + 1] << 8 | (unsigned char)s[i + 2];
+    o += t[v >> 18]; o += t[(v >> 12) & 63]; o += t[(v >> 6) & 63]; o += t[v & 63];
+  }
+  if (s.size() - i == 1) {
+    unsigned v = (unsigned char)s[i] << 16;
+    o += t[v >> 18]; o += t[(v >> 12) & 63]; o += "==";
+  } else if (s.size() - i == 2) {
+    unsigned v = (unsigned char)s[i] << 16 | (unsigned char)s[i + 1] << 8;
+    o += t[v >> 18]; o += t[(v >> 12) & 63]; o += t[(v >> 6) & 63]; o += "=";
+  }
+  return o;
+}
+}  // namespace
+
+TEST(SinkProto, AuthPlainLoginAndRequiredBeforeMail) {
+  Sink s;
+  s.cfg.auth_user = "tim";
+  s.cfg.auth_pass = "tanstaaftanstaaf";
+  std::string r = s.feed("EHLO c\r\nMAIL FROM:<a@b>\r\n");
+  EXPECT_NE(r.find("250-AUTH PLAIN LOGIN CRAM-MD5\r\n"), std::string::npos);
+  EXPECT_NE(r.find("530 5.7.0"), std::string::npos);  // no MAIL before AUTH
+  r = s.feed("AUTH PLAIN " + b64(std::string("\0tim\0wrong", 10)) + "\r\n");
+  EXPECT_EQ(r, "535 5.7.8 Authentication credentials invalid\r\n");
+  r = s.feed("AUTH PLAIN\r\n" + b64(std::string("\0tim\0tanstaaftanstaaf", 21)) + "\r\n");
+  EXPECT_EQ(r, "334 \r\n235 2.7.0 Authentication successful\r\n");
+  r = s.feed("MAIL FROM:<a@b>\r\n");
+  EXPECT_EQ(r, "250 2.1.0 Ok\r\n");
+  EXPECT_EQ(s.c.counts.auth_ok, 1u);
+  EXPECT_EQ(s.c.counts.auth_failed, 1u);
+
+  Sink l;
+  l.cfg.auth_user = "tim";
+  l.cfg.auth_pass = "pw";
+  r = l.feed("AUTH LOGIN\r\n" + b64("tim") + "\r\n" + b64("pw") + "\r\n");
+  EXPECT_EQ(r, "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 2.7.0 Authentication successful\r\n");
+  r = l.feed("AUTH LOGIN\r\n");
+  EXPECT_EQ(r, "503 5.5.1 Error: already authenticated\r\n");
+}
+
+TEST(SinkProto, AuthCramMd5AndCancel) {
+  Sink s;
+  s.cfg.auth_user = "tim";
+  s.cfg.auth_pass = "tanstaaftanstaaf";
+  std::string r = s.feed("AUTH CRAM-MD5\r\n");
+  ASSERT_EQ(r.rfind("334 ", 0), 0u);
+  // The challenge is the sink's: a wrong digest is refused, a cancel is honoured.
+  r = s.feed(b64("tim 00000000000000000000000000000000") + "\r\n");
+  EXPECT_EQ(r, "535 5.7.8 Authentication credentials invalid\r\n");
+  s.feed("AUTH CRAM-MD5\r\n");
+  r = s.feed("*\r\n");
+  EXPECT_EQ(r, "501 5.7.0 Authentication cancelled\r\n");
+  Sink none;
+  EXPECT_EQ(none.feed("AUTH PLAIN\r\n"), "502 5.5.1 Error: authentication not enabled\r\n");
+}
