@@ -306,17 +306,12 @@ int sasl_step(struct sasl_client *c, const char *challenge, size_t len, char *ou
 	case SASL_CRAM_MD5: {
 		if (c->step != 1 || n == 0)
 			return c->step != 1 ? SASL_EDONE : SASL_EBADCHALLENGE;
-		uint8_t mac[16];
 		char resp[SASL_NAME_MAX + 40];
-		if (hmac(WC_MD5, c->secret, strlen(c->secret), dec, (size_t)n, mac))
-			return -EIO;
 		size_t ul = strlen(c->user);
 		memcpy(resp, c->user, ul);
 		resp[ul] = ' ';
-		for (int k = 0; k < 16; k++) {
-			resp[ul + 1 + 2 * k] = "0123456789abcdef"[mac[k] >> 4];
-			resp[ul + 2 + 2 * k] = "0123456789abcdef"[mac[k] & 15];
-		}
+		if (sasl_cram_md5_hex(c->secret, dec, (size_t)n, resp + ul + 1))
+			return -EIO;
 		return b64_line("", resp, ul + 33, out, cap);
 	}
 	case SASL_XOAUTH2: /* an error report (JSON): answer empty to get the final 535 */
@@ -332,6 +327,19 @@ int sasl_step(struct sasl_client *c, const char *challenge, size_t len, char *ou
 	default: /* PLAIN sent everything in its initial response */
 		return SASL_EDONE;
 	}
+}
+
+int sasl_cram_md5_hex(const char *secret, const char *challenge, size_t len, char hex[33])
+{
+	uint8_t mac[16];
+	if (hmac(WC_MD5, secret, strlen(secret), challenge, len, mac))
+		return -EIO;
+	for (int k = 0; k < 16; k++) {
+		hex[2 * k] = "0123456789abcdef"[mac[k] >> 4];
+		hex[2 * k + 1] = "0123456789abcdef"[mac[k] & 15];
+	}
+	hex[32] = '\0';
+	return 0;
 }
 
 int sasl_finish(struct sasl_client *c, const char *text, size_t len)

@@ -73,6 +73,9 @@ int sasl_step(struct sasl_client *c, const char *challenge, size_t len, char *ou
  * in a 334 already. 0 when the exchange is complete and trustworthy.
  */
 int sasl_finish(struct sasl_client *c, const char *text, size_t len);
+/* CRAM-MD5's digest (RFC 2195): hex(HMAC-MD5(secret, challenge)), lower case, NUL-
+ * terminated into hex[33]. 0 or -EIO. Also what a server checks (the sink does). */
+int sasl_cram_md5_hex(const char *secret, const char *challenge, size_t len, char hex[33]);
 /* Wipe the secret and everything derived from it. */
 void sasl_clear(struct sasl_client *c);
 

@@ -6,7 +6,8 @@
 #include <strings.h>
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
-#include <wolfssl/wolfcrypt/hmac.h>
+
+#include "sasl.h"
 
 /* End-of-data matcher: where we are relative to a line start, so "\r\n.\r\n" is found
  * even when split across reads. */
@@ -163,28 +164,12 @@ static void auth_response(struct sink_conn *c, const char *line, size_t len)
 		break;
 	case 4: { /* CRAM-MD5: "user hex(HMAC-MD5(password, challenge))" */
 		const char *sp = strrchr(dec, ' ');
-		uint8_t mac[16];
 		char hex[33];
-		Hmac h;
 		int ok = sp && (size_t)(sp - dec) == strlen(cfg->auth_user) &&
 			 !strncmp(dec, cfg->auth_user, (size_t)(sp - dec)) &&
-			 wc_HmacInit(&h, NULL, INVALID_DEVID) == 0;
-		if (ok) {
-			ok = wc_HmacSetKey(&h, WC_MD5, (const byte *)cfg->auth_pass,
-					   (word32)strlen(cfg->auth_pass)) == 0 &&
-			     wc_HmacUpdate(&h, (const byte *)c->cram_challenge,
-					   (word32)strlen(c->cram_challenge)) == 0 &&
-			     wc_HmacFinal(&h, mac) == 0;
-			wc_HmacFree(&h);
-		}
-		if (ok) {
-			for (int k = 0; k < 16; k++) {
-				hex[2 * k] = "0123456789abcdef"[mac[k] >> 4];
-				hex[2 * k + 1] = "0123456789abcdef"[mac[k] & 15];
-			}
-			hex[32] = '\0';
-			ok = strcmp(sp + 1, hex) == 0;
-		}
+			 sasl_cram_md5_hex(cfg->auth_pass, c->cram_challenge,
+					   strlen(c->cram_challenge), hex) == 0 &&
+			 strcmp(sp + 1, hex) == 0;
 		auth_done(c, ok);
 		break;
 	}
