@@ -458,7 +458,8 @@ int sb_fire(const smtpbulk_t *sb, smtpbulk_event_cb cb, smtpbulk_event_t *ev,
 }
 
 int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st, int err,
-		       const struct sb_host *host, int host_idx, int conn_idx)
+		       const struct sb_host *host, int host_idx, int conn_idx,
+		       struct latency_hist *lat)
 {
 	int code = SMTPBULK_CB_DEFAULT;
 	msg->res.host = host ? host->name : NULL;
@@ -466,6 +467,8 @@ int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st,
 	msg->res.host_index = host_idx;
 	msg->res.connection = conn_idx;
 	msg->res.latency_ns = sb_now_ns() - msg->submit_ns;
+	if (lat) /* one clock read serves the result and the stats */
+		lat_record(lat, msg->res.latency_ns / 1000);
 	sb_msg_finish(msg, st, err);
 	if (st == SMTPBULK_DELIVERED)
 		atomic_fetch_add_explicit(&sb->delivered, 1, memory_order_relaxed);
@@ -595,7 +598,7 @@ static void cancel_queue(smtpbulk_t *sb, struct sbq *q)
 		sb_engine_dequeued(sb, n);
 		for (size_t i = 0; i < n; i++)
 			sb_engine_complete(sb, sb_msg_of_node(nodes[i]), SMTPBULK_CANCELLED,
-					   SMTPBULK_ECANCELLED, NULL, -1, -1);
+					   SMTPBULK_ECANCELLED, NULL, -1, -1, NULL);
 	}
 }
 

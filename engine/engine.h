@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "latency_hist.h"
 #include "message.h"
 #include "queue.h"
 #include "session.h"
@@ -98,9 +99,11 @@ int sb_engine_submit(smtpbulk_t *sb, struct sb_msg *msg, unsigned flags, uint64_
 /* Put a message back in its queue after connection trouble (never blocks). */
 void sb_engine_requeue(smtpbulk_t *sb, struct sb_msg *msg);
 /* Deliver a message's one result (pass/fail callback, then the result callback or the
- * poll queue) and free it when appropriate. Returns the pass/fail callback's code. */
+ * poll queue) and free it when appropriate; its latency goes into lat when given.
+ * Returns the pass/fail callback's code. */
 int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st, int err,
-		       const struct sb_host *host, int host_idx, int conn_idx);
+		       const struct sb_host *host, int host_idx, int conn_idx,
+		       struct latency_hist *lat);
 /* Call a seed callback (if set) for a connection of host (NULL: none); its code. */
 int sb_fire(const smtpbulk_t *sb, smtpbulk_event_cb cb, smtpbulk_event_t *ev,
 	    const struct sb_host *host, int host_idx, int conn_idx);

@@ -63,6 +63,14 @@ static struct worker_priv *priv(struct sb_worker *w)
 
 /* ---- session callbacks ------------------------------------------------------------ */
 
+/* A connection's stats counter: only its worker writes, so a plain load and store
+ * (no locked add) is enough; readers see some recent value. */
+static inline void bump(_Atomic uint64_t *ctr, uint64_t n)
+{
+	atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
 static struct sb_conn *conn_of(struct sess *s)
 {
 	return (struct sb_conn *)(void *)((char *)s - offsetof(struct sb_conn, sess));
@@ -132,14 +140,12 @@ static void ops_done(void *ctx, struct sess *s, struct sb_msg *m, smtpbulk_statu
 	struct sb_worker *w = ctx;
 	struct sb_conn *c = conn_of(s);
 	int pass = st == SMTPBULK_DELIVERED || st == SMTPBULK_PARTIAL;
-	atomic_fetch_add_explicit(&c->stats.total, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(pass ? &c->stats.pass : &c->stats.fail, 1, memory_order_relaxed);
+	bump(&c->stats.total, 1);
+	bump(pass ? &c->stats.pass : &c->stats.fail, 1);
 	if (pass)
-		atomic_fetch_add_explicit(&c->stats.bytes, m->body_len, memory_order_relaxed);
-	uint64_t now = sb_now_ns();
-	lat_record(&w->lat[s->host_idx], now > m->submit_ns ? (now - m->submit_ns) / 1000 : 0);
+		bump(&c->stats.bytes, m->body_len);
 	int code = sb_engine_complete(w->sb, m, st, err, &w->sb->hosts[s->host_idx],
-				      (int)s->host_idx, (int)s->conn_idx);
+				      (int)s->host_idx, (int)s->conn_idx, &w->lat[s->host_idx]);
 	apply_code(w, c, code);
 }
 
@@ -221,7 +227,7 @@ static void ops_defer(void *ctx, struct sess *s, struct sb_msg *m)
 	unsigned shift = tries > 1 ? tries - 1 : 0;
 	uint64_t delay = (uint64_t)sb->opts.defer_ms * 1000000ull << (shift > 10 ? 10 : shift);
 	atomic_fetch_add_explicit(&sb->deferred, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&conn_of(s)->stats.deferred, 1, memory_order_relaxed);
+	bump(&conn_of(s)->stats.deferred, 1);
 	if (heap_push(&priv(w)->deferred, w->now + delay, m) < 0) {
 		sb_engine_requeue(sb, m); /* no memory to wait: try again now */
 		return;
@@ -558,7 +564,8 @@ static void fail_queue_as(struct sb_worker *w, struct sbq *q, smtpbulk_status_t 
 	while ((n = sbq_dequeue(q, nodes, 64, &busy)) > 0) {
 		sb_engine_dequeued(w->sb, n);
 		for (size_t i = 0; i < n; i++)
-			sb_engine_complete(w->sb, sb_msg_of_node(nodes[i]), st, err, NULL, -1, -1);
+			sb_engine_complete(w->sb, sb_msg_of_node(nodes[i]), st, err, NULL, -1, -1,
+					   NULL);
 	}
 	if (busy)
 		w->queue_busy = 1;
@@ -576,7 +583,7 @@ static void end_deferred(struct sb_worker *w, smtpbulk_status_t st, int err)
 	while (h->n) {
 		struct sb_msg *m = heap_pop(h);
 		atomic_fetch_sub(&w->sb->deferred_now, 1);
-		sb_engine_complete(w->sb, m, st, err, NULL, -1, -1);
+		sb_engine_complete(w->sb, m, st, err, NULL, -1, -1, NULL);
 	}
 }
 
@@ -597,7 +604,7 @@ static void check_hangs(struct sb_worker *w)
 			    "hang: no answer for %llu ms in %s", (unsigned long long)(limit / 1000000),
 			    sess_state_name(c->sess.state));
 		atomic_fetch_add_explicit(&w->sb->hangs, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&c->stats.hang, 1, memory_order_relaxed);
+		bump(&c->stats.hang, 1);
 		if (w->sb->cbs.hang) { /* once per message in flight, or once with none */
 			smtpbulk_event_t ev = {.kind = SMTPBULK_EV_HANG, .error = SMTPBULK_ETIMEDOUT};
 			struct sess *s = &c->sess;
