@@ -46,6 +46,7 @@ struct sb_host {
 	/* Shared. */
 	struct sbq *queue;        /* messages that named this host */
 	_Atomic unsigned alive;   /* connections that have not given up */
+	_Atomic unsigned parked;  /* of which a callback parked (codes 102-104) */
 	_Atomic int last_error;   /* why the last connection failed */
 };
 

@@ -86,8 +86,10 @@ static void apply_code(struct sb_worker *w, struct sb_conn *c, int code)
 	case SMTPBULK_CB_REMOVE_RECONNECT:
 	case SMTPBULK_CB_REMOVE_RESTART:
 	case SMTPBULK_CB_PAUSE:
-		if (!c->park)
+		if (!c->park) {
 			w->parked++;
+			atomic_fetch_add(&w->sb->hosts[c->sess.host_idx].parked, 1);
+		}
 		c->park = code == SMTPBULK_CB_PAUSE ? PARK_OPEN : PARK_CLOSED;
 		break;
 	case SMTPBULK_CB_RECONNECT:
@@ -97,6 +99,13 @@ static void apply_code(struct sb_worker *w, struct sb_conn *c, int code)
 	default: /* 1, and anything unknown: carry on */
 		break;
 	}
+}
+
+static void park_clear(struct sb_worker *w, struct sb_conn *c)
+{
+	c->park = PARK_NONE;
+	w->parked--;
+	atomic_fetch_sub(&w->sb->hosts[c->sess.host_idx].parked, 1);
 }
 
 /* Fire a connection event (not pass/fail: those come with results). */
@@ -340,6 +349,8 @@ static void closed(struct sb_worker *w, struct sb_conn *c)
 	if (c->removed && c->sess.state != SESS_DEAD)
 		c->sess.state = SESS_DEAD; /* 101: never again */
 	if (c->sess.state == SESS_DEAD) {
+		if (c->park)
+			park_clear(w, c); /* a dead connection is no longer waiting to return */
 		if (!c->dead_counted) {
 			c->dead_counted = 1;
 			conn_dead(w, c);
@@ -717,24 +728,27 @@ out:
 	}
 }
 
-/* The end of the batch (the queue is empty): parked connections come back. */
+/* The end of the batch: the queue is empty, or every live connection of the host is
+ * parked (then nobody else would ever take what waits). Parked connections come back. */
 static void unpark(struct sb_worker *w)
 {
-	if (w->parked == 0 || atomic_load_explicit(&w->sb->queued, memory_order_relaxed) != 0)
+	if (w->parked == 0)
 		return;
+	int empty = atomic_load_explicit(&w->sb->queued, memory_order_relaxed) == 0;
 	for (unsigned i = 0; i < w->n_conns; i++) {
 		struct sb_conn *c = &w->conns[i];
 		if (!c->park)
 			continue;
+		const struct sb_host *h = &w->sb->hosts[c->sess.host_idx];
+		if (!empty && atomic_load(&h->parked) < atomic_load(&h->alive))
+			continue;
 		if (c->park == PARK_CLOSED) {
 			if (c->fd >= 0 || c->inflight || c->sess.state != SESS_DOWN)
 				continue; /* still saying QUIT */
-			c->park = PARK_NONE;
-			w->parked--;
+			park_clear(w, c);
 			conn_start(w, c);
 		} else {
-			c->park = PARK_NONE;
-			w->parked--;
+			park_clear(w, c);
 			after(w, c); /* idle again: back on the idle stack */
 		}
 	}

@@ -185,7 +185,9 @@ typedef struct smtpbulk_event {
 /* What a callback returns: what to do with the connection. Codes on events without a
  * connection (global_hang, complete, messages ending without one) are ignored.
  * "The end of the batch" is the next moment the submission queue is empty: a
- * streaming engine has no batches, so that is when nothing is waiting to be sent. */
+ * streaming engine has no batches, so that is when nothing is waiting to be sent —
+ * or the moment every live connection of the host is parked, since then nobody else
+ * would take what waits. */
 enum smtpbulk_cb_code {
 	SMTPBULK_CB_DEFAULT = 1,           /* carry on */
 	SMTPBULK_CB_REMOVE = 101,          /* finish what is in flight, QUIT, never again */

@@ -339,3 +339,25 @@ TEST(Callbacks, TooSmallStructRefused) {
   e.opts.callbacks = &rec.cbs;
   EXPECT_EQ(e.start(), -EINVAL);
 }
+
+TEST(Callbacks, ParkingTheOnlyConnectionDoesNotStrandTheQueue) {
+  // 102 from the host's only connection while messages wait: nobody else can take
+  // them, so "the end of the batch" cannot wait for the queue to empty. The connection
+  // comes back at once and every message is delivered.
+  PeerScript s;
+  ScriptedPeer peer(s);
+  Recorder rec;
+  std::atomic<int> once{0};
+  rec.decide = [&](const smtpbulk_event_t* ev) {
+    if (ev->kind == SMTPBULK_EV_PASS && once++ == 0) return (int)SMTPBULK_CB_REMOVE_RECONNECT;
+    return (int)SMTPBULK_CB_DEFAULT;
+  };
+  TestEngine e(peer.port(), 1);
+  e.opts.callbacks = &rec.cbs;
+  e.opts.pipeline = 0;
+  ASSERT_EQ(e.start(), 0);
+  for (int i = 0; i < 10; i++) e.send({"r@x.test"}, "hi\r\n");
+  ASSERT_EQ(smtpbulk_drain(e.sb, 10000), 0) << e.results.total() << " results";
+  EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], 10u);
+  EXPECT_EQ(peer.connections(), 2);
+}
