@@ -253,6 +253,10 @@ void sb_logger_free(struct sb_logger *lg)
 	pthread_mutex_unlock(&lg->lock);
 	pthread_join(lg->thread, NULL);
 	drain(lg); /* an enqueuer caught half-way has finished by now */
+	uint64_t dropped = atomic_load(&lg->dropped);
+	if (dropped) /* said once, where the lines would have gone */
+		fprintf(stderr, "smtpbulk: %llu debug lines dropped: the log writer fell behind\n",
+			(unsigned long long)dropped);
 	for (size_t i = 0; i < lg->n_ents; i++)
 		if (lg->ents[i].f != stderr)
 			fclose(lg->ents[i].f);
@@ -285,9 +289,4 @@ void sb_logger_line(struct sb_logger *lg, int level, int host, int conn, const c
 	memcpy(r->text, text, len + 1);
 	atomic_fetch_add_explicit(&lg->backlog, len, memory_order_relaxed);
 	sbq_enqueue(lg->q, &r->node);
-}
-
-uint64_t sb_logger_dropped(struct sb_logger *lg)
-{
-	return lg ? atomic_load(&lg->dropped) : 0;
 }

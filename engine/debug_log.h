@@ -23,11 +23,11 @@ struct sb_logger;
  * fill [HOST]. Returns 0 or -errno. */
 int sb_logger_new(const char *path_template, const char *const *host_names, size_t n_hosts,
 		  struct sb_logger **out);
-/* Write what is queued, stop the writer, close the files. */
+/* Write what is queued, stop the writer, close the files; say on stderr how many
+ * lines were dropped, if any. */
 void sb_logger_free(struct sb_logger *lg);
 /* host -1: the engine's own lines (file [HOST] "engine", [THREAD] "main"). Never blocks. */
 void sb_logger_line(struct sb_logger *lg, int level, int host, int conn, const char *text);
-uint64_t sb_logger_dropped(struct sb_logger *lg);
 
 /*
  * Expand a DebugPath template: [HOST], [THREAD], [YYYY], [MM], [DD], [WK] (ISO week),

@@ -71,19 +71,25 @@ TEST(DebugLog, OneFilePerConnectionUnderTheTemplate) {
 }
 
 TEST(DebugLog, LevelFiltersLines) {
+  // Level 7 has failures but neither passes (8) nor the trace (10).
   PeerScript s;
+  s.on_cmd = [](int, const std::string& c) -> std::string {
+    return c.find("bad") != std::string::npos ? "550 5.1.1 unknown\r\n" : "";
+  };
   ScriptedPeer peer(s);
   TempDir dir;
   std::string tmpl = dir.path + "/l_[THREAD].log";
   {
     TestEngine e(peer.port(), 1);
-    e.opts.debug = 7;  // hangs and fails, not passes nor the trace
+    e.opts.debug = 7;
     e.opts.debug_path = tmpl.c_str();
     ASSERT_EQ(e.start(), 0);
-    e.send({"r@x.test"}, "hi\r\n");
+    e.send({"good@x.test"}, "hi\r\n");
+    e.send({"bad@x.test"}, "hi\r\n");
     ASSERT_EQ(smtpbulk_drain(e.sb, 10000), 0);
   }
   std::string c0 = slurp(dir.path + "/l_0.log");
+  EXPECT_NE(c0.find("[7] message 2: refused by the server"), std::string::npos) << c0;
   EXPECT_EQ(c0.find(">> "), std::string::npos);
   EXPECT_EQ(c0.find("delivered"), std::string::npos);
 }
