@@ -839,8 +839,12 @@ static void *worker_main(void *arg)
 					after(w, &w->conns[i]);
 				}
 			}
-			if (all_closed(w))
+			if (all_closed(w)) {
+				/* A 4xx that came in while stopping began may have deferred a
+				 * message after begin_stop(): it ends here, not nowhere. */
+				end_deferred(w, SMTPBULK_CANCELLED, SMTPBULK_ECANCELLED);
 				break;
+			}
 			timeout = 50;
 		} else {
 			unpark(w);
