@@ -53,8 +53,7 @@ enum sasl_mech sasl_pick(unsigned offered)
 	return SASL_NONE;
 }
 
-/* out = prefix + base64(in) + "\r\n"; the length, or -ENOSPC. */
-static int b64_line(const char *prefix, const void *in, size_t len, char *out, size_t cap)
+int sasl_b64_line(const char *prefix, const void *in, size_t len, char *out, size_t cap)
 {
 	size_t pl = strlen(prefix);
 	if (pl + 4 * ((len + 2) / 3) + 3 > cap)
@@ -85,8 +84,7 @@ static int b64_valid(const char *in, size_t len)
 	return 1;
 }
 
-/* Decode a challenge; NUL-terminates. The length, or SASL_EBADCHALLENGE. */
-static int b64_decode(const char *in, size_t len, char *out, size_t cap)
+int sasl_b64_decode(const char *in, size_t len, char *out, size_t cap)
 {
 	while (len && (in[len - 1] == '\r' || in[len - 1] == '\n' || in[len - 1] == ' '))
 		len--;
@@ -158,18 +156,18 @@ int sasl_start(struct sasl_client *c, enum sasl_mech mech, const char *user,
 		memcpy(buf + 1, c->user, ul);
 		buf[1 + ul] = '\0';
 		memcpy(buf + 2 + ul, c->secret, sl);
-		rc = b64_line("AUTH PLAIN ", buf, 2 + ul + sl, out, cap);
+		rc = sasl_b64_line("AUTH PLAIN ", buf, 2 + ul + sl, out, cap);
 		memset(buf, 0, sizeof(buf)); /* it held the password */
 		return rc;
 	case SASL_LOGIN:
-		return b64_line("AUTH LOGIN", "", 0, out, cap);
+		return sasl_b64_line("AUTH LOGIN", "", 0, out, cap);
 	case SASL_CRAM_MD5:
-		return b64_line("AUTH CRAM-MD5", "", 0, out, cap);
+		return sasl_b64_line("AUTH CRAM-MD5", "", 0, out, cap);
 	case SASL_XOAUTH2: {
 		int n = snprintf(buf, sizeof(buf), "user=%s\001auth=Bearer %s\001\001", c->user,
 				 c->secret);
 		rc = n < 0 || (size_t)n >= sizeof(buf) ? -ENOSPC
-						       : b64_line("AUTH XOAUTH2 ", buf, (size_t)n, out, cap);
+						       : sasl_b64_line("AUTH XOAUTH2 ", buf, (size_t)n, out, cap);
 		memset(buf, 0, sizeof(buf)); /* it held the token */
 		return rc;
 	}
@@ -197,7 +195,7 @@ int sasl_start(struct sasl_client *c, enum sasl_mech mech, const char *user,
 		if (n < 0 || (size_t)n >= sizeof(c->first_bare))
 			return -ENOSPC;
 		n = snprintf(buf, sizeof(buf), "n,,%s", c->first_bare); /* no channel binding */
-		return b64_line("AUTH SCRAM-SHA-256 ", buf, (size_t)n, out, cap);
+		return sasl_b64_line("AUTH SCRAM-SHA-256 ", buf, (size_t)n, out, cap);
 	}
 	default:
 		return -EINVAL;
@@ -263,7 +261,7 @@ static int scram_first(struct sasl_client *c, const char *sf, char *out, size_t 
 	memcpy(final + fl, ",p=", 3);
 	if (Base64_Encode_NoNl(proof, 32, (byte *)final + fl + 3, &pn) != 0)
 		goto out;
-	rc = b64_line("", final, (size_t)fl + 3 + pn, out, cap);
+	rc = sasl_b64_line("", final, (size_t)fl + 3 + pn, out, cap);
 out:
 	memset(salted, 0, sizeof(salted));
 	memset(ckey, 0, sizeof(ckey));
@@ -292,16 +290,16 @@ static int scram_verify(struct sasl_client *c, const char *sfinal)
 int sasl_step(struct sasl_client *c, const char *challenge, size_t len, char *out, size_t cap)
 {
 	char dec[SASL_LINE_MAX];
-	int n = b64_decode(challenge, len, dec, sizeof(dec));
+	int n = sasl_b64_decode(challenge, len, dec, sizeof(dec));
 	if (n < 0)
 		return n;
 	c->step++;
 	switch (c->mech) {
 	case SASL_LOGIN: /* "Username:" then "Password:"; the prompts' wording varies */
 		if (c->step == 1)
-			return b64_line("", c->user, strlen(c->user), out, cap);
+			return sasl_b64_line("", c->user, strlen(c->user), out, cap);
 		if (c->step == 2)
-			return b64_line("", c->secret, strlen(c->secret), out, cap);
+			return sasl_b64_line("", c->secret, strlen(c->secret), out, cap);
 		return SASL_EDONE;
 	case SASL_CRAM_MD5: {
 		if (c->step != 1 || n == 0)
@@ -312,16 +310,16 @@ int sasl_step(struct sasl_client *c, const char *challenge, size_t len, char *ou
 		resp[ul] = ' ';
 		if (sasl_cram_md5_hex(c->secret, dec, (size_t)n, resp + ul + 1))
 			return -EIO;
-		return b64_line("", resp, ul + 33, out, cap);
+		return sasl_b64_line("", resp, ul + 33, out, cap);
 	}
 	case SASL_XOAUTH2: /* an error report (JSON): answer empty to get the final 535 */
-		return c->step == 1 ? b64_line("", "", 0, out, cap) : SASL_EDONE;
+		return c->step == 1 ? sasl_b64_line("", "", 0, out, cap) : SASL_EDONE;
 	case SASL_SCRAM_SHA_256:
 		if (c->step == 1)
 			return scram_first(c, dec, out, cap);
 		if (c->step == 2) { /* server-final: check it, then an empty response */
 			int rc = scram_verify(c, dec);
-			return rc ? rc : b64_line("", "", 0, out, cap);
+			return rc ? rc : sasl_b64_line("", "", 0, out, cap);
 		}
 		return SASL_EDONE;
 	default: /* PLAIN sent everything in its initial response */
@@ -348,7 +346,7 @@ int sasl_finish(struct sasl_client *c, const char *text, size_t len)
 		return 0;
 	/* The server-final message never came in a 334: it must be in the 235's text. */
 	char dec[256];
-	if (c->step != 1 || b64_decode(text, len, dec, sizeof(dec)) <= 0)
+	if (c->step != 1 || sasl_b64_decode(text, len, dec, sizeof(dec)) <= 0)
 		return SASL_ESERVERPROOF;
 	return scram_verify(c, dec);
 }

@@ -73,6 +73,11 @@ int sasl_step(struct sasl_client *c, const char *challenge, size_t len, char *ou
  * in a 334 already. 0 when the exchange is complete and trustworthy.
  */
 int sasl_finish(struct sasl_client *c, const char *text, size_t len);
+/* out = prefix + base64(in) + "\r\n", NUL-terminated: the length, or -ENOSPC. */
+int sasl_b64_line(const char *prefix, const void *in, size_t len, char *out, size_t cap);
+/* Strict base64 (trailing CR, LF and spaces ignored; anything else outside the
+ * alphabet refused) into out, NUL-terminated: the length, or SASL_EBADCHALLENGE. */
+int sasl_b64_decode(const char *in, size_t len, char *out, size_t cap);
 /* CRAM-MD5's digest (RFC 2195): hex(HMAC-MD5(secret, challenge)), lower case, NUL-
  * terminated into hex[33]. 0 or -EIO. Also what a server checks (the sink does). */
 int sasl_cram_md5_hex(const char *secret, const char *challenge, size_t len, char hex[33]);

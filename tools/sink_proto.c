@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/coding.h>
 
 #include "sasl.h"
 
@@ -82,31 +80,11 @@ static void end_message(struct sink_conn *c)
 	}
 }
 
-/* base64 in -> out (NUL-terminated); the length or -1 (also for foreign characters). */
-static int unb64(const char *in, size_t len, char *out, size_t cap)
-{
-	if (len == 0 || len % 4 || len >= cap)
-		return -1;
-	for (size_t i = 0; i < len; i++)
-		if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", in[i]))
-			return -1;
-	word32 n = (word32)(cap - 1);
-	if (Base64_Decode((const byte *)in, (word32)len, (byte *)out, &n) != 0)
-		return -1;
-	out[n] = '\0';
-	return (int)n;
-}
-
 static void b64_reply(struct sink_conn *c, const char *code, const char *text)
 {
 	char buf[300];
-	word32 n = sizeof(buf) - 8;
-	size_t cl = strlen(code);
-	memcpy(buf, code, cl);
-	if (Base64_Encode_NoNl((const byte *)text, (word32)strlen(text), (byte *)buf + cl, &n))
-		n = 0;
-	memcpy(buf + cl + n, "\r\n", 3);
-	reply(c, buf);
+	if (sasl_b64_line(code, text, strlen(text), buf, sizeof(buf)) > 0)
+		reply(c, buf);
 }
 
 static void auth_done(struct sink_conn *c, int ok)
@@ -137,7 +115,7 @@ static void auth_response(struct sink_conn *c, const char *line, size_t len)
 		reply(c, "501 5.7.0 Authentication cancelled\r\n");
 		return;
 	}
-	int n = unb64(line, len, dec, sizeof(dec));
+	int n = sasl_b64_decode(line, len, dec, sizeof(dec));
 	if (n < 0) {
 		c->auth_mech = 0;
 		reply(c, "501 5.5.2 Cannot decode response\r\n");
