@@ -42,6 +42,11 @@ static void tick(smtpbulk_t *sb, uint64_t now)
 	}
 	if (now < last || now - last < (uint64_t)sb->opts.global_timeout_ms * 1000000ull)
 		return;
+	/* The last verdict is not carried out everywhere yet (a slow worker): judge again
+	 * once it is, rather than count a second hang or turn a give-up into a restart. */
+	for (unsigned i = 0; i < sb->n_workers; i++)
+		if (atomic_load(&sb->workers[i]->wd_global))
+			return;
 	atomic_store(&sb->last_progress_ns, now); /* the next one is a full period away */
 	atomic_fetch_add(&sb->global_hangs, 1);
 	int give_up = sb->opts.retry_global_hang != SMTPBULK_UNLIMITED &&
