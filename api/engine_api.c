@@ -1,6 +1,7 @@
 /* The direct public API: a thin, validating layer over the engine. */
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../engine/engine.h"
@@ -40,15 +41,45 @@ int sb_options_copy(const smtpbulk_options_t *in, smtpbulk_options_t *out)
 	return 0;
 }
 
+/* Options from before TLS came with hosts without their security field: the array's
+ * elements are that much shorter. */
+#define OPTIONS_SIZE_PRE_TLS offsetof(smtpbulk_options_t, security)
+#define HOST_SIZE_PRE_TLS offsetof(smtpbulk_host_t, security)
+
+int sb_hosts_copy(const smtpbulk_options_t *in, size_t extra, smtpbulk_host_t **out)
+{
+	size_t n = in->n_hosts;
+	size_t stride = in->struct_size < OPTIONS_SIZE_PRE_TLS ? HOST_SIZE_PRE_TLS
+							       : sizeof(smtpbulk_host_t);
+	if (n && !in->hosts)
+		return -EINVAL;
+	smtpbulk_host_t *h = calloc(n + extra ? n + extra : 1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		memcpy(&h[extra + i], (const char *)in->hosts + i * stride, stride);
+	*out = h;
+	return 0;
+}
+
 int smtpbulk_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 {
 	smtpbulk_options_t o;
+	smtpbulk_host_t *hosts = NULL;
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
 	if (sb_options_copy(opts, &o))
 		return -EINVAL;
-	return sb_engine_create(&o, out);
+	if (opts->struct_size < OPTIONS_SIZE_PRE_TLS) {
+		int rc = sb_hosts_copy(opts, 0, &hosts);
+		if (rc)
+			return rc;
+		o.hosts = hosts;
+	}
+	int rc = sb_engine_create(&o, out);
+	free(hosts);
+	return rc;
 }
 
 int smtpbulk_start(smtpbulk_t *sb)

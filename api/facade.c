@@ -107,9 +107,8 @@ smtpbulk_t *smtpbulk_new(const char *host, const smtpbulk_options_t *opts)
 		o.discard_results = 1; /* nobody could poll them: count only */
 	}
 	size_t extra = host ? 1 : 0;
-	hosts = calloc(o.n_hosts + extra, sizeof(*hosts));
-	if (!hosts) {
-		errno = ENOMEM;
+	if ((rc = sb_hosts_copy(opts ? opts : &o, extra, &hosts)) != 0) {
+		errno = errno_of(rc);
 		return NULL;
 	}
 	if (host) {
@@ -117,8 +116,6 @@ smtpbulk_t *smtpbulk_new(const char *host, const smtpbulk_options_t *opts)
 			goto fail;
 		hosts[0].host = name;
 	}
-	if (o.n_hosts)
-		memcpy(hosts + extra, o.hosts, o.n_hosts * sizeof(*hosts));
 	o.hosts = hosts;
 	o.n_hosts += extra;
 

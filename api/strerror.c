@@ -26,6 +26,14 @@ const char *smtpbulk_strerror(int err)
 	case SMTPBULK_EUTF8: return "address needs SMTPUTF8, which the server lacks";
 	case SMTPBULK_ETIMEDOUT: return "the server did not answer in time (hang)";
 	case SMTPBULK_ESHUTDOWN: return "the server closed the connection with 421";
+	case SMTPBULK_ETLS: return "TLS handshake or record failed";
+	case SMTPBULK_ECERT: return "server certificate not trusted (unknown CA, wrong name, expired or not yet valid)";
+	case SMTPBULK_ENOSTARTTLS: return "TLS required but the server does not offer STARTTLS or refused it";
+	case SMTPBULK_EAUTH: return "authentication refused (bad credentials or mechanism)";
+	case SMTPBULK_EAUTHTEMP: return "temporary authentication failure";
+	case SMTPBULK_EAUTHMECH: return "no AUTH mechanism both sides support";
+	case SMTPBULK_EAUTHPLAIN: return "AUTH refused on a connection without TLS (auth_plaintext not set)";
+	case SMTPBULK_ETLSCONFIG: return "TLS setup failed (CA file, certificate or key)";
 	default: break;
 	}
 	/* strerror() is not thread-safe in general, but glibc's returns static strings

@@ -11,10 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "sasl.h"
 #include "smtp_cmd.h"
+#include "tls.h"
 #include "worker.h"
 
 #define DEFAULT_PORT 25
@@ -101,10 +104,90 @@ static int resolve(struct sb_host *h)
 	return 0;
 }
 
+/* A name for SNI / the certificate check: printable, no spaces, at most 253 bytes. */
+static int check_tls_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 253)
+		return SMTPBULK_EBADPARAM;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+			return SMTPBULK_EBADPARAM;
+	return 0;
+}
+
+/* The host's TLS mode and AUTH, from its own security or the options'. */
+static int setup_security(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_security_t *sec)
+{
+	if (!sec)
+		return 0;
+	if (sec->struct_size < sizeof(*sec) || sec->secure > SMTPBULK_SECURE_STARTTLS_REQUIRE)
+		return -EINVAL;
+	h->cfg.secure = sec->secure;
+	if (sec->secure != SMTPBULK_SECURE_NONE) {
+		const char *name = sec->tls_name ? sec->tls_name : h->name;
+		if (check_tls_name(name) != 0)
+			return SMTPBULK_EBADPARAM;
+		if (!(h->tls_name = strdup(name)))
+			return -ENOMEM;
+		sb->tls_wanted = 1;
+		if (sec->secure == SMTPBULK_SECURE_SMTPS_VERIFY ||
+		    sec->secure == SMTPBULK_SECURE_STARTTLS_VERIFY)
+			sb->tls_verify_wanted = 1;
+	}
+	if (!sec->auth || !*sec->auth)
+		return 0;
+	unsigned mech;
+	if (strcasecmp(sec->auth, "AUTO") == 0)
+		mech = SESS_AUTH_AUTO;
+	else if ((mech = sasl_mech_from_name(sec->auth, strlen(sec->auth))) == SASL_NONE)
+		return -EINVAL;
+	if (!sec->user || !sec->secret || strlen(sec->user) > SASL_NAME_MAX ||
+	    strlen(sec->secret) > SASL_NAME_MAX || !*sec->user)
+		return -EINVAL;
+	h->auth_user = strdup(sec->user);
+	h->auth_secret = strdup(sec->secret);
+	if (!h->auth_user || !h->auth_secret)
+		return -ENOMEM;
+	h->auth.mech = mech;
+	h->auth.user = h->auth_user;
+	h->auth.secret = h->auth_secret;
+	h->auth.allow_plaintext = sec->auth_plaintext != 0;
+	h->cfg.auth = &h->auth;
+	return 0;
+}
+
+int sb_host_down_error(const struct sb_host *h)
+{
+	int err = atomic_load(&h->last_error);
+	switch (err) {
+	case SMTPBULK_ETLS:
+	case SMTPBULK_ECERT:
+	case SMTPBULK_ENOSTARTTLS:
+	case SMTPBULK_EAUTH:
+	case SMTPBULK_EAUTHTEMP:
+	case SMTPBULK_EAUTHMECH:
+	case SMTPBULK_EAUTHPLAIN:
+		return err;
+	default:
+		return SMTPBULK_EHOSTDOWN;
+	}
+}
+
+int sb_all_down_error(const smtpbulk_t *sb)
+{
+	int err = sb->n_hosts ? sb_host_down_error(&sb->hosts[0]) : SMTPBULK_EHOSTDOWN;
+	for (size_t i = 1; i < sb->n_hosts; i++)
+		if (sb_host_down_error(&sb->hosts[i]) != err)
+			return SMTPBULK_EHOSTDOWN;
+	return err;
+}
+
 static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *in,
 		      const char *default_hello)
 {
 	int rc;
+	pthread_mutex_init(&h->tls_lock, NULL);
 	if (!in->host || !*in->host || smtp_check_hello(in->host) != 0)
 		return SMTPBULK_EBADPARAM;
 	if (in->connections > MAX_CONNECTIONS)
@@ -136,6 +219,8 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 	h->cfg.debug = sb->opts.debug;
 	h->cfg.pipeline = sb->opts.pipeline;
 	h->cfg.window = sb->opts.window;
+	if ((rc = setup_security(sb, h, in->security ? in->security : sb->opts.security)) != 0)
+		return rc;
 	atomic_init(&h->alive, h->connections);
 	atomic_init(&h->last_error, 0);
 	return 0;
@@ -162,6 +247,8 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 
 	if (!opts || !out || opts->struct_size < sizeof(smtpbulk_options_t) ||
 	    opts->pipeline > 2 || opts->window > SESS_TXN_MAX ||
+	    (opts->tls_min_version && opts->tls_min_version != 12 &&
+	     opts->tls_min_version != 13) ||
 	    (unsigned)opts->backend > SMTPBULK_BACKEND_EPOLL ||
 	    (opts->n_hosts && !opts->hosts))
 		return -EINVAL;
@@ -275,6 +362,27 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 		goto fail;
 	for (size_t i = 0; i < sb->n_hosts; i++)
 		sb->host_names[i] = sb->hosts[i].label;
+	if (sb->tls_wanted) {
+		struct sb_tls_ctx_cfg tc = {
+			.load_trust = sb->tls_verify_wanted,
+			.ca_file = opts->tls_ca_file,
+			.ca_dir = opts->tls_ca_dir,
+			.cert_file = opts->tls_cert_file,
+			.key_file = opts->tls_key_file,
+			.min_version = opts->tls_min_version,
+		};
+		char why[300];
+		if ((rc = sb_tls_ctx_new(&tc, &sb->tls_ctx, why, sizeof(why))) != 0) {
+			/* create() has no log yet; say it where a caller with a log sees it. */
+			if (opts->on_log && opts->debug > 0)
+				opts->on_log(1, why, opts->log_arg);
+			goto fail;
+		}
+	}
+	/* The caller's strings: used only during create. */
+	sb->opts.security = NULL;
+	sb->opts.tls_ca_file = sb->opts.tls_ca_dir = NULL;
+	sb->opts.tls_cert_file = sb->opts.tls_key_file = NULL;
 	sb->opts.debug_path = NULL; /* the caller's string: the logger keeps its own copy */
 	if (sb->opts.debug > 0 && !sb->opts.on_log &&
 	    (rc = sb_logger_new(opts->debug_path, sb->host_names, sb->n_hosts, &sb->logger)) != 0)
@@ -643,7 +751,16 @@ void sb_engine_destroy(smtpbulk_t *sb)
 		free(sb->hosts[h].hello);
 		free(sb->hosts[h].on_worker);
 		sbq_destroy(sb->hosts[h].queue);
+		free(sb->hosts[h].tls_name);
+		free(sb->hosts[h].auth_user);
+		if (sb->hosts[h].auth_secret) {
+			explicit_bzero(sb->hosts[h].auth_secret, strlen(sb->hosts[h].auth_secret));
+			free(sb->hosts[h].auth_secret);
+		}
+		sb_tls_session_free(sb->hosts[h].tls_session);
+		pthread_mutex_destroy(&sb->hosts[h].tls_lock);
 	}
+	sb_tls_ctx_free(sb->tls_ctx);
 	free(sb->hosts);
 	sb_msg_pool_free(sb->msg_pool); /* after every block the workers could put back */
 	free(sb->host_names);

@@ -31,6 +31,8 @@
 #include "smtpbulk.h"
 
 struct sb_worker;
+struct WOLFSSL_CTX;
+struct WOLFSSL_SESSION;
 
 struct sb_host {
 	/* Read-only after create. */
@@ -43,11 +45,19 @@ struct sb_host {
 	socklen_t addrlen;
 	struct sess_cfg cfg;
 	unsigned char *on_worker; /* on_worker[w]: worker w has connections to this host */
+	char *tls_name;           /* SNI and the name the certificate must carry */
+	struct sess_auth auth;    /* cfg.auth points here when AUTH is on */
+	char *auth_user, *auth_secret; /* the secret is wiped at destroy */
 	/* Shared. */
 	struct sbq *queue;        /* messages that named this host */
 	_Atomic unsigned alive;   /* connections that have not given up */
 	_Atomic unsigned parked;  /* of which a callback parked (codes 102-104) */
 	_Atomic int last_error;   /* why the last connection failed */
+	_Atomic int auth_refused; /* a 535: no connection of this host starts again */
+	/* The TLS session connections resume (any worker of the host): under tls_lock,
+	 * held only around a handshake's start and a connection's first readiness. */
+	pthread_mutex_t tls_lock;
+	struct WOLFSSL_SESSION *tls_session;
 };
 
 struct smtpbulk {
@@ -57,6 +67,10 @@ struct smtpbulk {
 	struct sbq *any_queue;    /* messages for any host */
 	struct sbq *done_queue;   /* results for smtpbulk_poll() */
 	struct sb_msg_pool *msg_pool; /* message blocks, recycled (any thread) */
+	int tls_wanted, tls_verify_wanted; /* some host uses TLS / verifies: create only */
+	struct WOLFSSL_CTX *tls_ctx; /* one for the engine, NULL when no host uses TLS;
+	                                read-only after create (workers make their
+	                                connections' WOLFSSL objects from it) */
 
 	struct sb_worker **workers;
 	unsigned n_workers;
@@ -67,6 +81,7 @@ struct smtpbulk {
 	_Atomic uint64_t submitted, completed, delivered, queued, queued_max, requeued;
 	_Atomic uint64_t connects, connect_fails;
 	_Atomic uint64_t timed_out, hangs, global_hangs, deferred, deferred_now, reconnects;
+	_Atomic uint64_t tls_handshakes, tls_resumed;
 	_Atomic uint64_t last_progress_ns; /* a worker last heard from a server (watchdog) */
 	_Atomic unsigned hosts_alive;
 	_Atomic int stopping;     /* 1: finish up; 2: quit (QUIT idle connections) */
@@ -108,6 +123,11 @@ int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st,
 /* Call a seed callback (if set) for a connection of host (NULL: none); its code. */
 int sb_fire(const smtpbulk_t *sb, smtpbulk_event_cb cb, smtpbulk_event_t *ev,
 	    const struct sb_host *host, int host_idx, int conn_idx);
+/* The error messages get when their host gave up: the reason when it is one the user
+ * must act on (TLS, certificate, AUTH), else SMTPBULK_EHOSTDOWN. */
+int sb_host_down_error(const struct sb_host *h);
+/* The same when every host gave up: their common reason, else SMTPBULK_EHOSTDOWN. */
+int sb_all_down_error(const smtpbulk_t *sb);
 /* A worker took n messages out of a queue. */
 void sb_engine_dequeued(smtpbulk_t *sb, uint64_t n);
 int sb_engine_drain(smtpbulk_t *sb, int timeout_ms);

@@ -27,7 +27,9 @@ const char *sess_state_name(enum sess_state st)
 	static const char *const names[] = {
 		[SESS_DOWN] = "DOWN",       [SESS_CONNECTING] = "CONNECTING",
 		[SESS_GREETING] = "GREETING", [SESS_EHLO] = "EHLO",
-		[SESS_HELO] = "HELO",       [SESS_IDLE] = "IDLE",
+		[SESS_HELO] = "HELO",       [SESS_STARTTLS] = "STARTTLS",
+		[SESS_TLS] = "TLS",         [SESS_AUTH] = "AUTH",
+		[SESS_IDLE] = "IDLE",
 		[SESS_TXN] = "TXN",         [SESS_RSET] = "RSET",
 		[SESS_QUIT] = "QUIT",       [SESS_CLOSED] = "CLOSED",
 		[SESS_DEAD] = "DEAD",
@@ -78,8 +80,19 @@ static void bury_stuffed(struct sess *s)
 	s->n_graveyard = 0;
 }
 
+/* The AUTH exchange is over (or the connection is): the secret goes. */
+static void sasl_drop(struct sess *s)
+{
+	if (s->sasl) {
+		sasl_clear(s->sasl);
+		free(s->sasl);
+		s->sasl = NULL;
+	}
+}
+
 void sess_fini(struct sess *s)
 {
+	sasl_drop(s);
 	for (unsigned i = 0; i < s->txn_len; i++)
 		free(s->txns[(s->txn_head + i) % SESS_TXN_MAX].stuffed);
 	s->txn_len = 0;
@@ -124,7 +137,20 @@ static void out_cmd(struct sess *s, const char *p, size_t n)
 		t->iov_len += n;
 	else
 		out_ref(s, dst, n);
-	slog(s, 10, ">> %.*s", (int)(n >= 2 ? n - 2 : n), p);
+	if (!s->cfg_debug_mute)
+		slog(s, 10, ">> %.*s", (int)(n >= 2 ? n - 2 : n), p);
+}
+
+/* Queue a line that carries a secret (AUTH): the trace shows only its first shown
+ * bytes ("AUTH PLAIN"), never the credentials. */
+static void out_secret(struct sess *s, const char *p, size_t n, size_t shown)
+{
+	int debug = s->cfg->debug;
+	s->cfg_debug_mute = 1;
+	out_cmd(s, p, n);
+	s->cfg_debug_mute = 0;
+	if (debug >= 10)
+		slog(s, 10, ">> %.*s%s<redacted>", (int)shown, p, shown ? " " : "");
 }
 
 static void expect(struct sess *s, enum sess_expect_kind kind, unsigned txn, uint32_t arg)
@@ -217,9 +243,10 @@ static void conn_end(struct sess *s, int err, enum release_policy pol)
 	s->error = err;
 	s->fifo_len = 0;
 	out_clear(s);
+	sasl_drop(s);
 	if (!s->was_ready)
 		s->fails++;
-	set_state(s, s->fails >= s->cfg->retry_fail ? SESS_DEAD : SESS_CLOSED);
+	set_state(s, s->fatal || s->fails >= s->cfg->retry_fail ? SESS_DEAD : SESS_CLOSED);
 }
 
 static void conn_fail(struct sess *s, int err)
@@ -533,6 +560,148 @@ static void become_ready(struct sess *s)
 	pump(s);
 }
 
+static void after_hello(struct sess *s);
+static void on_auth_reply(struct sess *s, const struct smtp_reply *r);
+
+/* AUTH is over on this connection: 0 or why it failed. The secret goes now. */
+static void auth_end(struct sess *s, int err)
+{
+	const char *mech = s->sasl ? sasl_mech_name(s->sasl->mech) : NULL;
+	sasl_drop(s);
+	if (s->ops->auth)
+		s->ops->auth(s->ctx, s, err, mech);
+}
+
+static void auth_fail(struct sess *s, int err, const char *why)
+{
+	slog(s, 7, "AUTH failed: %s (%s)", why, smtpbulk_strerror(err));
+	auth_end(s, err);
+	conn_fail(s, err);
+}
+
+static void start_auth(struct sess *s)
+{
+	const struct sess_auth *a = s->cfg->auth;
+	char line[SASL_LINE_MAX];
+	if (!s->tls_on && !a->allow_plaintext) {
+		auth_fail(s, SMTPBULK_EAUTHPLAIN, "the connection is not TLS");
+		return;
+	}
+	if (!(s->caps.flags & SMTP_CAP_AUTH)) {
+		auth_fail(s, SMTPBULK_EAUTHMECH, "the server offers no AUTH");
+		return;
+	}
+	/* smtp_caps' mechanism bits are sasl_mech's. AUTO picks among those offered; a
+	 * mechanism asked by name is tried even when not listed (the seed's "force"). */
+	enum sasl_mech m = a->mech == SESS_AUTH_AUTO ? sasl_pick(s->caps.auth)
+						     : (enum sasl_mech)a->mech;
+	if (m == SASL_NONE) {
+		auth_fail(s, SMTPBULK_EAUTHMECH, "no mechanism both sides support");
+		return;
+	}
+	if (!(s->sasl = calloc(1, sizeof(*s->sasl)))) {
+		conn_fail(s, -ENOMEM);
+		return;
+	}
+	int n = sasl_start(s->sasl, m, a->user, a->secret, NULL, line, sizeof(line));
+	if (n < 0) {
+		auth_fail(s, SMTPBULK_EAUTH, "the credentials do not fit the mechanism");
+		return;
+	}
+	set_state(s, SESS_AUTH);
+	out_secret(s, line, (size_t)n, 5 + strlen(sasl_mech_name(m)));
+	expect(s, EXP_AUTH, 0, 0);
+	explicit_bzero(line, sizeof(line));
+}
+
+static void on_auth_reply(struct sess *s, const struct smtp_reply *r)
+{
+	char line[SASL_LINE_MAX];
+	const char *text = "";
+	size_t len = 0, pos = 0;
+	smtp_reply_next_line(r, &pos, 0, &text, &len);
+	if (r->code == 334 && s->sasl) {
+		int n = sasl_step(s->sasl, text, len, line, sizeof(line));
+		if (n < 0) {
+			auth_fail(s, SMTPBULK_EAUTH,
+				  n == SASL_ESERVERPROOF ? "the server's SCRAM proof is wrong"
+							 : "the server's challenge makes no sense");
+			return;
+		}
+		out_secret(s, line, (size_t)n, 0);
+		expect(s, EXP_AUTH, 0, 0);
+		explicit_bzero(line, sizeof(line));
+		return;
+	}
+	if (r->code == 235 && s->sasl) {
+		if (sasl_finish(s->sasl, text, len) != 0) {
+			auth_fail(s, SMTPBULK_EAUTH, "the server's SCRAM proof is wrong");
+			return;
+		}
+		s->authed = 1;
+		slog(s, 5, "authenticated as %s with %s", s->cfg->auth->user,
+		     sasl_mech_name(s->sasl->mech));
+		auth_end(s, 0);
+		become_ready(s);
+		return;
+	}
+	if (r->code / 100 == 4) {
+		auth_fail(s, SMTPBULK_EAUTHTEMP, "the server says try later");
+		return;
+	}
+	/* 535: the credentials are wrong, and will be on every connection: stop them
+	 * all rather than storm the server with logins it refuses. */
+	if (r->code == 535)
+		s->fatal = 1;
+	auth_fail(s, SMTPBULK_EAUTH, r->code == 535 ? "bad credentials (535)"
+						     : "refused by the server");
+}
+
+/* After EHLO (or HELO): STARTTLS when asked and not yet done, then AUTH, then ready. */
+static void after_hello(struct sess *s)
+{
+	unsigned sec = s->cfg->secure;
+	if (sec >= SESS_SECURE_STARTTLS && !s->tls_on && !s->starttls_refused) {
+		if (s->caps.flags & SMTP_CAP_STARTTLS) {
+			/* Alone: nothing may follow STARTTLS before the handshake. */
+			set_state(s, SESS_STARTTLS);
+			out_cmd(s, SMTP_CMD_STARTTLS, sizeof(SMTP_CMD_STARTTLS) - 1);
+			expect(s, EXP_STARTTLS, 0, 0);
+			return;
+		}
+		if (sec != SESS_SECURE_STARTTLS) {
+			slog(s, 7, "server does not offer STARTTLS: nothing is sent");
+			conn_fail(s, SMTPBULK_ENOSTARTTLS);
+			return;
+		}
+		slog(s, 5, "server does not offer STARTTLS: going on in plaintext (secure 3)");
+	}
+	if (s->cfg->auth && !s->authed) {
+		start_auth(s);
+		return;
+	}
+	become_ready(s);
+}
+
+void sess_tls_up(struct sess *s)
+{
+	if (s->state != SESS_TLS)
+		return;
+	s->tls_on = 1;
+	s->rlen = 0;
+	/* RFC 3207 §4.2: what the server said in plaintext is forgotten. */
+	memset(&s->caps, 0, sizeof(s->caps));
+	if (s->cfg->secure == SESS_SECURE_SMTPS || s->cfg->secure == SESS_SECURE_SMTPS_VERIFY) {
+		set_state(s, SESS_GREETING);
+		expect(s, EXP_GREETING, 0, 0);
+		return;
+	}
+	char buf[SMTP_CMD_MAX];
+	set_state(s, SESS_EHLO);
+	out_cmd(s, buf, (size_t)smtp_cmd_ehlo(buf, sizeof(buf), s->cfg->hello));
+	expect(s, EXP_EHLO, 0, 0);
+}
+
 static void on_reply(struct sess *s, const struct smtp_reply *r)
 {
 	if (s->cfg->debug >= 10)
@@ -570,7 +739,7 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 	case EXP_EHLO:
 		if (r->code / 100 == 2) {
 			smtp_caps_parse(r, &s->caps);
-			become_ready(s);
+			after_hello(s);
 		} else if (r->code / 100 == 5) {
 			/* An old server: fall back to HELO (RFC 5321 §3.2). */
 			set_state(s, SESS_HELO);
@@ -583,7 +752,7 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 	case EXP_HELO:
 		if (r->code / 100 == 2) {
 			memset(&s->caps, 0, sizeof(s->caps));
-			become_ready(s);
+			after_hello(s);
 		} else {
 			conn_fail(s, SMTPBULK_EHELLO);
 		}
@@ -598,6 +767,27 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 	case EXP_QUIT:
 		s->error = 0;
 		set_state(s, SESS_CLOSED);
+		return;
+	case EXP_STARTTLS:
+		if (r->code == 220) {
+			/* The handshake is the worker's; parse_replies() stops here, so
+			 * whatever the server sent behind its 220 in plaintext is dropped
+			 * (RFC 3207 §6: response injection). */
+			set_state(s, SESS_TLS);
+			return;
+		}
+		if (s->cfg->secure != SESS_SECURE_STARTTLS) {
+			slog(s, 7, "server refused STARTTLS (%d): nothing is sent", r->code);
+			conn_fail(s, SMTPBULK_ENOSTARTTLS);
+			return;
+		}
+		slog(s, 5, "server refused STARTTLS (%d): going on in plaintext (secure 3)",
+		     r->code);
+		s->starttls_refused = 1;
+		after_hello(s);
+		return;
+	case EXP_AUTH:
+		on_auth_reply(s, r);
 		return;
 	default:
 		if (!s->txn_len) {
@@ -614,6 +804,9 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 void sess_connecting(struct sess *s)
 {
 	s->was_ready = 0;
+	s->tls_on = 0;
+	s->authed = 0;
+	s->starttls_refused = 0;
 	s->error = 0;
 	s->mode = 0;
 	s->chunking = 0;
@@ -628,6 +821,10 @@ void sess_connected(struct sess *s, int err)
 	if (err) {
 		slog(s, 7, "connect failed: %s", strerror(-err));
 		conn_fail(s, err);
+		return;
+	}
+	if (s->cfg->secure == SESS_SECURE_SMTPS || s->cfg->secure == SESS_SECURE_SMTPS_VERIFY) {
+		set_state(s, SESS_TLS); /* implicit TLS: the handshake, then the greeting */
 		return;
 	}
 	set_state(s, SESS_GREETING);
@@ -646,9 +843,11 @@ char *sess_rspace(struct sess *s, size_t *cap)
 	return s->rbuf + s->rlen;
 }
 
+/* Replies are read in these states; not during the TLS handshake (sess_feed drops
+ * what a reply parse left when the state changes to SESS_TLS). */
 static int receiving(const struct sess *s)
 {
-	return s->state >= SESS_GREETING && s->state <= SESS_QUIT;
+	return s->state >= SESS_GREETING && s->state <= SESS_QUIT && s->state != SESS_TLS;
 }
 
 /* Act on the complete replies at the start of p[0..len); returns the bytes used. */
@@ -801,7 +1000,7 @@ void sess_restart(struct sess *s)
 
 int sess_waiting(const struct sess *s)
 {
-	if (s->state == SESS_CONNECTING)
+	if (s->state == SESS_CONNECTING || s->state == SESS_TLS)
 		return 1;
 	if (s->state < SESS_GREETING || s->state > SESS_QUIT)
 		return 0;
@@ -810,7 +1009,7 @@ int sess_waiting(const struct sess *s)
 
 enum sess_phase sess_phase(const struct sess *s)
 {
-	if (s->state == SESS_CONNECTING)
+	if (s->state == SESS_CONNECTING || s->state == SESS_TLS)
 		return SESS_PH_GREETING;
 	if (s->fifo_len == 0)
 		return s->out_len ? SESS_PH_BLOCK : SESS_PH_MAIL;
@@ -835,6 +1034,7 @@ void sess_reset(struct sess *s)
 	s->fifo_len = 0;
 	out_clear(s);
 	bury_stuffed(s);
+	sasl_drop(s);
 	if (s->state == SESS_CLOSED)
 		set_state(s, SESS_DOWN);
 }

@@ -18,9 +18,28 @@
 
 #include "dotstuff.h"
 #include "message.h"
+#include "sasl.h"
 #include "smtp_caps.h"
 #include "smtp_cmd.h"
 #include "smtp_reply.h"
+
+/* SMTP AUTH for the sessions of one host (read-only, like sess_cfg). */
+#define SESS_AUTH_AUTO 0xffu /* mech: the strongest both sides support (sasl_pick) */
+struct sess_auth {
+	unsigned mech;         /* an enum sasl_mech, or SESS_AUTH_AUTO */
+	const char *user, *secret;
+	int allow_plaintext;   /* AUTH even where the connection is not TLS */
+};
+
+/* The seed's Secure modes. */
+enum sess_secure {
+	SESS_SECURE_NONE = 0,
+	SESS_SECURE_SMTPS = 1,            /* implicit TLS, no verification */
+	SESS_SECURE_SMTPS_VERIFY = 2,
+	SESS_SECURE_STARTTLS = 3,         /* opportunistic: plaintext when it cannot be had */
+	SESS_SECURE_STARTTLS_VERIFY = 4,  /* STARTTLS or nothing */
+	SESS_SECURE_STARTTLS_REQUIRE = 5, /* the same, not verified */
+};
 
 /* Read-only configuration shared by the sessions of one host. */
 struct sess_cfg {
@@ -33,6 +52,8 @@ struct sess_cfg {
 	unsigned pipeline;     /* 0 lockstep, 1 one round trip for the envelope, 2 one per
 	                          message (the seed's Pipeline); needs PIPELINING */
 	unsigned window;       /* mode 2 with CHUNKING: transactions in flight (1..SESS_TXN_MAX) */
+	unsigned secure;       /* enum sess_secure */
+	const struct sess_auth *auth; /* NULL: no AUTH */
 };
 
 struct sess;
@@ -52,6 +73,8 @@ struct sess_ops {
 	void (*reply)(void *ctx, struct sess *s, const struct smtp_reply *r);
 	/* A debug line (already filtered by cfg->debug). */
 	void (*log)(void *ctx, struct sess *s, int level, const char *line);
+	/* Optional: AUTH ended, 0 (authenticated with mech) or why not. */
+	void (*auth)(void *ctx, struct sess *s, int err, const char *mech);
 };
 
 enum sess_state {
@@ -60,6 +83,10 @@ enum sess_state {
 	SESS_GREETING,   /* waiting for 220 */
 	SESS_EHLO,       /* EHLO sent */
 	SESS_HELO,       /* EHLO refused, HELO sent */
+	SESS_STARTTLS,   /* STARTTLS sent, alone (never pipelined) */
+	SESS_TLS,        /* the worker runs the TLS handshake (sess_tls_up() ends it); what
+	                    the server sent in plaintext after its 220 was thrown away */
+	SESS_AUTH,       /* an AUTH exchange is under way */
 	SESS_IDLE,       /* ready, nothing in flight: the worker offers a message */
 	SESS_TXN,        /* transactions in flight (or an RSET after a failed one) */
 	SESS_RSET,       /* unused since pipelining; kept so the numbering stays put */
@@ -70,7 +97,7 @@ enum sess_state {
 
 enum sess_expect_kind {
 	EXP_GREETING, EXP_EHLO, EXP_HELO, EXP_MAIL, EXP_RCPT, EXP_DATA, EXP_DOT, EXP_RSET,
-	EXP_QUIT, EXP_BDAT,
+	EXP_QUIT, EXP_BDAT, EXP_STARTTLS, EXP_AUTH,
 };
 
 struct sess_expect {
@@ -113,6 +140,12 @@ struct sess {
 	unsigned mode;      /* the pipeline mode in force (0 without PIPELINING) */
 	int chunking;       /* BDAT instead of DATA (mode 2 and CHUNKING) */
 	int clean;          /* the server holds no transaction state: no RSET needed */
+	uint8_t tls_on;     /* this connection runs over TLS (since sess_tls_up) */
+	uint8_t authed;     /* AUTH succeeded on this connection */
+	uint8_t fatal;      /* the connection ends DEAD whatever retry_fail says (535) */
+	uint8_t starttls_refused; /* secure 3: the server said no; plaintext it is */
+	uint8_t cfg_debug_mute; /* out_cmd() does not trace (out_secret() does, redacted) */
+	struct sasl_client *sasl; /* during AUTH only (it holds the secret) */
 
 	struct sess_expect fifo[SESS_FIFO_MAX];
 	unsigned fifo_head, fifo_len;
@@ -188,6 +221,15 @@ enum sess_phase sess_phase(const struct sess *s);
 /* 1 while the connection waits for the server: connecting, replies expected, or bytes
  * not yet taken by the socket. The watchdog times only these. */
 int sess_waiting(const struct sess *s);
+/* The TLS handshake the session asked for (state SESS_TLS) is done: for implicit TLS
+ * the greeting comes next, after STARTTLS a new EHLO (what was learned in plaintext is
+ * forgotten). */
+void sess_tls_up(struct sess *s);
+/* 1 when the session waits for the worker to run a TLS handshake. */
+static inline int sess_wants_tls(const struct sess *s)
+{
+	return s->state == SESS_TLS;
+}
 /* After the worker closed the socket of a CLOSED session: back to DOWN. */
 void sess_reset(struct sess *s);
 

@@ -43,5 +43,6 @@ int smtp_cmd_rcpt(char *buf, size_t cap, const char *rcpt);
 #define SMTP_CMD_DATA "DATA\r\n"
 #define SMTP_CMD_RSET "RSET\r\n"
 #define SMTP_CMD_QUIT "QUIT\r\n"
+#define SMTP_CMD_STARTTLS "STARTTLS\r\n"
 
 #endif

@@ -35,6 +35,8 @@ int smtpbulk_get_stats(const smtpbulk_t *csb, smtpbulk_stats_t **out)
 	smtpbulk_host_stats_t *hosts = (smtpbulk_host_stats_t *)(void *)(st + 1);
 	smtpbulk_conn_stats_t *conns = (smtpbulk_conn_stats_t *)(void *)(hosts + sb->n_hosts);
 	smtpbulk_get_counters(sb, &st->totals);
+	st->tls_handshakes = atomic_load_explicit(&sb->tls_handshakes, memory_order_relaxed);
+	st->tls_resumed = atomic_load_explicit(&sb->tls_resumed, memory_order_relaxed);
 	st->n_hosts = sb->n_hosts;
 	st->hosts = hosts;
 

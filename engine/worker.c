@@ -29,6 +29,8 @@ enum { TK_CONNECT = 1, TK_SEND, TK_RECV, TK_WAKE };
 #define STOP_GRACE_NS (2ull * 1000000000ull) /* how long QUIT may take at shutdown */
 #define IO_ENTRIES 256
 #define CQE_BATCH 256
+#define TLS_PLAIN_MAX 16384  /* one TLS record's worth of plaintext per read */
+#define TLS_OUT_HIGH (256u << 10) /* encrypt no further ahead of the socket than this */
 
 enum { PARK_NONE, PARK_OPEN, PARK_CLOSED };
 
@@ -86,6 +88,8 @@ static void apply_code(struct sb_worker *w, struct sb_conn *c, int code)
 	case SMTPBULK_CB_REMOVE_RECONNECT:
 	case SMTPBULK_CB_REMOVE_RESTART:
 	case SMTPBULK_CB_PAUSE:
+		if (code == SMTPBULK_CB_REMOVE_RESTART)
+			c->tls_fresh = 1; /* a restart is a new connection: no resumption */
 		if (!c->park) {
 			w->parked++;
 			atomic_fetch_add(&w->sb->hosts[c->sess.host_idx].parked, 1);
@@ -95,6 +99,8 @@ static void apply_code(struct sb_worker *w, struct sb_conn *c, int code)
 	case SMTPBULK_CB_RECONNECT:
 	case SMTPBULK_CB_RESTART:
 		c->reconnect_now = 1;
+		if (code == SMTPBULK_CB_RESTART)
+			c->tls_fresh = 1;
 		break;
 	default: /* 1, and anything unknown: carry on */
 		break;
@@ -187,6 +193,18 @@ static void ops_log(void *ctx, struct sess *s, int level, const char *line)
 	sb_log_conn(w->sb, level, (int)s->host_idx, (int)s->conn_idx, "%s", line);
 }
 
+static void ops_auth(void *ctx, struct sess *s, int err, const char *mech)
+{
+	struct sb_worker *w = ctx;
+	struct sb_conn *c = conn_of(s);
+	(void)mech;
+	smtpbulk_event_t ev = {
+		.kind = err ? SMTPBULK_EV_AUTH_FAIL : SMTPBULK_EV_AUTH_PASS,
+		.error = err,
+	};
+	conn_event(w, c, err ? w->sb->cbs.auth_fail : w->sb->cbs.auth_pass, &ev);
+}
+
 static int heap_push(struct defer_heap *h, uint64_t due, struct sb_msg *m)
 {
 	if (h->n == h->cap) {
@@ -250,6 +268,7 @@ static const struct sess_ops worker_sess_ops = {
 	.requeue = ops_requeue,
 	.defer = ops_defer,
 	.log = ops_log,
+	.auth = ops_auth,
 };
 
 /* The same with the read callback: only when one is set, as it costs per reply. */
@@ -260,6 +279,7 @@ static const struct sess_ops worker_sess_ops_read = {
 	.defer = ops_defer,
 	.reply = ops_reply,
 	.log = ops_log,
+	.auth = ops_auth,
 };
 
 /* ---- connections ------------------------------------------------------------------ */
@@ -275,12 +295,175 @@ static void idle_push(struct sb_worker *w, struct sb_conn *c)
 	c->idle_listed = 1;
 }
 
+static void conn_dead(struct sb_worker *w, struct sb_conn *c);
+
+/* ---- TLS ---------------------------------------------------------------------- */
+
+static void tls_close(struct sb_conn *c)
+{
+	if (!c->tls)
+		return;
+	sb_tls_free(c->tls);
+	free(c->tls);
+	c->tls = NULL;
+}
+
+/* The connection is ready over TLS: its session is what the host's next handshakes
+ * resume. Not earlier: a TLS 1.3 ticket comes after the handshake. */
+static void tls_remember(struct sb_worker *w, struct sb_conn *c)
+{
+	if (!c->tls || c->tls_saved)
+		return;
+	c->tls_saved = 1;
+	struct WOLFSSL_SESSION *ts = sb_tls_session(c->tls);
+	if (!ts)
+		return;
+	struct sb_host *h = &w->sb->hosts[c->sess.host_idx];
+	pthread_mutex_lock(&h->tls_lock);
+	struct WOLFSSL_SESSION *old = h->tls_session;
+	h->tls_session = ts;
+	pthread_mutex_unlock(&h->tls_lock);
+	sb_tls_session_free(old); /* whoever used it did so under the lock */
+}
+
+static void tls_failed(struct sb_worker *w, struct sb_conn *c, int err)
+{
+	char why[200];
+	sb_tls_describe(c->tls->wolf_err, why, sizeof(why));
+	sb_log_conn(w->sb, 7, (int)c->sess.host_idx, (int)c->sess.conn_idx, "TLS %s failed: %s",
+		    c->tls->up ? "connection" : "handshake", why);
+	sess_io_error(&c->sess, err);
+}
+
+static int sess_over(const struct sess *s)
+{
+	return s->state == SESS_CLOSED || s->state == SESS_DEAD || s->state == SESS_DOWN;
+}
+
+/* Continue the handshake; once it is done, hand the session its plaintext. */
+static void tls_input(struct sb_worker *w, struct sb_conn *c)
+{
+	struct sess *s = &c->sess;
+	struct sb_tls *t = c->tls;
+	if (!t->up) {
+		int rc = sb_tls_handshake(t);
+		if (rc < 0) {
+			tls_failed(w, c, rc);
+			return;
+		}
+		if (rc == 0)
+			return;
+		atomic_fetch_add_explicit(&w->sb->tls_handshakes, 1, memory_order_relaxed);
+		if (sb_tls_resumed(t))
+			atomic_fetch_add_explicit(&w->sb->tls_resumed, 1, memory_order_relaxed);
+		sb_log_conn(w->sb, 5, (int)s->host_idx, (int)s->conn_idx, "TLS up: %s %s%s",
+			    sb_tls_version(t), sb_tls_cipher(t),
+			    sb_tls_resumed(t) ? " (resumed)" : "");
+		sess_tls_up(s);
+	}
+	if (!w->tls_plain && !(w->tls_plain = malloc(TLS_PLAIN_MAX))) {
+		sess_io_error(s, -ENOMEM);
+		return;
+	}
+	for (;;) { /* ends: each read consumes input, and the input is finite */
+		int n = sb_tls_read(t, w->tls_plain, TLS_PLAIN_MAX);
+		if (n == 0)
+			return;
+		if (n < 0) {
+			if (n == SMTPBULK_ECLOSED)
+				sess_io_error(s, n);
+			else
+				tls_failed(w, c, n);
+			return;
+		}
+		sess_feed(s, w->tls_plain, (size_t)n);
+		if (sess_over(s))
+			return;
+	}
+}
+
+/* The session asked for TLS: a WOLFSSL for this connection, resuming the host's
+ * session unless a restart (103/203) asked for a fresh one. */
+static void tls_begin(struct sb_worker *w, struct sb_conn *c)
+{
+	struct sb_host *h = &w->sb->hosts[c->sess.host_idx];
+	int verify = h->cfg.secure == SESS_SECURE_SMTPS_VERIFY ||
+		     h->cfg.secure == SESS_SECURE_STARTTLS_VERIFY;
+	if (!(c->tls = calloc(1, sizeof(*c->tls)))) {
+		sess_io_error(&c->sess, -ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&h->tls_lock);
+	int rc = sb_tls_client(c->tls, w->sb->tls_ctx, h->tls_name, verify,
+			       c->tls_fresh ? NULL : h->tls_session);
+	pthread_mutex_unlock(&h->tls_lock);
+	c->tls_fresh = 0;
+	c->tls_saved = 0;
+	if (rc) {
+		free(c->tls);
+		c->tls = NULL;
+		sess_io_error(&c->sess, rc);
+		return;
+	}
+	tls_input(w, c); /* writes the ClientHello */
+}
+
+/* Encrypt what the session has to say, then send the ciphertext. */
+static void tls_output(struct sb_worker *w, struct sb_conn *c, unsigned idx)
+{
+	struct sess *s = &c->sess;
+	struct sb_tls *t = c->tls;
+	struct iovec iov[SESS_OUT_MAX];
+	while (t->up && sess_has_output(s) && sb_tls_unsent(t) < TLS_OUT_HIGH) {
+		int n = sess_output(s, iov, SESS_OUT_MAX);
+		long k = sb_tls_writev(t, iov, n);
+		if (k <= 0) {
+			tls_failed(w, c, k ? (int)k : SMTPBULK_ETLS);
+			return;
+		}
+		sess_sent(s, (size_t)k); /* may start the next transactions: loop */
+		if (sess_over(s))
+			return;
+	}
+	if (t->up && s->state == SESS_QUIT && !sess_has_output(s))
+		sb_tls_close_notify(t); /* behind the QUIT: nothing else will be written */
+	if (c->send_busy)
+		return;
+	const char *p;
+	size_t len = sb_tls_outgoing(t, &p);
+	if (!len)
+		return;
+	c->iov[0].iov_base = (void *)(uintptr_t)p;
+	c->iov[0].iov_len = len;
+	memset(&c->mh, 0, sizeof(c->mh));
+	c->mh.msg_iov = c->iov;
+	c->mh.msg_iovlen = 1;
+	if (w->be->sendmsg(w->io, c->fd, &c->mh, TOKEN(TK_SEND, c->gen, idx)) == 0) {
+		c->send_busy = 1;
+		c->send_tls = 1;
+		c->inflight++;
+	}
+}
+
 static void conn_start(struct sb_worker *w, struct sb_conn *c)
 {
 	const struct sb_host *h = &w->sb->hosts[c->sess.host_idx];
 	unsigned idx = (unsigned)(c - w->conns);
 	int one = 1;
 
+	if (atomic_load_explicit(&h->auth_refused, memory_order_relaxed)) {
+		/* Another connection heard 535: these credentials will not do. */
+		c->reconnect_at = 0;
+		c->sess.error = SMTPBULK_EAUTH;
+		c->sess.state = SESS_DEAD;
+		if (c->park)
+			park_clear(w, c);
+		if (!c->dead_counted) {
+			c->dead_counted = 1;
+			conn_dead(w, c);
+		}
+		return;
+	}
 	if (c->gen > 0)
 		atomic_fetch_add_explicit(&w->sb->reconnects, 1, memory_order_relaxed);
 	c->gen++;
@@ -319,6 +502,10 @@ static void conn_dead(struct sb_worker *w, struct sb_conn *c)
 	if (c->removed)
 		sb_log_conn(sb, 7, (int)c->sess.host_idx, (int)c->sess.conn_idx,
 			    "removed by a callback");
+	else if (c->sess.error == SMTPBULK_EAUTH && atomic_load(&h->auth_refused))
+		sb_log_conn(sb, 7, (int)c->sess.host_idx, (int)c->sess.conn_idx,
+			    "the server refused the credentials (535): no more connections to "
+			    "this host");
 	else
 		sb_log_conn(sb, 7, (int)c->sess.host_idx, (int)c->sess.conn_idx,
 			    "giving up after %u failed connections: %s", c->sess.fails,
@@ -348,6 +535,8 @@ static void closed(struct sb_worker *w, struct sb_conn *c)
 	}
 	if (c->removed && c->sess.state != SESS_DEAD)
 		c->sess.state = SESS_DEAD; /* 101: never again */
+	if (c->sess.state == SESS_DEAD && c->sess.fatal)
+		atomic_store(&sb->hosts[c->sess.host_idx].auth_refused, 1); /* 535 */
 	if (c->sess.state == SESS_DEAD) {
 		if (c->park)
 			park_clear(w, c); /* a dead connection is no longer waiting to return */
@@ -391,6 +580,7 @@ static void teardown(struct sb_worker *w, struct sb_conn *c)
 		close(c->fd);
 		c->fd = -1;
 	}
+	tls_close(c); /* no operation can read its buffers any more */
 	closed(w, c);
 }
 
@@ -402,8 +592,12 @@ static void after(struct sb_worker *w, struct sb_conn *c)
 {
 	after_io(w, c);
 	uint64_t since = atomic_load_explicit(&c->wd_since, memory_order_relaxed);
-	if (c->fd >= 0 && sess_waiting(&c->sess)) {
-		uint32_t limit = w->sb->phase_ms[sess_phase(&c->sess)];
+	int tls_blocked = c->tls && sb_tls_unsent(c->tls) > 0; /* the socket must take it */
+	if (c->fd >= 0 && (sess_waiting(&c->sess) || tls_blocked)) {
+		enum sess_phase ph = sess_phase(&c->sess);
+		if (tls_blocked && ph == SESS_PH_MAIL && c->sess.fifo_len == 0)
+			ph = SESS_PH_BLOCK;
+		uint32_t limit = w->sb->phase_ms[ph];
 		if (atomic_load_explicit(&c->wd_limit_ms, memory_order_relaxed) != limit)
 			atomic_store_explicit(&c->wd_limit_ms, limit, memory_order_relaxed);
 		if (!since)
@@ -436,6 +630,7 @@ static void after_io(struct sb_worker *w, struct sb_conn *c)
 		conn_event(w, c, c->ever_ready ? w->sb->cbs.reconnect_pass : w->sb->cbs.connect_pass,
 			   &ev);
 		c->ever_ready = 1;
+		tls_remember(w, c);
 	}
 	if (c->reconnect_now && s->state >= SESS_GREETING && s->state <= SESS_TXN) {
 		/* 202/203: end now; what is in flight goes again, free of charge. */
@@ -452,12 +647,21 @@ static void after_io(struct sb_worker *w, struct sb_conn *c)
 		else if (!c->park)
 			idle_push(w, c);
 	}
-	if (!c->send_busy && sess_has_output(s)) {
+	if (sess_wants_tls(s) && !c->tls)
+		tls_begin(w, c);
+	if (c->tls && !sess_over(s))
+		tls_output(w, c, idx);
+	if (sess_over(s)) {
+		after_io(w, c); /* TLS failed: tear down */
+		return;
+	}
+	if (!c->tls && !c->send_busy && sess_has_output(s)) {
 		memset(&c->mh, 0, sizeof(c->mh));
 		c->mh.msg_iov = c->iov;
 		c->mh.msg_iovlen = (size_t)sess_output(s, c->iov, SESS_OUT_MAX);
 		if (w->be->sendmsg(w->io, c->fd, &c->mh, TOKEN(TK_SEND, c->gen, idx)) == 0) {
 			c->send_busy = 1;
+			c->send_tls = 0;
 			c->inflight++;
 		}
 	}
@@ -475,7 +679,7 @@ static void after_io(struct sb_worker *w, struct sb_conn *c)
 	}
 	if (!c->recv_busy && !w->recv_multi) {
 		size_t cap;
-		char *p = sess_rspace(s, &cap);
+		char *p = c->tls ? sb_tls_rspace(c->tls, &cap) : sess_rspace(s, &cap);
 		if (!p) {
 			sess_io_error(s, -ENOMEM);
 			after(w, c);
@@ -494,13 +698,31 @@ static void after_io(struct sb_worker *w, struct sb_conn *c)
 static void on_recv(struct sb_worker *w, struct sb_conn *c, const struct sb_cqe *e)
 {
 	struct sess *s = &c->sess;
-	if (e->res > 0) {
+	if (e->res > 0 && c->tls) {
+		int rc = 0;
+		if (e->buf) {
+			w->recv_multi_seen = 1;
+			rc = sb_tls_push(c->tls, e->buf, (size_t)e->res);
+		} else {
+			sb_tls_received(c->tls, (size_t)e->res);
+		}
+		if (rc)
+			sess_io_error(s, rc);
+		else
+			tls_input(w, c);
+	} else if (e->res > 0) {
 		if (e->buf) {
 			w->recv_multi_seen = 1;
 			sess_feed(s, e->buf, (size_t)e->res);
 		} else {
 			sess_input(s, (size_t)e->res);
 		}
+	} else if (e->res == 0 && c->tls) {
+		/* EOF: what is in the inbox still counts (a last reply, close_notify). */
+		c->tls->peer_closed = 1;
+		tls_input(w, c);
+		if (!sess_over(s))
+			sess_io_error(s, SMTPBULK_ECLOSED);
 	} else if (c->recv_multi && e->res == -ENOBUFS) {
 		/* The pool ran dry for a moment: after() arms the receive again, and the
 		 * buffers this batch returns are back before that is submitted. */
@@ -551,6 +773,8 @@ static void on_cqe(struct sb_worker *w, const struct sb_cqe *e)
 	case TK_SEND:
 		if (e->res <= 0)
 			sess_io_error(s, e->res < 0 ? e->res : SMTPBULK_ECLOSED);
+		else if (c->send_tls)
+			sb_tls_sent(c->tls, (size_t)e->res);
 		else
 			sess_sent(s, (size_t)e->res);
 		break;
@@ -670,7 +894,7 @@ static void feed(struct sb_worker *w)
 			continue;
 		if (atomic_load(&host->alive) == 0) {
 			if (!sbq_empty(host->queue))
-				fail_queue(w, host->queue, SMTPBULK_EHOSTDOWN);
+				fail_queue(w, host->queue, sb_host_down_error(host));
 			continue;
 		}
 		struct idle_stack *st = &priv(w)->idle[h];
@@ -693,7 +917,7 @@ static void feed(struct sb_worker *w)
 		}
 	}
 	if (any_waiting && atomic_load(&sb->hosts_alive) == 0)
-		fail_queue(w, sb->any_queue, SMTPBULK_EHOSTDOWN);
+		fail_queue(w, sb->any_queue, sb_all_down_error(sb));
 }
 
 static void run_timers(struct sb_worker *w, uint64_t now, int *timeout_ms)
@@ -862,6 +1086,8 @@ static void *worker_main(void *arg)
 		for (int i = 0; i < n; i++)
 			on_cqe(w, &cqes[i]);
 	}
+	if (sb->tls_ctx)
+		sb_tls_thread_end();
 	return NULL;
 }
 
@@ -959,10 +1185,12 @@ void sb_worker_destroy(struct sb_worker *w)
 	for (unsigned i = 0; i < w->n_conns; i++) {
 		if (w->conns[i].fd >= 0)
 			close(w->conns[i].fd);
+		tls_close(&w->conns[i]);
 		sess_fini(&w->conns[i].sess);
 	}
 	free(w->conns);
 	free(w->lat);
+	free(w->tls_plain);
 	if (p) {
 		if (p->idle)
 			for (size_t h = 0; h < w->sb->n_hosts; h++)

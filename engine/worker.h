@@ -8,6 +8,7 @@
 #include "io.h"
 #include "latency_hist.h"
 #include "session.h"
+#include "tls.h"
 
 struct smtpbulk;
 
@@ -29,6 +30,10 @@ struct sb_conn {
 	                          next empty */
 	uint8_t reconnect_now; /* 202/203: end now, reconnect without a pause */
 	uint64_t reconnect_at; /* ns; 0 = not waiting */
+	struct sb_tls *tls;    /* NULL: plaintext; made at the handshake, freed at close */
+	uint8_t send_tls;      /* the send in flight is ciphertext from tls's outbox */
+	uint8_t tls_fresh;     /* 103/203: the next handshake does not resume */
+	uint8_t tls_saved;     /* this connection's TLS session went to the host's cache */
 	/* Shared with the watchdog (atomics; see watchdog.h). */
 	_Atomic uint64_t wd_since; /* waiting for the server since (ns); 0 = not waiting */
 	_Atomic uint8_t wd_fired;  /* the watchdog says: waited too long */
@@ -66,6 +71,7 @@ struct sb_worker {
 	uint64_t now;          /* monotonic ns, read once per loop iteration */
 	int progress;          /* a server answered during this iteration */
 	unsigned parked;       /* connections with park set */
+	char *tls_plain;       /* TLS_PLAIN_MAX bytes: plaintext out of wolfSSL_read */
 	/* Start handshake with the creating thread (under sb->lock). */
 	int init_rc;
 	int init_done;

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,19 +82,55 @@ static void usage(FILE *f)
 		"      --max-attempts N    transactions per message after 4xx replies or\n"
 		"                          connection trouble (default 3)\n"
 		"      --defer SEC         pause before a 4xx retry, doubled each time (default 1)\n"
+		"TLS and AUTH:\n"
+		"      --tls MODE          none (default); smtps: TLS from the first byte (port\n"
+		"                          465); starttls: STARTTLS or nothing is sent;\n"
+		"                          starttls-optional: STARTTLS when offered, else\n"
+		"                          plaintext (says so at --debug 5)\n"
+		"      --tls-verify        check the server's certificate chain and name (smtps\n"
+		"                          and starttls); without it the connection is encrypted\n"
+		"                          but not authenticated\n"
+		"      --ca PATH           CA file or directory to verify with (default: the\n"
+		"                          system trust store)\n"
+		"      --tls-name NAME     name sent as SNI and checked in the certificate\n"
+		"                          (default: HOST)\n"
+		"      --cert FILE --key FILE  client certificate and key (PEM)\n"
+		"      --tls-min 1.2|1.3   lowest TLS version accepted (default 1.2)\n"
+		"      --sink-cert FILE --sink-key FILE  certificate of the built-in sink, which\n"
+		"                          then speaks --tls too (needed for --tls without HOST)\n"
+		"      --auth MECH         AUTO (the strongest both sides have), PLAIN, LOGIN,\n"
+		"                          CRAM-MD5, XOAUTH2 (the password is the bearer token)\n"
+		"                          or SCRAM-SHA-256\n"
+		"      --user NAME         the account for --auth\n"
+		"      --password-file FILE  the password (its first line); else the\n"
+		"                          SMTPBULK_PASSWORD environment variable. Never on the\n"
+		"                          command line, where every local user could read it\n"
+		"      --auth-plaintext    allow AUTH on a connection without TLS\n"
+		"      --reconnect-every N  each connection closes and reconnects after N\n"
+		"                          messages (for reconnect and handshake benchmarks)\n"
+		"      --no-tls-resume     with --reconnect-every: a full handshake each time\n"
+		"                          instead of resuming the TLS session\n"
 		"  -h, --help              this text\n"
 		"\n"
 		"While it runs on a terminal it shows progress on stderr. At the end it reports\n"
 		"messages, delivered, partial, rejected (5xx), failed (4xx or connection\n"
 		"trouble after the retries, or cancelled), timed out; deferred (4xx retries),\n"
-		"hangs and reconnects; elapsed, msgs/s, MB/s, latency percentiles and the\n"
-		"client's CPU time (without the built-in sink's).\n"
+		"hangs and reconnects; TLS handshakes (and how many resumed); elapsed, msgs/s,\n"
+		"MB/s, latency percentiles and the client's CPU time (without the built-in\n"
+		"sink's). The first few undelivered messages are named on stderr with why.\n"
 		"exit status: 0 every message delivered, 1 some not delivered, 2 usage error,\n"
 		"             3 could not start\n");
 }
 
+enum { TLS_SMTPS, TLS_STARTTLS, TLS_STARTTLS_OPT };
+
+#define CONN_TRACK 4096 /* --reconnect-every counts per connection index up to this */
+
 struct load_state {
 	struct latency_hist lat;
+	uint64_t reconnect_every;
+	int reconnect_code;
+	_Atomic uint32_t passed[CONN_TRACK]; /* messages passed per connection (any host) */
 	_Atomic uint64_t by_status[6];
 	_Atomic uint64_t printed;
 	int quiet;
@@ -124,6 +162,18 @@ static void on_result(const smtpbulk_result_t *r, void *arg)
 			r->id, smtpbulk_strerror(r->error), r->reply.code ? " (" : "",
 			r->reply.code, r->reply.code ? " " : "", r->reply.text,
 			r->reply.code ? ")" : "");
+}
+
+/* --reconnect-every: after N messages a connection closes and comes back, resuming its
+ * TLS session (202) or not (203). Each index is one worker's, so no two threads race. */
+static int on_pass(const smtpbulk_event_t *ev, void *arg)
+{
+	struct load_state *st = arg;
+	if (ev->connection < 0 || ev->connection >= CONN_TRACK)
+		return SMTPBULK_CB_DEFAULT;
+	uint32_t n = atomic_fetch_add_explicit(&st->passed[ev->connection], 1,
+					       memory_order_relaxed) + 1;
+	return n % st->reconnect_every == 0 ? st->reconnect_code : SMTPBULK_CB_DEFAULT;
 }
 
 struct progress {
@@ -193,6 +243,22 @@ int cmd_load(int argc, char **argv)
 		{"defer", required_argument, NULL, 9},
 		{"debug-path", required_argument, NULL, 10},
 		{"rfc5321-timeouts", no_argument, NULL, 11},
+		{"tls", required_argument, NULL, 12},
+		{"tls-verify", no_argument, NULL, 13},
+		{"ca", required_argument, NULL, 14},
+		{"tls-name", required_argument, NULL, 15},
+		{"cert", required_argument, NULL, 16},
+		{"key", required_argument, NULL, 17},
+		{"tls-min", required_argument, NULL, 18},
+		{"sink-cert", required_argument, NULL, 19},
+		{"sink-key", required_argument, NULL, 20},
+		{"auth", required_argument, NULL, 21},
+		{"user", required_argument, NULL, 22},
+		{"password-file", required_argument, NULL, 23},
+		{"auth-plaintext", no_argument, NULL, 24},
+		{"reconnect-every", required_argument, NULL, 25},
+		{"no-tls-resume", no_argument, NULL, 26},
+		{"password", required_argument, NULL, 27},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -206,6 +272,10 @@ int cmd_load(int argc, char **argv)
 	uint64_t timeout_ms = 0, global_ms = 0, sleep_hang_ms = 0, sleep_fail_ms = 0, defer_ms = 0;
 	uint64_t retry_hang = 0, retry_global = 0, retry_fail = 0, max_attempts = 0;
 	int have_retry_hang = 0, have_retry_global = 0, have_sleep_fail = 0, rfc5321 = 0;
+	int tls = -1, tls_verify = 0, auth_plaintext = 0, no_resume = 0; /* tls: -1 none */
+	const char *ca = NULL, *tls_name = NULL, *cert = NULL, *key = NULL, *sink_cert = NULL,
+		   *sink_key = NULL, *auth = NULL, *user = NULL, *password_file = NULL;
+	uint64_t tls_min = 0, reconnect_every = 0;
 	static struct load_state st; /* the histogram is large: not on the stack */
 
 	memset(&st, 0, sizeof(st));
@@ -244,6 +314,35 @@ int cmd_load(int argc, char **argv)
 		case 9: if (tool_seconds_ms(optarg, 1, UINT32_MAX, &defer_ms)) bad = "--defer"; break;
 		case 10: if (!*optarg) bad = "--debug-path"; else debug_path = optarg; break;
 		case 11: rfc5321 = 1; break;
+		case 12:
+			if (!strcmp(optarg, "none")) tls = -1;
+			else if (!strcmp(optarg, "smtps")) tls = TLS_SMTPS;
+			else if (!strcmp(optarg, "starttls")) tls = TLS_STARTTLS;
+			else if (!strcmp(optarg, "starttls-optional")) tls = TLS_STARTTLS_OPT;
+			else bad = "--tls";
+			break;
+		case 13: tls_verify = 1; break;
+		case 14: ca = optarg; break;
+		case 15: tls_name = optarg; break;
+		case 16: cert = optarg; break;
+		case 17: key = optarg; break;
+		case 18:
+			if (!strcmp(optarg, "1.2")) tls_min = 12;
+			else if (!strcmp(optarg, "1.3")) tls_min = 13;
+			else bad = "--tls-min";
+			break;
+		case 19: sink_cert = optarg; break;
+		case 20: sink_key = optarg; break;
+		case 21: auth = optarg; break;
+		case 22: if (!*optarg) bad = "--user"; else user = optarg; break;
+		case 23: password_file = optarg; break;
+		case 24: auth_plaintext = 1; break;
+		case 25: if (tool_u64(optarg, 1, UINT32_MAX, &reconnect_every)) bad = "--reconnect-every"; break;
+		case 26: no_resume = 1; break;
+		case 27:
+			fprintf(stderr, "smtpbulk load: no --password: a command line is visible to every "
+				"local user; use --password-file FILE or SMTPBULK_PASSWORD\n");
+			return 2;
 		case 'h': usage(stdout); return 0;
 		default:
 			fprintf(stderr, "smtpbulk load: unknown option or missing value: %s (try smtpbulk load --help)\n",
@@ -263,6 +362,94 @@ int cmd_load(int argc, char **argv)
 		fprintf(stderr, "smtpbulk load: --debug-path needs --debug N (a level above 0)\n");
 		return 2;
 	}
+	/* TLS and AUTH. */
+	unsigned secure = SMTPBULK_SECURE_NONE;
+	if (tls == TLS_SMTPS)
+		secure = tls_verify ? SMTPBULK_SECURE_SMTPS_VERIFY : SMTPBULK_SECURE_SMTPS;
+	else if (tls == TLS_STARTTLS)
+		secure = tls_verify ? SMTPBULK_SECURE_STARTTLS_VERIFY : SMTPBULK_SECURE_STARTTLS_REQUIRE;
+	else if (tls == TLS_STARTTLS_OPT)
+		secure = SMTPBULK_SECURE_STARTTLS;
+	if (tls_verify && tls != TLS_SMTPS && tls != TLS_STARTTLS) {
+		fprintf(stderr, "smtpbulk load: --tls-verify needs --tls smtps or starttls (an "
+			"optional STARTTLS that may fall back to plaintext cannot be verified)\n");
+		return 2;
+	}
+	if ((ca || tls_name || cert || key || tls_min) && tls < 0) {
+		fprintf(stderr, "smtpbulk load: --ca, --tls-name, --cert, --key and --tls-min need --tls\n");
+		return 2;
+	}
+	if (ca && !tls_verify) {
+		fprintf(stderr, "smtpbulk load: --ca is for --tls-verify\n");
+		return 2;
+	}
+	if (!cert != !key || !sink_cert != !sink_key) {
+		fprintf(stderr, "smtpbulk load: a certificate needs its key (--cert with --key, "
+			"--sink-cert with --sink-key)\n");
+		return 2;
+	}
+	if (sink_cert && (optind != argc || tls < 0)) {
+		fprintf(stderr, "smtpbulk load: --sink-cert is for the built-in sink (no HOST) with --tls\n");
+		return 2;
+	}
+	if (optind == argc && tls >= 0 && !sink_cert) {
+		fprintf(stderr, "smtpbulk load: --tls without HOST needs --sink-cert FILE --sink-key FILE "
+			"for the built-in sink\n");
+		return 2;
+	}
+	if (no_resume && !reconnect_every) {
+		fprintf(stderr, "smtpbulk load: --no-tls-resume is for --reconnect-every\n");
+		return 2;
+	}
+	static char password[512];
+	if (!auth != !user) {
+		fprintf(stderr, "smtpbulk load: --auth and --user go together\n");
+		return 2;
+	}
+	if (auth) {
+		const char *env = getenv("SMTPBULK_PASSWORD");
+		if (password_file) {
+			FILE *pf = fopen(password_file, "r");
+			if (!pf || !fgets(password, sizeof(password), pf)) {
+				fprintf(stderr, "smtpbulk load: cannot read a password from %s: %s\n",
+					password_file, pf ? "the file is empty" : strerror(errno));
+				if (pf)
+					fclose(pf);
+				return 2;
+			}
+			fclose(pf);
+			password[strcspn(password, "\r\n")] = '\0';
+		} else if (env) {
+			snprintf(password, sizeof(password), "%s", env);
+		} else {
+			fprintf(stderr, "smtpbulk load: --auth needs a password: --password-file FILE or "
+				"the SMTPBULK_PASSWORD environment variable\n");
+			return 2;
+		}
+		if (!*password || strlen(password) > 255 || strlen(user) > 255) {
+			fprintf(stderr, "smtpbulk load: the user name and password must be 1 to 255 bytes\n");
+			return 2;
+		}
+		static const char *const mechs[] = {"AUTO", "PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2",
+						    "SCRAM-SHA-256"};
+		int known = 0;
+		for (size_t i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++)
+			known |= strcasecmp(auth, mechs[i]) == 0;
+		if (!known) {
+			fprintf(stderr, "smtpbulk load: invalid value '%s' for --auth (AUTO, PLAIN, LOGIN, "
+				"CRAM-MD5, XOAUTH2 or SCRAM-SHA-256)\n", auth);
+			return 2;
+		}
+		if (tls < 0 && !auth_plaintext) {
+			fprintf(stderr, "smtpbulk load: --auth without --tls would send the password in "
+				"the clear; add --auth-plaintext if that is what you want\n");
+			return 2;
+		}
+	} else if (password_file || auth_plaintext) {
+		fprintf(stderr, "smtpbulk load: --password-file and --auth-plaintext are for --auth\n");
+		return 2;
+	}
+
 	/* Addresses are checked here, by the library's own rules, so a typo is a usage
 	 * error rather than 10,000 refusals. */
 	char abuf_check[SMTP_PATH_MAX + 1], seq_to[SMTP_PATH_MAX + 32];
@@ -295,9 +482,19 @@ int cmd_load(int argc, char **argv)
 		so.backend = backend;
 		so.cfg.name = "sink.smtpbulk.invalid";
 		so.cfg.size_max = 1ull << 31;
+		so.tls = tls == TLS_SMTPS ? SINK_TLS_IMPLICIT : tls >= 0 ? SINK_TLS_STARTTLS : SINK_TLS_NONE;
+		so.cert_file = sink_cert;
+		so.key_file = sink_key;
+		static char sink_password[sizeof(password)];
+		if (auth) { /* the built-in sink knows the account */
+			memcpy(sink_password, password, sizeof(password));
+			so.cfg.auth_user = user;
+			so.cfg.auth_pass = sink_password;
+		}
 		int rc = sink_server_start(&so, &sink, &why);
 		if (rc) {
-			fprintf(stderr, "smtpbulk load: cannot start the built-in sink: %s\n", why);
+			fprintf(stderr, "smtpbulk load: cannot start the built-in sink: %s (%s)\n", why,
+				smtpbulk_strerror(rc));
 			return 3;
 		}
 		snprintf(target, sizeof(target), "127.0.0.1:%u", sink_server_port(sink));
@@ -333,10 +530,51 @@ int cmd_load(int argc, char **argv)
 	o.defer_ms = (unsigned)defer_ms;
 	o.on_result = on_result;
 	o.result_arg = &st;
+	smtpbulk_security_t sec = {
+		.struct_size = sizeof(sec),
+		.secure = secure,
+		.tls_name = tls_name,
+		.auth = auth,
+		.user = user,
+		.secret = auth ? password : NULL,
+		.auth_plaintext = auth_plaintext,
+	};
+	if (secure != SMTPBULK_SECURE_NONE || auth)
+		o.security = &sec;
+	if (ca) {
+		struct stat sst;
+		if (stat(ca, &sst) == 0 && S_ISDIR(sst.st_mode))
+			o.tls_ca_dir = ca;
+		else
+			o.tls_ca_file = ca;
+	}
+	o.tls_cert_file = cert;
+	o.tls_key_file = key;
+	o.tls_min_version = (unsigned)tls_min;
+	/* TLS files are read at create, where the library can only say "TLS setup
+	 * failed": name the file here instead. */
+	const char *files[] = {ca, cert, key};
+	for (size_t i = 0; i < 3; i++)
+		if (files[i] && access(files[i], R_OK) != 0) {
+			fprintf(stderr, "smtpbulk load: cannot read %s: %s\n", files[i], strerror(errno));
+			sink_server_stop(sink);
+			return 2;
+		}
+	smtpbulk_callbacks_t cbs = {.struct_size = sizeof(cbs), .arg = &st};
+	if (reconnect_every) {
+		st.reconnect_every = reconnect_every;
+		st.reconnect_code = no_resume ? SMTPBULK_CB_RESTART : SMTPBULK_CB_RECONNECT;
+		cbs.pass = on_pass;
+		o.callbacks = &cbs;
+	}
 	st.open_loop = rate > 0;
 	smtpbulk_t *sb = smtpbulk_new(target, &o);
+	explicit_bzero(password, sizeof(password)); /* the library keeps its own copy */
 	if (!sb) {
-		fprintf(stderr, "smtpbulk load: cannot start for '%s': %s\n", target, strerror(errno));
+		fprintf(stderr, "smtpbulk load: cannot start for '%s': %s%s\n", target, strerror(errno),
+			o.security && secure != SMTPBULK_SECURE_NONE && errno == EINVAL
+				? " (or the TLS setup failed: CA, certificate or key not valid)"
+				: "");
 		sink_server_stop(sink);
 		return 3;
 	}
@@ -416,6 +654,13 @@ int cmd_load(int argc, char **argv)
 	smtpbulk_quit(sb, "load");
 	smtpbulk_counters_t cn;
 	smtpbulk_get_counters(sb, &cn);
+	uint64_t tls_hs = 0, tls_res = 0;
+	smtpbulk_stats_t *stats;
+	if (smtpbulk_get_stats(sb, &stats) == 0) {
+		tls_hs = stats->tls_handshakes;
+		tls_res = stats->tls_resumed;
+		smtpbulk_stats_free(stats);
+	}
 	smtpbulk_free(sb);
 	sink_server_stop(sink);
 
@@ -441,14 +686,15 @@ int cmd_load(int argc, char **argv)
 		printf("{\"messages\": %" PRIu64 ", \"delivered\": %" PRIu64 ", \"partial\": %" PRIu64
 		       ", \"rejected\": %" PRIu64 ", \"failed\": %" PRIu64 ", \"timed_out\": %" PRIu64
 		       ", \"deferred\": %" PRIu64 ", \"hangs\": %" PRIu64 ", \"global_hangs\": %" PRIu64
-		       ", \"reconnects\": %" PRIu64 ", \"elapsed_s\": %.3f"
+		       ", \"reconnects\": %" PRIu64 ", \"tls_handshakes\": %" PRIu64
+		       ", \"tls_resumed\": %" PRIu64 ", \"elapsed_s\": %.3f"
 		       ", \"msgs_per_s\": %.1f, \"mb_per_s\": %.2f"
 		       ", \"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f"
 		       ", \"p999\": %.3f, \"max\": %.3f}, \"cpu_user_s\": %.3f, \"cpu_sys_s\": %.3f"
 		       ", \"cpu_us_per_msg\": %.2f, \"sessions\": %" PRIu64 ", \"pipeline\": %" PRIu64
 		       ", \"target\": \"%s\", \"builtin_sink\": %s}\n",
 		       sent, delivered, partial, rejected, failed, timed_out, cn.deferred, cn.hangs,
-		       cn.global_hangs, cn.reconnects, el, mps,
+		       cn.global_hangs, cn.reconnects, tls_hs, tls_res, el, mps,
 		       el > 0 ? (double)sent * (double)blen / el / 1e6 : 0, p50, p90, p99, p999, pmax,
 		       cu, cs, sent ? (cu + cs) / (double)sent * 1e6 : 0, sessions, pipeline, target,
 		       sink ? "true" : "false");
@@ -456,12 +702,12 @@ int cmd_load(int argc, char **argv)
 		printf("messages %" PRIu64 "  delivered %" PRIu64 "  partial %" PRIu64
 		       "  rejected %" PRIu64 "  failed %" PRIu64 "  timed out %" PRIu64 "\n"
 		       "deferred %" PRIu64 "  hangs %" PRIu64 "  global hangs %" PRIu64
-		       "  reconnects %" PRIu64 "\n"
+		       "  reconnects %" PRIu64 "  tls handshakes %" PRIu64 " (resumed %" PRIu64 ")\n"
 		       "elapsed %.3f s  %.0f msgs/s  %.2f MB/s\n"
 		       "latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n"
 		       "client CPU  user %.3f s  sys %.3f s  (%.2f us/message)%s\n",
 		       sent, delivered, partial, rejected, failed, timed_out, cn.deferred, cn.hangs,
-		       cn.global_hangs, cn.reconnects, el, mps,
+		       cn.global_hangs, cn.reconnects, tls_hs, tls_res, el, mps,
 		       el > 0 ? (double)sent * (double)blen / el / 1e6 : 0, p50, p90, p99, p999, pmax,
 		       cu, cs, sent ? (cu + cs) / (double)sent * 1e6 : 0,
 		       sink ? "  [built-in sink's CPU excluded]" : "");

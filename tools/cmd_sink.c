@@ -31,6 +31,10 @@ static void usage(FILE *f)
 		"  --size BYTES           SIZE to advertise (default 104857600)\n"
 		"  --backend NAME         auto, io_uring or epoll (default auto)\n"
 		"  --json                 print the counts as one JSON object on stdout\n"
+		"  --tls MODE             none, smtps (TLS from the first byte, as on port 465)\n"
+		"                         or starttls (offered in EHLO) (default none)\n"
+		"  --cert FILE            the server certificate chain (PEM), for --tls\n"
+		"  --key FILE             its private key (PEM)\n"
 		"  -q, --quiet            print nothing but errors (and --json)\n"
 		"fault injection (each PCT is a percentage of the commands concerned):\n"
 		"  --reject-mail PCT      550 to MAIL        --tempfail-mail PCT   451 to MAIL\n"
@@ -39,7 +43,10 @@ static void usage(FILE *f)
 		"  --close-after N        421 and close a connection after N messages\n"
 		"  --hang-after N         stop answering a connection after N messages\n"
 		"  --auth-user NAME:PASSWORD  offer AUTH PLAIN LOGIN CRAM-MD5 for this account and\n"
-		"                         require it before MAIL (plaintext: for tests)\n"
+		"                         require it before MAIL (the password is visible to\n"
+		"                         other local users in the process list: tests only)\n"
+		"  --starttls-inject      put a fake '250' reply behind the 220 to STARTTLS, in\n"
+		"                         plaintext (a response-injection test for clients)\n"
 		"  --delay PCT            hold back PCT%% of replies (and what follows them on\n"
 		"                         that connection) for --delay-ms\n"
 		"  --delay-ms MS          how long a held reply waits (default 1000; alone, it\n"
@@ -70,6 +77,10 @@ int cmd_sink(int argc, char **argv)
 		{"delay", required_argument, NULL, 9},
 		{"delay-ms", required_argument, NULL, 10},
 		{"auth-user", required_argument, NULL, 11},
+		{"tls", required_argument, NULL, 12},
+		{"cert", required_argument, NULL, 13},
+		{"key", required_argument, NULL, 14},
+		{"starttls-inject", no_argument, NULL, 15},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -121,6 +132,19 @@ int cmd_sink(int argc, char **argv)
 			}
 			break;
 		}
+		case 12:
+			if (!strcmp(optarg, "none"))
+				o.tls = SINK_TLS_NONE;
+			else if (!strcmp(optarg, "smtps"))
+				o.tls = SINK_TLS_IMPLICIT;
+			else if (!strcmp(optarg, "starttls"))
+				o.tls = SINK_TLS_STARTTLS;
+			else
+				bad = "--tls";
+			break;
+		case 13: o.cert_file = optarg; break;
+		case 14: o.key_file = optarg; break;
+		case 15: o.cfg.faults.starttls_inject = 1; break;
 		case 'h': usage(stdout); return 0;
 		default:
 			fprintf(stderr, "smtpbulk sink: unknown option or missing value: %s (try smtpbulk sink --help)\n",
@@ -149,6 +173,19 @@ int cmd_sink(int argc, char **argv)
 	if (f->reject_mail + f->tempfail_mail > 100 || f->reject_rcpt + f->tempfail_rcpt > 100 ||
 	    f->reject_data + f->tempfail_data > 100) {
 		fprintf(stderr, "smtpbulk sink: reject and tempfail of one command add up to over 100%%\n");
+		return 2;
+	}
+	if (o.tls != SINK_TLS_NONE && (!o.cert_file || !o.key_file)) {
+		fprintf(stderr, "smtpbulk sink: --tls %s needs --cert FILE and --key FILE\n",
+			o.tls == SINK_TLS_IMPLICIT ? "smtps" : "starttls");
+		return 2;
+	}
+	if (o.tls == SINK_TLS_NONE && (o.cert_file || o.key_file)) {
+		fprintf(stderr, "smtpbulk sink: --cert and --key are for --tls smtps or starttls\n");
+		return 2;
+	}
+	if (o.cfg.faults.starttls_inject && o.tls != SINK_TLS_STARTTLS) {
+		fprintf(stderr, "smtpbulk sink: --starttls-inject needs --tls starttls\n");
 		return 2;
 	}
 	if (optind != argc) {
@@ -181,9 +218,12 @@ int cmd_sink(int argc, char **argv)
 		return 3;
 	}
 	if (!quiet)
-		fprintf(stderr, "smtpbulk sink: listening on %s%s%s:%u, %u threads, %s\n",
+		fprintf(stderr, "smtpbulk sink: listening on %s%s%s:%u, %u threads, %s%s\n",
 			strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-			sink_server_port(srv), o.threads, sink_server_backend(srv));
+			sink_server_port(srv), o.threads, sink_server_backend(srv),
+			o.tls == SINK_TLS_IMPLICIT   ? ", implicit TLS"
+			: o.tls == SINK_TLS_STARTTLS ? ", STARTTLS"
+						     : "");
 	struct timespec t0, t1, tick = {0, 100000000};
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (!sink_server_done(srv)) {
@@ -200,14 +240,18 @@ int cmd_sink(int argc, char **argv)
 		printf("{\"connections\": %" PRIu64 ", \"messages\": %" PRIu64
 		       ", \"recipients\": %" PRIu64 ", \"bytes\": %" PRIu64
 		       ", \"rejected\": %" PRIu64 ", \"auth_ok\": %" PRIu64 ", \"auth_failed\": %" PRIu64
-		       ", \"elapsed_s\": %.3f}\n",
+		       ", \"tls_handshakes\": %" PRIu64 ", \"tls_resumed\": %" PRIu64
+		       ", \"tls_failed\": %" PRIu64 ", \"elapsed_s\": %.3f}\n",
 		       tot.connections, tot.messages, tot.recipients, tot.bytes, tot.rejected,
-		       tot.auth_ok, tot.auth_failed, el);
+		       tot.auth_ok, tot.auth_failed, tot.tls_handshakes, tot.tls_resumed,
+		       tot.tls_failed, el);
 	else if (!quiet)
 		printf("connections %" PRIu64 " messages %" PRIu64 " recipients %" PRIu64
 		       " bytes %" PRIu64 " rejected %" PRIu64 " auth ok %" PRIu64 " auth failed %" PRIu64
+		       " tls handshakes %" PRIu64 " (resumed %" PRIu64 ", failed %" PRIu64 ")"
 		       " elapsed %.3f s\n",
 		       tot.connections, tot.messages, tot.recipients, tot.bytes, tot.rejected,
-		       tot.auth_ok, tot.auth_failed, el);
+		       tot.auth_ok, tot.auth_failed, tot.tls_handshakes, tot.tls_resumed,
+		       tot.tls_failed, el);
 	return 0;
 }

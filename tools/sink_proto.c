@@ -53,6 +53,17 @@ static void reset_txn(struct sink_conn *c)
 	c->body_bytes = 0;
 }
 
+void sink_tls_started(struct sink_conn *c)
+{
+	reset_txn(c);
+	c->tls_on = 1;
+	c->authed = 0;
+	c->auth_mech = 0;
+	c->line_len = 0;
+	c->line_overflow = 0;
+	c->mode = SINK_CMD;
+}
+
 /* A message's data is complete: the final reply, faults, and counting. */
 static void end_message(struct sink_conn *c)
 {
@@ -223,10 +234,22 @@ static void command(struct sink_conn *c, const char *line, size_t len)
 		reset_txn(c);
 		snprintf(buf, sizeof(buf),
 			 "250-%s\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-SIZE %llu\r\n"
-			 "250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n%s250 DSN\r\n",
+			 "250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n%s%s250 DSN\r\n",
 			 c->cfg->name, (unsigned long long)c->cfg->size_max,
+			 c->cfg->starttls && !c->tls_on ? "250-STARTTLS\r\n" : "",
 			 c->cfg->auth_user ? "250-AUTH PLAIN LOGIN CRAM-MD5\r\n" : "");
 		reply(c, buf);
+	} else if (verb_is(line, len, "STARTTLS")) {
+		if (!c->cfg->starttls || c->tls_on) {
+			reply(c, "502 5.5.1 Error: STARTTLS not available\r\n");
+		} else if (len != 8) {
+			reply(c, "501 5.5.4 Syntax: STARTTLS\r\n");
+		} else {
+			reply(c, "220 2.0.0 Ready to start TLS\r\n");
+			if (f->starttls_inject)
+				reply(c, "250 2.0.0 injected: ignore me\r\n");
+			c->mode = SINK_STARTTLS;
+		}
 	} else if (verb_is(line, len, "HELO")) {
 		reset_txn(c);
 		snprintf(buf, sizeof(buf), "250 %s\r\n", c->cfg->name);
@@ -346,6 +369,7 @@ size_t sink_input(struct sink_conn *c, const char *buf, size_t len)
 		switch (c->mode) {
 		case SINK_HANG:
 		case SINK_CLOSING:
+		case SINK_STARTTLS: /* RFC 3207 §5: what followed STARTTLS is not kept */
 			return len; /* discard */
 		case SINK_DATA:
 			i += data_bytes(c, buf + i, len - i);

@@ -19,6 +19,9 @@ struct sink_faults {
 	unsigned hang_after;  /* stop answering after this many messages (0 = never) */
 	unsigned delay_pct;   /* replies held back for delay_ms before they are sent */
 	unsigned delay_ms;
+	int starttls_inject;  /* a fake "250" reply right behind the 220 to STARTTLS, in
+	                         plaintext (RFC 3207 §6 response injection): clients must
+	                         ignore it */
 };
 
 struct sink_cfg {
@@ -27,6 +30,7 @@ struct sink_cfg {
 	 * MAIL needs a successful AUTH first (530 otherwise). */
 	const char *auth_user, *auth_pass;
 	uint64_t size_max;       /* SIZE advertised */
+	int starttls;            /* offer STARTTLS (the server loop does the handshake) */
 	struct sink_faults faults;
 };
 
@@ -36,7 +40,9 @@ struct sink_counts {
 	uint64_t auth_ok, auth_failed;
 };
 
-enum sink_mode { SINK_CMD, SINK_DATA, SINK_BDAT, SINK_HANG, SINK_CLOSING };
+enum sink_mode { SINK_CMD, SINK_DATA, SINK_BDAT, SINK_HANG, SINK_CLOSING,
+		 SINK_STARTTLS /* 220 said: input is dropped until the server loop switches
+		                  to TLS and calls sink_tls_started() */ };
 
 #define SINK_LINE_MAX 1024
 #define SINK_OUT_MAX 65536
@@ -56,6 +62,7 @@ struct sink_conn {
 	uint64_t body_bytes;
 	uint64_t rng;
 	uint8_t authed;      /* AUTH succeeded on this connection */
+	uint8_t tls_on;      /* the connection runs over TLS */
 	uint8_t auth_mech;   /* an AUTH exchange is under way: 1 PLAIN, 2 LOGIN user,
 	                        3 LOGIN password, 4 CRAM-MD5; the next line is a response */
 	char auth_user_got[256];
@@ -76,5 +83,8 @@ void sink_greet(struct sink_conn *c);
  * a fault or a protocol error, c->mode is SINK_CLOSING: flush c->out and close.
  */
 size_t sink_input(struct sink_conn *c, const char *buf, size_t len);
+/* The server loop switched to TLS (after STARTTLS, or at once for implicit TLS): the
+ * client starts over with EHLO, and what it said before is forgotten (RFC 3207 §4.2). */
+void sink_tls_started(struct sink_conn *c);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "io.h"
 #include "smtpbulk.h"
+#include "tls.h"
 
 enum { TK_ACCEPT = 1, TK_RECV, TK_SEND, TK_WAKE };
 #define TOKEN(kind, idx) (((uint64_t)(kind) << 56) | (uint64_t)(idx))
@@ -34,6 +35,12 @@ struct sconn {
 	uint64_t hold_until;  /* --delay: send nothing before this (monotonic ns; 0 = not held) */
 	struct msghdr mh;
 	struct iovec iov;
+	struct sb_tls *tls;   /* NULL: plaintext */
+	uint8_t send_tls;     /* the send in flight is from tls's outbox */
+	uint8_t recv_tls;     /* the receive in flight is into tls's inbox; else at recv_at
+	                         in rbuf (posted before a STARTTLS switch, it brings the
+	                         ClientHello) */
+	char *recv_at;
 	struct sink_counts seen; /* proto.counts already added to the totals */
 	char rbuf[RBUF];
 	struct sink_conn proto;
@@ -64,6 +71,9 @@ struct sink_server {
 	_Atomic int stop;
 	_Atomic int done;
 	_Atomic uint64_t connections, messages, recipients, bytes, rejected, auth_ok, auth_failed;
+	_Atomic uint64_t tls_handshakes, tls_resumed, tls_failed;
+	struct WOLFSSL_CTX *tls_ctx; /* read-only once the threads run */
+	struct sink_cfg cfg;         /* opt.cfg with starttls set */
 	pthread_mutex_t lock; /* start handshake only */
 	pthread_cond_t cond;
 	unsigned started;
@@ -103,6 +113,10 @@ static void conn_close(struct sink_thread *t, unsigned idx)
 	}
 	t->be->forget_fd(t->io, c->fd);
 	close(c->fd);
+	if (c->tls) {
+		sb_tls_free(c->tls);
+		free(c->tls);
+	}
 	free(c);
 	t->conns[idx] = NULL;
 	t->n_open--;
@@ -144,6 +158,84 @@ static int held(struct sink_thread *t, struct sconn *c)
 	return 0;
 }
 
+/* Decrypt what arrived and feed it to the protocol, as far as it takes input. */
+static void tls_in(struct sink_thread *t, struct sconn *c)
+{
+	struct sb_tls *tls = c->tls;
+	if (!tls->up) {
+		int rc = sb_tls_handshake(tls);
+		if (rc < 0) {
+			atomic_fetch_add_explicit(&t->srv->tls_failed, 1, memory_order_relaxed);
+			c->closing = 2;
+			return;
+		}
+		if (rc == 0)
+			return;
+		atomic_fetch_add_explicit(&t->srv->tls_handshakes, 1, memory_order_relaxed);
+		if (sb_tls_resumed(tls))
+			atomic_fetch_add_explicit(&t->srv->tls_resumed, 1, memory_order_relaxed);
+	}
+	for (;;) { /* ends: each read consumes ciphertext, or rbuf stays full */
+		consume(t, c);
+		if (c->rlen == RBUF)
+			return; /* the protocol's output is full: after the next send */
+		int n = sb_tls_read(tls, c->rbuf + c->rlen, RBUF - c->rlen);
+		if (n == 0)
+			return;
+		if (n < 0) {
+			c->closing = 2;
+			return;
+		}
+		c->rlen += (size_t)n;
+	}
+}
+
+static int tls_start(struct sink_thread *t, struct sconn *c)
+{
+	if (!(c->tls = calloc(1, sizeof(*c->tls))))
+		return -ENOMEM;
+	int rc = sb_tls_server(c->tls, t->srv->tls_ctx);
+	if (rc) {
+		free(c->tls);
+		c->tls = NULL;
+	}
+	return rc;
+}
+
+/* TLS: encrypt the replies, take more input, and send the ciphertext. */
+static void tls_kick(struct sink_thread *t, unsigned idx)
+{
+	struct sconn *c = t->conns[idx];
+	struct sb_tls *tls = c->tls;
+	for (int i = 0; i < 64 && tls->up && c->proto.out_len > c->sent && !c->closing; i++) {
+		struct iovec v = {c->proto.out + c->sent, c->proto.out_len - c->sent};
+		if (sb_tls_writev(tls, &v, 1) < 0) {
+			c->closing = 2;
+			break;
+		}
+		c->sent = c->proto.out_len = 0;
+		tls_in(t, c); /* input that waited for output room */
+	}
+	if (c->proto.mode == SINK_CLOSING && c->proto.out_len == c->sent)
+		sb_tls_close_notify(tls);
+	if (!c->send_busy && !c->closing) {
+		const char *p;
+		size_t len = sb_tls_outgoing(tls, &p);
+		if (len) {
+			c->iov.iov_base = (void *)(uintptr_t)p;
+			c->iov.iov_len = len;
+			memset(&c->mh, 0, sizeof(c->mh));
+			c->mh.msg_iov = &c->iov;
+			c->mh.msg_iovlen = 1;
+			if (t->be->sendmsg(t->io, c->fd, &c->mh, TOKEN(TK_SEND, idx)) == 0) {
+				c->send_busy = 1;
+				c->send_tls = 1;
+				c->inflight++;
+			}
+		}
+	}
+}
+
 static void kick(struct sink_thread *t, unsigned idx)
 {
 	struct sconn *c = t->conns[idx];
@@ -158,7 +250,30 @@ static void kick(struct sink_thread *t, unsigned idx)
 	}
 	if (held(t, c))
 		return; /* nothing sent, nothing more read, until the hold ends */
-	if (!c->send_busy && c->proto.out_len > c->sent) {
+	if (c->tls) {
+		tls_kick(t, idx);
+		if (c->closing == 2) {
+			kick(t, idx);
+			return;
+		}
+		if (c->proto.mode == SINK_CLOSING && c->proto.out_len == c->sent &&
+		    !sb_tls_unsent(c->tls) && !c->send_busy) {
+			conn_close(t, idx); /* everything said: close */
+			return;
+		}
+	} else if (c->proto.mode == SINK_STARTTLS && c->proto.out_len == c->sent &&
+		   !c->send_busy) {
+		/* The 220 is out: from here on, TLS. What the client sent behind its
+		 * STARTTLS in plaintext is dropped. */
+		c->rlen = 0;
+		if (tls_start(t, c) != 0) {
+			c->closing = 2;
+			kick(t, idx);
+			return;
+		}
+		sink_tls_started(&c->proto);
+	}
+	if (!c->tls && !c->send_busy && c->proto.out_len > c->sent) {
 		c->iov.iov_base = c->proto.out + c->sent;
 		c->iov.iov_len = c->proto.out_len - c->sent;
 		memset(&c->mh, 0, sizeof(c->mh));
@@ -169,14 +284,23 @@ static void kick(struct sink_thread *t, unsigned idx)
 			c->inflight++;
 		}
 	}
-	if (c->proto.mode == SINK_CLOSING && c->proto.out_len == c->sent) {
+	if (!c->tls && c->proto.mode == SINK_CLOSING && c->proto.out_len == c->sent) {
 		conn_close(t, idx); /* everything said: close */
 		return;
 	}
-	if (!c->recv_busy && c->rlen < RBUF && c->proto.mode != SINK_CLOSING) {
-		if (t->be->recv(t->io, c->fd, c->rbuf + c->rlen, RBUF - c->rlen,
-				TOKEN(TK_RECV, idx)) == 0) {
+	if (!c->recv_busy && c->proto.mode != SINK_CLOSING) {
+		size_t cap = 0;
+		char *p = NULL;
+		if (c->tls) {
+			p = sb_tls_rspace(c->tls, &cap); /* ciphertext; rbuf gets plaintext */
+		} else if (c->rlen < RBUF) {
+			p = c->rbuf + c->rlen;
+			cap = RBUF - c->rlen;
+		}
+		if (p && cap && t->be->recv(t->io, c->fd, p, cap, TOKEN(TK_RECV, idx)) == 0) {
 			c->recv_busy = 1;
+			c->recv_tls = c->tls != NULL;
+			c->recv_at = p;
 			c->inflight++;
 		}
 	}
@@ -201,8 +325,15 @@ static int new_conn(struct sink_thread *t, int fd)
 		return -ENOMEM;
 	c->fd = fd;
 	t->seed = t->seed * 6364136223846793005ull + 1442695040888963407ull;
-	sink_conn_init(&c->proto, &t->srv->opt.cfg, t->seed);
-	sink_greet(&c->proto);
+	sink_conn_init(&c->proto, &t->srv->cfg, t->seed);
+	sink_greet(&c->proto); /* with implicit TLS, sent once the handshake is done */
+	if (t->srv->opt.tls == SINK_TLS_IMPLICIT) {
+		if (tls_start(t, c) != 0) {
+			free(c);
+			return -ENOMEM;
+		}
+		sink_tls_started(&c->proto);
+	}
 	t->conns[idx] = c;
 	t->n_open++;
 	atomic_fetch_add_explicit(&t->srv->connections, 1, memory_order_relaxed);
@@ -232,6 +363,12 @@ static void on_cqe(struct sink_thread *t, const struct sb_cqe *e)
 		c->recv_busy = 0;
 		if (e->res <= 0 || c->closing) {
 			c->closing = 2;
+		} else if (c->tls) {
+			if (c->recv_tls)
+				sb_tls_received(c->tls, (size_t)e->res);
+			else if (sb_tls_push(c->tls, c->recv_at, (size_t)e->res) != 0)
+				c->closing = 2;
+			tls_in(t, c);
 		} else {
 			c->rlen += (size_t)e->res;
 			consume(t, c);
@@ -240,6 +377,9 @@ static void on_cqe(struct sink_thread *t, const struct sb_cqe *e)
 		c->send_busy = 0;
 		if (e->res < 0 || c->closing == 2) {
 			c->closing = 2;
+		} else if (c->send_tls) {
+			sb_tls_sent(c->tls, (size_t)e->res);
+			tls_in(t, c); /* input that waited for output room */
 		} else {
 			c->sent += (size_t)e->res;
 			if (c->sent == c->proto.out_len) {
@@ -304,6 +444,8 @@ static void *sink_thread_main(void *arg)
 				if (t->conns[i] && !t->conns[i]->inflight)
 					conn_close(t, i);
 	}
+	if (s->tls_ctx)
+		sb_tls_thread_end();
 	return NULL;
 }
 
@@ -348,11 +490,25 @@ int sink_server_start(const struct sink_options *o, struct sink_server **out, co
 	if (!s)
 		return -ENOMEM;
 	s->opt = *o;
+	s->cfg = o->cfg;
+	s->cfg.starttls = o->tls == SINK_TLS_STARTTLS;
 	s->n_threads = o->threads ? o->threads : 1;
+	if (o->tls != SINK_TLS_NONE) {
+		struct sb_tls_ctx_cfg tc = {
+			.server = 1, .cert_file = o->cert_file, .key_file = o->key_file,
+		};
+		static _Thread_local char why_buf[300];
+		if ((rc = sb_tls_ctx_new(&tc, &s->tls_ctx, why_buf, sizeof(why_buf))) != 0) {
+			*why = why_buf;
+			free(s);
+			return rc;
+		}
+	}
 	s->threads = calloc(s->n_threads, sizeof(*s->threads));
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	if (!s->threads) {
+		sb_tls_ctx_free(s->tls_ctx);
 		free(s);
 		return -ENOMEM;
 	}
@@ -408,6 +564,7 @@ fail:
 			close(s->threads[i].wake_fd);
 	}
 	free(s->threads);
+	sb_tls_ctx_free(s->tls_ctx);
 	free(s);
 	return rc;
 }
@@ -431,6 +588,9 @@ void sink_server_totals(struct sink_server *s, struct sink_totals *t)
 	t->rejected = atomic_load(&s->rejected);
 	t->auth_ok = atomic_load(&s->auth_ok);
 	t->auth_failed = atomic_load(&s->auth_failed);
+	t->tls_handshakes = atomic_load(&s->tls_handshakes);
+	t->tls_resumed = atomic_load(&s->tls_resumed);
+	t->tls_failed = atomic_load(&s->tls_failed);
 }
 
 void sink_server_cpu(struct sink_server *s, double *user_s, double *sys_s)
@@ -482,10 +642,15 @@ void sink_server_stop(struct sink_server *s)
 		for (unsigned k = 0; k < t->n_slots; k++)
 			if (t->conns[k]) {
 				close(t->conns[k]->fd);
+				if (t->conns[k]->tls) {
+					sb_tls_free(t->conns[k]->tls);
+					free(t->conns[k]->tls);
+				}
 				free(t->conns[k]);
 			}
 		free(t->conns);
 	}
+	sb_tls_ctx_free(s->tls_ctx);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s->threads);

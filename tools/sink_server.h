@@ -11,23 +11,29 @@
 
 #include "sink_proto.h"
 
+enum { SINK_TLS_NONE, SINK_TLS_IMPLICIT, SINK_TLS_STARTTLS };
+
 struct sink_options {
 	const char *host;      /* address to bind, e.g. "127.0.0.1" or "::1" */
 	uint16_t port;         /* 0 = any free port (see sink_server_port) */
 	unsigned threads;      /* 0 = 1 */
 	int backend;           /* an smtpbulk_backend_t */
 	uint64_t max_messages; /* stop after this many accepted messages; 0 = never */
+	int tls;               /* SINK_TLS_*; cfg.starttls is set from it */
+	const char *cert_file, *key_file; /* PEM, required with tls */
 	struct sink_cfg cfg;
 };
 
 /* Live totals (any thread may read them at any time). */
 struct sink_totals {
 	uint64_t connections, messages, recipients, bytes, rejected, auth_ok, auth_failed;
+	uint64_t tls_handshakes, tls_resumed, tls_failed;
 };
 
 struct sink_server;
 
-/* Bind, listen and start the threads. Returns 0 or -errno / SMTPBULK_E*; *why says what. */
+/* Bind, listen and start the threads. Returns 0 or -errno / SMTPBULK_E*; *why says what
+ * (static, or the server's until sink_server_stop; for a failed start: until the next). */
 int sink_server_start(const struct sink_options *o, struct sink_server **out, const char **why);
 uint16_t sink_server_port(const struct sink_server *s);
 const char *sink_server_backend(const struct sink_server *s);

@@ -61,6 +61,20 @@ enum smtpbulk_error {
 	SMTPBULK_EUTF8 = -1017,       /* 8-bit address but the server lacks SMTPUTF8 */
 	SMTPBULK_ETIMEDOUT = -1018,   /* the server did not answer within the timeout (hang) */
 	SMTPBULK_ESHUTDOWN = -1019,   /* the server said 421: it is closing the connection */
+	SMTPBULK_ETLS = -1020,        /* the TLS handshake or a TLS record failed */
+	SMTPBULK_ECERT = -1021,       /* the server's certificate is not trusted: unknown CA,
+	                                 wrong name, expired or not yet valid */
+	SMTPBULK_ENOSTARTTLS = -1022, /* secure 4 or 5: the server does not offer STARTTLS
+	                                 or refused it (nothing was sent in the clear) */
+	SMTPBULK_EAUTH = -1023,       /* AUTH refused for good: 535 bad credentials (every
+	                                 connection of the host stops), another 5xx, or a
+	                                 SCRAM server proof that was wrong */
+	SMTPBULK_EAUTHTEMP = -1024,   /* AUTH failed for now (454 or another 4xx): retried */
+	SMTPBULK_EAUTHMECH = -1025,   /* no AUTH mechanism both sides support */
+	SMTPBULK_EAUTHPLAIN = -1026,  /* AUTH asked on a connection without TLS: refused
+	                                 unless auth_plaintext is set */
+	SMTPBULK_ETLSCONFIG = -1027,  /* TLS setup: CA file, certificate or key unreadable or
+	                                 invalid, or no trust store to verify with */
 };
 
 /* For the retry counts that take it (the seed's "0 for unlimited"). */
@@ -74,13 +88,49 @@ typedef struct smtpbulk smtpbulk_t;
 /* ---------------------------------------------------------------------------------- */
 /* Options                                                                             */
 
+/* The seed's Secure modes, with its numbers. */
+enum smtpbulk_secure {
+	SMTPBULK_SECURE_NONE = 0,            /* plaintext */
+	SMTPBULK_SECURE_SMTPS = 1,           /* implicit TLS (port 465), no verification */
+	SMTPBULK_SECURE_SMTPS_VERIFY = 2,    /* implicit TLS, certificate and name verified */
+	SMTPBULK_SECURE_STARTTLS = 3,        /* STARTTLS when offered, no verification;
+	                                        plaintext otherwise (said at debug level 5) */
+	SMTPBULK_SECURE_STARTTLS_VERIFY = 4, /* STARTTLS, verified, or nothing is sent */
+	/* Beyond the seed: */
+	SMTPBULK_SECURE_STARTTLS_REQUIRE = 5, /* STARTTLS or nothing is sent, not verified
+	                                         (load tests against self-signed servers) */
+};
+
+/**
+ * TLS mode and AUTH for a host (the seed's Secure and Auth). The strings are copied
+ * by smtpbulk_create(); the secret is wiped from the engine's memory at destroy.
+ */
+typedef struct smtpbulk_security {
+	size_t struct_size;     /* sizeof(smtpbulk_security_t) */
+	unsigned secure;        /* enum smtpbulk_secure */
+	const char *tls_name;   /* the name sent as SNI and checked against the
+	                           certificate; NULL = the host's name */
+	const char *auth;       /* NULL or "" = no AUTH; "AUTO" (the strongest mechanism
+	                           both sides support: SCRAM-SHA-256, CRAM-MD5, PLAIN,
+	                           LOGIN), or one of "PLAIN", "LOGIN", "CRAM-MD5",
+	                           "XOAUTH2", "SCRAM-SHA-256" */
+	const char *user;
+	const char *secret;     /* the password, or the bearer token for XOAUTH2; never
+	                           logged (the protocol trace shows "<redacted>") */
+	int auth_plaintext;     /* nonzero: AUTH even on a connection without TLS;
+	                           otherwise such a connection fails (SMTPBULK_EAUTHPLAIN) */
+} smtpbulk_security_t;
+
 /** One SMTP server to send through (the seed's Hosts entry). */
 typedef struct smtpbulk_host {
 	const char *host;     /* name, IPv4 or IPv6 address (no brackets); required */
-	uint16_t port;        /* 0 = 25 */
+	uint16_t port;        /* 0 = 25 (465 would be usual with secure 1 and 2) */
 	const char *hello;    /* EHLO/HELO name; NULL = the options' hello */
 	unsigned connections; /* concurrent connections (the seed's Threads); 0 = the
 	                         options' connections */
+	/* Added after 0.1.0 (an options struct_size from an older header means the hosts
+	 * array has the old, shorter elements: that is taken into account). */
+	const smtpbulk_security_t *security; /* NULL = the options' security */
 } smtpbulk_host_t;
 
 typedef enum smtpbulk_backend {
@@ -155,8 +205,8 @@ typedef void (*smtpbulk_log_cb)(int level, const char *line, void *arg);
 typedef enum smtpbulk_event_kind {
 	SMTPBULK_EV_CONNECT_PASS = 0,   /* a connection became ready, the first time */
 	SMTPBULK_EV_CONNECT_FAIL = 1,   /* a connection failed before it was ever ready */
-	SMTPBULK_EV_AUTH_PASS = 2,      /* reserved for AUTH (not fired yet) */
-	SMTPBULK_EV_AUTH_FAIL = 3,      /* reserved for AUTH (not fired yet) */
+	SMTPBULK_EV_AUTH_PASS = 2,      /* AUTH succeeded on a connection */
+	SMTPBULK_EV_AUTH_FAIL = 3,      /* AUTH failed (error: SMTPBULK_EAUTH...) */
 	SMTPBULK_EV_RECONNECT_PASS = 4, /* it became ready again after having been ready */
 	SMTPBULK_EV_RECONNECT_FAIL = 5, /* it failed before being ready again */
 	SMTPBULK_EV_PASS = 6,           /* a message was accepted (DELIVERED or PARTIAL) */
@@ -202,8 +252,10 @@ enum smtpbulk_cb_code {
 
 typedef int (*smtpbulk_event_cb)(const smtpbulk_event_t *ev, void *arg);
 
-/* Any may be NULL. Copied by smtpbulk_create(). Reconnect and restart differ once TLS
- * exists (a restart does not resume the TLS session); until then they are the same. */
+/* Any may be NULL. Copied by smtpbulk_create(). Reconnect (202, and 102 when it
+ * reconnects) resumes the connection's TLS session; restart (203, 103) begins anew with
+ * a full handshake. auth_pass / auth_fail: after each AUTH exchange (ev.error says why
+ * it failed). */
 typedef struct smtpbulk_callbacks {
 	size_t struct_size; /* sizeof(smtpbulk_callbacks_t) */
 	smtpbulk_event_cb connect_pass, connect_fail, auth_pass, auth_fail, reconnect_pass,
@@ -285,6 +337,16 @@ typedef struct smtpbulk_options {
 	int rfc5321_timeouts;     /* nonzero: phases not set above get RFC 5321 §4.5.3.2's
 	                             minimums (greeting 5 min, MAIL 5, RCPT 5, DATA 2, data
 	                             block 3, after the final "." 10) instead of timeout_ms */
+	/* TLS and AUTH (added after 0.1.0). One TLS context serves the engine: the trust and client
+	 * certificate settings below hold for every host; each host may have its own
+	 * security (mode, name, credentials). */
+	const smtpbulk_security_t *security; /* for hosts that name none; NULL = plaintext,
+	                             no AUTH */
+	const char *tls_ca_file;  /* PEM file of trusted CAs; NULL with tls_ca_dir NULL =
+	                             the system trust store */
+	const char *tls_ca_dir;   /* directory of hashed PEM CA certificates */
+	const char *tls_cert_file, *tls_key_file; /* client certificate and key (PEM) */
+	unsigned tls_min_version; /* 12 (TLS 1.2, also 0) or 13 */
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */
@@ -415,6 +477,9 @@ typedef struct smtpbulk_stats {
 	smtpbulk_counters_t totals;
 	size_t n_hosts;
 	const smtpbulk_host_stats_t *hosts; /* in the order of options.hosts */
+	/* Added after 0.1.0 (the library allocates this struct, so it may grow): */
+	uint64_t tls_handshakes; /* TLS handshakes completed */
+	uint64_t tls_resumed;    /* of which resumed an earlier session */
 } smtpbulk_stats_t;
 
 /**

@@ -1,0 +1,404 @@
+/*
+ * TLS over memory buffers (see tls.h). wolfSSL never sees a socket: its receive
+ * callback copies from the inbox and says WANT_READ when that is empty, its send
+ * callback appends to the outbox, which always accepts, so a write never has to be
+ * retried with the same arguments (ENGINE-NOTES: wolfSSL_write's WANT_WRITE trap).
+ */
+#include "tls.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+
+#include "smtpbulk.h"
+
+#define TLS_RSPACE_MIN 4096
+#define TLS_BUF_KEEP (64u << 10) /* a buffer larger than this is freed once empty */
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_rc;
+
+static void tls_init(void)
+{
+	init_rc = wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : SMTPBULK_ETLSCONFIG;
+}
+
+/* Room for n more bytes at the end of b (what was consumed is reclaimed first). */
+static int buf_reserve(struct sb_tls_buf *b, size_t n)
+{
+	if (b->off == b->len) {
+		b->off = b->len = 0;
+	} else if (b->off && b->len + n > b->cap) {
+		memmove(b->p, b->p + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+	}
+	if (b->len + n <= b->cap)
+		return 0;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + n)
+		cap *= 2;
+	char *p = realloc(b->p, cap);
+	if (!p)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+static void buf_consumed(struct sb_tls_buf *b, size_t n)
+{
+	b->off += n;
+	if (b->off == b->len) {
+		b->off = b->len = 0;
+		if (b->cap > TLS_BUF_KEEP) { /* a burst is over: give the memory back */
+			free(b->p);
+			b->p = NULL;
+			b->cap = 0;
+		}
+	}
+}
+
+static void buf_free(struct sb_tls_buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+	struct sb_tls *t = ctx;
+	size_t avail = t->in.len - t->in.off;
+	(void)ssl;
+	if (avail == 0)
+		return t->peer_closed ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
+	size_t n = avail < (size_t)sz ? avail : (size_t)sz;
+	memcpy(buf, t->in.p + t->in.off, n);
+	buf_consumed(&t->in, n);
+	return (int)n;
+}
+
+static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+	struct sb_tls *t = ctx;
+	(void)ssl;
+	if (buf_reserve(&t->pend, (size_t)sz) != 0)
+		return WOLFSSL_CBIO_ERR_GENERAL;
+	memcpy(t->pend.p + t->pend.len, buf, (size_t)sz);
+	t->pend.len += (size_t)sz;
+	return sz;
+}
+
+/* why = what + arg (a file name, or nothing). */
+static void why_set(char *why, size_t cap, const char *what, const char *arg)
+{
+	if (why && cap)
+		snprintf(why, cap, "%s%s%s", what, arg ? " " : "", arg ? arg : "");
+}
+
+int sb_tls_ctx_new(const struct sb_tls_ctx_cfg *cfg, struct WOLFSSL_CTX **out, char *why,
+		   size_t why_cap)
+{
+	pthread_once(&init_once, tls_init);
+	if (init_rc) {
+		why_set(why, why_cap, "wolfSSL_Init failed", NULL);
+		return init_rc;
+	}
+	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(cfg->server ? wolfTLS_server_method()
+						       : wolfTLS_client_method());
+	if (!ctx)
+		return -ENOMEM;
+	int minv = cfg->min_version == 13 ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2;
+	if (wolfSSL_CTX_SetMinVersion(ctx, minv) != WOLFSSL_SUCCESS) {
+		why_set(why, why_cap, "cannot set the minimum TLS version", NULL);
+		goto fail;
+	}
+	wolfSSL_SetIORecv(ctx, io_recv);
+	wolfSSL_SetIOSend(ctx, io_send);
+	/* Verification is chosen per connection (the secure mode); the context only
+	 * holds what it needs. */
+	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+	if (!cfg->server && cfg->load_trust) {
+		if (cfg->ca_file || cfg->ca_dir) {
+			if (wolfSSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_dir) !=
+			    WOLFSSL_SUCCESS) {
+				why_set(why, why_cap, "cannot load the CAs from",
+					cfg->ca_file ? cfg->ca_file : cfg->ca_dir);
+				goto fail;
+			}
+		} else if (wolfSSL_CTX_load_system_CA_certs(ctx) != WOLFSSL_SUCCESS) {
+			why_set(why, why_cap, "cannot load the system trust store", NULL);
+			goto fail;
+		}
+	}
+	if (cfg->cert_file || cfg->key_file || cfg->server) {
+		if (!cfg->cert_file || !cfg->key_file) {
+			why_set(why, why_cap, "a certificate needs its key and a key its certificate", NULL);
+			goto fail;
+		}
+		if (wolfSSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != WOLFSSL_SUCCESS) {
+			why_set(why, why_cap, "cannot load the certificate", cfg->cert_file);
+			goto fail;
+		}
+		if (wolfSSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, WOLFSSL_FILETYPE_PEM) !=
+			    WOLFSSL_SUCCESS ||
+		    wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
+			why_set(why, why_cap, "cannot load the key (or it does not match the certificate):",
+				cfg->key_file);
+			goto fail;
+		}
+	}
+	*out = ctx;
+	return 0;
+fail:
+	wolfSSL_CTX_free(ctx);
+	return SMTPBULK_ETLSCONFIG;
+}
+
+void sb_tls_ctx_free(struct WOLFSSL_CTX *ctx)
+{
+	if (ctx)
+		wolfSSL_CTX_free(ctx);
+}
+
+static int tls_new(struct sb_tls *t, WOLFSSL_CTX *ctx)
+{
+	memset(t, 0, sizeof(*t));
+	t->ssl = wolfSSL_new(ctx);
+	if (!t->ssl)
+		return -ENOMEM;
+	wolfSSL_SetIOReadCtx(t->ssl, t);
+	wolfSSL_SetIOWriteCtx(t->ssl, t);
+	return 0;
+}
+
+/* An IP address literal is never sent as SNI (RFC 6066 §3). */
+static int is_ip_literal(const char *s)
+{
+	return strspn(s, "0123456789.") == strlen(s) || strchr(s, ':') != NULL;
+}
+
+int sb_tls_client(struct sb_tls *t, struct WOLFSSL_CTX *ctx, const char *name, int verify,
+		  struct WOLFSSL_SESSION *resume)
+{
+	int rc = tls_new(t, ctx);
+	if (rc)
+		return rc;
+	if (name && *name && !is_ip_literal(name) &&
+	    wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, name, (unsigned short)strlen(name)) !=
+		    WOLFSSL_SUCCESS)
+		goto fail;
+	if (verify) {
+		wolfSSL_set_verify(t->ssl, WOLFSSL_VERIFY_PEER, NULL);
+		if (name && *name && wolfSSL_check_domain_name(t->ssl, name) != WOLFSSL_SUCCESS)
+			goto fail;
+	} else {
+		wolfSSL_set_verify(t->ssl, WOLFSSL_VERIFY_NONE, NULL);
+	}
+	if (resume)
+		wolfSSL_set_session(t->ssl, resume); /* a stale one means a full handshake */
+	return 0;
+fail:
+	sb_tls_free(t);
+	return -ENOMEM;
+}
+
+int sb_tls_server(struct sb_tls *t, struct WOLFSSL_CTX *ctx)
+{
+	return tls_new(t, ctx);
+}
+
+/* A failed call: 0 when it only needs more input, else the error for the caller. */
+static int failure(struct sb_tls *t, int ret)
+{
+	int e = wolfSSL_get_error(t->ssl, ret);
+	if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
+		return 0;
+	t->wolf_err = e;
+	switch (e) {
+	case ASN_NO_SIGNER_E:
+	case ASN_AFTER_DATE_E:
+	case ASN_BEFORE_DATE_E:
+	case ASN_SELF_SIGNED_E:
+	case ASN_SIG_CONFIRM_E:
+	case DOMAIN_NAME_MISMATCH:
+	case IPADDR_MISMATCH:
+	case VERIFY_CERT_ERROR:
+		return SMTPBULK_ECERT;
+	case WOLFSSL_ERROR_ZERO_RETURN:
+		return SMTPBULK_ECLOSED;
+	case SOCKET_PEER_CLOSED_E:
+		return t->up ? SMTPBULK_ECLOSED : SMTPBULK_ETLS;
+	default:
+		return SMTPBULK_ETLS;
+	}
+}
+
+int sb_tls_handshake(struct sb_tls *t)
+{
+	if (t->up)
+		return 1;
+	int ret = wolfSSL_is_server(t->ssl) ? wolfSSL_accept(t->ssl) : wolfSSL_connect(t->ssl);
+	if (ret == WOLFSSL_SUCCESS) {
+		t->up = 1;
+		return 1;
+	}
+	int rc = failure(t, ret);
+	if (rc == 0 && t->peer_closed && t->in.off == t->in.len) {
+		t->wolf_err = SOCKET_PEER_CLOSED_E; /* dropped mid-handshake */
+		return SMTPBULK_ETLS;
+	}
+	return rc;
+}
+
+int sb_tls_push(struct sb_tls *t, const void *p, size_t n)
+{
+	if (buf_reserve(&t->in, n) != 0)
+		return -ENOMEM;
+	memcpy(t->in.p + t->in.len, p, n);
+	t->in.len += n;
+	return 0;
+}
+
+char *sb_tls_rspace(struct sb_tls *t, size_t *cap)
+{
+	if (buf_reserve(&t->in, TLS_RSPACE_MIN) != 0) {
+		*cap = 0;
+		return NULL;
+	}
+	*cap = t->in.cap - t->in.len;
+	return t->in.p + t->in.len;
+}
+
+void sb_tls_received(struct sb_tls *t, size_t n)
+{
+	t->in.len += n;
+}
+
+int sb_tls_read(struct sb_tls *t, char *buf, size_t cap)
+{
+	int ret = wolfSSL_read(t->ssl, buf, (int)(cap > 0x7fffffff ? 0x7fffffff : cap));
+	if (ret > 0)
+		return ret;
+	int rc = failure(t, ret);
+	if (rc == 0 && t->peer_closed && t->in.off == t->in.len)
+		return SMTPBULK_ECLOSED; /* EOF without close_notify */
+	return rc;
+}
+
+long sb_tls_writev(struct sb_tls *t, const struct iovec *iov, int n)
+{
+	long total = 0;
+	for (int i = 0; i < n; i++) {
+		if (iov[i].iov_len == 0)
+			continue;
+		/* The outbox always takes everything, so a write is whole or an error. */
+		int ret = wolfSSL_write(t->ssl, iov[i].iov_base,
+					(int)(iov[i].iov_len > 0x40000000 ? 0x40000000
+									   : iov[i].iov_len));
+		if (ret <= 0) {
+			int rc = failure(t, ret);
+			return rc ? rc : SMTPBULK_ETLS;
+		}
+		total += ret;
+		if ((size_t)ret < iov[i].iov_len)
+			break;
+	}
+	return total;
+}
+
+size_t sb_tls_outgoing(struct sb_tls *t, const char **p)
+{
+	if (t->out.off == t->out.len && t->pend.off < t->pend.len) {
+		struct sb_tls_buf tmp = t->out; /* swap: pend is sent, out collects */
+		t->out = t->pend;
+		t->pend = tmp;
+		t->pend.off = t->pend.len = 0;
+	}
+	*p = t->out.p + t->out.off;
+	return t->out.len - t->out.off;
+}
+
+void sb_tls_sent(struct sb_tls *t, size_t n)
+{
+	buf_consumed(&t->out, n);
+}
+
+void sb_tls_close_notify(struct sb_tls *t)
+{
+	if (t->ssl && t->up && !t->shut) {
+		t->shut = 1;
+		wolfSSL_shutdown(t->ssl);
+	}
+}
+
+struct WOLFSSL_SESSION *sb_tls_session(struct sb_tls *t)
+{
+	if (!t->ssl || !t->up)
+		return NULL;
+	WOLFSSL_SESSION *s = wolfSSL_get1_session(t->ssl);
+	if (s && !wolfSSL_SESSION_is_resumable(s)) {
+		wolfSSL_SESSION_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void sb_tls_session_free(struct WOLFSSL_SESSION *s)
+{
+	if (s)
+		wolfSSL_SESSION_free(s);
+}
+
+int sb_tls_resumed(const struct sb_tls *t)
+{
+	return t->ssl && wolfSSL_session_reused((WOLFSSL *)t->ssl) == 1;
+}
+
+const char *sb_tls_version(const struct sb_tls *t)
+{
+	return t->ssl ? wolfSSL_get_version(t->ssl) : "";
+}
+
+const char *sb_tls_cipher(const struct sb_tls *t)
+{
+	return t->ssl ? wolfSSL_get_cipher_name((WOLFSSL *)t->ssl) : "";
+}
+
+void sb_tls_describe(int wolf_err, char *buf, size_t cap)
+{
+	if (!cap)
+		return;
+	if (wolf_err == SOCKET_PEER_CLOSED_E) {
+		snprintf(buf, cap, "the server closed the connection during the handshake");
+		return;
+	}
+	char tmp[WOLFSSL_MAX_ERROR_SZ];
+	wolfSSL_ERR_error_string_n((unsigned long)wolf_err, tmp, sizeof(tmp));
+	snprintf(buf, cap, "%s (%d)", tmp, wolf_err);
+}
+
+void sb_tls_thread_end(void)
+{
+#if defined(FP_ECC) && defined(HAVE_ECC)
+	wc_ecc_fp_free();
+#endif
+}
+
+void sb_tls_free(struct sb_tls *t)
+{
+	if (t->ssl)
+		wolfSSL_free(t->ssl);
+	buf_free(&t->in);
+	buf_free(&t->out);
+	buf_free(&t->pend);
+	memset(t, 0, sizeof(*t));
+}
