@@ -486,3 +486,237 @@ TEST_F(SessionTest, ConnectionLossRequeuesEveryTransactionInFlight) {
 }
 
 }  // namespace
+
+// ---- STARTTLS, TLS and AUTH --------------------------------------------------------
+
+namespace {
+
+struct TlsFake : Fake {
+  std::string log;
+  std::vector<int> auth_results;
+};
+
+void tls_log(void* ctx, sess*, int, const char* line) {
+  auto* f = static_cast<TlsFake*>(ctx);
+  f->log += line;
+  f->log += '\n';
+}
+void tls_auth(void* ctx, sess*, int err, const char*) {
+  static_cast<TlsFake*>(ctx)->auth_results.push_back(err);
+}
+
+const sess_ops kTlsOps = {next_msg, done, requeue, nullptr, nullptr, tls_log, tls_auth};
+
+const char kEhloTls[] =
+    "250-x\r\n250-PIPELINING\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 1000\r\n";
+const char kEhloAfterTls[] = "250-x\r\n250-PIPELINING\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n";
+
+class SessionTlsTest : public SessionTest {
+ protected:
+  void SetUp() override {
+    cfg_.hello = "client.test";
+    cfg_.max_attempts = 2;
+    cfg_.retry_fail = 3;
+    cfg_.debug = 10;  // the protocol trace: it must never show a secret
+    cfg_.pipeline = 2;
+    cfg_.window = 4;
+    ASSERT_EQ(sess_init(&s_, &cfg_, &kTlsOps, &tf_, 0, 0), 0);
+  }
+  void use_auth(unsigned mech, int allow_plaintext = 0) {
+    auth_.mech = mech;
+    auth_.user = "alice";
+    auth_.secret = "s3cret-Pa55";
+    auth_.allow_plaintext = allow_plaintext;
+    cfg_.auth = &auth_;
+  }
+  // Greeting, EHLO, STARTTLS and its 220 (plus `behind`, in the same read), handshake.
+  void through_starttls(const std::string& behind = "") {
+    sess_connecting(&s_);
+    sess_connected(&s_, 0);
+    feed("220 hi\r\n");
+    EXPECT_EQ(take_output(), "EHLO client.test\r\n");
+    feed(kEhloTls);
+    EXPECT_EQ(take_output(), "STARTTLS\r\n");  // alone: nothing pipelined behind it
+    EXPECT_EQ(s_.state, SESS_STARTTLS);
+    feed("220 2.0.0 go ahead\r\n" + behind);
+    EXPECT_TRUE(sess_wants_tls(&s_));
+    EXPECT_FALSE(sess_has_output(&s_));
+    sess_tls_up(&s_);
+  }
+  sess_auth auth_{};
+  TlsFake tf_;
+};
+
+}  // namespace
+
+TEST_F(SessionTlsTest, StartTlsThenFreshEhloForgetsPlaintextCapabilities) {
+  cfg_.secure = SESS_SECURE_STARTTLS_VERIFY;
+  through_starttls();
+  EXPECT_EQ(s_.caps.flags, 0u);  // what plaintext EHLO said is gone
+  EXPECT_EQ(take_output(), "EHLO client.test\r\n");
+  feed(kEhloAfterTls);
+  EXPECT_EQ(s_.state, SESS_IDLE);
+  EXPECT_TRUE(s_.tls_on);
+  EXPECT_FALSE(s_.caps.flags & SMTP_CAP_STARTTLS);
+  EXPECT_TRUE(s_.caps.flags & SMTP_CAP_8BITMIME);  // learned over TLS
+}
+
+TEST_F(SessionTlsTest, RepliesInjectedBehindThe220AreDropped) {
+  cfg_.secure = SESS_SECURE_STARTTLS_VERIFY;
+  // A man in the middle appends a reply in plaintext: it must never be read as the
+  // answer to the EHLO sent over TLS.
+  through_starttls("250-evil\r\n250 AUTH PLAIN\r\n");
+  EXPECT_EQ(take_output(), "EHLO client.test\r\n");
+  EXPECT_EQ(s_.fifo_len, 1u);  // still waiting for the real EHLO reply
+  EXPECT_EQ(s_.state, SESS_EHLO);
+  feed(kEhloAfterTls);
+  EXPECT_EQ(s_.state, SESS_IDLE);
+  EXPECT_FALSE(s_.caps.auth == SMTP_AUTH_PLAIN && !(s_.caps.flags & SMTP_CAP_8BITMIME));
+}
+
+TEST_F(SessionTlsTest, Mode4WithoutStartTlsSendsNothingMore) {
+  cfg_.secure = SESS_SECURE_STARTTLS_VERIFY;
+  f_.queue.push_back(msg({"c@d.test"}, "x\r\n"));
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  feed("220 hi\r\n");
+  take_output();
+  feed("250-x\r\n250 PIPELINING\r\n");
+  EXPECT_EQ(take_output(), "");  // no MAIL FROM in the clear
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(s_.error, SMTPBULK_ENOSTARTTLS);
+}
+
+TEST_F(SessionTlsTest, Mode4StartTlsRefusedSendsNothingMore) {
+  cfg_.secure = SESS_SECURE_STARTTLS_REQUIRE;
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  feed("220 hi\r\n");
+  take_output();
+  feed(kEhloTls);
+  EXPECT_EQ(take_output(), "STARTTLS\r\n");
+  feed("454 4.7.0 TLS not available\r\n");
+  EXPECT_EQ(take_output(), "");
+  EXPECT_EQ(s_.error, SMTPBULK_ENOSTARTTLS);
+}
+
+TEST_F(SessionTlsTest, Mode3FallsBackToPlaintextAndSaysSo) {
+  cfg_.secure = SESS_SECURE_STARTTLS;
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  feed("220 hi\r\n");
+  take_output();
+  feed("250-x\r\n250 PIPELINING\r\n");
+  EXPECT_EQ(s_.state, SESS_IDLE);
+  EXPECT_FALSE(s_.tls_on);
+  EXPECT_NE(tf_.log.find("plaintext"), std::string::npos);
+}
+
+TEST_F(SessionTlsTest, ImplicitTlsHandshakesBeforeTheGreeting) {
+  cfg_.secure = SESS_SECURE_SMTPS_VERIFY;
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  EXPECT_TRUE(sess_wants_tls(&s_));
+  EXPECT_TRUE(sess_waiting(&s_));  // the watchdog times a handshake
+  sess_tls_up(&s_);
+  EXPECT_EQ(s_.state, SESS_GREETING);
+  feed("220 hi\r\n");
+  EXPECT_EQ(take_output(), "EHLO client.test\r\n");
+}
+
+TEST_F(SessionTlsTest, AuthPlainOverTlsSecretNeverInTheTrace) {
+  cfg_.secure = SESS_SECURE_STARTTLS_VERIFY;
+  use_auth(SASL_PLAIN);
+  through_starttls();
+  take_output();
+  feed(kEhloAfterTls);
+  std::string out = take_output();
+  // base64("\0alice\0s3cret-Pa55")
+  EXPECT_EQ(out, "AUTH PLAIN AGFsaWNlAHMzY3JldC1QYTU1\r\n");
+  EXPECT_EQ(s_.state, SESS_AUTH);
+  feed("235 2.7.0 ok\r\n");
+  EXPECT_EQ(s_.state, SESS_IDLE);
+  EXPECT_EQ(tf_.auth_results, std::vector<int>{0});
+  EXPECT_EQ(s_.sasl, nullptr);  // the secret went with the exchange
+  EXPECT_NE(tf_.log.find(">> AUTH PLAIN <redacted>"), std::string::npos);
+  EXPECT_EQ(tf_.log.find("AGFsaWNl"), std::string::npos);
+  EXPECT_EQ(tf_.log.find("s3cret"), std::string::npos);
+}
+
+TEST_F(SessionTlsTest, AuthLoginContinuationsAreRedactedToo) {
+  cfg_.secure = SESS_SECURE_SMTPS;
+  use_auth(SESS_AUTH_AUTO);
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  sess_tls_up(&s_);
+  feed("220 hi\r\n");
+  take_output();
+  feed("250-x\r\n250 AUTH LOGIN\r\n");  // AUTO takes what is offered
+  EXPECT_EQ(take_output(), "AUTH LOGIN\r\n");
+  feed("334 VXNlcm5hbWU6\r\n");
+  EXPECT_EQ(take_output(), "YWxpY2U=\r\n");
+  feed("334 UGFzc3dvcmQ6\r\n");
+  EXPECT_EQ(take_output(), "czNjcmV0LVBhNTU=\r\n");
+  feed("235 ok\r\n");
+  EXPECT_EQ(s_.state, SESS_IDLE);
+  EXPECT_EQ(tf_.log.find("czNjcmV0"), std::string::npos);
+  EXPECT_NE(tf_.log.find(">> <redacted>"), std::string::npos);
+}
+
+TEST_F(SessionTlsTest, AuthWithoutTlsRefusedUnlessAllowed) {
+  use_auth(SASL_PLAIN);
+  connect_ready("250-x\r\n250 AUTH PLAIN\r\n");
+  EXPECT_EQ(take_output(), "");  // no credentials in the clear
+  EXPECT_EQ(s_.error, SMTPBULK_EAUTHPLAIN);
+  EXPECT_EQ(tf_.auth_results, std::vector<int>{SMTPBULK_EAUTHPLAIN});
+}
+
+TEST_F(SessionTlsTest, AuthOverPlaintextWhenAllowed) {
+  use_auth(SASL_PLAIN, 1);
+  connect_ready("250-x\r\n250 AUTH PLAIN\r\n");
+  EXPECT_EQ(take_output().rfind("AUTH PLAIN ", 0), 0u);
+}
+
+TEST_F(SessionTlsTest, BadCredentials535StopForGood) {
+  cfg_.secure = SESS_SECURE_SMTPS;
+  use_auth(SASL_PLAIN);
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  sess_tls_up(&s_);
+  feed("220 hi\r\n");
+  take_output();
+  feed("250-x\r\n250 AUTH PLAIN\r\n");
+  take_output();
+  feed("535 5.7.8 Authentication credentials invalid\r\n");
+  EXPECT_EQ(s_.state, SESS_DEAD);  // not CLOSED: no reconnect, whatever retry_fail says
+  EXPECT_EQ(s_.error, SMTPBULK_EAUTH);
+  EXPECT_EQ(tf_.auth_results, std::vector<int>{SMTPBULK_EAUTH});
+}
+
+TEST_F(SessionTlsTest, Temporary454IsRetried) {
+  cfg_.secure = SESS_SECURE_SMTPS;
+  use_auth(SASL_PLAIN);
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  sess_tls_up(&s_);
+  feed("220 hi\r\n");
+  take_output();
+  feed("250-x\r\n250 AUTH PLAIN\r\n");
+  take_output();
+  feed("454 4.7.0 Temporary authentication failure\r\n");
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(s_.error, SMTPBULK_EAUTHTEMP);
+}
+
+TEST_F(SessionTlsTest, NoCommonMechanism) {
+  cfg_.secure = SESS_SECURE_SMTPS;
+  use_auth(SESS_AUTH_AUTO);
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  sess_tls_up(&s_);
+  feed("220 hi\r\n");
+  take_output();
+  feed("250-x\r\n250 AUTH GSSAPI\r\n");
+  EXPECT_EQ(take_output(), "");
+  EXPECT_EQ(s_.error, SMTPBULK_EAUTHMECH);
+}

@@ -1,0 +1,150 @@
+#!/usr/bin/python3
+"""aiosmtpd as a test peer for smtpbulk: plaintext, STARTTLS or implicit TLS, with
+AUTH (aiosmtpd's own PLAIN and LOGIN, plus XOAUTH2 and SCRAM-SHA-256 written here
+from RFC 7628 / RFC 5802, so our client meets an implementation that is not ours).
+
+Every MAIL, AUTH and message is written to --events as one line, saying whether the
+connection was TLS at that moment: the tests assert on what the server saw.
+Runs until SIGTERM.
+"""
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import os
+import signal
+import ssl
+import sys
+import threading
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+p = argparse.ArgumentParser()
+p.add_argument("--port", type=int, required=True)
+p.add_argument("--tls", choices=["none", "smtps", "starttls"], default="none")
+p.add_argument("--cert")
+p.add_argument("--key")
+p.add_argument("--user")
+p.add_argument("--password")
+p.add_argument("--auth-plaintext", action="store_true", help="allow AUTH without TLS")
+p.add_argument("--scram-bad-signature", action="store_true",
+               help="answer SCRAM with a wrong server signature (a man in the middle)")
+p.add_argument("--events", required=True)
+args = p.parse_args()
+
+lock = threading.Lock()
+events = open(args.events, "a", buffering=1)
+
+
+def event(line):
+    with lock:
+        events.write(line + "\n")
+
+
+def is_tls(server, session):
+    if session.ssl is not None:
+        return True
+    t = getattr(server, "transport", None)
+    return bool(t and t.get_extra_info("ssl_object"))
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = (isinstance(auth_data, LoginPassword) and args.user is not None
+          and auth_data.login.decode() == args.user
+          and auth_data.password.decode() == args.password)
+    event(f"AUTH {mechanism} {'ok' if ok else 'bad'} tls={int(is_tls(server, session))}")
+    return AuthResult(success=ok, handled=False)  # handled=True would send no reply
+
+
+class Handler:
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        event(f"MAIL tls={int(is_tls(server, session))} from={address}")
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        event(f"DATA tls={int(is_tls(server, session))} bytes={len(envelope.content)}")
+        return "250 OK queued"
+
+    # RFC 7628: "user=" user ^A "auth=Bearer " token ^A ^A
+    async def auth_XOAUTH2(self, server, argv):
+        if len(argv) < 2:
+            return AuthResult(success=False, handled=False)
+        raw = base64.b64decode(argv[1])
+        parts = dict(kv.split("=", 1) for kv in raw.decode().split("\x01") if "=" in kv)
+        ok = parts.get("user") == args.user and parts.get("auth") == f"Bearer {args.password}"
+        event(f"AUTH XOAUTH2 {'ok' if ok else 'bad'} tls={int(is_tls(server, server.session))}")
+        if ok:
+            return AuthResult(success=True)
+        await server.challenge_auth(b'{"status":"401","schemes":"bearer"}')
+        return AuthResult(success=False, handled=False)
+
+    # RFC 5802 with SHA-256 (RFC 7677), server side.
+    async def auth_SCRAM__SHA__256(self, server, argv):
+        first = base64.b64decode(argv[1]) if len(argv) > 1 else await server.challenge_auth("")
+        first = first.decode()
+        if not first.startswith("n,,"):
+            return AuthResult(success=False, handled=False)
+        bare = first[3:]
+        fields = dict(kv.split("=", 1) for kv in bare.split(","))
+        salt, iters = os.urandom(16), 4096
+        nonce = fields["r"] + base64.b64encode(os.urandom(18)).decode()
+        server_first = f"r={nonce},s={base64.b64encode(salt).decode()},i={iters}"
+        final = (await server.challenge_auth(server_first)).decode()
+        without_proof, proof = final.rsplit(",p=", 1)
+        salted = hashlib.pbkdf2_hmac("sha256", args.password.encode(), salt, iters)
+        client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+        stored = hashlib.sha256(client_key).digest()
+        auth_msg = f"{bare},{server_first},{without_proof}".encode()
+        sig = hmac.new(stored, auth_msg, "sha256").digest()
+        expected = bytes(a ^ b for a, b in zip(client_key, sig))
+        ok = (fields.get("n") == args.user and f"r={nonce}" in without_proof
+              and hmac.compare_digest(base64.b64decode(proof), expected))
+        event(f"AUTH SCRAM-SHA-256 {'ok' if ok else 'bad'} "
+              f"tls={int(is_tls(server, server.session))}")
+        if not ok:
+            return AuthResult(success=False, handled=False)
+        server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+        server_sig = hmac.new(server_key, auth_msg, "sha256").digest()
+        if args.scram_bad_signature:
+            server_sig = bytes(32)
+        await server.challenge_auth(f"v={base64.b64encode(server_sig).decode()}")
+        return AuthResult(success=True)
+
+
+def tls_context():
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(args.cert, args.key)
+    return ctx
+
+
+class PeerController(Controller):
+    def factory(self):
+        kw = dict(
+            hostname="peer.test",
+            authenticator=authenticator if args.user else None,
+            # aiosmtpd counts only STARTTLS as TLS: with implicit TLS (smtps) every
+            # connection is TLS already.
+            auth_require_tls=not args.auth_plaintext and args.tls != "smtps",
+        )
+        if args.tls == "starttls":
+            kw["tls_context"] = tls_context()
+        return SMTP(self.handler, **kw)
+
+
+ctl = PeerController(
+    Handler(), hostname="127.0.0.1", port=args.port,
+    ssl_context=tls_context() if args.tls == "smtps" else None,
+    ready_timeout=10)
+ctl.start()
+print("ready", flush=True)
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+signal.signal(signal.SIGINT, lambda *_: stop.set())
+while not stop.wait(0.2):
+    pass
+ctl.stop()
+sys.exit(0)
