@@ -110,6 +110,57 @@ s.quit()
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 check "sink counted the logins" grep -q '"messages": 3, .*"auth_ok": 3, "auth_failed": [1-9]' "$tmp/sink.out"
 
+# TLS and AUTH from the command line: a throwaway CA and server certificate (openssl),
+# the sink speaking STARTTLS and implicit TLS, load verifying it and logging in.
+certs="$tmp/certs"; mkdir -p "$certs"
+ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+(cd "$certs" &&
+  openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 2 -subj '/CN=cli test CA' &&
+  openssl req "${ec[@]}" -keyout srv.key -out srv.csr -subj '/CN=localhost' &&
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > ext &&
+  openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext
+) >/dev/null 2>&1
+check "test certificates made" [ -s "$certs/srv.pem" ]
+printf 'tanstaaf\n' > "$tmp/pw"
+check "sink --tls without --cert" status_is 2 "$bin" sink --tls starttls
+check "sink --tls bad" status_is 2 "$bin" sink --tls ssl3 --cert "$certs/srv.pem" --key "$certs/srv.key"
+check "sink --cert without --tls" status_is 2 "$bin" sink --cert "$certs/srv.pem" --key "$certs/srv.key"
+check "sink bad key" status_is 3 "$bin" sink --listen 127.0.0.1:0 --tls smtps --cert "$certs/srv.pem" --key "$certs/srv.pem"
+check "sink bad key: says so" grep -q "key" "$tmp/err"
+for bad in "--tls ssl" "--tls-verify" "--tls starttls-optional --tls-verify" "--ca x.pem" \
+           "--auth PLAIN" "--auth PLAIN --user u" "--auth KERBEROS --user u --password-file $tmp/pw" \
+           "--no-tls-resume" "--tls smtps" "--cert $certs/srv.pem --tls smtps 127.0.0.1:1" \
+           "--tls smtps --tls-verify --ca $tmp/nonexistent.pem 127.0.0.1:1" \
+           "--auth PLAIN --user u --password-file $tmp/pw 127.0.0.1:1" \
+           "--auth PLAIN --user u --password-file $tmp/nonexistent 127.0.0.1:1"; do
+  # shellcheck disable=SC2086
+  check "load $bad" status_is 2 "$bin" load $bad
+  check "load $bad: one line" one_line_err
+done
+check "load --password is refused" status_is 2 "$bin" load --password secret
+check "load --password: says why" grep -q "password-file" "$tmp/err"
+check "no password anywhere: says where to put it" status_is 2 env -u SMTPBULK_PASSWORD "$bin" load --tls smtps --auth PLAIN --user u 127.0.0.1:1
+check "starttls sink starts" start_sink --tls starttls --cert "$certs/srv.pem" --key "$certs/srv.key" --auth-user tim:tanstaaf
+check "load STARTTLS verified + AUTH AUTO (password file)" status_is 0 "$bin" load -m 300 -s 3 -q --json --backend "$backend" \
+  --tls starttls --tls-verify --ca "$certs/ca.pem" --tls-name localhost --auth AUTO --user tim --password-file "$tmp/pw" "127.0.0.1:$port"
+check "STARTTLS: all delivered, one handshake per connection" /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/out')); sys.exit(0 if d['delivered'] == 300 and d['tls_handshakes'] == 3 else 1)"
+check "load wrong CA name fails with a certificate error" status_is 1 "$bin" load -m 5 -s 1 --backend "$backend" \
+  --tls starttls --tls-verify --ca "$certs/ca.pem" --tls-name other.example "127.0.0.1:$port"
+check "certificate error named" grep -q "certificate not trusted" "$tmp/err"
+check "load wrong password (env) fails with an auth error" status_is 1 env SMTPBULK_PASSWORD=nope "$bin" load -m 5 -s 2 --backend "$backend" \
+  --tls starttls --auth PLAIN --user tim "127.0.0.1:$port"
+check "auth error named" grep -q "authentication refused" "$tmp/err"
+check "the password is not in the trace" bash -c "SMTPBULK_PASSWORD=tanstaaf '$bin' load -m 2 -s 1 -d 10 --backend '$backend' --tls starttls --auth LOGIN --user tim 127.0.0.1:$port 2>&1 | grep -q '<redacted>' && ! SMTPBULK_PASSWORD=tanstaaf '$bin' load -m 2 -s 1 -d 10 --backend '$backend' --tls starttls --auth LOGIN --user tim 127.0.0.1:$port 2>&1 | grep -q -e tanstaaf -e dGFuc3RhYWY"
+check "load without --tls to a STARTTLS sink with AUTH needs --auth-plaintext" status_is 2 "$bin" load --auth PLAIN --user tim --password-file "$tmp/pw" "127.0.0.1:$port"
+kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
+check "sink counted TLS handshakes" grep -q '"tls_handshakes": [1-9]' "$tmp/sink.out"
+check "load smtps built-in sink, reconnects resume" status_is 0 "$bin" load -m 40 -s 2 -P 0 -q --json --backend "$backend" \
+  --tls smtps --sink-cert "$certs/srv.pem" --sink-key "$certs/srv.key" --reconnect-every 2
+check "resumed handshakes counted" /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/out')); sys.exit(0 if d['delivered'] == 40 and d['tls_resumed'] >= 10 else 1)"
+check "load --no-tls-resume" status_is 0 "$bin" load -m 40 -s 2 -P 0 -q --json --backend "$backend" \
+  --tls smtps --sink-cert "$certs/srv.pem" --sink-key "$certs/srv.key" --reconnect-every 2 --no-tls-resume
+check "no handshake resumed" /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/out')); sys.exit(0 if d['delivered'] == 40 and d['tls_resumed'] == 0 and d['tls_handshakes'] >= 20 else 1)"
+
 # Timeouts and retries: a sink that stops answering after 5 messages per connection;
 # the watchdog ends each hung connection and its messages go again (unlimited).
 check "load bad --timeout" status_is 2 "$bin" load --timeout abc

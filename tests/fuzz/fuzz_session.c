@@ -63,9 +63,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (sb_msg_new(NULL, &m, &c.msgs[i]))
 			abort();
 	}
+	static const struct sess_auth auth = {
+		.mech = SESS_AUTH_AUTO, .user = "fuzz", .secret = "pw", .allow_plaintext = 1,
+	};
+	int secure_byte = 0;
 	if (size > 0) { /* the first byte picks the pipeline mode and window */
 		cfg.pipeline = data[0] % 3;
 		cfg.window = 1 + (data[0] / 3) % 4;
+		secure_byte = data[0] & 0x80; /* (inputs below 0x80 keep their old meaning) */
+		data++;
+		size--;
+	}
+	if (secure_byte && size > 0) { /* then a byte for the Secure mode and AUTH */
+		cfg.secure = data[0] % 6;
+		cfg.auth = (data[0] / 6) & 1 ? &auth : NULL;
 		data++;
 		size--;
 	}
@@ -85,6 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			sess_sent(&s, t);
 		}
 		size_t cap;
+		if (sess_wants_tls(&s)) /* the worker's handshake, done at once */
+			sess_tls_up(&s);
 		if (data[off] == 0x7f) { /* the watchdog's verdict, at any point */
 			sess_hang(&s);
 			break;
