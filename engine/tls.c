@@ -332,6 +332,23 @@ void sb_tls_sent(struct sb_tls *t, size_t n)
 	buf_consumed(&t->out, n);
 }
 
+static void buf_trim(struct sb_tls_buf *b)
+{
+	if (b->p && b->off == b->len) {
+		free(b->p);
+		memset(b, 0, sizeof(*b));
+	}
+}
+
+void sb_tls_trim(struct sb_tls *t, int keep_in, int keep_out)
+{
+	if (!keep_in)
+		buf_trim(&t->in);
+	if (!keep_out)
+		buf_trim(&t->out);
+	buf_trim(&t->pend);
+}
+
 void sb_tls_close_notify(struct sb_tls *t)
 {
 	if (t->ssl && t->up && !t->shut) {

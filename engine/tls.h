@@ -77,6 +77,9 @@ static inline size_t sb_tls_unsent(const struct sb_tls *t)
 {
 	return (t->out.len - t->out.off) + (t->pend.len - t->pend.off);
 }
+/* Give back the memory of empty buffers (an idle connection keeps none); in only with
+ * keep_in == 0: a receive in flight may be writing into it. */
+void sb_tls_trim(struct sb_tls *t, int keep_in, int keep_out);
 /* Write close_notify (once). */
 void sb_tls_close_notify(struct sb_tls *t);
 /* The session to resume later (a reference the caller frees with sb_tls_session_free),

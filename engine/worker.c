@@ -665,6 +665,10 @@ static void after_io(struct sb_worker *w, struct sb_conn *c)
 			c->inflight++;
 		}
 	}
+	if (c->tls && s->state == SESS_IDLE && c->tls->up)
+		/* Idle: the TLS buffers go back (10k idle TLS connections should not hold
+		 * 12 KB of empty buffers each). A plain receive in flight writes into in. */
+		sb_tls_trim(c->tls, c->recv_busy && !c->recv_multi, c->send_busy);
 	if (!c->recv_busy && w->recv_multi) {
 		int rc = w->be->recv_multi(w->io, c->fd, TOKEN(TK_RECV, c->gen, idx));
 		if (rc == 0) {
