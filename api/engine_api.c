@@ -49,7 +49,7 @@ int sb_options_copy(const smtpbulk_options_t *in, smtpbulk_options_t *out)
 int sb_hosts_copy(const smtpbulk_options_t *in, size_t extra, smtpbulk_host_t **out)
 {
 	size_t n = in->n_hosts;
-	size_t stride = in->struct_size < OPTIONS_SIZE_PRE_TLS ? HOST_SIZE_PRE_TLS
+	size_t stride = in->struct_size <= OPTIONS_SIZE_PRE_TLS ? HOST_SIZE_PRE_TLS
 							       : sizeof(smtpbulk_host_t);
 	if (n && !in->hosts)
 		return -EINVAL;
@@ -71,7 +71,7 @@ int smtpbulk_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 	*out = NULL;
 	if (sb_options_copy(opts, &o))
 		return -EINVAL;
-	if (opts->struct_size < OPTIONS_SIZE_PRE_TLS) {
+	if (opts->struct_size <= OPTIONS_SIZE_PRE_TLS) {
 		int rc = sb_hosts_copy(opts, 0, &hosts);
 		if (rc)
 			return rc;

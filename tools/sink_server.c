@@ -37,6 +37,7 @@ struct sconn {
 	struct iovec iov;
 	struct sb_tls *tls;   /* NULL: plaintext */
 	uint8_t send_tls;     /* the send in flight is from tls's outbox */
+	uint8_t tls_failed_counted;
 	uint8_t recv_tls;     /* the receive in flight is into tls's inbox; else at recv_at
 	                         in rbuf (posted before a STARTTLS switch, it brings the
 	                         ClientHello) */
@@ -114,6 +115,8 @@ static void conn_close(struct sink_thread *t, unsigned idx)
 	t->be->forget_fd(t->io, c->fd);
 	close(c->fd);
 	if (c->tls) {
+		if (!c->tls->up && !c->tls_failed_counted) /* the client gave up on it */
+			atomic_fetch_add_explicit(&t->srv->tls_failed, 1, memory_order_relaxed);
 		sb_tls_free(c->tls);
 		free(c->tls);
 	}
@@ -166,6 +169,7 @@ static void tls_in(struct sink_thread *t, struct sconn *c)
 		int rc = sb_tls_handshake(tls);
 		if (rc < 0) {
 			atomic_fetch_add_explicit(&t->srv->tls_failed, 1, memory_order_relaxed);
+			c->tls_failed_counted = 1;
 			c->closing = 2;
 			return;
 		}

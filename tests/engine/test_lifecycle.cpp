@@ -151,6 +151,34 @@ TEST(Lifecycle, CreateValidation) {
   EXPECT_STREQ(smtpbulk_strerror(-ENOMEM), strerror(ENOMEM));
 }
 
+// A caller built before TLS passes options without the TLS fields and a hosts array of
+// the shorter, older elements: the engine must read them with the old stride.
+TEST(Lifecycle, HostsFromAnOlderHeaderAreReadWithTheirOwnSize) {
+  struct OldHost {  // smtpbulk_host_t up to 0.1.x: no security field
+    const char* host;
+    uint16_t port;
+    const char* hello;
+    unsigned connections;
+  };
+  static_assert(sizeof(OldHost) == offsetof(smtpbulk_host_t, security), "old layout");
+  OldHost old[2] = {{"127.0.0.1", 2601, nullptr, 1}, {"127.0.0.1", 2602, nullptr, 3}};
+  smtpbulk_options_t o;
+  smtpbulk_options_init(&o);
+  o.struct_size = offsetof(smtpbulk_options_t, security);
+  o.hosts = reinterpret_cast<const smtpbulk_host_t*>(old);
+  o.n_hosts = 2;
+  smtpbulk_t* sb = nullptr;
+  ASSERT_EQ(smtpbulk_create(&o, &sb), 0);
+  smtpbulk_stats_t* st = nullptr;
+  ASSERT_EQ(smtpbulk_get_stats(sb, &st), 0);
+  ASSERT_EQ(st->n_hosts, 2u);
+  EXPECT_EQ(st->hosts[0].port, 2601);
+  EXPECT_EQ(st->hosts[1].port, 2602);
+  EXPECT_EQ(st->hosts[1].n_connections, 3u);
+  smtpbulk_stats_free(st);
+  smtpbulk_destroy(sb);
+}
+
 TEST(Lifecycle, SubmitBeforeStartOrAfterStopRefused) {
   ScriptedPeer peer(PeerScript{});
   TestEngine e(peer.port());

@@ -138,12 +138,13 @@ TEST(TlsOwnSink, StartTlsVerifiedWithCramMd5AndAuthCallbacks) {
   REQUIRE_CERTS();
   TlsSink sink(SINK_TLS_STARTTLS, test_certs().cert, test_certs().key, {}, "alice", "wonder");
   ASSERT_NE(sink.srv, nullptr);
-  SecureEngine e(sink.port(), 2, SMTPBULK_SECURE_STARTTLS_VERIFY);
-  e.auth("CRAM-MD5", "alice", "wonder");
+  // Before the engine: its workers may call back until it is destroyed.
   std::atomic<int> passes{0}, fails{0};
   struct Counts {
     std::atomic<int>*p, *f;
   } counts{&passes, &fails};
+  SecureEngine e(sink.port(), 2, SMTPBULK_SECURE_STARTTLS_VERIFY);
+  e.auth("CRAM-MD5", "alice", "wonder");
   smtpbulk_callbacks_t cbs{};
   cbs.struct_size = sizeof(cbs);
   cbs.auth_pass = [](const smtpbulk_event_t* ev, void* a) {
@@ -174,11 +175,11 @@ TEST(TlsOwnSink, RepliesInjectedAfterStartTlsAreIgnored) {
   f.starttls_inject = 1;  // "250 ... injected" right behind the 220, in plaintext
   TlsSink sink(SINK_TLS_STARTTLS, test_certs().cert, test_certs().key, f);
   ASSERT_NE(sink.srv, nullptr);
-  SecureEngine e(sink.port(), 2, SMTPBULK_SECURE_STARTTLS_VERIFY);
-  struct Seen {
+  struct Seen {  // before the engine: its workers may call back until it is destroyed
     std::mutex mu;
     std::string lines;
   } seen;
+  SecureEngine e(sink.port(), 2, SMTPBULK_SECURE_STARTTLS_VERIFY);
   smtpbulk_callbacks_t cbs{};
   cbs.struct_size = sizeof(cbs);
   cbs.read = [](const smtpbulk_event_t* ev, void* a) {
@@ -205,12 +206,12 @@ TEST_P(TlsResumption, ReconnectResumesRestartDoesNot) {
   const int code = GetParam();
   TlsSink sink(SINK_TLS_IMPLICIT, test_certs().cert, test_certs().key);
   ASSERT_NE(sink.srv, nullptr);
+  int c = code;  // before the engine, which reads it until destroyed
   SecureEngine e(sink.port(), 1, SMTPBULK_SECURE_SMTPS_VERIFY);
   e.opts.pipeline = 0;  // one message at a time: each ends its connection
   smtpbulk_callbacks_t cbs{};
   cbs.struct_size = sizeof(cbs);
   cbs.pass = [](const smtpbulk_event_t*, void* a) { return *static_cast<int*>(a); };
-  int c = code;
   cbs.arg = &c;
   e.opts.callbacks = &cbs;
   ASSERT_EQ(e.start(), 0);

@@ -236,6 +236,40 @@ void ScriptedPeer::serve(int fd, int index) {
   }
 }
 
+int spawn_listening(const std::vector<std::string>& args, uint16_t port, int tries,
+                    bool quiet_stderr) {
+  int pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) {
+      dup2(devnull, 1);
+      if (quiet_stderr) dup2(devnull, 2);
+    }
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  if (pid < 0) return -1;
+  for (int i = 0; i < tries; i++) {  // every 20 ms
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    bool up = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+    close(fd);
+    if (up) return pid;
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) return -1;  // it died: port taken?
+    usleep(20000);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
 SmtpSink::SmtpSink(const std::vector<std::string>& extra_args) {
   const char* bin = "/usr/sbin/smtp-sink";
   struct stat st;
@@ -255,37 +289,7 @@ SmtpSink::SmtpSink(const std::vector<std::string>& extra_args) {
     for (auto& a : extra_args) args.push_back(a);
     args.push_back(addr);
     args.push_back("1024");
-    int pid = fork();
-    if (pid == 0) {
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      int devnull = open("/dev/null", O_WRONLY);
-      if (devnull >= 0) dup2(devnull, 1);
-      execv(bin, argv.data());
-      _exit(127);
-    }
-    // Wait (bounded) until it accepts connections.
-    for (int i = 0; i < 100; i++) {
-      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      a.sin_port = htons(port_);
-      bool up = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-      close(fd);
-      if (up) {
-        pid_ = pid;
-        break;
-      }
-      int status;
-      if (waitpid(pid, &status, WNOHANG) == pid) break;  // it died: port taken?
-      usleep(20000);
-    }
-    if (pid_ < 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
+    pid_ = spawn_listening(args, port_, 100, /*quiet_stderr=*/false);
   }
   if (pid_ < 0 && error_.empty()) error_ = "smtp-sink did not start";
 }

@@ -80,4 +80,10 @@ class SmtpSink {
 // A free TCP port on 127.0.0.1 (bound and released: the caller binds it next).
 uint16_t free_port();
 
+// Start args[0] (a full path) with args, stdout (and with quiet_stderr, stderr) to
+// /dev/null, and wait up to tries x 20 ms until it accepts connections on
+// 127.0.0.1:port. Its pid, or -1 (it died or never listened: it is killed and reaped).
+int spawn_listening(const std::vector<std::string>& args, uint16_t port, int tries,
+                    bool quiet_stderr);
+
 }  // namespace sbtest

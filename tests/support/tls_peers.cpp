@@ -101,40 +101,8 @@ AioSmtpd::AioSmtpd(const std::vector<std::string>& args) {
     std::vector<std::string> a = {py, script, "--port", std::to_string(port_), "--events",
                                   events_path_};
     a.insert(a.end(), args.begin(), args.end());
-    int pid = fork();
-    if (pid == 0) {
-      std::vector<char*> argv;
-      for (auto& s : a) argv.push_back(const_cast<char*>(s.c_str()));
-      argv.push_back(nullptr);
-      int devnull = open("/dev/null", O_WRONLY);
-      if (devnull >= 0) {
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-      }
-      execv(py, argv.data());
-      _exit(127);
-    }
     // Up to 10 s: python and asyncio start slowly on a busy machine.
-    for (int i = 0; i < 500; i++) {
-      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in sa{};
-      sa.sin_family = AF_INET;
-      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      sa.sin_port = htons(port_);
-      bool up = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
-      close(fd);
-      if (up) {
-        pid_ = pid;
-        break;
-      }
-      int status;
-      if (waitpid(pid, &status, WNOHANG) == pid) break;  // it died: port taken?
-      usleep(20000);
-    }
-    if (pid_ < 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
+    pid_ = spawn_listening(a, port_, 500, /*quiet_stderr=*/true);
   }
   if (pid_ < 0) error_ = "aiosmtpd did not start";
 }

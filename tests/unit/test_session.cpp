@@ -543,6 +543,17 @@ class SessionTlsTest : public SessionTest {
     EXPECT_FALSE(sess_has_output(&s_));
     sess_tls_up(&s_);
   }
+  // Implicit TLS (mode 1) up to the EHLO reply; returns what the session wrote next.
+  std::string smtps_until_auth(const std::string& ehlo) {
+    cfg_.secure = SESS_SECURE_SMTPS;
+    sess_connecting(&s_);
+    sess_connected(&s_, 0);
+    sess_tls_up(&s_);
+    feed("220 hi\r\n");
+    take_output();
+    feed(ehlo);
+    return take_output();
+  }
   sess_auth auth_{};
   TlsFake tf_;
 };
@@ -644,15 +655,9 @@ TEST_F(SessionTlsTest, AuthPlainOverTlsSecretNeverInTheTrace) {
 }
 
 TEST_F(SessionTlsTest, AuthLoginContinuationsAreRedactedToo) {
-  cfg_.secure = SESS_SECURE_SMTPS;
   use_auth(SESS_AUTH_AUTO);
-  sess_connecting(&s_);
-  sess_connected(&s_, 0);
-  sess_tls_up(&s_);
-  feed("220 hi\r\n");
-  take_output();
-  feed("250-x\r\n250 AUTH LOGIN\r\n");  // AUTO takes what is offered
-  EXPECT_EQ(take_output(), "AUTH LOGIN\r\n");
+  // AUTO takes what is offered
+  EXPECT_EQ(smtps_until_auth("250-x\r\n250 AUTH LOGIN\r\n"), "AUTH LOGIN\r\n");
   feed("334 VXNlcm5hbWU6\r\n");
   EXPECT_EQ(take_output(), "YWxpY2U=\r\n");
   feed("334 UGFzc3dvcmQ6\r\n");
@@ -678,15 +683,8 @@ TEST_F(SessionTlsTest, AuthOverPlaintextWhenAllowed) {
 }
 
 TEST_F(SessionTlsTest, BadCredentials535StopForGood) {
-  cfg_.secure = SESS_SECURE_SMTPS;
   use_auth(SASL_PLAIN);
-  sess_connecting(&s_);
-  sess_connected(&s_, 0);
-  sess_tls_up(&s_);
-  feed("220 hi\r\n");
-  take_output();
-  feed("250-x\r\n250 AUTH PLAIN\r\n");
-  take_output();
+  EXPECT_EQ(smtps_until_auth("250-x\r\n250 AUTH PLAIN\r\n").rfind("AUTH PLAIN ", 0), 0u);
   feed("535 5.7.8 Authentication credentials invalid\r\n");
   EXPECT_EQ(s_.state, SESS_DEAD);  // not CLOSED: no reconnect, whatever retry_fail says
   EXPECT_EQ(s_.error, SMTPBULK_EAUTH);
@@ -694,29 +692,15 @@ TEST_F(SessionTlsTest, BadCredentials535StopForGood) {
 }
 
 TEST_F(SessionTlsTest, Temporary454IsRetried) {
-  cfg_.secure = SESS_SECURE_SMTPS;
   use_auth(SASL_PLAIN);
-  sess_connecting(&s_);
-  sess_connected(&s_, 0);
-  sess_tls_up(&s_);
-  feed("220 hi\r\n");
-  take_output();
-  feed("250-x\r\n250 AUTH PLAIN\r\n");
-  take_output();
+  EXPECT_EQ(smtps_until_auth("250-x\r\n250 AUTH PLAIN\r\n").rfind("AUTH PLAIN ", 0), 0u);
   feed("454 4.7.0 Temporary authentication failure\r\n");
   EXPECT_EQ(s_.state, SESS_CLOSED);
   EXPECT_EQ(s_.error, SMTPBULK_EAUTHTEMP);
 }
 
 TEST_F(SessionTlsTest, NoCommonMechanism) {
-  cfg_.secure = SESS_SECURE_SMTPS;
   use_auth(SESS_AUTH_AUTO);
-  sess_connecting(&s_);
-  sess_connected(&s_, 0);
-  sess_tls_up(&s_);
-  feed("220 hi\r\n");
-  take_output();
-  feed("250-x\r\n250 AUTH GSSAPI\r\n");
-  EXPECT_EQ(take_output(), "");
+  EXPECT_EQ(smtps_until_auth("250-x\r\n250 AUTH GSSAPI\r\n"), "");
   EXPECT_EQ(s_.error, SMTPBULK_EAUTHMECH);
 }
