@@ -213,8 +213,11 @@ int cmd_sink(int argc, char **argv)
 	const char *why;
 	int rc = sink_server_start(&o, &srv, &why);
 	if (rc) {
-		fprintf(stderr, "smtpbulk sink: cannot listen on %s: %s (%s)\n", listen_at, why,
-			smtpbulk_strerror(rc));
+		if (rc == SMTPBULK_ETLSCONFIG)
+			fprintf(stderr, "smtpbulk sink: TLS setup failed: %s\n", why);
+		else
+			fprintf(stderr, "smtpbulk sink: cannot listen on %s: %s (%s)\n", listen_at,
+				why, smtpbulk_strerror(rc));
 		return 3;
 	}
 	if (!quiet)

@@ -125,8 +125,10 @@ printf 'tanstaaf\n' > "$tmp/pw"
 check "sink --tls without --cert" status_is 2 "$bin" sink --tls starttls
 check "sink --tls bad" status_is 2 "$bin" sink --tls ssl3 --cert "$certs/srv.pem" --key "$certs/srv.key"
 check "sink --cert without --tls" status_is 2 "$bin" sink --cert "$certs/srv.pem" --key "$certs/srv.key"
-check "sink bad key" status_is 3 "$bin" sink --listen 127.0.0.1:0 --tls smtps --cert "$certs/srv.pem" --key "$certs/srv.pem"
-check "sink bad key: says so" grep -q "key" "$tmp/err"
+check "sink unreadable key" status_is 3 "$bin" sink --listen 127.0.0.1:0 --tls smtps --cert "$certs/srv.pem" --key "$certs/srv.pem"
+check "sink unreadable key: says so" grep -q "cannot load the key" "$tmp/err"
+check "sink key of another certificate" status_is 3 "$bin" sink --listen 127.0.0.1:0 --tls smtps --cert "$certs/srv.pem" --key "$certs/ca.key"
+check "sink key of another certificate: says so" grep -q "does not match" "$tmp/err"
 for bad in "--tls ssl" "--tls-verify" "--tls starttls-optional --tls-verify" "--ca x.pem" \
            "--auth PLAIN" "--auth PLAIN --user u" "--auth KERBEROS --user u --password-file $tmp/pw" \
            "--no-tls-resume" "--tls smtps" "--cert $certs/srv.pem --tls smtps 127.0.0.1:1" \
