@@ -416,6 +416,16 @@ static void tls_output(struct sb_worker *w, struct sb_conn *c, unsigned idx)
 	struct iovec iov[SESS_OUT_MAX];
 	while (t->up && sess_has_output(s) && sb_tls_unsent(t) < TLS_OUT_HIGH) {
 		int n = sess_output(s, iov, SESS_OUT_MAX);
+		/* Encrypt only what the outbox may hold: a 1 GB body is not copied whole. */
+		size_t budget = TLS_OUT_HIGH - sb_tls_unsent(t), total = 0;
+		for (int i = 0; i < n; i++) {
+			if (total + iov[i].iov_len >= budget) {
+				iov[i].iov_len = budget - total;
+				n = i + 1;
+				break;
+			}
+			total += iov[i].iov_len;
+		}
 		long k = sb_tls_writev(t, iov, n);
 		if (k <= 0) {
 			tls_failed(w, c, k ? (int)k : SMTPBULK_ETLS);

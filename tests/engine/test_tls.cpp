@@ -198,6 +198,21 @@ TEST(TlsOwnSink, RepliesInjectedAfterStartTlsAreIgnored) {
   EXPECT_EQ(seen.lines.find("injected"), std::string::npos) << seen.lines;
 }
 
+TEST(TlsOwnSink, LargeBodiesArriveWholeThroughTheBoundedOutbox) {
+  REQUIRE_CERTS();
+  TlsSink sink(SINK_TLS_STARTTLS, test_certs().cert, test_certs().key);
+  ASSERT_NE(sink.srv, nullptr);
+  SecureEngine e(sink.port(), 2, SMTPBULK_SECURE_STARTTLS_REQUIRE);
+  ASSERT_EQ(e.start(), 0);
+  // 3 MB: many times the 256 KB the outbox may hold ahead of the socket.
+  std::string body = "Subject: big\r\n\r\n";
+  while (body.size() < (3u << 20)) body += std::string(76, 'y') + "\r\n";
+  for (int i = 0; i < 4; i++) e.send({"big@example.com"}, body);
+  ASSERT_TRUE(e.results.wait(4, 60000));
+  EXPECT_EQ(e.count(SMTPBULK_DELIVERED), 4u);
+  EXPECT_EQ(sink.totals().bytes, 4 * body.size());  // BDAT: the exact bytes
+}
+
 // 202 (reconnect) resumes the TLS session; 203 (restart) begins anew.
 class TlsResumption : public ::testing::TestWithParam<int> {};
 
@@ -278,6 +293,19 @@ TEST(TlsFailures, UnverifiedModesAcceptTheSameCertificate) {
   ASSERT_EQ(e.start(), 0);
   ASSERT_TRUE(e.send_all(5));
   EXPECT_EQ(e.count(SMTPBULK_DELIVERED), 5u);
+}
+
+TEST(TlsFailures, Mode2AgainstAPlaintextServerSendsNothingInTheClear) {
+  PeerScript ps;  // greets in plaintext where a TLS ServerHello was due
+  ScriptedPeer peer(ps);
+  SecureEngine e(peer.port(), 1, SMTPBULK_SECURE_SMTPS_VERIFY);
+  ASSERT_EQ(e.start(), 0);
+  ASSERT_TRUE(e.send_all(4));
+  e.expect_all_failed_with(4, SMTPBULK_ETLS);
+  for (auto& cmd : peer.commands()) {
+    EXPECT_EQ(cmd.find("MAIL"), std::string::npos) << cmd;
+    EXPECT_EQ(cmd.find("EHLO"), std::string::npos) << cmd;
+  }
 }
 
 TEST(TlsFailures, Mode4ServerWithoutStartTlsGetsNoMailInTheClear) {
