@@ -98,6 +98,7 @@ static void usage(FILE *f)
 		"      --tls-min 1.2|1.3   lowest TLS version accepted (default 1.2)\n"
 		"      --sink-cert FILE --sink-key FILE  certificate of the built-in sink, which\n"
 		"                          then speaks --tls too (needed for --tls without HOST)\n"
+		"                          and, with --auth, requires that account\n"
 		"      --auth MECH         AUTO (the strongest both sides have), PLAIN, LOGIN,\n"
 		"                          CRAM-MD5, XOAUTH2 (the password is the bearer token)\n"
 		"                          or SCRAM-SHA-256\n"
@@ -107,7 +108,8 @@ static void usage(FILE *f)
 		"                          command line, where every local user could read it\n"
 		"      --auth-plaintext    allow AUTH on a connection without TLS\n"
 		"      --reconnect-every N  each connection closes and reconnects after N\n"
-		"                          messages (for reconnect and handshake benchmarks)\n"
+		"                          messages (reconnect and handshake benchmarks; needs\n"
+		"                          -P 0 or 1, so nothing is in flight when it closes)\n"
 		"      --no-tls-resume     with --reconnect-every: a full handshake each time\n"
 		"                          instead of resuming the TLS session\n"
 		"  -h, --help              this text\n"
@@ -395,6 +397,11 @@ int cmd_load(int argc, char **argv)
 	if (optind == argc && tls >= 0 && !sink_cert) {
 		fprintf(stderr, "smtpbulk load: --tls without HOST needs --sink-cert FILE --sink-key FILE "
 			"for the built-in sink\n");
+		return 2;
+	}
+	if (reconnect_every && pipeline == 2) {
+		fprintf(stderr, "smtpbulk load: --reconnect-every needs -P 0 or 1 (in mode 2 the next "
+			"message may be in flight when the connection closes, and would be sent twice)\n");
 		return 2;
 	}
 	if (no_resume && !reconnect_every) {

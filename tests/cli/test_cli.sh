@@ -131,7 +131,7 @@ check "sink key of another certificate" status_is 3 "$bin" sink --listen 127.0.0
 check "sink key of another certificate: says so" grep -q "does not match" "$tmp/err"
 for bad in "--tls ssl" "--tls-verify" "--tls starttls-optional --tls-verify" "--ca x.pem" \
            "--auth PLAIN" "--auth PLAIN --user u" "--auth KERBEROS --user u --password-file $tmp/pw" \
-           "--no-tls-resume" "--tls smtps" "--cert $certs/srv.pem --tls smtps 127.0.0.1:1" \
+           "--no-tls-resume" "--reconnect-every 2" "--tls smtps" "--cert $certs/srv.pem --tls smtps 127.0.0.1:1" \
            "--tls smtps --tls-verify --ca $tmp/nonexistent.pem 127.0.0.1:1" \
            "--auth PLAIN --user u --password-file $tmp/pw 127.0.0.1:1" \
            "--auth PLAIN --user u --password-file $tmp/nonexistent 127.0.0.1:1"; do
