@@ -23,6 +23,23 @@
 #define TLS_RSPACE_MIN 4096
 #define TLS_BUF_KEEP (64u << 10) /* a buffer larger than this is freed once empty */
 
+/*
+ * The suites we offer (client) or accept (server), best first: AEAD with forward
+ * secrecy, then CBC-SHA2/SHA1 with ECDHE for older servers; never RC4, 3DES, NULL,
+ * anonymous or PSK (all compiled into Debian's wolfSSL). ChaCha20-Poly1305 comes
+ * first because Debian's wolfSSL is built without AES-NI: here it encrypts and decrypts
+ * a 1,100-byte record in 7.5 µs against AES-GCM's 13.3 (measured, bench/README.md).
+ */
+static const char cipher_list[] =
+	"TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"
+	"ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256:"
+	"ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES256-SHA384:"
+	"ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA";
+
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_rc;
 
@@ -121,6 +138,10 @@ int sb_tls_ctx_new(const struct sb_tls_ctx_cfg *cfg, struct WOLFSSL_CTX **out, c
 	int minv = cfg->min_version == 13 ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2;
 	if (wolfSSL_CTX_SetMinVersion(ctx, minv) != WOLFSSL_SUCCESS) {
 		why_set(why, why_cap, "cannot set the minimum TLS version", NULL);
+		goto fail;
+	}
+	if (wolfSSL_CTX_set_cipher_list(ctx, cipher_list) != WOLFSSL_SUCCESS) {
+		why_set(why, why_cap, "cannot set the cipher suites", NULL);
 		goto fail;
 	}
 	wolfSSL_SetIORecv(ctx, io_recv);
