@@ -4,6 +4,9 @@
 
 #include <string>
 
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
 extern "C" {
 #include "smtpbulk.h"
 #include "tls.h"
@@ -91,6 +94,13 @@ TEST_F(TlsPair, VerifiedHandshakeThenDataBothWays) {
   ASSERT_EQ(sb_tls_writev(&sv_, &r, 1), 8);
   shuttle(&sv_, &cl_);
   EXPECT_EQ(read_all(&cl_), "250 ok\r\n");
+}
+
+TEST_F(TlsPair, ServerWithoutX25519StillConnects) {
+  int p256[] = {WOLFSSL_ECC_SECP256R1};  // we offer X25519 first: it asks again
+  ASSERT_EQ(wolfSSL_CTX_set_groups(server_ctx_, p256, 1), WOLFSSL_SUCCESS);
+  ASSERT_EQ(handshake("localhost", 1), 1);
+  EXPECT_STREQ(wolfSSL_get_curve_name(cl_.ssl), "SECP256R1");
 }
 
 TEST_F(TlsPair, UnknownCaIsACertificateError) {
