@@ -89,7 +89,7 @@ enum sess_state {
 	SESS_AUTH,       /* an AUTH exchange is under way */
 	SESS_IDLE,       /* ready, nothing in flight: the worker offers a message */
 	SESS_TXN,        /* transactions in flight (or an RSET after a failed one) */
-	SESS_RSET,       /* unused since pipelining; kept so the numbering stays put */
+	SESS_RSET,       /* unused since pipelining */
 	SESS_QUIT,       /* QUIT sent */
 	SESS_CLOSED,     /* connection over; the worker tears it down and reconnects */
 	SESS_DEAD,       /* gave up after cfg->retry_fail failed connections */
