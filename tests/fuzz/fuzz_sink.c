@@ -16,7 +16,10 @@ static size_t run(const uint8_t *data, size_t size, size_t piece, char *out, siz
 		/* AUTH on for inputs whose first byte is odd: both paths get fuzzed */
 		.name = "fuzz", .size_max = 1000, .auth_user = size && (data[0] & 1) ? "u" : NULL,
 		.auth_pass = "p",
-		.faults = {10, 10, 10, 10, 10, 10, 0, 0, 0, 0},
+		/* STARTTLS offered when the second bit is set (what follows it is dropped in
+		 * any split alike: the handshake is the server loop's, not fuzzed here) */
+		.starttls = size && (data[0] & 2),
+		.faults = {10, 10, 10, 10, 10, 10, 0, 0, 0, 0, size && (data[0] & 4)},
 	};
 	size_t o = 0, off = 0;
 	sink_conn_init(&c, &cfg, 42);
