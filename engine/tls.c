@@ -122,6 +122,7 @@ static void why_set(char *why, size_t cap, const char *what, const char *arg)
 }
 
 static int selftest(WOLFSSL_CTX *server);
+static int client_pair_selftest(const struct sb_tls_ctx_cfg *cfg);
 
 int sb_tls_ctx_new(const struct sb_tls_ctx_cfg *cfg, struct WOLFSSL_CTX **out, char *why,
 		   size_t why_cap)
@@ -190,8 +191,10 @@ int sb_tls_ctx_new(const struct sb_tls_ctx_cfg *cfg, struct WOLFSSL_CTX **out, c
 		}
 	}
 	/* wolfSSL 5.5's check_private_key passes an EC key that belongs to another
-	 * certificate: one handshake with ourselves finds out instead. */
-	if (cfg->server && selftest(ctx) != 0) {
+	 * certificate: one handshake with ourselves finds out instead (a client's pair is
+	 * tried as a throwaway server's identity). */
+	if ((cfg->server && selftest(ctx) != 0) ||
+	    (!cfg->server && cfg->cert_file && client_pair_selftest(cfg) != 0)) {
 		why_set(why, why_cap, "the key does not match the certificate (a test handshake failed):",
 			cfg->key_file);
 		goto fail;
@@ -250,6 +253,22 @@ out_client:
 out_ctx:
 	wolfSSL_CTX_free(cctx);
 	sb_tls_thread_end(); /* this thread's ECC cache: it may never do TLS again */
+	return rc;
+}
+
+static int client_pair_selftest(const struct sb_tls_ctx_cfg *cfg)
+{
+	WOLFSSL_CTX *srv = wolfSSL_CTX_new(wolfTLS_server_method());
+	int rc = -1;
+	if (!srv)
+		return -ENOMEM;
+	wolfSSL_SetIORecv(srv, io_recv);
+	wolfSSL_SetIOSend(srv, io_send);
+	if (wolfSSL_CTX_use_certificate_chain_file(srv, cfg->cert_file) == WOLFSSL_SUCCESS &&
+	    wolfSSL_CTX_use_PrivateKey_file(srv, cfg->key_file, WOLFSSL_FILETYPE_PEM) ==
+		    WOLFSSL_SUCCESS)
+		rc = selftest(srv);
+	wolfSSL_CTX_free(srv);
 	return rc;
 }
 
@@ -376,8 +395,10 @@ void sb_tls_received(struct sb_tls *t, size_t n)
 int sb_tls_read(struct sb_tls *t, char *buf, size_t cap)
 {
 	int ret = wolfSSL_read(t->ssl, buf, (int)(cap > 0x7fffffff ? 0x7fffffff : cap));
-	if (ret > 0)
+	if (ret > 0) {
+		t->got_data = 1;
 		return ret;
+	}
 	int rc = failure(t, ret);
 	if (rc == 0 && t->peer_closed && t->in.off == t->in.len)
 		return SMTPBULK_ECLOSED; /* EOF without close_notify */

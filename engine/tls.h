@@ -48,6 +48,7 @@ struct sb_tls {
 	uint8_t peer_closed;    /* the socket saw EOF: no more input will come */
 	uint8_t up;             /* the handshake finished */
 	uint8_t shut;           /* close_notify was written */
+	uint8_t got_data;       /* application data was read since the handshake */
 	int wolf_err;           /* the wolfSSL error behind the last failure (for logs) */
 };
 

@@ -335,6 +335,21 @@ static void tls_failed(struct sb_worker *w, struct sb_conn *c, int err)
 	sess_io_error(&c->sess, err);
 }
 
+/* The server closed a TLS connection. Right after the handshake, before a single
+ * byte of SMTP, that is how TLS 1.3 servers refuse a client certificate (or the lack
+ * of one): say so, as a TLS error, rather than "the server closed the connection". */
+static void tls_closed(struct sb_worker *w, struct sb_conn *c)
+{
+	if (c->tls->up && !c->tls->got_data) {
+		sb_log_conn(w->sb, 7, (int)c->sess.host_idx, (int)c->sess.conn_idx,
+			    "the server closed the connection right after the TLS handshake "
+			    "(it may not accept our certificate, or the lack of one)");
+		sess_io_error(&c->sess, SMTPBULK_ETLS);
+		return;
+	}
+	sess_io_error(&c->sess, SMTPBULK_ECLOSED);
+}
+
 static int sess_over(const struct sess *s)
 {
 	return s->state == SESS_CLOSED || s->state == SESS_DEAD || s->state == SESS_DOWN;
@@ -371,7 +386,7 @@ static void tls_input(struct sb_worker *w, struct sb_conn *c)
 			return;
 		if (n < 0) {
 			if (n == SMTPBULK_ECLOSED)
-				sess_io_error(s, n);
+				tls_closed(w, c);
 			else
 				tls_failed(w, c, n);
 			return;
@@ -736,7 +751,7 @@ static void on_recv(struct sb_worker *w, struct sb_conn *c, const struct sb_cqe 
 		c->tls->peer_closed = 1;
 		tls_input(w, c);
 		if (!sess_over(s))
-			sess_io_error(s, SMTPBULK_ECLOSED);
+			tls_closed(w, c);
 	} else if (c->recv_multi && e->res == -ENOBUFS) {
 		/* The pool ran dry for a moment: after() arms the receive again, and the
 		 * buffers this batch returns are back before that is submitted. */

@@ -577,6 +577,27 @@ INSTANTIATE_TEST_SUITE_P(Mechanisms, AiosmtpdAuth,
                            return n;
                          });
 
+TEST(Aiosmtpd, ClientCertificateIsPresentedWhenAsked) {
+  REQUIRE_CERTS();
+  auto args = aio_args("smtps");
+  args.insert(args.end(), {"--client-ca", test_certs().ca});
+  AioSmtpd peer(args);
+  ASSERT_TRUE(peer.ok()) << peer.error();
+  {  // without one, the server refuses the handshake
+    SecureEngine e(peer.port(), 1, SMTPBULK_SECURE_SMTPS_VERIFY);
+    ASSERT_EQ(e.start(), 0);
+    ASSERT_TRUE(e.send_all(2));
+    e.expect_all_failed_with(2, SMTPBULK_ETLS);
+  }
+  SecureEngine e(peer.port(), 1, SMTPBULK_SECURE_SMTPS_VERIFY);
+  e.opts.tls_cert_file = test_certs().client_cert.c_str();
+  e.opts.tls_key_file = test_certs().client_key.c_str();
+  ASSERT_EQ(e.start(), 0);
+  ASSERT_TRUE(e.send_all(3));
+  EXPECT_EQ(e.count(SMTPBULK_DELIVERED), 3u);
+  EXPECT_EQ(count_events(peer.events(), "MAIL tls=1 client=smtpbulk_client"), 3);
+}
+
 TEST(Aiosmtpd, WrongPasswordIsEAuth) {
   REQUIRE_CERTS();
   AioSmtpd peer(aio_args("smtps", true));

@@ -31,6 +31,7 @@ p.add_argument("--password")
 p.add_argument("--auth-plaintext", action="store_true", help="allow AUTH without TLS")
 p.add_argument("--scram-bad-signature", action="store_true",
                help="answer SCRAM with a wrong server signature (a man in the middle)")
+p.add_argument("--client-ca", help="require a client certificate signed by this CA")
 p.add_argument("--events", required=True)
 args = p.parse_args()
 
@@ -50,6 +51,16 @@ def is_tls(server, session):
     return bool(t and t.get_extra_info("ssl_object"))
 
 
+def client_cn(server):
+    t = getattr(server, "transport", None)
+    cert = t.get_extra_info("peercert") if t else None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value.replace(" ", "_")
+    return "-"
+
+
 def authenticator(server, session, envelope, mechanism, auth_data):
     ok = (isinstance(auth_data, LoginPassword) and args.user is not None
           and auth_data.login.decode() == args.user
@@ -60,7 +71,8 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 
 class Handler:
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        event(f"MAIL tls={int(is_tls(server, session))} from={address}")
+        event(f"MAIL tls={int(is_tls(server, session))} client={client_cn(server)} "
+              f"from={address}")
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -118,6 +130,9 @@ class Handler:
 def tls_context():
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(args.cert, args.key)
+    if args.client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(args.client_ca)
     return ctx
 
 

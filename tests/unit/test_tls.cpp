@@ -176,6 +176,15 @@ TEST(TlsConfig, BadFilesAreSaidClearly) {
   s.key_file = "/nonexistent.key";
   EXPECT_EQ(sb_tls_ctx_new(&s, &ctx, why, sizeof(why)), SMTPBULK_ETLSCONFIG);
   EXPECT_NE(std::string(why).find("/nonexistent.key"), std::string::npos) << why;
+  sb_tls_ctx_cfg cc{};  // a client certificate with the server's key
+  cc.cert_file = test_certs().client_cert.c_str();
+  cc.key_file = test_certs().key.c_str();
+  EXPECT_EQ(sb_tls_ctx_new(&cc, &ctx, why, sizeof(why)), SMTPBULK_ETLSCONFIG);
+  EXPECT_NE(std::string(why).find("does not match"), std::string::npos) << why;
+  cc.key_file = test_certs().client_key.c_str();  // and with its own: fine
+  ASSERT_EQ(sb_tls_ctx_new(&cc, &ctx, why, sizeof(why)), 0);
+  sb_tls_ctx_free(ctx);
+  ctx = nullptr;
   sb_tls_ctx_cfg c{};
   c.load_trust = 1;
   c.ca_file = "/nonexistent-ca.pem";
