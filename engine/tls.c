@@ -405,23 +405,58 @@ int sb_tls_read(struct sb_tls *t, char *buf, size_t cap)
 	return rc;
 }
 
+/* One wolfSSL_write: the outbox always takes everything, so it is whole or an error. */
+static long write_all(struct sb_tls *t, const char *p, size_t n)
+{
+	int ret = wolfSSL_write(t->ssl, p, (int)n);
+	if (ret <= 0) {
+		int rc = failure(t, ret);
+		return rc ? rc : SMTPBULK_ETLS;
+	}
+	return ret;
+}
+
+#define TLS_RECORD 16384 /* the most plaintext one record carries */
+
 long sb_tls_writev(struct sb_tls *t, const struct iovec *iov, int n)
 {
-	long total = 0;
+	/* Small pieces (pipelined commands between bodies) are gathered so each record is
+	 * full: a record per iovec would cost an AEAD pass and 22 bytes per command. */
+	char stage[TLS_RECORD];
+	size_t staged = 0;
+	long total = 0, rc;
 	for (int i = 0; i < n; i++) {
-		if (iov[i].iov_len == 0)
-			continue;
-		/* The outbox always takes everything, so a write is whole or an error. */
-		int ret = wolfSSL_write(t->ssl, iov[i].iov_base,
-					(int)(iov[i].iov_len > 0x40000000 ? 0x40000000
-									   : iov[i].iov_len));
-		if (ret <= 0) {
-			int rc = failure(t, ret);
-			return rc ? rc : SMTPBULK_ETLS;
+		const char *p = iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+		while (len > 0) {
+			if (staged == 0 && len >= TLS_RECORD) { /* whole records, from where it lies */
+				size_t k = len - len % TLS_RECORD;
+				if (k > 0x40000000)
+					k = 0x40000000;
+				if ((rc = write_all(t, p, k)) < 0)
+					return rc;
+				p += k;
+				len -= k;
+				total += (long)k;
+				continue;
+			}
+			size_t k = TLS_RECORD - staged < len ? TLS_RECORD - staged : len;
+			memcpy(stage + staged, p, k);
+			staged += k;
+			p += k;
+			len -= k;
+			if (staged == TLS_RECORD) {
+				if ((rc = write_all(t, stage, staged)) < 0)
+					return rc;
+				total += (long)staged;
+				staged = 0;
+			}
 		}
-		total += ret;
-		if ((size_t)ret < iov[i].iov_len)
-			break;
+	}
+	if (staged) {
+		if ((rc = write_all(t, stage, staged)) < 0)
+			return rc;
+		total += (long)staged;
 	}
 	return total;
 }
