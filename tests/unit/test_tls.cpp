@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -94,6 +95,20 @@ TEST_F(TlsPair, VerifiedHandshakeThenDataBothWays) {
   ASSERT_EQ(sb_tls_writev(&sv_, &r, 1), 8);
   shuttle(&sv_, &cl_);
   EXPECT_EQ(read_all(&cl_), "250 ok\r\n");
+}
+
+TEST_F(TlsPair, SmallPiecesShareARecord) {
+  ASSERT_EQ(handshake("localhost", 1), 1);
+  read_all(&cl_);
+  std::vector<iovec> v(50, iovec{(void*)"RCPT TO:<", 9});  // 50 pipelined pieces
+  ASSERT_EQ(sb_tls_writev(&cl_, v.data(), (int)v.size()), 450);
+  // One record: 450 bytes + 22 of header and tag (+1 content type). A record per
+  // piece would be 50 x 32 = 1,600.
+  EXPECT_LT(sb_tls_unsent(&cl_), 500u);
+  shuttle(&cl_, &sv_);
+  std::string want;
+  for (int i = 0; i < 50; i++) want += "RCPT TO:<";
+  EXPECT_EQ(read_all(&sv_), want);
 }
 
 TEST_F(TlsPair, ServerWithoutX25519StillConnects) {
