@@ -1,5 +1,8 @@
 #include "scripted_peer.h"
 
+#include <cstdio>
+#include <random>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -36,8 +39,30 @@ static int listen_on(uint16_t* port) {
   return fd;
 }
 
+// For a child process that binds the port itself, after we let it go. Not from the
+// kernel's ephemeral range: a port 0 bind elsewhere (another test's in-process peer)
+// or a client's source port could take it in between, and then the child fails to
+// bind while our readiness probe connects to the intruder. Below that range only
+// another free_port() call can pick the same number, and it tests the bind too.
 uint16_t free_port() {
-  uint16_t p = 0;
+  unsigned lo = 32768;
+  if (FILE* f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (fscanf(f, "%u", &lo) != 1) lo = 32768;
+    fclose(f);
+  }
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  if (lo > 12000) {
+    std::uniform_int_distribution<unsigned> pick(10000, lo - 1);
+    for (int i = 0; i < 200; i++) {
+      uint16_t p = static_cast<uint16_t>(pick(rng));
+      int fd = listen_on(&p);
+      if (fd >= 0) {
+        close(fd);
+        return p;
+      }
+    }
+  }
+  uint16_t p = 0;  // a narrow ephemeral range: fall back to the kernel's choice
   int fd = listen_on(&p);
   if (fd >= 0) close(fd);
   return p;
