@@ -192,7 +192,21 @@ kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 
 # Against Postfix smtp-sink, the peer the benchmarks use.
 if [ -x /usr/sbin/smtp-sink ]; then
-  sport=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # A port below the kernel's ephemeral range (tests/support's free_port does the same):
+  # one the kernel hands out could be taken by a client socket before smtp-sink binds it.
+  sport=$(/usr/bin/python3 -c '
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(200):
+    p = random.randint(10000, lo - 1)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+')
   u=(); [ "$(id -u)" -eq 0 ] && u=(-u nobody)
   /usr/sbin/smtp-sink "${u[@]}" -c "127.0.0.1:$sport" 256 >/dev/null 2>&1 &
   pids+=($!)
