@@ -104,20 +104,8 @@ static int resolve(struct sb_host *h)
 	return 0;
 }
 
-/* A name for SNI / the certificate check: printable, no spaces, at most 253 bytes. */
-static int check_tls_name(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 253)
-		return SMTPBULK_EBADPARAM;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
-			return SMTPBULK_EBADPARAM;
-	return 0;
-}
-
 /* The host's TLS mode and AUTH, from its own security or the options'. */
-static int setup_security(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_security_t *sec)
+static int setup_security(struct sb_host *h, const smtpbulk_security_t *sec)
 {
 	if (!sec)
 		return 0;
@@ -126,14 +114,11 @@ static int setup_security(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_secu
 	h->cfg.secure = sec->secure;
 	if (sec->secure != SMTPBULK_SECURE_NONE) {
 		const char *name = sec->tls_name ? sec->tls_name : h->name;
-		if (check_tls_name(name) != 0)
+		/* The same characters as a hello name; a DNS name has at most 253. */
+		if (smtp_check_hello(name) != 0 || strlen(name) > 253)
 			return SMTPBULK_EBADPARAM;
 		if (!(h->tls_name = strdup(name)))
 			return -ENOMEM;
-		sb->tls_wanted = 1;
-		if (sec->secure == SMTPBULK_SECURE_SMTPS_VERIFY ||
-		    sec->secure == SMTPBULK_SECURE_STARTTLS_VERIFY)
-			sb->tls_verify_wanted = 1;
 	}
 	if (!sec->auth || !*sec->auth)
 		return 0;
@@ -219,7 +204,7 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 	h->cfg.debug = sb->opts.debug;
 	h->cfg.pipeline = sb->opts.pipeline;
 	h->cfg.window = sb->opts.window;
-	if ((rc = setup_security(sb, h, in->security ? in->security : sb->opts.security)) != 0)
+	if ((rc = setup_security(h, in->security ? in->security : sb->opts.security)) != 0)
 		return rc;
 	atomic_init(&h->alive, h->connections);
 	atomic_init(&h->last_error, 0);
@@ -362,9 +347,15 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 		goto fail;
 	for (size_t i = 0; i < sb->n_hosts; i++)
 		sb->host_names[i] = sb->hosts[i].label;
-	if (sb->tls_wanted) {
+	/* One TLS context, when some host uses TLS; trust loaded when some host verifies. */
+	int tls_wanted = 0, tls_verify = 0;
+	for (size_t i = 0; i < sb->n_hosts; i++) {
+		tls_wanted |= sb->hosts[i].cfg.secure != SMTPBULK_SECURE_NONE;
+		tls_verify |= sess_secure_verifies(sb->hosts[i].cfg.secure);
+	}
+	if (tls_wanted) {
 		struct sb_tls_ctx_cfg tc = {
-			.load_trust = sb->tls_verify_wanted,
+			.load_trust = tls_verify,
 			.ca_file = opts->tls_ca_file,
 			.ca_dir = opts->tls_ca_dir,
 			.cert_file = opts->tls_cert_file,

@@ -67,7 +67,6 @@ struct smtpbulk {
 	struct sbq *any_queue;    /* messages for any host */
 	struct sbq *done_queue;   /* results for smtpbulk_poll() */
 	struct sb_msg_pool *msg_pool; /* message blocks, recycled (any thread) */
-	int tls_wanted, tls_verify_wanted; /* some host uses TLS / verifies: create only */
 	struct WOLFSSL_CTX *tls_ctx; /* one for the engine, NULL when no host uses TLS;
 	                                read-only after create (workers make their
 	                                connections' WOLFSSL objects from it) */

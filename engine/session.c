@@ -566,10 +566,9 @@ static void on_auth_reply(struct sess *s, const struct smtp_reply *r);
 /* AUTH is over on this connection: 0 or why it failed. The secret goes now. */
 static void auth_end(struct sess *s, int err)
 {
-	const char *mech = s->sasl ? sasl_mech_name(s->sasl->mech) : NULL;
 	sasl_drop(s);
 	if (s->ops->auth)
-		s->ops->auth(s->ctx, s, err, mech);
+		s->ops->auth(s->ctx, s, err);
 }
 
 static void auth_fail(struct sess *s, int err, const char *why)
@@ -661,7 +660,7 @@ static void on_auth_reply(struct sess *s, const struct smtp_reply *r)
 static void after_hello(struct sess *s)
 {
 	unsigned sec = s->cfg->secure;
-	if (sec >= SESS_SECURE_STARTTLS && !s->tls_on && !s->starttls_refused) {
+	if (sec >= SMTPBULK_SECURE_STARTTLS && !s->tls_on && !s->starttls_refused) {
 		if (s->caps.flags & SMTP_CAP_STARTTLS) {
 			/* Alone: nothing may follow STARTTLS before the handshake. */
 			set_state(s, SESS_STARTTLS);
@@ -669,7 +668,7 @@ static void after_hello(struct sess *s)
 			expect(s, EXP_STARTTLS, 0, 0);
 			return;
 		}
-		if (sec != SESS_SECURE_STARTTLS) {
+		if (sec != SMTPBULK_SECURE_STARTTLS) {
 			slog(s, 7, "server does not offer STARTTLS: nothing is sent");
 			conn_fail(s, SMTPBULK_ENOSTARTTLS);
 			return;
@@ -691,7 +690,7 @@ void sess_tls_up(struct sess *s)
 	s->rlen = 0;
 	/* RFC 3207 §4.2: what the server said in plaintext is forgotten. */
 	memset(&s->caps, 0, sizeof(s->caps));
-	if (s->cfg->secure == SESS_SECURE_SMTPS || s->cfg->secure == SESS_SECURE_SMTPS_VERIFY) {
+	if (sess_secure_implicit(s->cfg->secure)) {
 		set_state(s, SESS_GREETING);
 		expect(s, EXP_GREETING, 0, 0);
 		return;
@@ -776,7 +775,7 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 			set_state(s, SESS_TLS);
 			return;
 		}
-		if (s->cfg->secure != SESS_SECURE_STARTTLS) {
+		if (s->cfg->secure != SMTPBULK_SECURE_STARTTLS) {
 			slog(s, 7, "server refused STARTTLS (%d): nothing is sent", r->code);
 			conn_fail(s, SMTPBULK_ENOSTARTTLS);
 			return;
@@ -823,7 +822,7 @@ void sess_connected(struct sess *s, int err)
 		conn_fail(s, err);
 		return;
 	}
-	if (s->cfg->secure == SESS_SECURE_SMTPS || s->cfg->secure == SESS_SECURE_SMTPS_VERIFY) {
+	if (sess_secure_implicit(s->cfg->secure)) {
 		set_state(s, SESS_TLS); /* implicit TLS: the handshake, then the greeting */
 		return;
 	}

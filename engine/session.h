@@ -31,15 +31,16 @@ struct sess_auth {
 	int allow_plaintext;   /* AUTH even where the connection is not TLS */
 };
 
-/* The seed's Secure modes. */
-enum sess_secure {
-	SESS_SECURE_NONE = 0,
-	SESS_SECURE_SMTPS = 1,            /* implicit TLS, no verification */
-	SESS_SECURE_SMTPS_VERIFY = 2,
-	SESS_SECURE_STARTTLS = 3,         /* opportunistic: plaintext when it cannot be had */
-	SESS_SECURE_STARTTLS_VERIFY = 4,  /* STARTTLS or nothing */
-	SESS_SECURE_STARTTLS_REQUIRE = 5, /* the same, not verified */
-};
+/* The Secure modes are the public enum smtpbulk_secure (the seed's numbers, and 5). */
+static inline int sess_secure_implicit(unsigned secure)
+{
+	return secure == SMTPBULK_SECURE_SMTPS || secure == SMTPBULK_SECURE_SMTPS_VERIFY;
+}
+static inline int sess_secure_verifies(unsigned secure)
+{
+	return secure == SMTPBULK_SECURE_SMTPS_VERIFY ||
+	       secure == SMTPBULK_SECURE_STARTTLS_VERIFY;
+}
 
 /* Read-only configuration shared by the sessions of one host. */
 struct sess_cfg {
@@ -52,7 +53,7 @@ struct sess_cfg {
 	unsigned pipeline;     /* 0 lockstep, 1 one round trip for the envelope, 2 one per
 	                          message (the seed's Pipeline); needs PIPELINING */
 	unsigned window;       /* mode 2 with CHUNKING: transactions in flight (1..SESS_TXN_MAX) */
-	unsigned secure;       /* enum sess_secure */
+	unsigned secure;       /* enum smtpbulk_secure */
 	const struct sess_auth *auth; /* NULL: no AUTH */
 };
 
@@ -73,8 +74,8 @@ struct sess_ops {
 	void (*reply)(void *ctx, struct sess *s, const struct smtp_reply *r);
 	/* A debug line (already filtered by cfg->debug). */
 	void (*log)(void *ctx, struct sess *s, int level, const char *line);
-	/* Optional: AUTH ended, 0 (authenticated with mech) or why not. */
-	void (*auth)(void *ctx, struct sess *s, int err, const char *mech);
+	/* Optional: AUTH ended, 0 (authenticated) or why not. */
+	void (*auth)(void *ctx, struct sess *s, int err);
 };
 
 enum sess_state {

@@ -193,11 +193,10 @@ static void ops_log(void *ctx, struct sess *s, int level, const char *line)
 	sb_log_conn(w->sb, level, (int)s->host_idx, (int)s->conn_idx, "%s", line);
 }
 
-static void ops_auth(void *ctx, struct sess *s, int err, const char *mech)
+static void ops_auth(void *ctx, struct sess *s, int err)
 {
 	struct sb_worker *w = ctx;
 	struct sb_conn *c = conn_of(s);
-	(void)mech;
 	smtpbulk_event_t ev = {
 		.kind = err ? SMTPBULK_EV_AUTH_FAIL : SMTPBULK_EV_AUTH_PASS,
 		.error = err,
@@ -402,8 +401,7 @@ static void tls_input(struct sb_worker *w, struct sb_conn *c)
 static void tls_begin(struct sb_worker *w, struct sb_conn *c)
 {
 	struct sb_host *h = &w->sb->hosts[c->sess.host_idx];
-	int verify = h->cfg.secure == SESS_SECURE_SMTPS_VERIFY ||
-		     h->cfg.secure == SESS_SECURE_STARTTLS_VERIFY;
+	int verify = sess_secure_verifies(h->cfg.secure);
 	if (!(c->tls = calloc(1, sizeof(*c->tls)))) {
 		sess_io_error(&c->sess, -ENOMEM);
 		return;

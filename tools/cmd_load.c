@@ -409,6 +409,7 @@ int cmd_load(int argc, char **argv)
 		return 2;
 	}
 	static char password[512];
+	static char sink_password[sizeof(password)]; /* the built-in sink's copy */
 	if (!auth != !user) {
 		fprintf(stderr, "smtpbulk load: --auth and --user go together\n");
 		return 2;
@@ -492,7 +493,6 @@ int cmd_load(int argc, char **argv)
 		so.tls = tls == TLS_SMTPS ? SINK_TLS_IMPLICIT : tls >= 0 ? SINK_TLS_STARTTLS : SINK_TLS_NONE;
 		so.cert_file = sink_cert;
 		so.key_file = sink_key;
-		static char sink_password[sizeof(password)];
 		if (auth) { /* the built-in sink knows the account */
 			memcpy(sink_password, password, sizeof(password));
 			so.cfg.auth_user = user;
@@ -670,6 +670,7 @@ int cmd_load(int argc, char **argv)
 	}
 	smtpbulk_free(sb);
 	sink_server_stop(sink);
+	explicit_bzero(sink_password, sizeof(sink_password));
 
 	double el = (double)(t1 - t0) / 1e9;
 	double cu = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime) - (sink_u1 - sink_u0);

@@ -501,7 +501,7 @@ void tls_log(void* ctx, sess*, int, const char* line) {
   f->log += line;
   f->log += '\n';
 }
-void tls_auth(void* ctx, sess*, int err, const char*) {
+void tls_auth(void* ctx, sess*, int err) {
   static_cast<TlsFake*>(ctx)->auth_results.push_back(err);
 }
 
@@ -545,7 +545,7 @@ class SessionTlsTest : public SessionTest {
   }
   // Implicit TLS (mode 1) up to the EHLO reply; returns what the session wrote next.
   std::string smtps_until_auth(const std::string& ehlo) {
-    cfg_.secure = SESS_SECURE_SMTPS;
+    cfg_.secure = SMTPBULK_SECURE_SMTPS;
     sess_connecting(&s_);
     sess_connected(&s_, 0);
     sess_tls_up(&s_);
@@ -561,7 +561,7 @@ class SessionTlsTest : public SessionTest {
 }  // namespace
 
 TEST_F(SessionTlsTest, StartTlsThenFreshEhloForgetsPlaintextCapabilities) {
-  cfg_.secure = SESS_SECURE_STARTTLS_VERIFY;
+  cfg_.secure = SMTPBULK_SECURE_STARTTLS_VERIFY;
   through_starttls();
   EXPECT_EQ(s_.caps.flags, 0u);  // what plaintext EHLO said is gone
   EXPECT_EQ(take_output(), "EHLO client.test\r\n");
@@ -573,7 +573,7 @@ TEST_F(SessionTlsTest, StartTlsThenFreshEhloForgetsPlaintextCapabilities) {
 }
 
 TEST_F(SessionTlsTest, RepliesInjectedBehindThe220AreDropped) {
-  cfg_.secure = SESS_SECURE_STARTTLS_VERIFY;
+  cfg_.secure = SMTPBULK_SECURE_STARTTLS_VERIFY;
   // A man in the middle appends a reply in plaintext: it must never be read as the
   // answer to the EHLO sent over TLS.
   through_starttls("250-evil\r\n250 AUTH PLAIN\r\n");
@@ -586,7 +586,7 @@ TEST_F(SessionTlsTest, RepliesInjectedBehindThe220AreDropped) {
 }
 
 TEST_F(SessionTlsTest, Mode4WithoutStartTlsSendsNothingMore) {
-  cfg_.secure = SESS_SECURE_STARTTLS_VERIFY;
+  cfg_.secure = SMTPBULK_SECURE_STARTTLS_VERIFY;
   f_.queue.push_back(msg({"c@d.test"}, "x\r\n"));
   sess_connecting(&s_);
   sess_connected(&s_, 0);
@@ -599,7 +599,7 @@ TEST_F(SessionTlsTest, Mode4WithoutStartTlsSendsNothingMore) {
 }
 
 TEST_F(SessionTlsTest, Mode4StartTlsRefusedSendsNothingMore) {
-  cfg_.secure = SESS_SECURE_STARTTLS_REQUIRE;
+  cfg_.secure = SMTPBULK_SECURE_STARTTLS_REQUIRE;
   sess_connecting(&s_);
   sess_connected(&s_, 0);
   feed("220 hi\r\n");
@@ -612,7 +612,7 @@ TEST_F(SessionTlsTest, Mode4StartTlsRefusedSendsNothingMore) {
 }
 
 TEST_F(SessionTlsTest, Mode3FallsBackToPlaintextAndSaysSo) {
-  cfg_.secure = SESS_SECURE_STARTTLS;
+  cfg_.secure = SMTPBULK_SECURE_STARTTLS;
   sess_connecting(&s_);
   sess_connected(&s_, 0);
   feed("220 hi\r\n");
@@ -624,7 +624,7 @@ TEST_F(SessionTlsTest, Mode3FallsBackToPlaintextAndSaysSo) {
 }
 
 TEST_F(SessionTlsTest, ImplicitTlsHandshakesBeforeTheGreeting) {
-  cfg_.secure = SESS_SECURE_SMTPS_VERIFY;
+  cfg_.secure = SMTPBULK_SECURE_SMTPS_VERIFY;
   sess_connecting(&s_);
   sess_connected(&s_, 0);
   EXPECT_TRUE(sess_wants_tls(&s_));
@@ -636,7 +636,7 @@ TEST_F(SessionTlsTest, ImplicitTlsHandshakesBeforeTheGreeting) {
 }
 
 TEST_F(SessionTlsTest, AuthPlainOverTlsSecretNeverInTheTrace) {
-  cfg_.secure = SESS_SECURE_STARTTLS_VERIFY;
+  cfg_.secure = SMTPBULK_SECURE_STARTTLS_VERIFY;
   use_auth(SASL_PLAIN);
   through_starttls();
   take_output();
