@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../engine/engine.h"
+#include "../engine/lifecycle.h"
 #include "../engine/message.h"
-#include "facade.h"
+#include "options.h"
 #include "smtpbulk.h"
 
 #define STR2(x) #x
@@ -26,40 +26,6 @@ void smtpbulk_options_init(smtpbulk_options_t *opts)
 	opts->struct_size = sizeof(*opts);
 	opts->backend = SMTPBULK_BACKEND_AUTO;
 	opts->pipeline = 2;
-}
-
-/* The options struct of 0.1.0 ended at log_arg: callers built against it pass this. */
-#define OPTIONS_SIZE_0_1 offsetof(smtpbulk_options_t, plain_recv)
-
-int sb_options_copy(const smtpbulk_options_t *in, smtpbulk_options_t *out)
-{
-	if (!in || in->struct_size < OPTIONS_SIZE_0_1 || in->struct_size > sizeof(*out))
-		return -EINVAL;
-	smtpbulk_options_init(out);
-	memcpy(out, in, in->struct_size);
-	out->struct_size = sizeof(*out);
-	return 0;
-}
-
-/* Options from before TLS came with hosts without their security field: the array's
- * elements are that much shorter. */
-#define OPTIONS_SIZE_PRE_TLS offsetof(smtpbulk_options_t, security)
-#define HOST_SIZE_PRE_TLS offsetof(smtpbulk_host_t, security)
-
-int sb_hosts_copy(const smtpbulk_options_t *in, size_t extra, smtpbulk_host_t **out)
-{
-	size_t n = in->n_hosts;
-	size_t stride = in->struct_size <= OPTIONS_SIZE_PRE_TLS ? HOST_SIZE_PRE_TLS
-							       : sizeof(smtpbulk_host_t);
-	if (n && !in->hosts)
-		return -EINVAL;
-	smtpbulk_host_t *h = calloc(n + extra ? n + extra : 1, sizeof(*h));
-	if (!h)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		memcpy(&h[extra + i], (const char *)in->hosts + i * stride, stride);
-	*out = h;
-	return 0;
 }
 
 int smtpbulk_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
@@ -153,9 +119,6 @@ void smtpbulk_get_counters(const smtpbulk_t *sb, smtpbulk_counters_t *out)
 
 void smtpbulk_destroy(smtpbulk_t *sb)
 {
-	if (!sb)
-		return;
-	sb_facade_free(sb->facade);
-	sb->facade = NULL;
-	sb_engine_destroy(sb);
+	if (sb)
+		sb_engine_destroy(sb); /* extensions (the facade) go with it */
 }

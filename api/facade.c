@@ -10,9 +10,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "../engine/engine.h"
+#include "../engine/grow.h"
+#include "../engine/lifecycle.h"
 #include "../engine/smtp_cmd.h"
-#include "facade.h"
+#include "options.h"
 #include "smtpbulk.h"
 
 enum stage { ST_NONE, ST_MAIL, ST_DATA };
@@ -35,8 +36,10 @@ static void reset(struct sb_facade *f)
 	f->stage = ST_NONE;
 }
 
-void sb_facade_free(struct sb_facade *f)
+/* The handle's extension hook (engine.h): freed with the handle. */
+static void facade_free(void *ext)
 {
+	struct sb_facade *f = ext;
 	if (!f)
 		return;
 	reset(f);
@@ -123,11 +126,11 @@ smtpbulk_t *smtpbulk_new(const char *host, const smtpbulk_options_t *opts)
 		goto fail;
 	if ((rc = smtpbulk_start(sb)) != 0)
 		goto fail;
-	sb->facade = calloc(1, sizeof(*sb->facade));
-	if (!sb->facade) {
+	if (!(sb->ext = calloc(1, sizeof(struct sb_facade)))) {
 		rc = -ENOMEM;
 		goto fail;
 	}
+	sb->ext_free = facade_free;
 	free(hosts);
 	return sb;
 fail:
@@ -137,9 +140,10 @@ fail:
 	return NULL;
 }
 
+/* The facade of a handle smtpbulk_new() made (NULL for smtpbulk_create()'s). */
 static struct sb_facade *fac(smtpbulk_t *sb)
 {
-	return sb ? sb->facade : NULL;
+	return sb && sb->ext_free == facade_free ? sb->ext : NULL;
 }
 
 int smtpbulk_mail(smtpbulk_t *sb, const char *from)
@@ -167,14 +171,10 @@ int smtpbulk_to(smtpbulk_t *sb, const char *rcpt)
 	int n = smtp_addr_normalize(rcpt, tmp, sizeof(tmp));
 	if (n <= 0)
 		return SMTPBULK_EBADADDR;
-	if (f->n_rcpts == f->cap_rcpts) {
-		size_t cap = f->cap_rcpts ? f->cap_rcpts * 2 : 4;
-		char **r = realloc(f->rcpts, cap * sizeof(*r));
-		if (!r)
-			return -ENOMEM;
-		f->rcpts = r;
-		f->cap_rcpts = cap;
-	}
+	char **r = sb_grow(f->rcpts, &f->cap_rcpts, f->n_rcpts + 1, sizeof(*r), 4);
+	if (!r)
+		return -ENOMEM;
+	f->rcpts = r;
 	if (!(f->rcpts[f->n_rcpts] = strdup(tmp)))
 		return -ENOMEM;
 	f->n_rcpts++;
@@ -200,19 +200,12 @@ int smtpbulk_datasend(smtpbulk_t *sb, const void *data, size_t len)
 		return -EINVAL;
 	if (f->stage != ST_DATA)
 		return SMTPBULK_ESEQUENCE;
-	if (len > f->cap - f->len) {
-		size_t cap = f->cap ? f->cap : 4096;
-		while (cap - f->len < len) {
-			if (cap > SIZE_MAX / 2)
-				return -ENOMEM;
-			cap *= 2;
-		}
-		char *b = realloc(f->body, cap);
-		if (!b)
-			return -ENOMEM;
-		f->body = b;
-		f->cap = cap;
-	}
+	if (len > SIZE_MAX - f->len)
+		return -ENOMEM;
+	char *b = sb_grow(f->body, &f->cap, f->len + len, 1, 4096);
+	if (!b)
+		return -ENOMEM;
+	f->body = b;
 	if (len)
 		memcpy(f->body + f->len, data, len);
 	f->len += len;
@@ -244,9 +237,10 @@ int smtpbulk_dataend(smtpbulk_t *sb)
 int smtpbulk_quit(smtpbulk_t *sb, const char *id)
 {
 	smtpbulk_counters_t c;
-	if (!fac(sb))
+	struct sb_facade *f = fac(sb);
+	if (!f)
 		return -EINVAL;
-	reset(sb->facade);
+	reset(f);
 	int rc = smtpbulk_drain(sb, -1);
 	if (rc)
 		return rc;

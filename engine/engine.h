@@ -1,20 +1,23 @@
 /*
- * The engine: hosts, workers, the submission queues, counters and result delivery.
+ * The engine's shared state: hosts, the submission and result queues, the counters,
+ * and what every layer below the lifecycle calls on it — result delivery, requeue,
+ * waking workers, logging. The lifecycle (lifecycle.c) builds and runs it; workers
+ * (worker.c, conn.c) use it; nothing here knows a worker or a connection.
  *
  * Threads and ownership
  * | thing                              | owned by             | who else may touch it      |
  * |------------------------------------|----------------------|----------------------------|
- * | a session, its buffers and socket  | its worker           | nobody                     |
- * | a worker's sb_io (ring / epoll)    | its worker           | nobody (SINGLE_ISSUER)     |
- * | a worker's wake_fd                 | its worker reads     | any thread writes (wake)   |
  * | a message                          | the caller until submit returns; then the queue; |
  * |                                    | then one worker; then the callback or poller     |
  * | options, hosts' config, addresses  | the engine           | read-only after create     |
  * | host->queue, sb->any_queue         | producers: anyone (wait-free); consumers: workers |
+ * | host->conn_ctr[k]                  | the worker of connection k writes; anyone reads  |
+ * | host->lat[w]                       | worker w records; anyone reads (stats)           |
+ * | host->tls_session                  | any worker of the host, under host->tls_lock     |
+ * | wake_fds                           | set at create; any thread writes (wake)          |
  * | counters (_Atomic)                 | everyone, atomically                              |
- * | lock/conds                         | submitters waiting for room, drainers, pollers,  |
- * |                                    | the watchdog's sleep                              |
- * | wd_* fields (watchdog.h)           | the watchdog thread; workers (atomics only)      |
+ * | lock/conds                         | submitters waiting for room, drainers, pollers   |
+ * | ext                                | the thread that drives the handle (the facade)   |
  */
 #ifndef SB_ENGINE_H
 #define SB_ENGINE_H
@@ -30,9 +33,21 @@
 #include "session.h"
 #include "smtpbulk.h"
 
-struct sb_worker;
 struct WOLFSSL_CTX;
 struct WOLFSSL_SESSION;
+
+/* One connection's numbers for smtpbulk_get_stats(). Only its worker writes (plain
+ * load-and-store: no locked add on the hot path); any thread reads a recent value. */
+struct sb_conn_counters {
+	_Atomic uint64_t total, pass, fail, hang, deferred, bytes;
+	_Atomic int ready; /* connected and past EHLO */
+};
+
+static inline void sb_count(_Atomic uint64_t *ctr, uint64_t n)
+{
+	atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
 
 struct sb_host {
 	/* Read-only after create. */
@@ -48,6 +63,8 @@ struct sb_host {
 	char *tls_name;           /* SNI and the name the certificate must carry */
 	struct sess_auth auth;    /* cfg.auth points here when AUTH is on */
 	char *auth_user, *auth_secret; /* the secret is wiped at destroy */
+	struct sb_conn_counters *conn_ctr; /* [connections] */
+	struct latency_hist *lat; /* [n_workers]: results' latency, per worker */
 	/* Shared. */
 	struct sbq *queue;        /* messages that named this host */
 	_Atomic unsigned alive;   /* connections that have not given up */
@@ -70,10 +87,9 @@ struct smtpbulk {
 	struct WOLFSSL_CTX *tls_ctx; /* one for the engine, NULL when no host uses TLS;
 	                                read-only after create (workers make their
 	                                connections' WOLFSSL objects from it) */
-
-	struct sb_worker **workers;
 	unsigned n_workers;
-	const char *backend_name; /* set by worker 0 at start */
+	int *wake_fds;            /* [n_workers]: each worker's eventfd */
+	const char *backend_name; /* set at start */
 	char backend_desc[64];
 
 	_Atomic uint64_t next_id;
@@ -81,44 +97,48 @@ struct smtpbulk {
 	_Atomic uint64_t connects, connect_fails;
 	_Atomic uint64_t timed_out, hangs, global_hangs, deferred, deferred_now, reconnects;
 	_Atomic uint64_t tls_handshakes, tls_resumed;
-	_Atomic uint64_t last_progress_ns; /* a worker last heard from a server (watchdog) */
 	_Atomic unsigned hosts_alive;
-	_Atomic int stopping;     /* 1: finish up; 2: quit (QUIT idle connections) */
+	/* The end of the batch, for connections a callback parked (conn_policy.h): the
+	 * number parked, and an epoch that moves each time the queue runs empty while
+	 * some are; a parked connection returns once the epoch moved past its own. */
+	_Atomic unsigned parked;
+	_Atomic uint64_t batch_epoch;
+	_Atomic int stopping;     /* 1: finish up (idle connections QUIT) */
 	int started;
 
 	pthread_mutex_t lock;     /* guards the conds below; never held on the hot path */
-	pthread_cond_t room;      /* a bounded queue has room */
+	pthread_cond_t room;      /* a bounded queue has room (CLOCK_MONOTONIC) */
 	pthread_cond_t done;      /* a result was delivered (drain, poll) */
 	_Atomic unsigned room_waiters;
 	_Atomic unsigned drain_waiters; /* woken only when the last result is in */
 	_Atomic unsigned poll_waiters;  /* woken on every result */
 
-	struct sb_facade *facade; /* the Net::SMTP-style facade's message being built */
+	/* An extension of the handle (the Net::SMTP-style facade's message being built):
+	 * freed by ext_free at destroy. */
+	void *ext;
+	void (*ext_free)(void *ext);
 	smtpbulk_callbacks_t cbs; /* the seed's callbacks (zeroed when none); read-only */
 	struct sb_logger *logger; /* debug lines without on_log (debug_log.h); any thread */
 	const char **host_names;  /* [n_hosts] "name:port", for the logger */
-
-	/* The watchdog thread (watchdog.c). */
-	pthread_t wd_thread;
-	int wd_running;           /* creator/destroyer thread only */
-	_Atomic int wd_stop;
-	pthread_cond_t wd_cond;   /* wakes it early for stop (under lock) */
-	unsigned wd_global_count; /* global hangs since the last give-up: watchdog only */
 	unsigned phase_ms[SESS_PH_COUNT]; /* per-phase timeouts, resolved; read-only */
 };
 
-/* Engine internals used by api/ and the worker. */
-int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out);
-int sb_engine_start(smtpbulk_t *sb);
-int sb_engine_submit(smtpbulk_t *sb, struct sb_msg *msg, unsigned flags, uint64_t *id_out);
+/* Count one more message queued, waiting for room in a bounded queue (or -EAGAIN with
+ * SMTPBULK_SUBMIT_NONBLOCK; SMTPBULK_ESTOPPED when the engine stops meanwhile). */
+int sb_engine_reserve(smtpbulk_t *sb, unsigned flags);
 /* Put a message back in its queue after connection trouble (never blocks). */
 void sb_engine_requeue(smtpbulk_t *sb, struct sb_msg *msg);
+/* Queue a message (submit and requeue) and wake whoever serves that queue. */
+void sb_engine_enqueue(smtpbulk_t *sb, struct sb_msg *msg);
 /* Deliver a message's one result (pass/fail callback, then the result callback or the
  * poll queue) and free it when appropriate; its latency goes into lat when given.
  * Returns the pass/fail callback's code. */
 int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st, int err,
 		       const struct sb_host *host, int host_idx, int conn_idx,
 		       struct latency_hist *lat);
+/* End every message in q with st/err (no host reached them). Returns 1 when an
+ * enqueuer was mid-way (look again soon), else 0. */
+int sb_engine_fail_queue(smtpbulk_t *sb, struct sbq *q, smtpbulk_status_t st, int err);
 /* Call a seed callback (if set) for a connection of host (NULL: none); its code. */
 int sb_fire(const smtpbulk_t *sb, smtpbulk_event_cb cb, smtpbulk_event_t *ev,
 	    const struct sb_host *host, int host_idx, int conn_idx);
@@ -129,17 +149,18 @@ int sb_host_down_error(const struct sb_host *h);
 int sb_all_down_error(const smtpbulk_t *sb);
 /* A worker took n messages out of a queue. */
 void sb_engine_dequeued(smtpbulk_t *sb, uint64_t n);
-int sb_engine_drain(smtpbulk_t *sb, int timeout_ms);
-/* Stop the workers (idle connections say QUIT) and cancel what is left. */
-void sb_engine_stop(smtpbulk_t *sb);
-int sb_engine_poll(smtpbulk_t *sb, smtpbulk_result_t **out, int timeout_ms);
-void sb_engine_destroy(smtpbulk_t *sb);
+/* Wake the workers that serve host (-1: every worker). Any thread. */
+void sb_engine_wake(const smtpbulk_t *sb, int host);
+/* A connection of host h parked (+1) or came back or died parked (-1). When every
+ * live connection of the host is parked, its workers are woken: nobody else would
+ * take what waits. */
+void sb_engine_parked(smtpbulk_t *sb, struct sb_host *h, int delta);
+/* A connection of h gave up for good: when it was the last, the host is down. */
+void sb_engine_conn_dead(smtpbulk_t *sb, struct sb_host *h, int err);
 void sb_log(const smtpbulk_t *sb, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* A line about connection conn of host (its own file under debug_path). */
 void sb_log_conn(const smtpbulk_t *sb, int level, int host, int conn, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
-
-uint64_t sb_now_ns(void);
 
 #endif

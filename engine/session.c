@@ -30,8 +30,7 @@ const char *sess_state_name(enum sess_state st)
 		[SESS_HELO] = "HELO",       [SESS_STARTTLS] = "STARTTLS",
 		[SESS_TLS] = "TLS",         [SESS_AUTH] = "AUTH",
 		[SESS_IDLE] = "IDLE",
-		[SESS_TXN] = "TXN",         [SESS_RSET] = "RSET",
-		[SESS_QUIT] = "QUIT",       [SESS_CLOSED] = "CLOSED",
+		[SESS_TXN] = "TXN",         [SESS_QUIT] = "QUIT",       [SESS_CLOSED] = "CLOSED",
 		[SESS_DEAD] = "DEAD",
 	};
 	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
@@ -182,6 +181,25 @@ static struct sess_txn *txn_at(struct sess *s, unsigned i)
 	return &s->txns[(s->txn_head + i) % SESS_TXN_MAX];
 }
 
+/* Take the oldest transaction off the ring; it stays readable until the next start. */
+static struct sess_txn *txn_pop(struct sess *s)
+{
+	struct sess_txn *t = txn_at(s, 0);
+	s->txn_head = (s->txn_head + 1) % SESS_TXN_MAX;
+	s->txn_len--;
+	return t;
+}
+
+/* A transaction ends early: a send may still read its stuffed copy, which is freed
+ * only at sess_reset(). */
+static struct sb_msg *txn_bury(struct sess *s, struct sess_txn *t)
+{
+	if (t->stuffed)
+		s->graveyard[s->n_graveyard++] = t->stuffed;
+	t->stuffed = NULL;
+	return t->m;
+}
+
 static void conn_fail(struct sess *s, int err);
 
 /* How the messages in flight are treated when their connection ends early. */
@@ -229,17 +247,8 @@ static void conn_end(struct sess *s, int err, enum release_policy pol)
 		return;
 	slog(s, 7, "connection failed in %s: %s", sess_state_name(s->state),
 	     smtpbulk_strerror(err));
-	while (s->txn_len) {
-		struct sess_txn *t = txn_at(s, 0);
-		struct sb_msg *m = t->m;
-		s->txn_head = (s->txn_head + 1) % SESS_TXN_MAX;
-		s->txn_len--;
-		/* A send may still read the stuffed copy: free it only at sess_reset(). */
-		if (t->stuffed)
-			s->graveyard[s->n_graveyard++] = t->stuffed;
-		t->stuffed = NULL;
-		release_msg(s, m, pol, err);
-	}
+	while (s->txn_len)
+		release_msg(s, txn_bury(s, txn_pop(s)), pol, err);
 	s->error = err;
 	s->fifo_len = 0;
 	out_clear(s);
@@ -293,6 +302,23 @@ static int queue_data_body(struct sess *s, struct sess_txn *t)
 	return 0;
 }
 
+/* Write one envelope command of t (n bytes in buf, or n < 0: it could not be made) and
+ * expect its reply. 1 written, 0 no room yet, -1 the connection failed. */
+static int emit(struct sess *s, struct sess_txn *t, const char *buf, int n,
+		enum sess_expect_kind kind, uint32_t arg)
+{
+	if (n < 0) {
+		conn_fail(s, n);
+		return -1;
+	}
+	if (!out_room(s, 1, (size_t)n))
+		return 0;
+	out_cmd(s, buf, (size_t)n);
+	expect(s, kind, slot_of(s, t), arg);
+	t->outstanding++;
+	return 1;
+}
+
 /*
  * Write what transaction t may write now. Lockstep writes one command and only when
  * nothing is outstanding; pipelined modes write everything that fits.
@@ -317,15 +343,8 @@ static void write_txn(struct sess *s, struct sess_txn *t)
 			n = smtp_cmd_mail(buf, sizeof(buf), m->from,
 					  (s->caps.flags & SMTP_CAP_SIZE) ? (uint64_t)m->body_len : 0,
 					  flags);
-			if (n < 0) {
-				conn_fail(s, n);
+			if (emit(s, t, buf, n, EXP_MAIL, 0) <= 0)
 				return;
-			}
-			if (!out_room(s, 1, (size_t)n))
-				return;
-			out_cmd(s, buf, (size_t)n);
-			expect(s, EXP_MAIL, slot, 0);
-			t->outstanding++;
 			t->mail_written = 1;
 			s->clean = 0;
 			continue;
@@ -334,15 +353,8 @@ static void write_txn(struct sess *s, struct sess_txn *t)
 			return; /* a refusal is handled by the reply; wait for it */
 		if (t->rcpt_next < m->n_rcpts) {
 			n = smtp_cmd_rcpt(buf, sizeof(buf), m->rcpts[t->rcpt_next].rcpt);
-			if (n < 0) {
-				conn_fail(s, n);
+			if (emit(s, t, buf, n, EXP_RCPT, (uint32_t)t->rcpt_next) <= 0)
 				return;
-			}
-			if (!out_room(s, 1, (size_t)n))
-				return;
-			out_cmd(s, buf, (size_t)n);
-			expect(s, EXP_RCPT, slot, (uint32_t)t->rcpt_next);
-			t->outstanding++;
 			t->rcpt_next++;
 			continue;
 		}
@@ -412,38 +424,38 @@ static void start_txn(struct sess *s, struct sb_msg *m)
 	write_txn(s, t);
 }
 
-/* Write what can be written and take new messages while the window allows. */
-static void pump(struct sess *s)
+unsigned sess_pump(struct sess *s)
 {
+	unsigned taken = 0;
 	if (s->state != SESS_IDLE && s->state != SESS_TXN)
-		return;
+		return 0;
 	for (unsigned i = 0; i < s->txn_len; i++)
 		write_txn(s, txn_at(s, i));
 	while (sess_has_room(s) && out_room(s, 4, 2 * SMTP_CMD_MAX + 32)) {
 		struct sb_msg *m = s->ops->next_msg(s->ctx, s);
 		if (!m)
 			break;
+		taken++;
 		start_txn(s, m);
 		if (s->state != SESS_IDLE && s->state != SESS_TXN)
-			return; /* conn_fail */
+			return taken; /* conn_fail */
 	}
 	if (s->txn_len == 0 && s->fifo_len == 0)
 		set_state(s, SESS_IDLE);
 	else if (s->txn_len == 0 && s->state == SESS_IDLE)
 		set_state(s, SESS_TXN); /* an RSET is out */
+	return taken;
 }
 
 /* The oldest transaction has every reply it will get: deliver its result. */
 static void txn_complete(struct sess *s)
 {
-	struct sess_txn *t = txn_at(s, 0);
+	struct sess_txn *t = txn_pop(s);
 	struct sb_msg *m = t->m;
 	smtpbulk_status_t st = t->status;
 	int err = t->error;
 	free(t->stuffed);
 	t->stuffed = NULL;
-	s->txn_head = (s->txn_head + 1) % SESS_TXN_MAX;
-	s->txn_len--;
 	if (!t->final && t->failed)
 		s->clean = 0; /* refused before the data: the server may hold the envelope */
 	else if (t->final && s->txn_len == 0)
@@ -557,7 +569,7 @@ static void become_ready(struct sess *s)
 		     (unsigned long long)s->caps.size_max);
 	}
 	set_state(s, SESS_IDLE);
-	pump(s);
+	sess_pump(s);
 }
 
 static void after_hello(struct sess *s);
@@ -682,6 +694,15 @@ static void after_hello(struct sess *s)
 	become_ready(s);
 }
 
+/* Send EHLO (after the greeting, or again over TLS) and expect its reply. */
+static void say_ehlo(struct sess *s)
+{
+	char buf[SMTP_CMD_MAX];
+	set_state(s, SESS_EHLO);
+	out_cmd(s, buf, (size_t)smtp_cmd_ehlo(buf, sizeof(buf), s->cfg->hello));
+	expect(s, EXP_EHLO, 0, 0);
+}
+
 void sess_tls_up(struct sess *s)
 {
 	if (s->state != SESS_TLS)
@@ -695,11 +716,106 @@ void sess_tls_up(struct sess *s)
 		expect(s, EXP_GREETING, 0, 0);
 		return;
 	}
-	char buf[SMTP_CMD_MAX];
-	set_state(s, SESS_EHLO);
-	out_cmd(s, buf, (size_t)smtp_cmd_ehlo(buf, sizeof(buf), s->cfg->hello));
-	expect(s, EXP_EHLO, 0, 0);
+	say_ehlo(s);
 }
+
+/* ---- replies: one handler per expectation ------------------------------------------ */
+
+static void on_greeting(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
+{
+	if (r->code != 220) {
+		conn_fail(s, SMTPBULK_EGREETING);
+		return;
+	}
+	say_ehlo(s);
+}
+
+static void on_ehlo(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
+{
+	char buf[SMTP_CMD_MAX];
+	if (r->code / 100 == 2) {
+		smtp_caps_parse(r, &s->caps);
+		after_hello(s);
+	} else if (r->code / 100 == 5) {
+		/* An old server: fall back to HELO (RFC 5321 §3.2). */
+		set_state(s, SESS_HELO);
+		out_cmd(s, buf, (size_t)smtp_cmd_helo(buf, sizeof(buf), s->cfg->hello));
+		expect(s, EXP_HELO, 0, 0);
+	} else {
+		conn_fail(s, SMTPBULK_EHELLO);
+	}
+}
+
+static void on_helo(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
+{
+	if (r->code / 100 != 2) {
+		conn_fail(s, SMTPBULK_EHELLO);
+		return;
+	}
+	memset(&s->caps, 0, sizeof(s->caps));
+	after_hello(s);
+}
+
+static void on_rset(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
+{
+	if (r->code / 100 != 2) {
+		conn_fail(s, SMTPBULK_ESERVER);
+		return;
+	}
+	sess_pump(s);
+}
+
+static void on_quit(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
+{
+	s->error = 0;
+	set_state(s, SESS_CLOSED);
+}
+
+static void on_starttls(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
+{
+	if (r->code == 220) {
+		/* The handshake is the connection layer's; parse_replies() stops here, so
+		 * whatever the server sent behind its 220 in plaintext is dropped (RFC 3207
+		 * §6: response injection). */
+		set_state(s, SESS_TLS);
+		return;
+	}
+	if (s->cfg->secure != SMTPBULK_SECURE_STARTTLS) {
+		slog(s, 7, "server refused STARTTLS (%d): nothing is sent", r->code);
+		conn_fail(s, SMTPBULK_ENOSTARTTLS);
+		return;
+	}
+	slog(s, 5, "server refused STARTTLS (%d): going on in plaintext (secure 3)", r->code);
+	s->starttls_refused = 1;
+	after_hello(s);
+}
+
+static void on_auth(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
+{
+	on_auth_reply(s, r);
+}
+
+/* MAIL, RCPT, DATA, the final dot and BDAT: the transaction they belong to decides. */
+static void on_txn(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
+{
+	if (!s->txn_len) {
+		conn_fail(s, SMTPBULK_EPROTO);
+		return;
+	}
+	on_txn_reply(s, e, r);
+	if (s->state == SESS_TXN || s->state == SESS_IDLE)
+		sess_pump(s);
+}
+
+typedef void (*reply_handler)(struct sess *s, const struct sess_expect *e,
+			      const struct smtp_reply *r);
+
+static const reply_handler on_expect[] = {
+	[EXP_GREETING] = on_greeting, [EXP_EHLO] = on_ehlo,   [EXP_HELO] = on_helo,
+	[EXP_MAIL] = on_txn,          [EXP_RCPT] = on_txn,    [EXP_DATA] = on_txn,
+	[EXP_DOT] = on_txn,           [EXP_RSET] = on_rset,   [EXP_QUIT] = on_quit,
+	[EXP_BDAT] = on_txn,          [EXP_STARTTLS] = on_starttls, [EXP_AUTH] = on_auth,
+};
 
 static void on_reply(struct sess *s, const struct smtp_reply *r)
 {
@@ -723,81 +839,7 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 		conn_fail(s, SMTPBULK_ESHUTDOWN);
 		return;
 	}
-
-	char buf[SMTP_CMD_MAX];
-	switch (e.kind) {
-	case EXP_GREETING:
-		if (r->code != 220) {
-			conn_fail(s, SMTPBULK_EGREETING);
-			return;
-		}
-		set_state(s, SESS_EHLO);
-		out_cmd(s, buf, (size_t)smtp_cmd_ehlo(buf, sizeof(buf), s->cfg->hello));
-		expect(s, EXP_EHLO, 0, 0);
-		return;
-	case EXP_EHLO:
-		if (r->code / 100 == 2) {
-			smtp_caps_parse(r, &s->caps);
-			after_hello(s);
-		} else if (r->code / 100 == 5) {
-			/* An old server: fall back to HELO (RFC 5321 §3.2). */
-			set_state(s, SESS_HELO);
-			out_cmd(s, buf, (size_t)smtp_cmd_helo(buf, sizeof(buf), s->cfg->hello));
-			expect(s, EXP_HELO, 0, 0);
-		} else {
-			conn_fail(s, SMTPBULK_EHELLO);
-		}
-		return;
-	case EXP_HELO:
-		if (r->code / 100 == 2) {
-			memset(&s->caps, 0, sizeof(s->caps));
-			after_hello(s);
-		} else {
-			conn_fail(s, SMTPBULK_EHELLO);
-		}
-		return;
-	case EXP_RSET:
-		if (r->code / 100 != 2) {
-			conn_fail(s, SMTPBULK_ESERVER);
-			return;
-		}
-		pump(s);
-		return;
-	case EXP_QUIT:
-		s->error = 0;
-		set_state(s, SESS_CLOSED);
-		return;
-	case EXP_STARTTLS:
-		if (r->code == 220) {
-			/* The handshake is the worker's; parse_replies() stops here, so
-			 * whatever the server sent behind its 220 in plaintext is dropped
-			 * (RFC 3207 §6: response injection). */
-			set_state(s, SESS_TLS);
-			return;
-		}
-		if (s->cfg->secure != SMTPBULK_SECURE_STARTTLS) {
-			slog(s, 7, "server refused STARTTLS (%d): nothing is sent", r->code);
-			conn_fail(s, SMTPBULK_ENOSTARTTLS);
-			return;
-		}
-		slog(s, 5, "server refused STARTTLS (%d): going on in plaintext (secure 3)",
-		     r->code);
-		s->starttls_refused = 1;
-		after_hello(s);
-		return;
-	case EXP_AUTH:
-		on_auth_reply(s, r);
-		return;
-	default:
-		if (!s->txn_len) {
-			conn_fail(s, SMTPBULK_EPROTO);
-			return;
-		}
-		on_txn_reply(s, &e, r);
-		if (s->state == SESS_TXN || s->state == SESS_IDLE)
-			pump(s);
-		return;
-	}
+	on_expect[e.kind](s, &e, r);
 }
 
 void sess_connecting(struct sess *s)
@@ -937,7 +979,7 @@ void sess_sent(struct sess *s, size_t n)
 	if (s->out_len == 0) {
 		/* Everything is out: wbuf can start over, and what waited for room goes. */
 		out_clear(s);
-		pump(s);
+		sess_pump(s);
 	}
 }
 
@@ -949,15 +991,6 @@ void sess_io_error(struct sess *s, int err)
 		return;
 	}
 	conn_fail(s, err);
-}
-
-int sess_offer(struct sess *s, struct sb_msg *m)
-{
-	if (!sess_has_room(s))
-		return -EBUSY;
-	start_txn(s, m);
-	pump(s); /* m may have been refused locally: look for more */
-	return 0;
 }
 
 int sess_quit(struct sess *s)
@@ -972,15 +1005,8 @@ int sess_quit(struct sess *s)
 
 void sess_abort(struct sess *s, smtpbulk_status_t st, int err)
 {
-	while (s->txn_len) {
-		struct sess_txn *t = txn_at(s, 0);
-		s->txn_head = (s->txn_head + 1) % SESS_TXN_MAX;
-		s->txn_len--;
-		if (t->stuffed)
-			s->graveyard[s->n_graveyard++] = t->stuffed;
-		t->stuffed = NULL;
-		s->ops->done(s->ctx, s, t->m, st, err);
-	}
+	while (s->txn_len)
+		s->ops->done(s->ctx, s, txn_bury(s, txn_pop(s)), st, err);
 	s->fifo_len = 0;
 	out_clear(s);
 	if (s->state != SESS_DEAD && s->state != SESS_DOWN)
@@ -1006,12 +1032,12 @@ int sess_waiting(const struct sess *s)
 	return s->fifo_len > 0 || s->out_len > 0;
 }
 
-enum sess_phase sess_phase(const struct sess *s)
+enum sess_phase sess_phase(const struct sess *s, int backlog)
 {
 	if (s->state == SESS_CONNECTING || s->state == SESS_TLS)
 		return SESS_PH_GREETING;
 	if (s->fifo_len == 0)
-		return s->out_len ? SESS_PH_BLOCK : SESS_PH_MAIL;
+		return s->out_len || backlog ? SESS_PH_BLOCK : SESS_PH_MAIL;
 	switch (s->fifo[s->fifo_head].kind) { /* the oldest reply still owed */
 	case EXP_GREETING:
 		return SESS_PH_GREETING;
@@ -1025,6 +1051,20 @@ enum sess_phase sess_phase(const struct sess *s)
 	default:
 		return SESS_PH_MAIL;
 	}
+}
+
+void sess_give_up(struct sess *s, int err)
+{
+	if (!sess_is_over(s))
+		return; /* only a connection that is down gives up */
+	s->error = err;
+	set_state(s, SESS_DEAD);
+}
+
+void sess_cancel_work(struct sess *s)
+{
+	if (s->state == SESS_TXN || s->state == SESS_CONNECTING)
+		sess_abort(s, SMTPBULK_CANCELLED, SMTPBULK_ECANCELLED);
 }
 
 void sess_reset(struct sess *s)

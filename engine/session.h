@@ -90,7 +90,6 @@ enum sess_state {
 	SESS_AUTH,       /* an AUTH exchange is under way */
 	SESS_IDLE,       /* ready, nothing in flight: the worker offers a message */
 	SESS_TXN,        /* transactions in flight (or an RSET after a failed one) */
-	SESS_RSET,       /* unused since pipelining */
 	SESS_QUIT,       /* QUIT sent */
 	SESS_CLOSED,     /* connection over; the worker tears it down and reconnects */
 	SESS_DEAD,       /* gave up after cfg->retry_fail failed connections */
@@ -195,8 +194,9 @@ int sess_output(const struct sess *s, struct iovec *iov, int max);
 void sess_sent(struct sess *s, size_t n);
 /* The connection failed (receive end, send error): err is -errno or SMTPBULK_E*. */
 void sess_io_error(struct sess *s, int err);
-/* An idle session takes m; returns 0, or -EBUSY when it is not idle. */
-int sess_offer(struct sess *s, struct sb_msg *m);
+/* Write what can be written, and pull messages (ops->next_msg) while the pipelining
+ * window has room: the one way messages enter a session. Returns how many it took. */
+unsigned sess_pump(struct sess *s);
 /* 1 when the session could start another transaction now (pipelining window). */
 int sess_has_room(const struct sess *s);
 /* Say QUIT if idle; otherwise nothing. Returns 1 when QUIT was sent. */
@@ -218,7 +218,9 @@ enum sess_phase {
 	SESS_PH_DOT,      /* the reply after the final "." or BDAT LAST */
 	SESS_PH_COUNT,
 };
-enum sess_phase sess_phase(const struct sess *s);
+/* backlog: the transport holds bytes the socket has not taken yet (TLS's outbox): with
+ * no reply owed, the connection then waits for the socket (SESS_PH_BLOCK). */
+enum sess_phase sess_phase(const struct sess *s, int backlog);
 /* 1 while the connection waits for the server: connecting, replies expected, or bytes
  * not yet taken by the socket. The watchdog times only these. */
 int sess_waiting(const struct sess *s);
@@ -233,10 +235,86 @@ static inline int sess_wants_tls(const struct sess *s)
 }
 /* After the worker closed the socket of a CLOSED session: back to DOWN. */
 void sess_reset(struct sess *s);
+/* A connection that is down gives up for good (err says why, 0 = asked to): DEAD. */
+void sess_give_up(struct sess *s, int err);
+/* Stopping: a transaction in progress ends CANCELLED, and so does a connect; a
+ * connection shaking hands or resetting goes on until it is idle (then QUIT). */
+void sess_cancel_work(struct sess *s);
 
+/* What the connection layer asks of a session; it never reads the fields itself. */
 static inline int sess_has_output(const struct sess *s)
 {
 	return s->out_len > 0;
+}
+/* No connection: closed, dead, or down. */
+static inline int sess_is_over(const struct sess *s)
+{
+	return s->state == SESS_CLOSED || s->state == SESS_DEAD || s->state == SESS_DOWN;
+}
+static inline int sess_is_idle(const struct sess *s)
+{
+	return s->state == SESS_IDLE;
+}
+static inline int sess_is_dead(const struct sess *s)
+{
+	return s->state == SESS_DEAD;
+}
+static inline int sess_is_closed(const struct sess *s)
+{
+	return s->state == SESS_CLOSED;
+}
+static inline int sess_is_down(const struct sess *s)
+{
+	return s->state == SESS_DOWN;
+}
+/* Its state's name, for a log line. */
+static inline const char *sess_state_now(const struct sess *s)
+{
+	return sess_state_name(s->state);
+}
+/* Connected and talking (not connecting, not quitting, not over). */
+static inline int sess_in_service(const struct sess *s)
+{
+	return s->state >= SESS_GREETING && s->state <= SESS_TXN;
+}
+/* The socket is connected (or a connect is not yet asked for): I/O may run. */
+static inline int sess_on_wire(const struct sess *s)
+{
+	return s->state >= SESS_GREETING && s->state <= SESS_QUIT;
+}
+/* QUIT is written in full: nothing more will be said on this connection. */
+static inline int sess_said_quit(const struct sess *s)
+{
+	return s->state == SESS_QUIT && s->out_len == 0;
+}
+/* This connection became ready (past EHLO, TLS and AUTH) at least once. */
+static inline int sess_was_ready(const struct sess *s)
+{
+	return s->was_ready;
+}
+/* Messages in flight, oldest first (for the hang callback). */
+static inline unsigned sess_inflight(const struct sess *s)
+{
+	return s->txn_len;
+}
+static inline struct sb_msg *sess_inflight_msg(const struct sess *s, unsigned i)
+{
+	return s->txns[(s->txn_head + i) % SESS_TXN_MAX].m;
+}
+/* Why the last connection ended (0: by QUIT), and how many failed in a row. */
+static inline int sess_error(const struct sess *s)
+{
+	return s->error;
+}
+static inline unsigned sess_fails(const struct sess *s)
+{
+	return s->fails;
+}
+/* The connection ended DEAD for a reason that holds for every connection of the host
+ * (535: the credentials are refused). */
+static inline int sess_fatal(const struct sess *s)
+{
+	return s->fatal;
 }
 
 #endif

@@ -18,6 +18,7 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
+#include "grow.h"
 #include "smtpbulk.h"
 
 #define TLS_RSPACE_MIN 4096
@@ -58,16 +59,12 @@ static int buf_reserve(struct sb_tls_buf *b, size_t n)
 		b->len -= b->off;
 		b->off = 0;
 	}
-	if (b->len + n <= b->cap)
-		return 0;
-	size_t cap = b->cap ? b->cap : 4096;
-	while (cap < b->len + n)
-		cap *= 2;
-	char *p = realloc(b->p, cap);
+	if (n > SIZE_MAX - b->len)
+		return -ENOMEM;
+	char *p = sb_grow(b->p, &b->cap, b->len + n, 1, 4096);
 	if (!p)
 		return -ENOMEM;
 	b->p = p;
-	b->cap = cap;
 	return 0;
 }
 
@@ -403,6 +400,11 @@ int sb_tls_read(struct sb_tls *t, char *buf, size_t cap)
 	if (rc == 0 && t->peer_closed && t->in.off == t->in.len)
 		return SMTPBULK_ECLOSED; /* EOF without close_notify */
 	return rc;
+}
+
+int sb_tls_has_input(struct sb_tls *t)
+{
+	return t->in.off < t->in.len || (t->ssl && wolfSSL_pending(t->ssl) > 0);
 }
 
 /* One wolfSSL_write: the outbox always takes everything, so it is whole or an error. */

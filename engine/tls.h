@@ -68,6 +68,8 @@ void sb_tls_received(struct sb_tls *t, size_t n);
 /* Plaintext out: > 0 bytes, 0 when more input is needed, SMTPBULK_ECLOSED when the
  * peer closed (close_notify or EOF), or another error. */
 int sb_tls_read(struct sb_tls *t, char *buf, size_t cap);
+/* Input is waiting: ciphertext not yet read, or plaintext wolfSSL holds decrypted. */
+int sb_tls_has_input(struct sb_tls *t);
 /* Encrypt iov[0..n) whole into the outbox; returns the bytes taken, or an error. */
 long sb_tls_writev(struct sb_tls *t, const struct iovec *iov, int n);
 /* The ciphertext to send next (pointer and length; 0 when none). Stable until

@@ -13,35 +13,40 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "grow.h"
 #include "io.h"
 #include "smtpbulk.h"
 #include "tls.h"
+#include "transport.h"
 
 enum { TK_ACCEPT = 1, TK_RECV, TK_SEND, TK_WAKE };
 #define TOKEN(kind, idx) (((uint64_t)(kind) << 56) | (uint64_t)(idx))
 #define TK_KIND(t) ((unsigned)((t) >> 56))
 #define TK_IDX(t) ((uint32_t)(t))
 #define RBUF 8192
+#define TLS_PLAIN 16384
+
+struct sink_thread;
 
 /* One client connection. Owned by its thread. */
 struct sconn {
+	struct sink_thread *t;
 	int fd;
 	unsigned inflight;
 	uint8_t recv_busy, send_busy;
-	uint8_t closing;      /* 2: being closed (after its operations come back) */
+	uint8_t closing;      /* being closed (after its operations come back) */
 	uint8_t cancelled;    /* cancel issued for the operations in flight */
-	size_t sent;          /* bytes of proto.out already handed to the kernel */
+	size_t sent;          /* bytes of proto.out already taken (sent or encrypted) */
 	size_t rlen;          /* input not yet consumed (proto.out was full) */
 	uint64_t hold_until;  /* --delay: send nothing before this (monotonic ns; 0 = not held) */
 	struct msghdr mh;
-	struct iovec iov;
-	struct sb_tls *tls;   /* NULL: plaintext */
-	uint8_t send_tls;     /* the send in flight is from tls's outbox */
-	uint8_t tls_failed_counted;
-	uint8_t recv_tls;     /* the receive in flight is into tls's inbox; else at recv_at
-	                         in rbuf (posted before a STARTTLS switch, it brings the
-	                         ClientHello) */
+	struct iovec iov[1];
+	struct sb_transport xp; /* plaintext, or TLS (implicit, or after STARTTLS) */
+	/* Where the receive in flight writes, and the transport it was posted for: one
+	 * posted before a STARTTLS switch brings the ClientHello into rbuf. */
 	char *recv_at;
+	const struct sb_transport_ops *recv_ops, *send_ops;
 	struct sink_counts seen; /* proto.counts already added to the totals */
 	char rbuf[RBUF];
 	struct sink_conn proto;
@@ -57,11 +62,13 @@ struct sink_thread {
 	struct sb_io *io;
 	char desc[64];
 	struct sconn **conns; /* slots; NULL = free */
-	unsigned n_slots, n_open;
+	size_t n_slots;
+	unsigned n_open;
 	unsigned n_held;      /* connections whose replies are held back (--delay) */
 	int init_rc;
 	uint64_t seed;
 	pid_t tid;            /* for its CPU time in /proc/self/task */
+	char *tls_plain;      /* TLS_PLAIN bytes: decrypted input (TLS sinks only) */
 };
 
 struct sink_server {
@@ -103,7 +110,7 @@ static void account(struct sink_thread *t, struct sconn *c)
 static void conn_close(struct sink_thread *t, unsigned idx)
 {
 	struct sconn *c = t->conns[idx];
-	c->closing = 2;
+	c->closing = 1;
 	if (c->inflight) {
 		if (!c->cancelled) {
 			c->cancelled = 1;
@@ -114,12 +121,10 @@ static void conn_close(struct sink_thread *t, unsigned idx)
 	}
 	t->be->forget_fd(t->io, c->fd);
 	close(c->fd);
-	if (c->tls) {
-		if (!c->tls->up && !c->tls_failed_counted) /* the client gave up on it */
-			atomic_fetch_add_explicit(&t->srv->tls_failed, 1, memory_order_relaxed);
-		sb_tls_free(c->tls);
-		free(c->tls);
-	}
+	/* A handshake that never finished failed, or the client gave up on it. */
+	if (sb_transport_secure(&c->xp) && !c->xp.tls->up)
+		atomic_fetch_add_explicit(&t->srv->tls_failed, 1, memory_order_relaxed);
+	sb_transport_close(&c->xp);
 	free(c);
 	t->conns[idx] = NULL;
 	t->n_open--;
@@ -136,12 +141,84 @@ static void consume(struct sink_thread *t, struct sconn *c)
 	account(t, c);
 }
 
-static uint64_t now_ns(void)
+/* ---- the protocol as its transport's endpoint -------------------------------------- */
+
+static int ep_pending(void *ep, struct iovec *iov, int max)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	struct sconn *c = ep;
+	if (max < 1 || c->proto.out_len <= c->sent)
+		return 0;
+	iov[0].iov_base = c->proto.out + c->sent;
+	iov[0].iov_len = c->proto.out_len - c->sent;
+	return 1;
 }
+
+static void ep_taken(void *ep, size_t n)
+{
+	struct sconn *c = ep;
+	c->sent += n;
+	if (c->sent == c->proto.out_len) {
+		c->sent = c->proto.out_len = 0;
+		consume(c->t, c); /* input that waited for output room */
+	}
+}
+
+static char *ep_space(void *ep, size_t *cap)
+{
+	struct sconn *c = ep;
+	*cap = RBUF - c->rlen;
+	return c->rbuf + c->rlen;
+}
+
+static void ep_arrived(void *ep, size_t n)
+{
+	struct sconn *c = ep;
+	c->rlen += n;
+	consume(c->t, c);
+}
+
+static size_t ep_room(void *ep)
+{
+	return RBUF - ((struct sconn *)ep)->rlen;
+}
+
+static void ep_feed(void *ep, const char *p, size_t n)
+{
+	struct sconn *c = ep;
+	memcpy(c->rbuf + c->rlen, p, n);
+	ep_arrived(ep, n);
+}
+
+static int ep_open(void *ep)
+{
+	return !((struct sconn *)ep)->closing;
+}
+
+static int ep_finished(void *ep)
+{
+	struct sconn *c = ep;
+	return c->proto.mode == SINK_CLOSING && c->proto.out_len == c->sent;
+}
+
+static void ep_tls_up(void *ep, const struct sb_tls *tls)
+{
+	struct sconn *c = ep;
+	atomic_fetch_add_explicit(&c->t->srv->tls_handshakes, 1, memory_order_relaxed);
+	if (sb_tls_resumed(tls))
+		atomic_fetch_add_explicit(&c->t->srv->tls_resumed, 1, memory_order_relaxed);
+}
+
+static const struct sb_endpoint sink_endpoint = {
+	.pending = ep_pending,
+	.taken = ep_taken,
+	.space = ep_space,
+	.arrived = ep_arrived,
+	.room = ep_room,
+	.feed = ep_feed,
+	.open = ep_open,
+	.finished = ep_finished,
+	.tls_up = ep_tls_up,
+};
 
 /* --delay: is this connection's output held back? Starts a hold the protocol asked for. */
 static int held(struct sink_thread *t, struct sconn *c)
@@ -150,161 +227,74 @@ static int held(struct sink_thread *t, struct sconn *c)
 		c->proto.delay_req = 0;
 		if (!c->hold_until)
 			t->n_held++;
-		c->hold_until = now_ns() + (uint64_t)t->srv->opt.cfg.faults.delay_ms * 1000000ull;
+		c->hold_until = sb_now_ns() + (uint64_t)t->srv->opt.cfg.faults.delay_ms * SB_NS_PER_MS;
 	}
 	if (!c->hold_until)
 		return 0;
-	if (now_ns() < c->hold_until)
+	if (sb_now_ns() < c->hold_until)
 		return 1;
 	c->hold_until = 0;
 	t->n_held--;
 	return 0;
 }
 
-/* Decrypt what arrived and feed it to the protocol, as far as it takes input. */
-static void tls_in(struct sink_thread *t, struct sconn *c)
-{
-	struct sb_tls *tls = c->tls;
-	if (!tls->up) {
-		int rc = sb_tls_handshake(tls);
-		if (rc < 0) {
-			atomic_fetch_add_explicit(&t->srv->tls_failed, 1, memory_order_relaxed);
-			c->tls_failed_counted = 1;
-			c->closing = 2;
-			return;
-		}
-		if (rc == 0)
-			return;
-		atomic_fetch_add_explicit(&t->srv->tls_handshakes, 1, memory_order_relaxed);
-		if (sb_tls_resumed(tls))
-			atomic_fetch_add_explicit(&t->srv->tls_resumed, 1, memory_order_relaxed);
-	}
-	for (;;) { /* ends: each read consumes ciphertext, or rbuf stays full */
-		consume(t, c);
-		if (c->rlen == RBUF)
-			return; /* the protocol's output is full: after the next send */
-		int n = sb_tls_read(tls, c->rbuf + c->rlen, RBUF - c->rlen);
-		if (n == 0)
-			return;
-		if (n < 0) {
-			c->closing = 2;
-			return;
-		}
-		c->rlen += (size_t)n;
-	}
-}
-
 static int tls_start(struct sink_thread *t, struct sconn *c)
 {
-	if (!(c->tls = calloc(1, sizeof(*c->tls))))
+	if (!t->tls_plain && !(t->tls_plain = malloc(TLS_PLAIN)))
 		return -ENOMEM;
-	int rc = sb_tls_server(c->tls, t->srv->tls_ctx);
-	if (rc) {
-		free(c->tls);
-		c->tls = NULL;
-	}
-	return rc;
-}
-
-/* TLS: encrypt the replies, take more input, and send the ciphertext. */
-static void tls_kick(struct sink_thread *t, unsigned idx)
-{
-	struct sconn *c = t->conns[idx];
-	struct sb_tls *tls = c->tls;
-	for (int i = 0; i < 64 && tls->up && c->proto.out_len > c->sent && !c->closing; i++) {
-		struct iovec v = {c->proto.out + c->sent, c->proto.out_len - c->sent};
-		if (sb_tls_writev(tls, &v, 1) < 0) {
-			c->closing = 2;
-			break;
-		}
-		c->sent = c->proto.out_len = 0;
-		tls_in(t, c); /* input that waited for output room */
-	}
-	if (c->proto.mode == SINK_CLOSING && c->proto.out_len == c->sent)
-		sb_tls_close_notify(tls);
-	if (!c->send_busy && !c->closing) {
-		const char *p;
-		size_t len = sb_tls_outgoing(tls, &p);
-		if (len) {
-			c->iov.iov_base = (void *)(uintptr_t)p;
-			c->iov.iov_len = len;
-			memset(&c->mh, 0, sizeof(c->mh));
-			c->mh.msg_iov = &c->iov;
-			c->mh.msg_iovlen = 1;
-			if (t->be->sendmsg(t->io, c->fd, &c->mh, TOKEN(TK_SEND, idx)) == 0) {
-				c->send_busy = 1;
-				c->send_tls = 1;
-				c->inflight++;
-			}
-		}
-	}
+	return sb_transport_tls_server(&c->xp, t->srv->tls_ctx, t->tls_plain, TLS_PLAIN);
 }
 
 static void kick(struct sink_thread *t, unsigned idx)
 {
 	struct sconn *c = t->conns[idx];
-	if (c->closing == 2) {
+	if (c->closing) {
 		if (c->hold_until) {
 			c->hold_until = 0;
 			t->n_held--;
 		}
-		if (!c->inflight)
-			conn_close(t, idx);
+		conn_close(t, idx); /* now, or once its operations are back */
 		return;
 	}
 	if (held(t, c))
 		return; /* nothing sent, nothing more read, until the hold ends */
-	if (c->tls) {
-		tls_kick(t, idx);
-		if (c->closing == 2) {
-			kick(t, idx);
-			return;
-		}
-		if (c->proto.mode == SINK_CLOSING && c->proto.out_len == c->sent &&
-		    !sb_tls_unsent(c->tls) && !c->send_busy) {
-			conn_close(t, idx); /* everything said: close */
-			return;
-		}
-	} else if (c->proto.mode == SINK_STARTTLS && c->proto.out_len == c->sent &&
-		   !c->send_busy) {
+	if (c->proto.mode == SINK_STARTTLS && !sb_transport_secure(&c->xp) &&
+	    c->proto.out_len == c->sent && !c->send_busy) {
 		/* The 220 is out: from here on, TLS. What the client sent behind its
 		 * STARTTLS in plaintext is dropped. */
 		c->rlen = 0;
 		if (tls_start(t, c) != 0) {
-			c->closing = 2;
+			c->closing = 1;
 			kick(t, idx);
 			return;
 		}
 		sink_tls_started(&c->proto);
 	}
-	if (!c->tls && !c->send_busy && c->proto.out_len > c->sent) {
-		c->iov.iov_base = c->proto.out + c->sent;
-		c->iov.iov_len = c->proto.out_len - c->sent;
-		memset(&c->mh, 0, sizeof(c->mh));
-		c->mh.msg_iov = &c->iov;
-		c->mh.msg_iovlen = 1;
-		if (t->be->sendmsg(t->io, c->fd, &c->mh, TOKEN(TK_SEND, idx)) == 0) {
-			c->send_busy = 1;
-			c->inflight++;
-		}
+	int rc = c->xp.ops->flush(&c->xp);
+	if (rc >= 0 && !c->send_busy &&
+	    (rc = sb_transport_send(&c->xp, t->be, t->io, c->fd, &c->mh, c->iov, 1,
+				    TOKEN(TK_SEND, idx))) > 0) {
+		c->send_busy = 1;
+		c->send_ops = c->xp.ops;
+		c->inflight++;
 	}
-	if (!c->tls && c->proto.mode == SINK_CLOSING && c->proto.out_len == c->sent) {
+	if (rc < 0 || c->closing) {
+		c->closing = 1;
+		kick(t, idx);
+		return;
+	}
+	if (c->proto.mode == SINK_CLOSING && c->proto.out_len == c->sent &&
+	    !c->xp.ops->unsent(&c->xp) && !c->send_busy) {
 		conn_close(t, idx); /* everything said: close */
 		return;
 	}
 	if (!c->recv_busy && c->proto.mode != SINK_CLOSING) {
 		size_t cap = 0;
-		char *p = NULL;
-		if (c->tls) {
-			p = sb_tls_rspace(c->tls, &cap); /* ciphertext; rbuf gets plaintext */
-		} else if (c->rlen < RBUF) {
-			p = c->rbuf + c->rlen;
-			cap = RBUF - c->rlen;
-		}
+		char *p = c->xp.ops->recv_space(&c->xp, &cap); /* TLS: ciphertext's inbox */
 		if (p && cap && t->be->recv(t->io, c->fd, p, cap, TOKEN(TK_RECV, idx)) == 0) {
 			c->recv_busy = 1;
-			c->recv_tls = c->tls != NULL;
 			c->recv_at = p;
+			c->recv_ops = c->xp.ops;
 			c->inflight++;
 		}
 	}
@@ -312,22 +302,23 @@ static void kick(struct sink_thread *t, unsigned idx)
 
 static int new_conn(struct sink_thread *t, int fd)
 {
-	unsigned idx = 0;
+	size_t idx = 0;
 	while (idx < t->n_slots && t->conns[idx])
 		idx++;
 	if (idx == t->n_slots) {
-		unsigned n = t->n_slots ? t->n_slots * 2 : 64;
-		struct sconn **v = realloc(t->conns, n * sizeof(*v));
+		size_t old = t->n_slots;
+		struct sconn **v = sb_grow(t->conns, &t->n_slots, old + 1, sizeof(*v), 64);
 		if (!v)
 			return -ENOMEM;
-		memset(v + t->n_slots, 0, (n - t->n_slots) * sizeof(*v));
+		memset(v + old, 0, (t->n_slots - old) * sizeof(*v));
 		t->conns = v;
-		t->n_slots = n;
 	}
 	struct sconn *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->t = t;
 	c->fd = fd;
+	sb_transport_plain(&c->xp, &sink_endpoint, c);
 	t->seed = t->seed * 6364136223846793005ull + 1442695040888963407ull;
 	sink_conn_init(&c->proto, &t->srv->cfg, t->seed);
 	sink_greet(&c->proto); /* with implicit TLS, sent once the handshake is done */
@@ -341,7 +332,7 @@ static int new_conn(struct sink_thread *t, int fd)
 	t->conns[idx] = c;
 	t->n_open++;
 	atomic_fetch_add_explicit(&t->srv->connections, 1, memory_order_relaxed);
-	kick(t, idx);
+	kick(t, (unsigned)idx);
 	return 0;
 }
 
@@ -366,31 +357,19 @@ static void on_cqe(struct sink_thread *t, const struct sb_cqe *e)
 	if (kind == TK_RECV) {
 		c->recv_busy = 0;
 		if (e->res <= 0 || c->closing) {
-			c->closing = 2;
-		} else if (c->tls) {
-			if (c->recv_tls)
-				sb_tls_received(c->tls, (size_t)e->res);
-			else if (sb_tls_push(c->tls, c->recv_at, (size_t)e->res) != 0)
-				c->closing = 2;
-			tls_in(t, c);
+			c->closing = 1;
 		} else {
-			c->rlen += (size_t)e->res;
-			consume(t, c);
+			/* Posted before the switch to TLS: the bytes at recv_at are ciphertext. */
+			const char *buf = c->recv_ops == c->xp.ops ? NULL : c->recv_at;
+			if (c->xp.ops->bytes_in(&c->xp, buf, (size_t)e->res) < 0)
+				c->closing = 1;
 		}
 	} else if (kind == TK_SEND) {
 		c->send_busy = 0;
-		if (e->res < 0 || c->closing == 2) {
-			c->closing = 2;
-		} else if (c->send_tls) {
-			sb_tls_sent(c->tls, (size_t)e->res);
-			tls_in(t, c); /* input that waited for output room */
-		} else {
-			c->sent += (size_t)e->res;
-			if (c->sent == c->proto.out_len) {
-				c->sent = c->proto.out_len = 0;
-				consume(t, c); /* input that waited for output room */
-			}
-		}
+		if (e->res < 0 || c->closing)
+			c->closing = 1;
+		else
+			c->send_ops->sent(&c->xp, (size_t)e->res);
 	}
 	kick(t, idx);
 }
@@ -427,7 +406,7 @@ static void *sink_thread_main(void *arg)
 		int timeout = stopping ? 50 : -1;
 		if (t->n_held && !stopping) {
 			/* Release the holds that are due; sleep until the next one. */
-			uint64_t now = now_ns(), next = UINT64_MAX;
+			uint64_t now = sb_now_ns(), next = UINT64_MAX;
 			for (unsigned i = 0; i < t->n_slots; i++) {
 				struct sconn *c = t->conns[i];
 				if (!c || !c->hold_until)
@@ -643,16 +622,14 @@ void sink_server_stop(struct sink_server *s)
 			t->be->destroy(t->io);
 		close(t->listen_fd);
 		close(t->wake_fd);
-		for (unsigned k = 0; k < t->n_slots; k++)
+		for (size_t k = 0; k < t->n_slots; k++)
 			if (t->conns[k]) {
 				close(t->conns[k]->fd);
-				if (t->conns[k]->tls) {
-					sb_tls_free(t->conns[k]->tls);
-					free(t->conns[k]->tls);
-				}
+				sb_transport_close(&t->conns[k]->xp);
 				free(t->conns[k]);
 			}
 		free(t->conns);
+		free(t->tls_plain);
 	}
 	sb_tls_ctx_free(s->tls_ctx);
 	pthread_mutex_destroy(&s->lock);
