@@ -6,6 +6,7 @@
 
 #include "../engine/lifecycle.h"
 #include "../engine/message.h"
+#include "../engine/smtp_cmd.h"
 #include "options.h"
 #include "smtpbulk.h"
 
@@ -56,6 +57,15 @@ int smtpbulk_start(smtpbulk_t *sb)
 const char *smtpbulk_backend_name(const smtpbulk_t *sb)
 {
 	return sb ? sb->backend_name : "none";
+}
+
+int smtpbulk_check_address(const char *addr)
+{
+	char tmp[SMTP_PATH_MAX + 1];
+	if (!addr)
+		return SMTPBULK_EBADADDR;
+	int n = smtp_addr_normalize(addr, tmp, sizeof(tmp));
+	return n < 0 ? SMTPBULK_EBADADDR : n;
 }
 
 int smtpbulk_submit(smtpbulk_t *sb, const smtpbulk_message_t *msg, unsigned flags,

@@ -239,9 +239,11 @@ int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st,
 	msg->res.port = host ? host->port : 0;
 	msg->res.host_index = host_idx;
 	msg->res.connection = conn_idx;
-	msg->res.latency_ns = sb_now_ns() - msg->submit_ns;
-	if (lat) /* one clock read serves the result and the stats */
-		lat_record(lat, msg->res.latency_ns / 1000);
+	uint64_t now = sb_now_ns(); /* one clock read serves the result and the stats */
+	msg->res.latency_ns = now > msg->start_ns ? now - msg->start_ns : 0;
+	/* A worker's own histogram for its host; the shared one only for results that
+	 * reached no connection (rare: no line shared on the hot path). */
+	lat_record(lat ? lat : sb->lat_other, msg->res.latency_ns / 1000);
 	sb_msg_finish(msg, st, err);
 	if (st == SMTPBULK_DELIVERED)
 		atomic_fetch_add_explicit(&sb->delivered, 1, memory_order_relaxed);

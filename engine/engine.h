@@ -84,6 +84,7 @@ struct smtpbulk {
 	struct sbq *any_queue;    /* messages for any host */
 	struct sbq *done_queue;   /* results for smtpbulk_poll() */
 	struct sb_msg_pool *msg_pool; /* message blocks, recycled (any thread) */
+	struct latency_hist *lat_other; /* latency of results no connection had (any thread) */
 	struct WOLFSSL_CTX *tls_ctx; /* one for the engine, NULL when no host uses TLS;
 	                                read-only after create (workers make their
 	                                connections' WOLFSSL objects from it) */

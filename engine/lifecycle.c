@@ -368,7 +368,8 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 	/* Up to 4 MB of freed blocks kept per size class: the peak of messages in flight
 	 * is reused instead of going back to malloc each time. */
 	rc = -ENOMEM;
-	if (!(sb->msg_pool = sb_msg_pool_new(4u << 20)))
+	if (!(sb->msg_pool = sb_msg_pool_new(4u << 20)) ||
+	    !(sb->lat_other = calloc(1, sizeof(*sb->lat_other))))
 		goto fail;
 	if ((rc = sbq_create(&sb->any_queue)) != 0 || (rc = sbq_create(&sb->done_queue)) != 0 ||
 	    (rc = setup_workers(e, opts, cpus, ncpu)) != 0)
@@ -484,7 +485,8 @@ int sb_engine_submit(smtpbulk_t *sb, struct sb_msg *msg, unsigned flags, uint64_
 	if (rc)
 		return rc;
 	msg->id = atomic_fetch_add_explicit(&sb->next_id, 1, memory_order_relaxed) + 1;
-	msg->submit_ns = sb_now_ns();
+	if (!msg->start_ns)
+		msg->start_ns = sb_now_ns();
 	if (id_out) /* now: once enqueued, a worker may finish and free msg at any time */
 		*id_out = msg->id;
 	atomic_fetch_add(&sb->submitted, 1);
@@ -600,6 +602,7 @@ void sb_engine_destroy(smtpbulk_t *sb)
 	sb_tls_ctx_free(sb->tls_ctx);
 	free(sb->hosts);
 	sb_msg_pool_free(sb->msg_pool); /* after every block the workers could put back */
+	free(sb->lat_other);
 	free(sb->host_names);
 	pthread_mutex_destroy(&sb->lock);
 	pthread_cond_destroy(&sb->room);

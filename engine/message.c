@@ -20,7 +20,7 @@ int sb_msg_new(struct sb_msg_pool *pool, const smtpbulk_message_t *m, struct sb_
 	size_t strings = 0;
 	int n;
 
-	if (!m || m->struct_size < sizeof(*m) - sizeof(m->user_data) || !m->from ||
+	if (!m || m->struct_size < offsetof(smtpbulk_message_t, user_data) || !m->from ||
 	    !m->rcpts || m->n_rcpts == 0 || (!m->body && m->body_len) ||
 	    m->n_rcpts > 100000)
 		return -EINVAL;
@@ -103,7 +103,11 @@ int sb_msg_new(struct sb_msg_pool *pool, const smtpbulk_message_t *m, struct sb_
 	msg->body_len = canon_len;
 	msg->n_rcpts = m->n_rcpts;
 	msg->host = m->host;
-	msg->res.user_data = m->user_data;
+	/* Fields a caller's older header may lack are read only when its struct has them. */
+	if (m->struct_size >= offsetof(smtpbulk_message_t, user_data) + sizeof(m->user_data))
+		msg->res.user_data = m->user_data;
+	if (m->struct_size >= offsetof(smtpbulk_message_t, start_ns) + sizeof(m->start_ns))
+		msg->start_ns = m->start_ns;
 	if (!dotstuff_has_dot_line(msg->body, msg->body_len))
 		msg->flags |= SB_MSG_CLEAN;
 	if (smtp_has_8bit(msg->body, msg->body_len))

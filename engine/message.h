@@ -35,7 +35,7 @@ struct sb_reply_rec {
 struct sb_msg {
 	struct sbq_node node; /* submission / completion queue link */
 	uint64_t id;
-	uint64_t submit_ns;
+	uint64_t start_ns;    /* its latency counts from here: the caller's, else the submit */
 	const char *from;     /* normalised, no brackets */
 	const char *body;     /* canonical: CRLF line ends only, ends in CRLF (or empty) */
 	size_t body_len;      /* also what SIZE counts (RFC 1870) and BDAT sends */

@@ -12,6 +12,16 @@ static double ms(uint64_t us)
 	return (double)us / 1000.0;
 }
 
+static void summarize(struct latency_hist *h, smtpbulk_latency_t *out)
+{
+	out->count = atomic_load(&h->count);
+	out->p50 = ms(lat_quantile(h, 0.50));
+	out->p90 = ms(lat_quantile(h, 0.90));
+	out->p99 = ms(lat_quantile(h, 0.99));
+	out->p999 = ms(lat_quantile(h, 0.999));
+	out->max = ms(atomic_load(&h->max_us));
+}
+
 static uint64_t get(_Atomic uint64_t *v)
 {
 	return atomic_load_explicit(v, memory_order_relaxed);
@@ -19,7 +29,8 @@ static uint64_t get(_Atomic uint64_t *v)
 
 /* One host: its connections' counters, their sums, and its latency over every worker. */
 static void host_stats(struct sb_host *h, unsigned n_workers, smtpbulk_host_stats_t *hs,
-		       smtpbulk_conn_stats_t *conns, struct latency_hist *merged)
+		       smtpbulk_conn_stats_t *conns, struct latency_hist *merged,
+		       struct latency_hist *all)
 {
 	hs->host = h->name;
 	hs->port = h->port;
@@ -44,14 +55,11 @@ static void host_stats(struct sb_host *h, unsigned n_workers, smtpbulk_host_stat
 		hs->bytes += cs->bytes;
 	}
 	memset(merged, 0, sizeof(*merged));
-	for (unsigned w = 0; w < n_workers; w++)
+	for (unsigned w = 0; w < n_workers; w++) {
 		lat_merge(merged, &h->lat[w]);
-	hs->latency.count = atomic_load(&merged->count);
-	hs->latency.p50 = ms(lat_quantile(merged, 0.50));
-	hs->latency.p90 = ms(lat_quantile(merged, 0.90));
-	hs->latency.p99 = ms(lat_quantile(merged, 0.99));
-	hs->latency.p999 = ms(lat_quantile(merged, 0.999));
-	hs->latency.max = ms(atomic_load(&merged->max_us));
+		lat_merge(all, &h->lat[w]);
+	}
+	summarize(merged, &hs->latency);
 }
 
 int smtpbulk_get_stats(const smtpbulk_t *csb, smtpbulk_stats_t **out)
@@ -68,9 +76,11 @@ int smtpbulk_get_stats(const smtpbulk_t *csb, smtpbulk_stats_t **out)
 		    n_conns * sizeof(smtpbulk_conn_stats_t);
 	char *block = calloc(1, sz);
 	struct latency_hist *merged = malloc(sizeof(*merged));
-	if (!block || !merged) {
+	struct latency_hist *all = calloc(1, sizeof(*all));
+	if (!block || !merged || !all) {
 		free(block);
 		free(merged);
+		free(all);
 		return -ENOMEM;
 	}
 	smtpbulk_stats_t *st = (smtpbulk_stats_t *)(void *)block;
@@ -83,10 +93,13 @@ int smtpbulk_get_stats(const smtpbulk_t *csb, smtpbulk_stats_t **out)
 	st->hosts = hosts;
 	size_t base = 0;
 	for (size_t h = 0; h < sb->n_hosts; h++) {
-		host_stats(&sb->hosts[h], sb->n_workers, &hosts[h], conns + base, merged);
+		host_stats(&sb->hosts[h], sb->n_workers, &hosts[h], conns + base, merged, all);
 		base += sb->hosts[h].connections;
 	}
+	lat_merge(all, sb->lat_other);
+	summarize(all, &st->latency);
 	free(merged);
+	free(all);
 	*out = st;
 	return 0;
 }

@@ -389,6 +389,10 @@ typedef struct smtpbulk_message {
 	int host;                  /* index into options.hosts; -1 = any host */
 	unsigned flags;            /* SMTPBULK_MSG_* */
 	void *user_data;           /* handed back in the result */
+	/* Added after 0.1.0 (a smaller struct_size from an older header means 0): */
+	uint64_t start_ns;         /* when the message's latency starts (CLOCK_MONOTONIC
+	                              nanoseconds, e.g. when it was scheduled or entered
+	                              your own queue); 0 = at smtpbulk_submit() */
 } smtpbulk_message_t;
 
 /** Submission flags. */
@@ -405,6 +409,14 @@ enum {
  * Errors (no result follows): -EINVAL, -ENOMEM, -EAGAIN, SMTPBULK_EBADADDR,
  * SMTPBULK_ENOHOST, SMTPBULK_ESTOPPED.
  */
+/*
+ * Check an address by the rules smtpbulk_submit() applies (no CR, LF, NUL, '<' or '>'
+ * inside, at most 254 octets, one pair of angle brackets around it allowed). Returns
+ * its length as it will be sent, without brackets: 0 for the null sender ("" or
+ * "<>", valid only as a sender), or SMTPBULK_EBADADDR.
+ */
+int smtpbulk_check_address(const char *addr);
+
 int smtpbulk_submit(smtpbulk_t *sb, const smtpbulk_message_t *msg, unsigned flags,
 		    uint64_t *id_out);
 
@@ -480,6 +492,8 @@ typedef struct smtpbulk_stats {
 	/* Added after 0.1.0 (the library allocates this struct, so it may grow): */
 	uint64_t tls_handshakes; /* TLS handshakes completed */
 	uint64_t tls_resumed;    /* of which resumed an earlier session */
+	smtpbulk_latency_t latency; /* every result, whatever its host (also those that
+	                               ended without reaching one) */
 } smtpbulk_stats_t;
 
 /**
