@@ -29,12 +29,21 @@ struct fdstate {
 	struct op out; /* OP_CONNECT or OP_SEND: waits for EPOLLOUT */
 };
 
+/*
+ * Every accepted operation owes exactly one completion (io.h), including the ones
+ * cancel_fd() turns into -ECANCELED. So that this can never fail for want of memory,
+ * the ready FIFO always has room for every operation still owed: a submission reserves
+ * its slot (growing the FIFO then, where failing is still allowed: -ENOMEM, nothing
+ * done), and push() only writes into room that exists. Invariant:
+ * rlen <= outstanding <= rcap.
+ */
 struct sb_io {
 	int epfd;
 	struct fdstate *fds; /* indexed by fd */
 	size_t nfds;
 	struct sb_cqe *ready; /* completions not yet handed out, a FIFO */
 	size_t rhead, rlen, rcap;
+	size_t outstanding; /* accepted operations not yet handed out by wait() */
 };
 
 static int ep_create(struct sb_io **out, unsigned entries, char *desc, size_t desc_cap)
@@ -65,27 +74,34 @@ static void ep_destroy(struct sb_io *io)
 	free(io);
 }
 
-static int push(struct sb_io *io, uint64_t token, int res)
+/* Make room for one more outstanding operation's completion, before accepting it. */
+static int reserve(struct sb_io *io)
+{
+	if (io->outstanding < io->rcap)
+		return 0;
+	size_t cap = io->rcap ? io->rcap * 2 : 64;
+	struct sb_cqe *r = realloc(io->ready, cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	io->ready = r;
+	io->rcap = cap;
+	return 0;
+}
+
+/* Queue the completion of an accepted operation: its slot was reserved, so this cannot
+ * fail. The queued ones plus this one are all outstanding, so rlen < rcap here and a
+ * FIFO that ran into its end only has to slide down. */
+static void push(struct sb_io *io, uint64_t token, int res)
 {
 	if (io->rhead + io->rlen == io->rcap) {
-		if (io->rhead > 0) { /* slide down before growing */
-			memmove(io->ready, io->ready + io->rhead, io->rlen * sizeof(*io->ready));
-			io->rhead = 0;
-		} else {
-			size_t cap = io->rcap ? io->rcap * 2 : 64;
-			struct sb_cqe *r = realloc(io->ready, cap * sizeof(*r));
-			if (!r)
-				return -ENOMEM;
-			io->ready = r;
-			io->rcap = cap;
-		}
+		memmove(io->ready, io->ready + io->rhead, io->rlen * sizeof(*io->ready));
+		io->rhead = 0;
 	}
 	struct sb_cqe *e = &io->ready[io->rhead + io->rlen];
 	memset(e, 0, sizeof(*e));
 	e->token = token;
 	e->res = res;
 	io->rlen++;
-	return 0;
 }
 
 static struct fdstate *fd_get(struct sb_io *io, int fd)
@@ -168,14 +184,25 @@ static int attempt(struct sb_io *io, int fd, struct op *op)
 	return 1;
 }
 
-static int park(struct sb_io *io, int fd, struct op *slot, struct op op, int try_now)
+/* Accept an operation for a direction's slot: everything that can refuse it comes
+ * first, so a refused submission leaves nothing behind and owes no completion. */
+static int take(struct sb_io *io, const struct op *slot)
 {
 	if (slot->kind != OP_NONE)
 		return -EBUSY; /* one operation per direction per fd, as the worker promises */
+	if (reserve(io) < 0)
+		return -ENOMEM;
+	io->outstanding++;
+	return 0;
+}
+
+static int park(struct sb_io *io, int fd, struct op *slot, struct op op)
+{
+	int rc = take(io, slot);
+	if (rc < 0)
+		return rc;
 	*slot = op;
-	if (try_now)
-		attempt(io, fd, slot);
-	(void)io;
+	attempt(io, fd, slot);
 	return 0;
 }
 
@@ -185,12 +212,17 @@ static int ep_connect(struct sb_io *io, int fd, const struct sockaddr *sa, sockl
 	struct fdstate *st = fd_get(io, fd);
 	if (!st)
 		return -ENOMEM;
+	/* Taken before connect() starts anything, which could not be undone. */
+	int rc = take(io, &st->out);
+	if (rc < 0)
+		return rc;
 	if (connect(fd, sa, len) == 0)
-		return push(io, token, 0);
-	if (errno != EINPROGRESS)
-		return push(io, token, -errno);
-	struct op op = {.kind = OP_CONNECT, .token = token};
-	return park(io, fd, &st->out, op, 0);
+		push(io, token, 0);
+	else if (errno != EINPROGRESS)
+		push(io, token, -errno);
+	else
+		st->out = (struct op){.kind = OP_CONNECT, .token = token};
+	return 0;
 }
 
 static int ep_sendmsg(struct sb_io *io, int fd, const struct msghdr *msg, uint64_t token)
@@ -199,7 +231,7 @@ static int ep_sendmsg(struct sb_io *io, int fd, const struct msghdr *msg, uint64
 	if (!st)
 		return -ENOMEM;
 	struct op op = {.kind = OP_SEND, .token = token, .msg = msg};
-	return park(io, fd, &st->out, op, 1);
+	return park(io, fd, &st->out, op);
 }
 
 static int ep_recv(struct sb_io *io, int fd, void *buf, size_t len, uint64_t token)
@@ -208,7 +240,7 @@ static int ep_recv(struct sb_io *io, int fd, void *buf, size_t len, uint64_t tok
 	if (!st)
 		return -ENOMEM;
 	struct op op = {.kind = OP_RECV, .token = token, .buf = buf, .len = len};
-	return park(io, fd, &st->in, op, 1);
+	return park(io, fd, &st->in, op);
 }
 
 static int ep_accept(struct sb_io *io, int listen_fd, uint64_t token)
@@ -217,7 +249,7 @@ static int ep_accept(struct sb_io *io, int listen_fd, uint64_t token)
 	if (!st)
 		return -ENOMEM;
 	struct op op = {.kind = OP_ACCEPT, .token = token};
-	return park(io, listen_fd, &st->in, op, 1);
+	return park(io, listen_fd, &st->in, op);
 }
 
 static int ep_read_eventfd(struct sb_io *io, int efd, uint64_t *val, uint64_t token)
@@ -226,7 +258,7 @@ static int ep_read_eventfd(struct sb_io *io, int efd, uint64_t *val, uint64_t to
 	if (!st)
 		return -ENOMEM;
 	struct op op = {.kind = OP_READ, .token = token, .buf = val, .len = sizeof(*val)};
-	return park(io, efd, &st->in, op, 1);
+	return park(io, efd, &st->in, op);
 }
 
 static int ep_cancel_fd(struct sb_io *io, int fd)
@@ -270,6 +302,7 @@ static int ep_wait(struct sb_io *io, struct sb_cqe *out, int max, int timeout_ms
 	while (k < max && io->rlen) {
 		out[k++] = io->ready[io->rhead++];
 		io->rlen--;
+		io->outstanding--;
 	}
 	if (io->rlen == 0)
 		io->rhead = 0;
