@@ -8,9 +8,9 @@
  *    │                       teardown: cancel, and close only once every operation
  *    │                       is back (no completion may land in a reused buffer)
  *    │                                                         │
- *    └── a timer (Sleep.Fail / Sleep.Hang), at once (202/203), ◄── closed ──► DEAD
- *        or at the end of the batch (102/103)                        (retry_fail, 101,
- *                                                                    535)
+ *    └── a timer (Sleep.Fail / Sleep.Hang), at once     ◄── closed ──► DEAD (retry_fail,
+ *        (RECONNECT, RESTART), or at the end of the                 REMOVE, 535)
+ *        batch (REMOVE_RECONNECT, REMOVE_RESTART)
  */
 #include "conn.h"
 
@@ -312,8 +312,8 @@ static const struct sb_endpoint conn_endpoint = {
 
 /* ---- TLS ------------------------------------------------------------------------ */
 
-/* The session asked for TLS: resume the host's session unless a restart (103/203)
- * asked for a fresh one. */
+/* The session asked for TLS: resume the host's session unless a restart
+ * (SMTPBULK_CB_REMOVE_RESTART, SMTPBULK_CB_RESTART) asked for a fresh one. */
 static void tls_begin(struct sb_conn *c)
 {
 	struct conn_env *env = c->env;
@@ -603,7 +603,7 @@ static void conn_io(struct sb_conn *c)
 	if (sess_was_ready(s) && !c->ready_counted)
 		became_ready(c);
 	if (c->pol.reconnect_now && sess_in_service(s)) {
-		/* 202/203: end now; what is in flight goes again, free of charge. */
+		/* RECONNECT/RESTART: end now; what is in flight goes again, free of charge. */
 		sess_restart(s);
 		conn_io(c);
 		return;

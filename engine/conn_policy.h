@@ -22,9 +22,9 @@
  * empty since it parked (the engine's batch epoch moved), or every live connection of
  * its host is parked (then nobody else would take what waits). The engine wakes the
  * workers at each of these moments (sb_engine_dequeued, sb_engine_parked,
- * sb_engine_conn_dead): nothing polls. 103 and 203 make the next connection a new one
- * from scratch: its TLS handshake does not resume the host's session. Any other code
- * (1, or unknown) changes nothing.
+ * sb_engine_conn_dead): nothing polls. The RESTART codes make the next connection a
+ * new one from scratch: its TLS handshake does not resume the host's session. Any other
+ * code (DEFAULT, or unknown) changes nothing.
  *
  * Ownership: a connection's cpol belongs to its worker.
  */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "grow.h"
 #include "queue.h"
 
 struct log_rec {
@@ -135,14 +136,10 @@ static FILE *file_for(struct sb_logger *lg, const struct log_rec *r)
 	}
 	if (!f)
 		f = stderr; /* the lines are not lost; the file's name is in the first one */
-	if (lg->n_ents == lg->cap_ents) {
-		size_t cap = lg->cap_ents ? lg->cap_ents * 2 : 16;
-		struct file_ent *e = realloc(lg->ents, cap * sizeof(*e));
-		if (!e)
-			return f;
-		lg->ents = e;
-		lg->cap_ents = cap;
-	}
+	struct file_ent *e = sb_grow(lg->ents, &lg->cap_ents, lg->n_ents + 1, sizeof(*e), 16);
+	if (!e)
+		return f;
+	lg->ents = e;
 	lg->ents[lg->n_ents++] = (struct file_ent){r->host, r->conn, f};
 	if (f == stderr)
 		fprintf(stderr, "smtpbulk: cannot open debug log '%s': %s; writing here\n", path,

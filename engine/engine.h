@@ -68,7 +68,7 @@ struct sb_host {
 	/* Shared. */
 	struct sbq *queue;        /* messages that named this host */
 	_Atomic unsigned alive;   /* connections that have not given up */
-	_Atomic unsigned parked;  /* of which a callback parked (codes 102-104) */
+	_Atomic unsigned parked;  /* of which a callback parked (conn_policy.h) */
 	_Atomic int last_error;   /* why the last connection failed */
 	_Atomic int auth_refused; /* a 535: no connection of this host starts again */
 	/* The TLS session connections resume (any worker of the host): under tls_lock,

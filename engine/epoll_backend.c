@@ -11,6 +11,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "io.h"
 
 enum { OP_NONE, OP_CONNECT, OP_SEND, OP_RECV, OP_READ, OP_ACCEPT };
@@ -79,12 +80,10 @@ static int reserve(struct sb_io *io)
 {
 	if (io->outstanding < io->rcap)
 		return 0;
-	size_t cap = io->rcap ? io->rcap * 2 : 64;
-	struct sb_cqe *r = realloc(io->ready, cap * sizeof(*r));
+	struct sb_cqe *r = sb_grow(io->ready, &io->rcap, io->outstanding + 1, sizeof(*r), 64);
 	if (!r)
 		return -ENOMEM;
 	io->ready = r;
-	io->rcap = cap;
 	return 0;
 }
 
@@ -109,15 +108,12 @@ static struct fdstate *fd_get(struct sb_io *io, int fd)
 	if (fd < 0)
 		return NULL;
 	if ((size_t)fd >= io->nfds) {
-		size_t n = io->nfds ? io->nfds : 64;
-		while (n <= (size_t)fd)
-			n *= 2;
-		struct fdstate *f = realloc(io->fds, n * sizeof(*f));
+		size_t old = io->nfds;
+		struct fdstate *f = sb_grow(io->fds, &io->nfds, (size_t)fd + 1, sizeof(*f), 64);
 		if (!f)
 			return NULL;
-		memset(f + io->nfds, 0, (n - io->nfds) * sizeof(*f));
+		memset(f + old, 0, (io->nfds - old) * sizeof(*f));
 		io->fds = f;
-		io->nfds = n;
 	}
 	struct fdstate *st = &io->fds[fd];
 	if (!st->registered) {

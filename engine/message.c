@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "dotstuff.h"
+#include "grow.h"
 #include "smtp_cmd.h"
 
 #define NO_OFF UINT32_MAX
@@ -140,10 +141,10 @@ static int arena_reserve(struct sb_msg *msg, size_t more)
 {
 	if (msg->arena_len + more <= msg->arena_cap)
 		return 0;
-	size_t cap = msg->arena_cap * 2;
-	while (cap < msg->arena_len + more)
-		cap *= 2;
-	if (cap > UINT32_MAX - 1)
+	if (more > SIZE_MAX - msg->arena_len)
+		return -ENOMEM;
+	size_t cap = sb_grow_size(msg->arena_cap * 2, msg->arena_len + more, 256, 1);
+	if (!cap || cap > UINT32_MAX - 1) /* offsets into it are 32-bit */
 		return -ENOMEM;
 	char *a;
 	if (msg->flags & SB_MSG_HEAP_ARENA) {
