@@ -19,16 +19,6 @@ const char *smtpbulk_version(void)
 		SMTPBULK_VERSION_PATCH);
 }
 
-void smtpbulk_options_init(smtpbulk_options_t *opts)
-{
-	if (!opts)
-		return;
-	memset(opts, 0, sizeof(*opts));
-	opts->struct_size = sizeof(*opts);
-	opts->backend = SMTPBULK_BACKEND_AUTO;
-	opts->pipeline = 2;
-}
-
 int smtpbulk_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 {
 	smtpbulk_options_t o;

@@ -6,6 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+void smtpbulk_options_init(smtpbulk_options_t *opts)
+{
+	if (!opts)
+		return;
+	memset(opts, 0, sizeof(*opts));
+	opts->struct_size = sizeof(*opts);
+	opts->backend = SMTPBULK_BACKEND_AUTO;
+	opts->pipeline = 2;
+}
+
 /* The options struct of 0.1.0 ended at log_arg: callers built against it pass this. */
 #define OPTIONS_SIZE_0_1 offsetof(smtpbulk_options_t, plain_recv)
 
