@@ -15,6 +15,10 @@
 
 #include "scripted_peer.h"
 
+extern "C" {
+#include "tls.h"
+}
+
 #ifndef SB_TEST_SUPPORT_DIR
 #error "SB_TEST_SUPPORT_DIR must name tests/support"
 #endif
@@ -131,6 +135,21 @@ std::vector<std::string> AioSmtpd::events() const {
   std::string line;
   while (std::getline(f, line)) out.push_back(line);
   return out;
+}
+
+int test_tls_contexts(WOLFSSL_CTX** server, WOLFSSL_CTX** client) {
+  const TestCerts& c = test_certs();
+  if (!c.ok) return -1;
+  sb_tls_ctx_cfg s{};
+  s.server = 1;
+  s.cert_file = c.cert.c_str();
+  s.key_file = c.key.c_str();
+  int rc = sb_tls_ctx_new(&s, server, nullptr, 0);
+  if (rc) return rc;
+  sb_tls_ctx_cfg cl{};
+  cl.load_trust = 1;
+  cl.ca_file = c.ca.c_str();
+  return sb_tls_ctx_new(&cl, client, nullptr, 0);
 }
 
 }  // namespace sbtest

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+struct WOLFSSL_CTX;
+
 namespace sbtest {
 
 struct TestCerts {
@@ -22,6 +24,10 @@ struct TestCerts {
 
 // Made on first use; later calls return the same files.
 const TestCerts& test_certs();
+
+// A server context with the test certificate and a client context trusting the test
+// CA (engine/tls.h); 0, or the first failure. The caller frees both.
+int test_tls_contexts(struct WOLFSSL_CTX** server, struct WOLFSSL_CTX** client);
 
 // aiosmtpd, started by the constructor (bounded wait until it accepts connections),
 // stopped by the destructor. args: the options of tests/support/aiosmtpd_peer.py

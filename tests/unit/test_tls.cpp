@@ -23,15 +23,7 @@ class TlsPair : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(test_certs().ok) << test_certs().error;
-    sb_tls_ctx_cfg s{};
-    s.server = 1;
-    s.cert_file = test_certs().cert.c_str();
-    s.key_file = test_certs().key.c_str();
-    ASSERT_EQ(sb_tls_ctx_new(&s, &server_ctx_, nullptr, 0), 0);
-    sb_tls_ctx_cfg c{};
-    c.load_trust = 1;
-    c.ca_file = test_certs().ca.c_str();
-    ASSERT_EQ(sb_tls_ctx_new(&c, &client_ctx_, nullptr, 0), 0);
+    ASSERT_EQ(sbtest::test_tls_contexts(&server_ctx_, &client_ctx_), 0);
   }
   void TearDown() override {
     sb_tls_free(&cl_);
