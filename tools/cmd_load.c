@@ -139,19 +139,12 @@ struct load_state {
 	int open_loop; /* user_data holds the scheduled start (ns, CLOCK_MONOTONIC) */
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void on_result(const smtpbulk_result_t *r, void *arg)
 {
 	struct load_state *st = arg;
 	uint64_t lat_ns = r->latency_ns;
 	if (st->open_loop) {
-		uint64_t sched = (uint64_t)(uintptr_t)r->user_data, now = now_ns();
+		uint64_t sched = (uint64_t)(uintptr_t)r->user_data, now = tool_now_ns();
 		lat_ns = now > sched ? now - sched : 0;
 	}
 	lat_record(&st->lat, lat_ns / 1000);
@@ -188,13 +181,13 @@ struct progress {
 static void *progress_main(void *arg)
 {
 	struct progress *p = arg;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = tool_now_ns();
 	while (!atomic_load(&p->stop)) {
 		struct timespec ts = {0, 250000000};
 		nanosleep(&ts, NULL);
 		smtpbulk_counters_t c;
 		smtpbulk_get_counters(p->sb, &c);
-		double el = (double)(now_ns() - t0) / 1e9;
+		double el = (double)(tool_now_ns() - t0) / 1e9;
 		if (p->total)
 			fprintf(stderr, "\r%" PRIu64 "/%" PRIu64 " done, %.0f msgs/s, %" PRIu64
 				" not delivered   ", c.completed, p->total, el > 0 ? c.completed / el : 0,
@@ -618,9 +611,9 @@ int cmd_load(int argc, char **argv)
 	double sink_u0 = 0, sink_s0 = 0, sink_u1 = 0, sink_s1 = 0;
 	if (sink)
 		sink_server_cpu(sink, &sink_u0, &sink_s0);
-	uint64_t t0 = now_ns(), end = duration ? t0 + duration * 1000000000ull : 0;
+	uint64_t t0 = tool_now_ns(), end = duration ? t0 + duration * 1000000000ull : 0;
 	uint64_t sent = 0, refused = 0;
-	for (uint64_t m = 0; duration ? now_ns() < end : m < messages; m++) {
+	for (uint64_t m = 0; duration ? tool_now_ns() < end : m < messages; m++) {
 		uint64_t sched = t0;
 		if (rate) { /* open loop: message m starts at t0 + m/rate, late or not */
 			sched = t0 + m * 1000000000ull / rate;
@@ -650,7 +643,7 @@ int cmd_load(int argc, char **argv)
 		sent++;
 	}
 	smtpbulk_drain(sb, -1);
-	uint64_t t1 = now_ns();
+	uint64_t t1 = tool_now_ns();
 	getrusage(RUSAGE_SELF, &ru1);
 	if (sink)
 		sink_server_cpu(sink, &sink_u1, &sink_s1);
