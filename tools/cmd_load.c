@@ -19,7 +19,6 @@
 #include "commands.h"
 #include "latency_hist.h"
 #include "sink_server.h"
-#include "smtp_cmd.h"
 #include "smtpbulk.h"
 #include "tool_util.h"
 
@@ -452,14 +451,16 @@ int cmd_load(int argc, char **argv)
 	}
 
 	/* Addresses are checked here, by the library's own rules, so a typo is a usage
-	 * error rather than 10,000 refusals. */
-	char abuf_check[SMTP_PATH_MAX + 1], seq_to[SMTP_PATH_MAX + 32];
+	 * error rather than 10,000 refusals. The first recipient is checked as it is sent,
+	 * with its number in front; 254 + 32 is the size this check always had (the
+	 * library takes at most 254 octets). */
+	char seq_to[254 + 32];
 	snprintf(seq_to, sizeof(seq_to), "1%s", to);
-	if (smtp_addr_normalize(from, abuf_check, sizeof(abuf_check)) < 0) {
+	if (smtpbulk_check_address(from) < 0) {
 		fprintf(stderr, "smtpbulk load: invalid --from address '%s'\n", from);
 		return 2;
 	}
-	if (smtp_addr_normalize(seq_to, abuf_check, sizeof(abuf_check)) <= 0 || strchr(to, '<')) {
+	if (smtpbulk_check_address(seq_to) <= 0 || strchr(to, '<')) {
 		fprintf(stderr, "smtpbulk load: invalid --to address '%s' (no brackets: a number "
 			"is put in front of it)\n", to);
 		return 2;
