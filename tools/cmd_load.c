@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "latency_hist.h"
 #include "sink_server.h"
 #include "smtpbulk.h"
 #include "tool_util.h"
@@ -128,25 +127,17 @@ enum { TLS_SMTPS, TLS_STARTTLS, TLS_STARTTLS_OPT };
 #define CONN_TRACK 4096 /* --reconnect-every counts per connection index up to this */
 
 struct load_state {
-	struct latency_hist lat;
 	uint64_t reconnect_every;
 	int reconnect_code;
 	_Atomic uint32_t passed[CONN_TRACK]; /* messages passed per connection (any host) */
 	_Atomic uint64_t by_status[6];
 	_Atomic uint64_t printed;
 	int quiet;
-	int open_loop; /* user_data holds the scheduled start (ns, CLOCK_MONOTONIC) */
 };
 
 static void on_result(const smtpbulk_result_t *r, void *arg)
 {
 	struct load_state *st = arg;
-	uint64_t lat_ns = r->latency_ns;
-	if (st->open_loop) {
-		uint64_t sched = (uint64_t)(uintptr_t)r->user_data, now = tool_now_ns();
-		lat_ns = now > sched ? now - sched : 0;
-	}
-	lat_record(&st->lat, lat_ns / 1000);
 	if ((unsigned)r->status < 6)
 		atomic_fetch_add_explicit(&st->by_status[r->status], 1, memory_order_relaxed);
 	/* Show the first few failures: enough to see what is wrong, never a flood. */
@@ -270,7 +261,7 @@ int cmd_load(int argc, char **argv)
 	const char *ca = NULL, *tls_name = NULL, *cert = NULL, *key = NULL, *sink_cert = NULL,
 		   *sink_key = NULL, *auth = NULL, *user = NULL, *password_file = NULL;
 	uint64_t tls_min = 0, reconnect_every = 0;
-	static struct load_state st; /* the histogram is large: not on the stack */
+	static struct load_state st;
 
 	memset(&st, 0, sizeof(st));
 	optind = 1;
@@ -568,7 +559,6 @@ int cmd_load(int argc, char **argv)
 		cbs.pass = on_pass;
 		o.callbacks = &cbs;
 	}
-	st.open_loop = rate > 0;
 	smtpbulk_t *sb = smtpbulk_new(target, &o);
 	explicit_bzero(password, sizeof(password)); /* the library keeps its own copy */
 	if (!sb) {
@@ -615,7 +605,7 @@ int cmd_load(int argc, char **argv)
 	uint64_t t0 = tool_now_ns(), end = duration ? t0 + duration * 1000000000ull : 0;
 	uint64_t sent = 0, refused = 0;
 	for (uint64_t m = 0; duration ? tool_now_ns() < end : m < messages; m++) {
-		uint64_t sched = t0;
+		uint64_t sched = 0; /* closed loop: latency counts from the submit */
 		if (rate) { /* open loop: message m starts at t0 + m/rate, late or not */
 			sched = t0 + m * 1000000000ull / rate;
 			struct timespec ts = {(time_t)(sched / 1000000000ull), (long)(sched % 1000000000ull)};
@@ -632,7 +622,7 @@ int cmd_load(int argc, char **argv)
 			.body_len = blen,
 			.host = -1,
 			.flags = SMTPBULK_MSG_BORROW_BODY,
-			.user_data = (void *)(uintptr_t)sched,
+			.start_ns = sched,
 		};
 		int rc = smtpbulk_submit(sb, &msg, 0, NULL);
 		if (rc) {
@@ -656,10 +646,12 @@ int cmd_load(int argc, char **argv)
 	smtpbulk_counters_t cn;
 	smtpbulk_get_counters(sb, &cn);
 	uint64_t tls_hs = 0, tls_res = 0;
+	smtpbulk_latency_t lat = {0};
 	smtpbulk_stats_t *stats;
 	if (smtpbulk_get_stats(sb, &stats) == 0) {
 		tls_hs = stats->tls_handshakes;
 		tls_res = stats->tls_resumed;
+		lat = stats->latency; /* every result's, from its start_ns */
 		smtpbulk_stats_free(stats);
 	}
 	smtpbulk_free(sb);
@@ -676,9 +668,7 @@ int cmd_load(int argc, char **argv)
 			  atomic_load(&st.by_status[SMTPBULK_CANCELLED]);
 	uint64_t timed_out = atomic_load(&st.by_status[SMTPBULK_TIMED_OUT]);
 	double mps = el > 0 ? (double)sent / el : 0;
-	double p50 = lat_quantile(&st.lat, 0.50) / 1e3, p90 = lat_quantile(&st.lat, 0.90) / 1e3,
-	       p99 = lat_quantile(&st.lat, 0.99) / 1e3, p999 = lat_quantile(&st.lat, 0.999) / 1e3,
-	       pmax = (double)atomic_load(&st.lat.max_us) / 1e3;
+	double p50 = lat.p50, p90 = lat.p90, p99 = lat.p99, p999 = lat.p999, pmax = lat.max;
 	if (cu < 0)
 		cu = 0;
 	if (cs < 0)
