@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +18,7 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "latency_hist.h"
 #include "sink_server.h"
-#include "smtp_cmd.h"
 #include "smtpbulk.h"
 #include "tool_util.h"
 
@@ -128,33 +127,20 @@ enum { TLS_SMTPS, TLS_STARTTLS, TLS_STARTTLS_OPT };
 
 #define CONN_TRACK 4096 /* --reconnect-every counts per connection index up to this */
 
+/* Shared with the engine's workers through the callbacks: the plain fields are set
+ * before the engine starts and only read after; the atomics are any worker's to add to. */
 struct load_state {
-	struct latency_hist lat;
 	uint64_t reconnect_every;
 	int reconnect_code;
 	_Atomic uint32_t passed[CONN_TRACK]; /* messages passed per connection (any host) */
 	_Atomic uint64_t by_status[6];
 	_Atomic uint64_t printed;
 	int quiet;
-	int open_loop; /* user_data holds the scheduled start (ns, CLOCK_MONOTONIC) */
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void on_result(const smtpbulk_result_t *r, void *arg)
 {
 	struct load_state *st = arg;
-	uint64_t lat_ns = r->latency_ns;
-	if (st->open_loop) {
-		uint64_t sched = (uint64_t)(uintptr_t)r->user_data, now = now_ns();
-		lat_ns = now > sched ? now - sched : 0;
-	}
-	lat_record(&st->lat, lat_ns / 1000);
 	if ((unsigned)r->status < 6)
 		atomic_fetch_add_explicit(&st->by_status[r->status], 1, memory_order_relaxed);
 	/* Show the first few failures: enough to see what is wrong, never a flood. */
@@ -178,6 +164,8 @@ static int on_pass(const smtpbulk_event_t *ev, void *arg)
 	return n % st->reconnect_every == 0 ? st->reconnect_code : SMTPBULK_CB_DEFAULT;
 }
 
+/* The progress line's thread: it only reads the engine's counters; stop is the main
+ * thread's to set. */
 struct progress {
 	smtpbulk_t *sb;
 	uint64_t total; /* 0 = unknown (--duration) */
@@ -188,13 +176,13 @@ struct progress {
 static void *progress_main(void *arg)
 {
 	struct progress *p = arg;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = tool_now_ns();
 	while (!atomic_load(&p->stop)) {
 		struct timespec ts = {0, 250000000};
 		nanosleep(&ts, NULL);
 		smtpbulk_counters_t c;
 		smtpbulk_get_counters(p->sb, &c);
-		double el = (double)(now_ns() - t0) / 1e9;
+		double el = (double)(tool_now_ns() - t0) / 1e9;
 		if (p->total)
 			fprintf(stderr, "\r%" PRIu64 "/%" PRIu64 " done, %.0f msgs/s, %" PRIu64
 				" not delivered   ", c.completed, p->total, el > 0 ? c.completed / el : 0,
@@ -212,515 +200,773 @@ static double tv_s(struct timeval tv)
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-int cmd_load(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		{"sessions", required_argument, NULL, 's'},
-		{"messages", required_argument, NULL, 'm'},
-		{"recipients", required_argument, NULL, 'r'},
-		{"size", required_argument, NULL, 'l'},
-		{"pipeline", required_argument, NULL, 'P'},
-		{"window", required_argument, NULL, 'w'},
-		{"from", required_argument, NULL, 'f'},
-		{"to", required_argument, NULL, 't'},
-		{"rate", required_argument, NULL, 'R'},
-		{"duration", required_argument, NULL, 'D'},
-		{"json", no_argument, NULL, 'J'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"hello", required_argument, NULL, 'H'},
-		{"workers", required_argument, NULL, 'W'},
-		{"backend", required_argument, NULL, 'B'},
-		{"plain-recv", no_argument, NULL, 'p'},
-		{"bound", required_argument, NULL, 'b'},
-		{"sink-threads", required_argument, NULL, 'T'},
-		{"debug", required_argument, NULL, 'd'},
-		{"timeout", required_argument, NULL, 1},
-		{"global-timeout", required_argument, NULL, 2},
-		{"retry-hang", required_argument, NULL, 3},
-		{"retry-global-hang", required_argument, NULL, 4},
-		{"sleep-hang", required_argument, NULL, 5},
-		{"sleep-fail", required_argument, NULL, 6},
-		{"retry-fail", required_argument, NULL, 7},
-		{"max-attempts", required_argument, NULL, 8},
-		{"defer", required_argument, NULL, 9},
-		{"debug-path", required_argument, NULL, 10},
-		{"rfc5321-timeouts", no_argument, NULL, 11},
-		{"tls", required_argument, NULL, 12},
-		{"tls-verify", no_argument, NULL, 13},
-		{"ca", required_argument, NULL, 14},
-		{"tls-name", required_argument, NULL, 15},
-		{"cert", required_argument, NULL, 16},
-		{"key", required_argument, NULL, 17},
-		{"tls-min", required_argument, NULL, 18},
-		{"sink-cert", required_argument, NULL, 19},
-		{"sink-key", required_argument, NULL, 20},
-		{"auth", required_argument, NULL, 21},
-		{"user", required_argument, NULL, 22},
-		{"password-file", required_argument, NULL, 23},
-		{"auth-plaintext", no_argument, NULL, 24},
-		{"reconnect-every", required_argument, NULL, 25},
-		{"no-tls-resume", no_argument, NULL, 26},
-		{"password", required_argument, NULL, 27},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
-	uint64_t sessions = 8, messages = 10000, rcpts = 1, size = 1000, pipeline = 2, window = 8,
-		 rate = 0, duration = 0, workers = 0, bound = 10000, sink_threads = 1, debug = 0;
-	const char *from = "sender@example.com", *to = "rcpt@example.com", *hello = NULL;
-	const char *debug_path = NULL;
-	int backend = SMTPBULK_BACKEND_AUTO, json = 0, plain_recv = 0, c;
-	uint64_t v_got = 0;
-	/* 0: the library's default (or, for the retry counts, "unlimited" when given). */
-	uint64_t timeout_ms = 0, global_ms = 0, sleep_hang_ms = 0, sleep_fail_ms = 0, defer_ms = 0;
-	uint64_t retry_hang = 0, retry_global = 0, retry_fail = 0, max_attempts = 0;
-	int have_retry_hang = 0, have_retry_global = 0, have_sleep_fail = 0, rfc5321 = 0;
-	int tls = -1, tls_verify = 0, auth_plaintext = 0, no_resume = 0; /* tls: -1 none */
-	const char *ca = NULL, *tls_name = NULL, *cert = NULL, *key = NULL, *sink_cert = NULL,
-		   *sink_key = NULL, *auth = NULL, *user = NULL, *password_file = NULL;
-	uint64_t tls_min = 0, reconnect_every = 0;
-	static struct load_state st; /* the histogram is large: not on the stack */
+/* Exit statuses: the usage text promises them to scripts. */
+enum { LOAD_OK = 0, LOAD_UNDELIVERED = 1, LOAD_USAGE = 2, LOAD_NOSTART = 3 };
 
-	memset(&st, 0, sizeof(st));
+/* Codes of the long options without a letter of their own (below every letter). */
+enum {
+	OPT_TIMEOUT = 1, OPT_GLOBAL_TIMEOUT, OPT_RETRY_HANG, OPT_RETRY_GLOBAL_HANG,
+	OPT_SLEEP_HANG, OPT_SLEEP_FAIL, OPT_RETRY_FAIL, OPT_MAX_ATTEMPTS, OPT_DEFER,
+	OPT_DEBUG_PATH, OPT_RFC5321, OPT_TLS, OPT_TLS_VERIFY, OPT_CA, OPT_TLS_NAME, OPT_CERT,
+	OPT_KEY, OPT_TLS_MIN, OPT_SINK_CERT, OPT_SINK_KEY, OPT_AUTH, OPT_USER,
+	OPT_PASSWORD_FILE, OPT_AUTH_PLAINTEXT, OPT_RECONNECT_EVERY, OPT_NO_TLS_RESUME,
+	OPT_PASSWORD,
+};
+
+static const char shortopts[] = "s:m:r:l:P:w:f:t:qd:h";
+static const struct option longopts[] = {
+	{"sessions", required_argument, NULL, 's'},
+	{"messages", required_argument, NULL, 'm'},
+	{"recipients", required_argument, NULL, 'r'},
+	{"size", required_argument, NULL, 'l'},
+	{"pipeline", required_argument, NULL, 'P'},
+	{"window", required_argument, NULL, 'w'},
+	{"from", required_argument, NULL, 'f'},
+	{"to", required_argument, NULL, 't'},
+	{"rate", required_argument, NULL, 'R'},
+	{"duration", required_argument, NULL, 'D'},
+	{"json", no_argument, NULL, 'J'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"hello", required_argument, NULL, 'H'},
+	{"workers", required_argument, NULL, 'W'},
+	{"backend", required_argument, NULL, 'B'},
+	{"plain-recv", no_argument, NULL, 'p'},
+	{"bound", required_argument, NULL, 'b'},
+	{"sink-threads", required_argument, NULL, 'T'},
+	{"debug", required_argument, NULL, 'd'},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"global-timeout", required_argument, NULL, OPT_GLOBAL_TIMEOUT},
+	{"retry-hang", required_argument, NULL, OPT_RETRY_HANG},
+	{"retry-global-hang", required_argument, NULL, OPT_RETRY_GLOBAL_HANG},
+	{"sleep-hang", required_argument, NULL, OPT_SLEEP_HANG},
+	{"sleep-fail", required_argument, NULL, OPT_SLEEP_FAIL},
+	{"retry-fail", required_argument, NULL, OPT_RETRY_FAIL},
+	{"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
+	{"defer", required_argument, NULL, OPT_DEFER},
+	{"debug-path", required_argument, NULL, OPT_DEBUG_PATH},
+	{"rfc5321-timeouts", no_argument, NULL, OPT_RFC5321},
+	{"tls", required_argument, NULL, OPT_TLS},
+	{"tls-verify", no_argument, NULL, OPT_TLS_VERIFY},
+	{"ca", required_argument, NULL, OPT_CA},
+	{"tls-name", required_argument, NULL, OPT_TLS_NAME},
+	{"cert", required_argument, NULL, OPT_CERT},
+	{"key", required_argument, NULL, OPT_KEY},
+	{"tls-min", required_argument, NULL, OPT_TLS_MIN},
+	{"sink-cert", required_argument, NULL, OPT_SINK_CERT},
+	{"sink-key", required_argument, NULL, OPT_SINK_KEY},
+	{"auth", required_argument, NULL, OPT_AUTH},
+	{"user", required_argument, NULL, OPT_USER},
+	{"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
+	{"auth-plaintext", no_argument, NULL, OPT_AUTH_PLAINTEXT},
+	{"reconnect-every", required_argument, NULL, OPT_RECONNECT_EVERY},
+	{"no-tls-resume", no_argument, NULL, OPT_NO_TLS_RESUME},
+	{"password", required_argument, NULL, OPT_PASSWORD},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+enum { PASSWORD_BUF = 512 }; /* 255 bytes are allowed: room to see that one is longer */
+
+/* The command line, parsed and checked. The engine copies what it needs; the built-in
+ * sink borrows sink_password until it stops. */
+struct load_args {
+	uint64_t sessions, messages, rcpts, size, pipeline, window, rate, duration;
+	uint64_t workers, bound, sink_threads, debug;
+	const char *from, *to, *hello, *debug_path;
+	const char *host; /* HOST[:PORT], or NULL: the built-in sink */
+	int backend, json, quiet, plain_recv, help;
+	/* 0: the library's default (or, for the retry counts, "unlimited" when given). */
+	uint64_t timeout_ms, global_ms, sleep_hang_ms, sleep_fail_ms, defer_ms;
+	uint64_t retry_hang, retry_global, retry_fail, max_attempts;
+	int have_retry_hang, have_retry_global, have_sleep_fail, rfc5321;
+	int tls; /* -1 none, or TLS_* */
+	int tls_verify, auth_plaintext, no_resume;
+	const char *ca, *tls_name, *cert, *key, *sink_cert, *sink_key;
+	const char *auth, *user, *password_file;
+	uint64_t tls_min, reconnect_every;
+	char password[PASSWORD_BUF];      /* wiped once the library has its own copy */
+	char sink_password[PASSWORD_BUF]; /* the built-in sink's copy, wiped at the end */
+};
+
+/* Print "smtpbulk load: <why>" on one line and return the usage error's status. */
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("smtpbulk load: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return LOAD_USAGE;
+}
+
+static void set_defaults(struct load_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->sessions = 8;
+	a->messages = 10000;
+	a->rcpts = 1;
+	a->size = 1000;
+	a->pipeline = 2;
+	a->window = 8;
+	a->bound = 10000;
+	a->sink_threads = 1;
+	a->from = "sender@example.com";
+	a->to = "rcpt@example.com";
+	a->backend = SMTPBULK_BACKEND_AUTO;
+	a->tls = -1;
+}
+
+/* One option of the generator, the engine or its timeouts, with its value v. Returns
+ * 0 when c is one of these (*bad then names it if v is invalid), else -1. */
+static int set_run_option(struct load_args *a, int c, const char *v, const char **bad)
+{
+	switch (c) {
+	case 's': if (tool_u64(v, 1, 1000000, &a->sessions)) *bad = "--sessions"; break;
+	case 'm': if (tool_u64(v, 1, UINT64_MAX / 2, &a->messages)) *bad = "--messages"; break;
+	case 'r': if (tool_u64(v, 1, 10000, &a->rcpts)) *bad = "--recipients"; break;
+	case 'l': if (tool_u64(v, 0, 1ull << 30, &a->size)) *bad = "--size"; break;
+	case 'P': if (tool_u64(v, 0, 2, &a->pipeline)) *bad = "--pipeline"; break;
+	case 'w': if (tool_u64(v, 1, 16, &a->window)) *bad = "--window"; break;
+	case 'f': a->from = v; break;
+	case 't': a->to = v; break;
+	case 'R': if (tool_u64(v, 1, 100000000, &a->rate)) *bad = "--rate"; break;
+	case 'D': if (tool_u64(v, 1, 86400 * 365, &a->duration)) *bad = "--duration"; break;
+	case 'J': a->json = 1; break;
+	case 'q': a->quiet = 1; break;
+	case 'H': a->hello = v; break;
+	case 'W': if (tool_u64(v, 1, 1024, &a->workers)) *bad = "--workers"; break;
+	case 'B': if (tool_backend(v, &a->backend)) *bad = "--backend"; break;
+	case 'p': a->plain_recv = 1; break;
+	case 'b': if (tool_u64(v, 0, UINT32_MAX, &a->bound)) *bad = "--bound"; break;
+	case 'T': if (tool_u64(v, 1, 256, &a->sink_threads)) *bad = "--sink-threads"; break;
+	case 'd': if (tool_u64(v, 0, 10, &a->debug)) *bad = "--debug"; break;
+	case OPT_TIMEOUT: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->timeout_ms)) *bad = "--timeout"; break;
+	case OPT_GLOBAL_TIMEOUT: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->global_ms)) *bad = "--global-timeout"; break;
+	case OPT_RETRY_HANG: if (tool_u64(v, 0, 1000000, &a->retry_hang)) *bad = "--retry-hang"; else a->have_retry_hang = 1; break;
+	case OPT_RETRY_GLOBAL_HANG: if (tool_u64(v, 0, 1000000, &a->retry_global)) *bad = "--retry-global-hang"; else a->have_retry_global = 1; break;
+	case OPT_SLEEP_HANG: if (tool_seconds_ms(v, 0, UINT32_MAX, &a->sleep_hang_ms)) *bad = "--sleep-hang"; break;
+	case OPT_SLEEP_FAIL: if (tool_seconds_ms(v, 0, UINT32_MAX, &a->sleep_fail_ms)) *bad = "--sleep-fail"; else a->have_sleep_fail = 1; break;
+	case OPT_RETRY_FAIL: if (tool_u64(v, 1, 1000000, &a->retry_fail)) *bad = "--retry-fail"; break;
+	case OPT_MAX_ATTEMPTS: if (tool_u64(v, 1, 1000000, &a->max_attempts)) *bad = "--max-attempts"; break;
+	case OPT_DEFER: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->defer_ms)) *bad = "--defer"; break;
+	case OPT_DEBUG_PATH: if (!*v) *bad = "--debug-path"; else a->debug_path = v; break;
+	case OPT_RFC5321: a->rfc5321 = 1; break;
+	default: return -1;
+	}
+	return 0;
+}
+
+/* One TLS, AUTH or reconnect option; returns like set_run_option(). */
+static int set_tls_option(struct load_args *a, int c, const char *v, const char **bad)
+{
+	switch (c) {
+	case OPT_TLS:
+		if (!strcmp(v, "none")) a->tls = -1;
+		else if (!strcmp(v, "smtps")) a->tls = TLS_SMTPS;
+		else if (!strcmp(v, "starttls")) a->tls = TLS_STARTTLS;
+		else if (!strcmp(v, "starttls-optional")) a->tls = TLS_STARTTLS_OPT;
+		else *bad = "--tls";
+		break;
+	case OPT_TLS_VERIFY: a->tls_verify = 1; break;
+	case OPT_CA: a->ca = v; break;
+	case OPT_TLS_NAME: a->tls_name = v; break;
+	case OPT_CERT: a->cert = v; break;
+	case OPT_KEY: a->key = v; break;
+	case OPT_TLS_MIN:
+		if (!strcmp(v, "1.2")) a->tls_min = 12;
+		else if (!strcmp(v, "1.3")) a->tls_min = 13;
+		else *bad = "--tls-min";
+		break;
+	case OPT_SINK_CERT: a->sink_cert = v; break;
+	case OPT_SINK_KEY: a->sink_key = v; break;
+	case OPT_AUTH: a->auth = v; break;
+	case OPT_USER: if (!*v) *bad = "--user"; else a->user = v; break;
+	case OPT_PASSWORD_FILE: a->password_file = v; break;
+	case OPT_AUTH_PLAINTEXT: a->auth_plaintext = 1; break;
+	case OPT_RECONNECT_EVERY: if (tool_u64(v, 1, UINT32_MAX, &a->reconnect_every)) *bad = "--reconnect-every"; break;
+	case OPT_NO_TLS_RESUME: a->no_resume = 1; break;
+	default: return -1;
+	}
+	return 0;
+}
+
+/* The command line into *a. Returns 0 (a->help set: --help was seen, and nothing after
+ * it was looked at) or LOAD_USAGE, having said why on one line. */
+static int parse_args(int argc, char **argv, struct load_args *a)
+{
+	int c;
+	set_defaults(a);
 	optind = 1;
 	opterr = 0; /* one line of our own per error, not getopt's too */
-	while ((c = getopt_long(argc, argv, "s:m:r:l:P:w:f:t:qd:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		const char *bad = NULL;
-		switch (c) {
-		case 's': if (tool_u64(optarg, 1, 1000000, &sessions)) bad = "--sessions"; break;
-		case 'm': if (tool_u64(optarg, 1, UINT64_MAX / 2, &messages)) bad = "--messages"; break;
-		case 'r': if (tool_u64(optarg, 1, 10000, &rcpts)) bad = "--recipients"; break;
-		case 'l': if (tool_u64(optarg, 0, 1ull << 30, &size)) bad = "--size"; break;
-		case 'P': if (tool_u64(optarg, 0, 2, &pipeline)) bad = "--pipeline"; break;
-		case 'w': if (tool_u64(optarg, 1, 16, &window)) bad = "--window"; break;
-		case 'f': from = optarg; break;
-		case 't': to = optarg; break;
-		case 'R': if (tool_u64(optarg, 1, 100000000, &rate)) bad = "--rate"; break;
-		case 'D': if (tool_u64(optarg, 1, 86400 * 365, &duration)) bad = "--duration"; break;
-		case 'J': json = 1; break;
-		case 'q': st.quiet = 1; break;
-		case 'H': hello = optarg; break;
-		case 'W': if (tool_u64(optarg, 1, 1024, &workers)) bad = "--workers"; break;
-		case 'B': if (tool_backend(optarg, &backend)) bad = "--backend"; break;
-		case 'p': plain_recv = 1; break;
-		case 'b': if (tool_u64(optarg, 0, UINT32_MAX, &bound)) bad = "--bound"; break;
-		case 'T': if (tool_u64(optarg, 1, 256, &sink_threads)) bad = "--sink-threads"; break;
-		case 'd': if (tool_u64(optarg, 0, 10, &debug)) bad = "--debug"; break;
-		case 1: if (tool_seconds_ms(optarg, 1, UINT32_MAX, &timeout_ms)) bad = "--timeout"; break;
-		case 2: if (tool_seconds_ms(optarg, 1, UINT32_MAX, &global_ms)) bad = "--global-timeout"; break;
-		case 3: if (tool_u64(optarg, 0, 1000000, &retry_hang)) bad = "--retry-hang"; else have_retry_hang = 1; break;
-		case 4: if (tool_u64(optarg, 0, 1000000, &retry_global)) bad = "--retry-global-hang"; else have_retry_global = 1; break;
-		case 5: if (tool_seconds_ms(optarg, 0, UINT32_MAX, &sleep_hang_ms)) bad = "--sleep-hang"; break;
-		case 6: if (tool_seconds_ms(optarg, 0, UINT32_MAX, &sleep_fail_ms)) bad = "--sleep-fail"; else have_sleep_fail = 1; break;
-		case 7: if (tool_u64(optarg, 1, 1000000, &retry_fail)) bad = "--retry-fail"; break;
-		case 8: if (tool_u64(optarg, 1, 1000000, &max_attempts)) bad = "--max-attempts"; break;
-		case 9: if (tool_seconds_ms(optarg, 1, UINT32_MAX, &defer_ms)) bad = "--defer"; break;
-		case 10: if (!*optarg) bad = "--debug-path"; else debug_path = optarg; break;
-		case 11: rfc5321 = 1; break;
-		case 12:
-			if (!strcmp(optarg, "none")) tls = -1;
-			else if (!strcmp(optarg, "smtps")) tls = TLS_SMTPS;
-			else if (!strcmp(optarg, "starttls")) tls = TLS_STARTTLS;
-			else if (!strcmp(optarg, "starttls-optional")) tls = TLS_STARTTLS_OPT;
-			else bad = "--tls";
-			break;
-		case 13: tls_verify = 1; break;
-		case 14: ca = optarg; break;
-		case 15: tls_name = optarg; break;
-		case 16: cert = optarg; break;
-		case 17: key = optarg; break;
-		case 18:
-			if (!strcmp(optarg, "1.2")) tls_min = 12;
-			else if (!strcmp(optarg, "1.3")) tls_min = 13;
-			else bad = "--tls-min";
-			break;
-		case 19: sink_cert = optarg; break;
-		case 20: sink_key = optarg; break;
-		case 21: auth = optarg; break;
-		case 22: if (!*optarg) bad = "--user"; else user = optarg; break;
-		case 23: password_file = optarg; break;
-		case 24: auth_plaintext = 1; break;
-		case 25: if (tool_u64(optarg, 1, UINT32_MAX, &reconnect_every)) bad = "--reconnect-every"; break;
-		case 26: no_resume = 1; break;
-		case 27:
-			fprintf(stderr, "smtpbulk load: no --password: a command line is visible to every "
-				"local user; use --password-file FILE or SMTPBULK_PASSWORD\n");
-			return 2;
-		case 'h': usage(stdout); return 0;
-		default:
-			fprintf(stderr, "smtpbulk load: unknown option or missing value: %s (try smtpbulk load --help)\n",
-				argv[optind - 1]);
-			return 2;
+		if (c == 'h') {
+			a->help = 1;
+			return 0;
 		}
-		if (bad) {
-			fprintf(stderr, "smtpbulk load: invalid value '%s' for %s\n", optarg, bad);
-			return 2;
-		}
+		if (c == OPT_PASSWORD)
+			return usage_error("no --password: a command line is visible to every local "
+					   "user; use --password-file FILE or SMTPBULK_PASSWORD");
+		if (set_run_option(a, c, optarg, &bad) != 0 && set_tls_option(a, c, optarg, &bad) != 0)
+			return usage_error("unknown option or missing value: %s (try smtpbulk load "
+					   "--help)", argv[optind - 1]);
+		if (bad)
+			return usage_error("invalid value '%s' for %s", optarg, bad);
 	}
-	if (argc - optind > 1) {
-		fprintf(stderr, "smtpbulk load: at most one HOST[:PORT] (try --help)\n");
-		return 2;
+	if (argc - optind > 1)
+		return usage_error("at most one HOST[:PORT] (try --help)");
+	a->host = optind < argc ? argv[optind] : NULL;
+	if (a->debug_path && a->debug == 0)
+		return usage_error("--debug-path needs --debug N (a level above 0)");
+	return 0;
+}
+
+/* TLS options that make no sense together are a usage error, not a surprise later. */
+static int check_tls(const struct load_args *a)
+{
+	if (a->tls_verify && a->tls != TLS_SMTPS && a->tls != TLS_STARTTLS)
+		return usage_error("--tls-verify needs --tls smtps or starttls (an optional STARTTLS "
+				   "that may fall back to plaintext cannot be verified)");
+	if ((a->ca || a->tls_name || a->cert || a->key || a->tls_min) && a->tls < 0)
+		return usage_error("--ca, --tls-name, --cert, --key and --tls-min need --tls");
+	if (a->ca && !a->tls_verify)
+		return usage_error("--ca is for --tls-verify");
+	if (!a->cert != !a->key || !a->sink_cert != !a->sink_key)
+		return usage_error("a certificate needs its key (--cert with --key, --sink-cert "
+				   "with --sink-key)");
+	if (a->sink_cert && (a->host || a->tls < 0))
+		return usage_error("--sink-cert is for the built-in sink (no HOST) with --tls");
+	if (!a->host && a->tls >= 0 && !a->sink_cert)
+		return usage_error("--tls without HOST needs --sink-cert FILE --sink-key FILE for "
+				   "the built-in sink");
+	return 0;
+}
+
+static int check_reconnect(const struct load_args *a)
+{
+	if (a->reconnect_every && a->pipeline == 2)
+		return usage_error("--reconnect-every needs -P 0 or 1 (in mode 2 the next message "
+				   "may be in flight when the connection closes, and would be sent "
+				   "twice)");
+	if (a->no_resume && !a->reconnect_every)
+		return usage_error("--no-tls-resume is for --reconnect-every");
+	return 0;
+}
+
+/* The --auth password: the first line of --password-file, else SMTPBULK_PASSWORD.
+ * Never the command line (see --password). Returns 0 or LOAD_USAGE. */
+static int read_password(struct load_args *a)
+{
+	const char *env = getenv("SMTPBULK_PASSWORD");
+	if (!a->password_file) {
+		if (!env)
+			return usage_error("--auth needs a password: --password-file FILE or the "
+					   "SMTPBULK_PASSWORD environment variable");
+		snprintf(a->password, sizeof(a->password), "%s", env);
+		return 0;
 	}
-	if (debug_path && debug == 0) {
-		fprintf(stderr, "smtpbulk load: --debug-path needs --debug N (a level above 0)\n");
-		return 2;
-	}
-	/* TLS and AUTH. */
-	unsigned secure = SMTPBULK_SECURE_NONE;
-	if (tls == TLS_SMTPS)
-		secure = tls_verify ? SMTPBULK_SECURE_SMTPS_VERIFY : SMTPBULK_SECURE_SMTPS;
-	else if (tls == TLS_STARTTLS)
-		secure = tls_verify ? SMTPBULK_SECURE_STARTTLS_VERIFY : SMTPBULK_SECURE_STARTTLS_REQUIRE;
-	else if (tls == TLS_STARTTLS_OPT)
-		secure = SMTPBULK_SECURE_STARTTLS;
-	if (tls_verify && tls != TLS_SMTPS && tls != TLS_STARTTLS) {
-		fprintf(stderr, "smtpbulk load: --tls-verify needs --tls smtps or starttls (an "
-			"optional STARTTLS that may fall back to plaintext cannot be verified)\n");
-		return 2;
-	}
-	if ((ca || tls_name || cert || key || tls_min) && tls < 0) {
-		fprintf(stderr, "smtpbulk load: --ca, --tls-name, --cert, --key and --tls-min need --tls\n");
-		return 2;
-	}
-	if (ca && !tls_verify) {
-		fprintf(stderr, "smtpbulk load: --ca is for --tls-verify\n");
-		return 2;
-	}
-	if (!cert != !key || !sink_cert != !sink_key) {
-		fprintf(stderr, "smtpbulk load: a certificate needs its key (--cert with --key, "
-			"--sink-cert with --sink-key)\n");
-		return 2;
-	}
-	if (sink_cert && (optind != argc || tls < 0)) {
-		fprintf(stderr, "smtpbulk load: --sink-cert is for the built-in sink (no HOST) with --tls\n");
-		return 2;
-	}
-	if (optind == argc && tls >= 0 && !sink_cert) {
-		fprintf(stderr, "smtpbulk load: --tls without HOST needs --sink-cert FILE --sink-key FILE "
-			"for the built-in sink\n");
-		return 2;
-	}
-	if (reconnect_every && pipeline == 2) {
-		fprintf(stderr, "smtpbulk load: --reconnect-every needs -P 0 or 1 (in mode 2 the next "
-			"message may be in flight when the connection closes, and would be sent twice)\n");
-		return 2;
-	}
-	if (no_resume && !reconnect_every) {
-		fprintf(stderr, "smtpbulk load: --no-tls-resume is for --reconnect-every\n");
-		return 2;
-	}
-	static char password[512];
-	static char sink_password[sizeof(password)]; /* the built-in sink's copy */
-	if (!auth != !user) {
-		fprintf(stderr, "smtpbulk load: --auth and --user go together\n");
-		return 2;
-	}
-	if (auth) {
-		const char *env = getenv("SMTPBULK_PASSWORD");
-		if (password_file) {
-			FILE *pf = fopen(password_file, "r");
-			if (!pf || !fgets(password, sizeof(password), pf)) {
-				fprintf(stderr, "smtpbulk load: cannot read a password from %s: %s\n",
-					password_file, pf ? "the file is empty" : strerror(errno));
-				if (pf)
-					fclose(pf);
-				return 2;
-			}
+	FILE *pf = fopen(a->password_file, "r");
+	if (!pf || !fgets(a->password, sizeof(a->password), pf)) {
+		usage_error("cannot read a password from %s: %s", a->password_file,
+			    pf ? "the file is empty" : strerror(errno));
+		if (pf)
 			fclose(pf);
-			password[strcspn(password, "\r\n")] = '\0';
-		} else if (env) {
-			snprintf(password, sizeof(password), "%s", env);
-		} else {
-			fprintf(stderr, "smtpbulk load: --auth needs a password: --password-file FILE or "
-				"the SMTPBULK_PASSWORD environment variable\n");
-			return 2;
-		}
-		if (!*password || strlen(password) > 255 || strlen(user) > 255) {
-			fprintf(stderr, "smtpbulk load: the user name and password must be 1 to 255 bytes\n");
-			return 2;
-		}
-		static const char *const mechs[] = {"AUTO", "PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2",
-						    "SCRAM-SHA-256"};
-		int known = 0;
-		for (size_t i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++)
-			known |= strcasecmp(auth, mechs[i]) == 0;
-		if (!known) {
-			fprintf(stderr, "smtpbulk load: invalid value '%s' for --auth (AUTO, PLAIN, LOGIN, "
-				"CRAM-MD5, XOAUTH2 or SCRAM-SHA-256)\n", auth);
-			return 2;
-		}
-		if (tls < 0 && !auth_plaintext) {
-			fprintf(stderr, "smtpbulk load: --auth without --tls would send the password in "
-				"the clear; add --auth-plaintext if that is what you want\n");
-			return 2;
-		}
-	} else if (password_file || auth_plaintext) {
-		fprintf(stderr, "smtpbulk load: --password-file and --auth-plaintext are for --auth\n");
-		return 2;
+		return LOAD_USAGE;
 	}
+	fclose(pf);
+	a->password[strcspn(a->password, "\r\n")] = '\0';
+	return 0;
+}
 
-	/* Addresses are checked here, by the library's own rules, so a typo is a usage
-	 * error rather than 10,000 refusals. */
-	char abuf_check[SMTP_PATH_MAX + 1], seq_to[SMTP_PATH_MAX + 32];
-	snprintf(seq_to, sizeof(seq_to), "1%s", to);
-	if (smtp_addr_normalize(from, abuf_check, sizeof(abuf_check)) < 0) {
-		fprintf(stderr, "smtpbulk load: invalid --from address '%s'\n", from);
-		return 2;
-	}
-	if (smtp_addr_normalize(seq_to, abuf_check, sizeof(abuf_check)) <= 0 || strchr(to, '<')) {
-		fprintf(stderr, "smtpbulk load: invalid --to address '%s' (no brackets: a number "
-			"is put in front of it)\n", to);
-		return 2;
-	}
+static int known_mechanism(const char *mech)
+{
+	static const char *const mechs[] = {"AUTO", "PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2",
+					    "SCRAM-SHA-256"};
+	for (size_t i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++)
+		if (strcasecmp(mech, mechs[i]) == 0)
+			return 1;
+	return 0;
+}
 
-	/* Each connection is a file, twice over with the built-in sink. */
-	uint64_t fds = sessions * (optind == argc ? 2 : 1) + 64;
-	if (tool_raise_nofile(fds, &v_got) != 0)
+/* --auth, --user and the password, read here so a missing one is a usage error. */
+static int check_auth(struct load_args *a)
+{
+	if (!a->auth != !a->user)
+		return usage_error("--auth and --user go together");
+	if (!a->auth) {
+		if (a->password_file || a->auth_plaintext)
+			return usage_error("--password-file and --auth-plaintext are for --auth");
+		return 0;
+	}
+	int rc = read_password(a);
+	if (rc)
+		return rc;
+	if (!*a->password || strlen(a->password) > 255 || strlen(a->user) > 255)
+		return usage_error("the user name and password must be 1 to 255 bytes");
+	if (!known_mechanism(a->auth))
+		return usage_error("invalid value '%s' for --auth (AUTO, PLAIN, LOGIN, CRAM-MD5, "
+				   "XOAUTH2 or SCRAM-SHA-256)", a->auth);
+	if (a->tls < 0 && !a->auth_plaintext)
+		return usage_error("--auth without --tls would send the password in the clear; "
+				   "add --auth-plaintext if that is what you want");
+	return 0;
+}
+
+/* Addresses are checked here, by the library's own rules, so a typo is a usage error
+ * rather than 10,000 refusals. The first recipient is checked as it is sent, with its
+ * number in front; 254 + 32 is the size this check always had (the library takes at
+ * most 254 octets). */
+static int check_addresses(const struct load_args *a)
+{
+	char seq_to[254 + 32];
+	snprintf(seq_to, sizeof(seq_to), "1%s", a->to);
+	if (smtpbulk_check_address(a->from) < 0)
+		return usage_error("invalid --from address '%s'", a->from);
+	if (smtpbulk_check_address(seq_to) <= 0 || strchr(a->to, '<'))
+		return usage_error("invalid --to address '%s' (no brackets: a number is put in "
+				   "front of it)", a->to);
+	return 0;
+}
+
+/* Everything that can be judged before anything starts, in the order it always was. */
+static int check_args(struct load_args *a)
+{
+	int rc;
+	if ((rc = check_tls(a)) != 0 || (rc = check_reconnect(a)) != 0 ||
+	    (rc = check_auth(a)) != 0 || (rc = check_addresses(a)) != 0)
+		return rc;
+	return 0;
+}
+
+/* Each connection is a file, twice over with the built-in sink. Too few is a warning,
+ * not an error: the run may still get far enough to be useful. */
+static void make_room_for_files(const struct load_args *a)
+{
+	uint64_t fds = a->sessions * (a->host ? 1 : 2) + 64, got = 0;
+	if (tool_raise_nofile(fds, &got) != 0)
 		fprintf(stderr, "smtpbulk load: warning: %" PRIu64 " sessions want %" PRIu64
-			" open files, the limit is %" PRIu64 " (ulimit -n)\n", sessions, fds, v_got);
+			" open files, the limit is %" PRIu64 " (ulimit -n)\n", a->sessions, fds, got);
+}
 
-	/* Without a host: our own sink, in this process. */
-	struct sink_server *sink = NULL;
-	char target[300];
-	if (optind == argc) {
-		struct sink_options so;
-		const char *why;
-		memset(&so, 0, sizeof(so));
-		so.host = "127.0.0.1";
-		so.threads = (unsigned)sink_threads;
-		so.backend = backend;
-		so.cfg.name = "sink.smtpbulk.invalid";
-		so.cfg.size_max = 1ull << 31;
-		so.tls = tls == TLS_SMTPS ? SINK_TLS_IMPLICIT : tls >= 0 ? SINK_TLS_STARTTLS : SINK_TLS_NONE;
-		so.cert_file = sink_cert;
-		so.key_file = sink_key;
-		if (auth) { /* the built-in sink knows the account */
-			memcpy(sink_password, password, sizeof(password));
-			so.cfg.auth_user = user;
-			so.cfg.auth_pass = sink_password;
-		}
-		int rc = sink_server_start(&so, &sink, &why);
-		if (rc) {
-			fprintf(stderr, "smtpbulk load: cannot start the built-in sink: %s (%s)\n", why,
-				smtpbulk_strerror(rc));
-			return 3;
-		}
-		snprintf(target, sizeof(target), "127.0.0.1:%u", sink_server_port(sink));
-	} else {
-		snprintf(target, sizeof(target), "%s", argv[optind]);
+/* Without a host: our own sink, in this process, speaking --tls and knowing the
+ * --auth account. Returns 0 (target names it) or LOAD_NOSTART. */
+static int start_builtin_sink(struct load_args *a, struct sink_server **sink, char *target,
+			      size_t cap)
+{
+	struct sink_options so;
+	const char *why;
+	memset(&so, 0, sizeof(so));
+	so.host = "127.0.0.1";
+	so.threads = (unsigned)a->sink_threads;
+	so.backend = a->backend;
+	so.cfg.name = "sink.smtpbulk.invalid";
+	so.cfg.size_max = 1ull << 31;
+	so.tls = a->tls == TLS_SMTPS ? SINK_TLS_IMPLICIT
+		 : a->tls >= 0 ? SINK_TLS_STARTTLS : SINK_TLS_NONE;
+	so.cert_file = a->sink_cert;
+	so.key_file = a->sink_key;
+	if (a->auth) { /* its own copy: ours is wiped as soon as the engine has one */
+		memcpy(a->sink_password, a->password, sizeof(a->sink_password));
+		so.cfg.auth_user = a->user;
+		so.cfg.auth_pass = a->sink_password;
 	}
+	int rc = sink_server_start(&so, sink, &why);
+	if (rc) {
+		fprintf(stderr, "smtpbulk load: cannot start the built-in sink: %s (%s)\n", why,
+			smtpbulk_strerror(rc));
+		return LOAD_NOSTART;
+	}
+	snprintf(target, cap, "127.0.0.1:%u", sink_server_port(*sink));
+	return 0;
+}
 
-	smtpbulk_options_t o;
-	smtpbulk_options_init(&o);
-	o.connections = (unsigned)sessions;
-	o.hello = hello;
-	o.workers = (unsigned)workers;
-	o.backend = (smtpbulk_backend_t)backend;
-	o.plain_recv = plain_recv;
-	o.queue_bound = (size_t)bound;
-	o.pipeline = (unsigned)pipeline;
-	o.window = (unsigned)window;
-	o.debug = (int)debug;
-	o.debug_path = debug_path;
-	o.timeout_ms = (unsigned)timeout_ms;
-	o.rfc5321_timeouts = rfc5321;
-	o.global_timeout_ms = (unsigned)global_ms;
-	if (have_retry_hang)
-		o.retry_hang = retry_hang ? (unsigned)retry_hang : SMTPBULK_UNLIMITED;
-	if (have_retry_global)
-		o.retry_global_hang = retry_global ? (unsigned)retry_global : SMTPBULK_UNLIMITED;
-	o.sleep_hang_ms = (unsigned)sleep_hang_ms;
-	/* The library reads 0 as "its default": a pause of 0 is asked for as 1 ms. */
-	if (have_sleep_fail)
-		o.reconnect_ms = sleep_fail_ms ? (unsigned)sleep_fail_ms : 1;
-	o.retry_fail = (unsigned)retry_fail;
-	o.max_attempts = (unsigned)max_attempts;
-	o.defer_ms = (unsigned)defer_ms;
-	o.on_result = on_result;
-	o.result_arg = &st;
-	smtpbulk_security_t sec = {
-		.struct_size = sizeof(sec),
-		.secure = secure,
-		.tls_name = tls_name,
-		.auth = auth,
-		.user = user,
-		.secret = auth ? password : NULL,
-		.auth_plaintext = auth_plaintext,
-	};
-	if (secure != SMTPBULK_SECURE_NONE || auth)
-		o.security = &sec;
-	if (ca) {
-		struct stat sst;
-		if (stat(ca, &sst) == 0 && S_ISDIR(sst.st_mode))
-			o.tls_ca_dir = ca;
-		else
-			o.tls_ca_file = ca;
-	}
-	o.tls_cert_file = cert;
-	o.tls_key_file = key;
-	o.tls_min_version = (unsigned)tls_min;
-	/* TLS files are read at create, where the library can only say "TLS setup
-	 * failed": name the file here instead. */
-	const char *files[] = {ca, cert, key};
-	for (size_t i = 0; i < 3; i++)
+/* What to send to: HOST, or the built-in sink started for it. */
+static int start_target(struct load_args *a, struct sink_server **sink, char *target,
+			size_t cap)
+{
+	if (!a->host)
+		return start_builtin_sink(a, sink, target, cap);
+	snprintf(target, cap, "%s", a->host);
+	return 0;
+}
+
+/* TLS files are read at create, where the library can only say "TLS setup failed":
+ * name the file here instead. */
+static int check_tls_files(const struct load_args *a)
+{
+	const char *files[] = {a->ca, a->cert, a->key};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		if (files[i] && access(files[i], R_OK) != 0) {
 			fprintf(stderr, "smtpbulk load: cannot read %s: %s\n", files[i], strerror(errno));
-			sink_server_stop(sink);
-			return 2;
+			return LOAD_USAGE;
 		}
-	smtpbulk_callbacks_t cbs = {.struct_size = sizeof(cbs), .arg = &st};
-	if (reconnect_every) {
-		st.reconnect_every = reconnect_every;
-		st.reconnect_code = no_resume ? SMTPBULK_CB_RESTART : SMTPBULK_CB_RECONNECT;
+	return 0;
+}
+
+static void make_options(const struct load_args *a, struct load_state *st,
+			 smtpbulk_options_t *o)
+{
+	smtpbulk_options_init(o);
+	o->connections = (unsigned)a->sessions;
+	o->hello = a->hello;
+	o->workers = (unsigned)a->workers;
+	o->backend = (smtpbulk_backend_t)a->backend;
+	o->plain_recv = a->plain_recv;
+	o->queue_bound = (size_t)a->bound;
+	o->pipeline = (unsigned)a->pipeline;
+	o->window = (unsigned)a->window;
+	o->debug = (int)a->debug;
+	o->debug_path = a->debug_path;
+	o->timeout_ms = (unsigned)a->timeout_ms;
+	o->rfc5321_timeouts = a->rfc5321;
+	o->global_timeout_ms = (unsigned)a->global_ms;
+	if (a->have_retry_hang)
+		o->retry_hang = a->retry_hang ? (unsigned)a->retry_hang : SMTPBULK_UNLIMITED;
+	if (a->have_retry_global)
+		o->retry_global_hang = a->retry_global ? (unsigned)a->retry_global
+						       : SMTPBULK_UNLIMITED;
+	o->sleep_hang_ms = (unsigned)a->sleep_hang_ms;
+	/* The library reads 0 as "its default": a pause of 0 is asked for as 1 ms. */
+	if (a->have_sleep_fail)
+		o->reconnect_ms = a->sleep_fail_ms ? (unsigned)a->sleep_fail_ms : 1;
+	o->retry_fail = (unsigned)a->retry_fail;
+	o->max_attempts = (unsigned)a->max_attempts;
+	o->defer_ms = (unsigned)a->defer_ms;
+	o->on_result = on_result;
+	o->result_arg = st;
+}
+
+static unsigned secure_mode(const struct load_args *a)
+{
+	if (a->tls == TLS_SMTPS)
+		return a->tls_verify ? SMTPBULK_SECURE_SMTPS_VERIFY : SMTPBULK_SECURE_SMTPS;
+	if (a->tls == TLS_STARTTLS)
+		return a->tls_verify ? SMTPBULK_SECURE_STARTTLS_VERIFY
+				     : SMTPBULK_SECURE_STARTTLS_REQUIRE;
+	if (a->tls == TLS_STARTTLS_OPT)
+		return SMTPBULK_SECURE_STARTTLS;
+	return SMTPBULK_SECURE_NONE;
+}
+
+/* TLS and AUTH into the options; sec is pointed to, so it must live until create. */
+static void add_security(const struct load_args *a, smtpbulk_options_t *o,
+			 smtpbulk_security_t *sec)
+{
+	*sec = (smtpbulk_security_t){
+		.struct_size = sizeof(*sec),
+		.secure = secure_mode(a),
+		.tls_name = a->tls_name,
+		.auth = a->auth,
+		.user = a->user,
+		.secret = a->auth ? a->password : NULL,
+		.auth_plaintext = a->auth_plaintext,
+	};
+	if (sec->secure != SMTPBULK_SECURE_NONE || a->auth)
+		o->security = sec;
+	if (a->ca) {
+		struct stat sst;
+		if (stat(a->ca, &sst) == 0 && S_ISDIR(sst.st_mode))
+			o->tls_ca_dir = a->ca;
+		else
+			o->tls_ca_file = a->ca;
+	}
+	o->tls_cert_file = a->cert;
+	o->tls_key_file = a->key;
+	o->tls_min_version = (unsigned)a->tls_min;
+}
+
+/* Create and start the engine; the password is wiped here, whatever happens, since
+ * the library keeps its own copy. NULL after saying why. */
+static smtpbulk_t *start_engine(struct load_args *a, struct load_state *st, const char *target)
+{
+	smtpbulk_options_t o;
+	smtpbulk_security_t sec;
+	smtpbulk_callbacks_t cbs = {.struct_size = sizeof(cbs), .arg = st}; /* copied */
+	make_options(a, st, &o);
+	add_security(a, &o, &sec);
+	if (a->reconnect_every) {
+		st->reconnect_every = a->reconnect_every;
+		st->reconnect_code = a->no_resume ? SMTPBULK_CB_RESTART : SMTPBULK_CB_RECONNECT;
 		cbs.pass = on_pass;
 		o.callbacks = &cbs;
 	}
-	st.open_loop = rate > 0;
 	smtpbulk_t *sb = smtpbulk_new(target, &o);
-	explicit_bzero(password, sizeof(password)); /* the library keeps its own copy */
-	if (!sb) {
+	explicit_bzero(a->password, sizeof(a->password));
+	if (!sb)
 		fprintf(stderr, "smtpbulk load: cannot start for '%s': %s%s\n", target, strerror(errno),
-			o.security && secure != SMTPBULK_SECURE_NONE && errno == EINVAL
+			o.security && sec.secure != SMTPBULK_SECURE_NONE && errno == EINVAL
 				? " (or the TLS setup failed: CA, certificate or key not valid)"
 				: "");
-		sink_server_stop(sink);
-		return 3;
-	}
+	return sb;
+}
 
-	/* One body for every message, borrowed (never copied): it outlives them all. */
-	char *body = malloc(size + 64);
-	size_t alen = strlen(to) + 24;
-	char *abuf = malloc(rcpts * alen);
-	char **addrs = malloc(rcpts * sizeof(char *));
-	if (!body || !abuf || !addrs) {
-		fprintf(stderr, "smtpbulk load: out of memory\n");
-		smtpbulk_free(sb);
-		sink_server_stop(sink);
-		return 3;
+/* What every message is made of. One body for all, borrowed (never copied), so it must
+ * outlive the engine; the recipients are rewritten in place for each message. */
+struct generator {
+	char *body;
+	size_t body_len;
+	char *abuf;    /* the recipients' text, alen bytes each */
+	size_t alen;
+	char **addrs;  /* into abuf */
+};
+
+static void free_generator(struct generator *g)
+{
+	free(g->body);
+	free(g->abuf);
+	free(g->addrs);
+}
+
+/* A "Subject:" header, then lines of x up to --size. Returns 0 or -ENOMEM. */
+static int make_generator(const struct load_args *a, struct generator *g)
+{
+	size_t size = (size_t)a->size;
+	g->body = malloc(size + 64);
+	g->alen = strlen(a->to) + 24;
+	g->abuf = malloc(a->rcpts * g->alen);
+	g->addrs = malloc(a->rcpts * sizeof(char *));
+	if (!g->body || !g->abuf || !g->addrs) {
+		free_generator(g);
+		return -ENOMEM;
 	}
-	size_t hl = (size_t)snprintf(body, 64, "Subject: smtpbulk load\r\n\r\n");
+	size_t hl = (size_t)snprintf(g->body, 64, "Subject: smtpbulk load\r\n\r\n");
 	for (size_t i = hl; i < size; i++)
-		body[i] = (i - hl) % 78 == 76 ? '\r' : (i - hl) % 78 == 77 ? '\n' : 'x';
+		g->body[i] = (i - hl) % 78 == 76 ? '\r' : (i - hl) % 78 == 77 ? '\n' : 'x';
 	if (size >= hl + 2) {
-		body[size - 2] = '\r';
-		body[size - 1] = '\n';
+		g->body[size - 2] = '\r';
+		g->body[size - 1] = '\n';
 	}
-	size_t blen = size > hl ? size : hl;
-	for (uint64_t i = 0; i < rcpts; i++)
-		addrs[i] = abuf + i * alen;
+	g->body_len = size > hl ? size : hl;
+	for (uint64_t i = 0; i < a->rcpts; i++)
+		g->addrs[i] = g->abuf + i * g->alen;
+	return 0;
+}
 
-	struct progress prog = {.sb = sb, .total = duration ? 0 : messages};
-	int show_progress = !st.quiet && isatty(2);
-	if (show_progress)
-		pthread_create(&prog.thread, NULL, progress_main, &prog);
+/* Closed loop (no --rate): 0, so a message's latency counts from its submit, and the
+ * bounded queue sets the pace. Open loop: message m is due at t0 + m/rate, late or not;
+ * wait for then and return it as the message's start, so a slow server cannot hide its
+ * queueing. */
+static uint64_t wait_for_turn(const struct load_args *a, uint64_t t0, uint64_t m)
+{
+	if (!a->rate)
+		return 0;
+	uint64_t due = t0 + m * 1000000000ull / a->rate;
+	struct timespec ts = {(time_t)(due / 1000000000ull), (long)(due % 1000000000ull)};
+	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+	return due;
+}
 
-	struct rusage ru0, ru1;
-	getrusage(RUSAGE_SELF, &ru0);
-	double sink_u0 = 0, sink_s0 = 0, sink_u1 = 0, sink_s1 = 0;
-	if (sink)
-		sink_server_cpu(sink, &sink_u0, &sink_s0);
-	uint64_t t0 = now_ns(), end = duration ? t0 + duration * 1000000000ull : 0;
-	uint64_t sent = 0, refused = 0;
-	for (uint64_t m = 0; duration ? now_ns() < end : m < messages; m++) {
-		uint64_t sched = t0;
-		if (rate) { /* open loop: message m starts at t0 + m/rate, late or not */
-			sched = t0 + m * 1000000000ull / rate;
-			struct timespec ts = {(time_t)(sched / 1000000000ull), (long)(sched % 1000000000ull)};
-			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-		}
-		for (uint64_t r = 0; r < rcpts; r++)
-			snprintf(addrs[r], alen, "%" PRIu64 "%s", m * rcpts + r + 1, to);
-		smtpbulk_message_t msg = {
-			.struct_size = sizeof(msg),
-			.from = from,
-			.rcpts = (const char *const *)addrs,
-			.n_rcpts = (size_t)rcpts,
-			.body = body,
-			.body_len = blen,
-			.host = -1,
-			.flags = SMTPBULK_MSG_BORROW_BODY,
-			.user_data = (void *)(uintptr_t)sched,
-		};
-		int rc = smtpbulk_submit(sb, &msg, 0, NULL);
+/* Message m (from 0), its recipients numbered like smtp-source -N. */
+static int submit_one(smtpbulk_t *sb, const struct load_args *a, struct generator *g,
+		      uint64_t m, uint64_t start_ns)
+{
+	for (uint64_t r = 0; r < a->rcpts; r++)
+		snprintf(g->addrs[r], g->alen, "%" PRIu64 "%s", m * a->rcpts + r + 1, a->to);
+	smtpbulk_message_t msg = {
+		.struct_size = sizeof(msg),
+		.from = a->from,
+		.rcpts = (const char *const *)g->addrs,
+		.n_rcpts = (size_t)a->rcpts,
+		.body = g->body,
+		.body_len = g->body_len,
+		.host = -1,
+		.flags = SMTPBULK_MSG_BORROW_BODY,
+		.start_ns = start_ns,
+	};
+	return smtpbulk_submit(sb, &msg, 0, NULL);
+}
+
+/* What a run measured, for the report. */
+struct load_report {
+	uint64_t sent, refused;
+	uint64_t delivered, partial, rejected, failed, timed_out;
+	smtpbulk_counters_t counters;
+	uint64_t tls_handshakes, tls_resumed;
+	smtpbulk_latency_t latency; /* ms */
+	double elapsed_s, msgs_per_s, mb_per_s;
+	double cpu_user_s, cpu_sys_s, cpu_us_per_msg; /* the client's: the sink's taken out */
+};
+
+/* --messages messages, or as many as --duration allows; a refusal ends it, since the
+ * same generator would have every later message refused too. */
+static void submit_all(smtpbulk_t *sb, const struct load_args *a, struct generator *g,
+		       uint64_t t0, struct load_report *rep)
+{
+	uint64_t end = a->duration ? t0 + a->duration * 1000000000ull : 0;
+	for (uint64_t m = 0; a->duration ? tool_now_ns() < end : m < a->messages; m++) {
+		int rc = submit_one(sb, a, g, m, wait_for_turn(a, t0, m));
 		if (rc) {
 			fprintf(stderr, "smtpbulk load: message %" PRIu64 " refused: %s\n", m + 1,
 				smtpbulk_strerror(rc));
-			refused++;
-			break; /* the same generator would refuse every one */
+			rep->refused++;
+			break;
 		}
-		sent++;
+		rep->sent++;
 	}
-	smtpbulk_drain(sb, -1);
-	uint64_t t1 = now_ns();
-	getrusage(RUSAGE_SELF, &ru1);
+}
+
+/* CPU seconds, user and system, of this process less the built-in sink's threads. */
+struct cpu_mark {
+	struct rusage ru;
+	double sink_user, sink_sys;
+};
+
+static void mark_cpu(struct sink_server *sink, struct cpu_mark *c)
+{
+	getrusage(RUSAGE_SELF, &c->ru);
+	c->sink_user = c->sink_sys = 0;
 	if (sink)
-		sink_server_cpu(sink, &sink_u1, &sink_s1);
+		sink_server_cpu(sink, &c->sink_user, &c->sink_sys);
+}
+
+/* Send, wait for every result, and time it: elapsed, rates and CPU into *rep. */
+static void run(smtpbulk_t *sb, const struct load_args *a, struct sink_server *sink,
+		struct generator *g, struct load_report *rep)
+{
+	struct progress prog = {.sb = sb, .total = a->duration ? 0 : a->messages};
+	int show_progress = !a->quiet && isatty(2);
+	if (show_progress)
+		pthread_create(&prog.thread, NULL, progress_main, &prog);
+	struct cpu_mark c0, c1;
+	mark_cpu(sink, &c0);
+	uint64_t t0 = tool_now_ns();
+	submit_all(sb, a, g, t0, rep);
+	smtpbulk_drain(sb, -1);
+	uint64_t t1 = tool_now_ns();
+	mark_cpu(sink, &c1);
 	if (show_progress) {
 		atomic_store(&prog.stop, 1);
 		pthread_join(prog.thread, NULL);
 	}
-	smtpbulk_quit(sb, "load");
-	smtpbulk_counters_t cn;
-	smtpbulk_get_counters(sb, &cn);
-	uint64_t tls_hs = 0, tls_res = 0;
+	double el = (double)(t1 - t0) / 1e9;
+	double cu = tv_s(c1.ru.ru_utime) - tv_s(c0.ru.ru_utime) - (c1.sink_user - c0.sink_user);
+	double cs = tv_s(c1.ru.ru_stime) - tv_s(c0.ru.ru_stime) - (c1.sink_sys - c0.sink_sys);
+	rep->elapsed_s = el;
+	rep->msgs_per_s = el > 0 ? (double)rep->sent / el : 0;
+	rep->mb_per_s = el > 0 ? (double)rep->sent * (double)g->body_len / el / 1e6 : 0;
+	rep->cpu_user_s = cu < 0 ? 0 : cu;
+	rep->cpu_sys_s = cs < 0 ? 0 : cs;
+	rep->cpu_us_per_msg =
+		rep->sent ? (rep->cpu_user_s + rep->cpu_sys_s) / (double)rep->sent * 1e6 : 0;
+}
+
+/* Say QUIT, take the engine's counts and latency, and free it; the statuses are read
+ * last, when no result can come any more. */
+static void stop_engine(smtpbulk_t *sb, const struct load_state *st, struct load_report *rep)
+{
 	smtpbulk_stats_t *stats;
+	smtpbulk_quit(sb, "load");
+	smtpbulk_get_counters(sb, &rep->counters);
 	if (smtpbulk_get_stats(sb, &stats) == 0) {
-		tls_hs = stats->tls_handshakes;
-		tls_res = stats->tls_resumed;
+		rep->tls_handshakes = stats->tls_handshakes;
+		rep->tls_resumed = stats->tls_resumed;
+		rep->latency = stats->latency; /* every result's, from its start_ns */
 		smtpbulk_stats_free(stats);
 	}
 	smtpbulk_free(sb);
+	rep->delivered = atomic_load(&st->by_status[SMTPBULK_DELIVERED]);
+	rep->partial = atomic_load(&st->by_status[SMTPBULK_PARTIAL]);
+	rep->rejected = atomic_load(&st->by_status[SMTPBULK_REJECTED]);
+	rep->failed = atomic_load(&st->by_status[SMTPBULK_FAILED]) +
+		      atomic_load(&st->by_status[SMTPBULK_CANCELLED]);
+	rep->timed_out = atomic_load(&st->by_status[SMTPBULK_TIMED_OUT]);
+}
+
+/* The engine's whole life against target. Returns 0 (*rep filled), LOAD_USAGE or
+ * LOAD_NOSTART. The sink, if any, is the caller's to stop. */
+static int run_load(struct load_args *a, struct sink_server *sink, const char *target,
+		    struct load_report *rep)
+{
+	struct load_state st;
+	struct generator g;
+	memset(&st, 0, sizeof(st));
+	st.quiet = a->quiet;
+	int rc = check_tls_files(a);
+	if (rc)
+		return rc;
+	smtpbulk_t *sb = start_engine(a, &st, target);
+	if (!sb)
+		return LOAD_NOSTART;
+	if (make_generator(a, &g) != 0) {
+		fprintf(stderr, "smtpbulk load: out of memory\n");
+		smtpbulk_free(sb);
+		return LOAD_NOSTART;
+	}
+	run(sb, a, sink, &g, rep);
+	stop_engine(sb, &st, rep);
+	free_generator(&g); /* only now: the engine borrowed the body */
+	return 0;
+}
+
+static void report_json(const struct load_args *a, const struct load_report *r,
+			const char *target)
+{
+	const smtpbulk_counters_t *cn = &r->counters;
+	const smtpbulk_latency_t *l = &r->latency;
+	printf("{\"messages\": %" PRIu64 ", \"delivered\": %" PRIu64 ", \"partial\": %" PRIu64
+	       ", \"rejected\": %" PRIu64 ", \"failed\": %" PRIu64 ", \"timed_out\": %" PRIu64
+	       ", \"deferred\": %" PRIu64 ", \"hangs\": %" PRIu64 ", \"global_hangs\": %" PRIu64
+	       ", \"reconnects\": %" PRIu64 ", \"tls_handshakes\": %" PRIu64
+	       ", \"tls_resumed\": %" PRIu64 ", \"elapsed_s\": %.3f"
+	       ", \"msgs_per_s\": %.1f, \"mb_per_s\": %.2f"
+	       ", \"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f"
+	       ", \"p999\": %.3f, \"max\": %.3f}, \"cpu_user_s\": %.3f, \"cpu_sys_s\": %.3f"
+	       ", \"cpu_us_per_msg\": %.2f, \"sessions\": %" PRIu64 ", \"pipeline\": %" PRIu64
+	       ", \"target\": \"%s\", \"builtin_sink\": %s}\n",
+	       r->sent, r->delivered, r->partial, r->rejected, r->failed, r->timed_out,
+	       cn->deferred, cn->hangs, cn->global_hangs, cn->reconnects, r->tls_handshakes,
+	       r->tls_resumed, r->elapsed_s, r->msgs_per_s, r->mb_per_s, l->p50, l->p90, l->p99,
+	       l->p999, l->max, r->cpu_user_s, r->cpu_sys_s, r->cpu_us_per_msg, a->sessions,
+	       a->pipeline, target, a->host ? "false" : "true");
+}
+
+static void report_text(const struct load_args *a, const struct load_report *r)
+{
+	const smtpbulk_counters_t *cn = &r->counters;
+	const smtpbulk_latency_t *l = &r->latency;
+	printf("messages %" PRIu64 "  delivered %" PRIu64 "  partial %" PRIu64
+	       "  rejected %" PRIu64 "  failed %" PRIu64 "  timed out %" PRIu64 "\n"
+	       "deferred %" PRIu64 "  hangs %" PRIu64 "  global hangs %" PRIu64
+	       "  reconnects %" PRIu64 "  tls handshakes %" PRIu64 " (resumed %" PRIu64 ")\n"
+	       "elapsed %.3f s  %.0f msgs/s  %.2f MB/s\n"
+	       "latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n"
+	       "client CPU  user %.3f s  sys %.3f s  (%.2f us/message)%s\n",
+	       r->sent, r->delivered, r->partial, r->rejected, r->failed, r->timed_out,
+	       cn->deferred, cn->hangs, cn->global_hangs, cn->reconnects, r->tls_handshakes,
+	       r->tls_resumed, r->elapsed_s, r->msgs_per_s, r->mb_per_s, l->p50, l->p90, l->p99,
+	       l->p999, l->max, r->cpu_user_s, r->cpu_sys_s, r->cpu_us_per_msg,
+	       a->host ? "" : "  [built-in sink's CPU excluded]");
+}
+
+int cmd_load(int argc, char **argv)
+{
+	struct load_args a;
+	struct load_report rep = {0};
+	struct sink_server *sink = NULL;
+	char target[300];
+	int rc = parse_args(argc, argv, &a);
+	if (rc == 0 && a.help) {
+		usage(stdout);
+		return LOAD_OK;
+	}
+	if (rc == 0)
+		rc = check_args(&a);
+	if (rc == 0) {
+		make_room_for_files(&a);
+		rc = start_target(&a, &sink, target, sizeof(target));
+	}
+	if (rc == 0)
+		rc = run_load(&a, sink, target, &rep);
 	sink_server_stop(sink);
-	explicit_bzero(sink_password, sizeof(sink_password));
-
-	double el = (double)(t1 - t0) / 1e9;
-	double cu = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime) - (sink_u1 - sink_u0);
-	double cs = tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime) - (sink_s1 - sink_s0);
-	uint64_t delivered = atomic_load(&st.by_status[SMTPBULK_DELIVERED]);
-	uint64_t partial = atomic_load(&st.by_status[SMTPBULK_PARTIAL]);
-	uint64_t rejected = atomic_load(&st.by_status[SMTPBULK_REJECTED]);
-	uint64_t failed = atomic_load(&st.by_status[SMTPBULK_FAILED]) +
-			  atomic_load(&st.by_status[SMTPBULK_CANCELLED]);
-	uint64_t timed_out = atomic_load(&st.by_status[SMTPBULK_TIMED_OUT]);
-	double mps = el > 0 ? (double)sent / el : 0;
-	double p50 = lat_quantile(&st.lat, 0.50) / 1e3, p90 = lat_quantile(&st.lat, 0.90) / 1e3,
-	       p99 = lat_quantile(&st.lat, 0.99) / 1e3, p999 = lat_quantile(&st.lat, 0.999) / 1e3,
-	       pmax = (double)atomic_load(&st.lat.max_us) / 1e3;
-	if (cu < 0)
-		cu = 0;
-	if (cs < 0)
-		cs = 0;
-
-	if (json)
-		printf("{\"messages\": %" PRIu64 ", \"delivered\": %" PRIu64 ", \"partial\": %" PRIu64
-		       ", \"rejected\": %" PRIu64 ", \"failed\": %" PRIu64 ", \"timed_out\": %" PRIu64
-		       ", \"deferred\": %" PRIu64 ", \"hangs\": %" PRIu64 ", \"global_hangs\": %" PRIu64
-		       ", \"reconnects\": %" PRIu64 ", \"tls_handshakes\": %" PRIu64
-		       ", \"tls_resumed\": %" PRIu64 ", \"elapsed_s\": %.3f"
-		       ", \"msgs_per_s\": %.1f, \"mb_per_s\": %.2f"
-		       ", \"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f"
-		       ", \"p999\": %.3f, \"max\": %.3f}, \"cpu_user_s\": %.3f, \"cpu_sys_s\": %.3f"
-		       ", \"cpu_us_per_msg\": %.2f, \"sessions\": %" PRIu64 ", \"pipeline\": %" PRIu64
-		       ", \"target\": \"%s\", \"builtin_sink\": %s}\n",
-		       sent, delivered, partial, rejected, failed, timed_out, cn.deferred, cn.hangs,
-		       cn.global_hangs, cn.reconnects, tls_hs, tls_res, el, mps,
-		       el > 0 ? (double)sent * (double)blen / el / 1e6 : 0, p50, p90, p99, p999, pmax,
-		       cu, cs, sent ? (cu + cs) / (double)sent * 1e6 : 0, sessions, pipeline, target,
-		       sink ? "true" : "false");
-	else if (!st.quiet)
-		printf("messages %" PRIu64 "  delivered %" PRIu64 "  partial %" PRIu64
-		       "  rejected %" PRIu64 "  failed %" PRIu64 "  timed out %" PRIu64 "\n"
-		       "deferred %" PRIu64 "  hangs %" PRIu64 "  global hangs %" PRIu64
-		       "  reconnects %" PRIu64 "  tls handshakes %" PRIu64 " (resumed %" PRIu64 ")\n"
-		       "elapsed %.3f s  %.0f msgs/s  %.2f MB/s\n"
-		       "latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n"
-		       "client CPU  user %.3f s  sys %.3f s  (%.2f us/message)%s\n",
-		       sent, delivered, partial, rejected, failed, timed_out, cn.deferred, cn.hangs,
-		       cn.global_hangs, cn.reconnects, tls_hs, tls_res, el, mps,
-		       el > 0 ? (double)sent * (double)blen / el / 1e6 : 0, p50, p90, p99, p999, pmax,
-		       cu, cs, sent ? (cu + cs) / (double)sent * 1e6 : 0,
-		       sink ? "  [built-in sink's CPU excluded]" : "");
-	free(body);
-	free(abuf);
-	free(addrs);
-	return (delivered == sent && refused == 0 && sent > 0) ? 0 : 1;
+	explicit_bzero(a.password, sizeof(a.password));
+	explicit_bzero(a.sink_password, sizeof(a.sink_password));
+	if (rc)
+		return rc;
+	if (a.json)
+		report_json(&a, &rep, target);
+	else if (!a.quiet)
+		report_text(&a, &rep);
+	int all_delivered = rep.delivered == rep.sent && rep.refused == 0 && rep.sent > 0;
+	return all_delivered ? LOAD_OK : LOAD_UNDELIVERED;
 }

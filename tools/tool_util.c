@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sys/resource.h>
 
@@ -97,4 +98,11 @@ int tool_raise_nofile(uint64_t need, uint64_t *got)
 	getrlimit(RLIMIT_NOFILE, &rl);
 	*got = rl.rlim_cur;
 	return rl.rlim_cur >= need ? 0 : -1;
+}
+
+uint64_t tool_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }

@@ -1,4 +1,5 @@
-/* Argument parsing shared by the smtpbulk subcommands. Each returns 0 or -1. */
+/* Argument parsing and small helpers shared by the smtpbulk subcommands. The parsers
+ * return 0 or -1. */
 #ifndef SB_TOOL_UTIL_H
 #define SB_TOOL_UTIL_H
 
@@ -17,5 +18,9 @@ int tool_hostport(const char *s, char *host, size_t cap, uint16_t *port, int all
 /* Make room for at least `need` open files: raise the soft limit, and the hard one when
  * allowed. Returns 0, or -1 with the limit that could be had in *got. */
 int tool_raise_nofile(uint64_t need, uint64_t *got);
+
+/* CLOCK_MONOTONIC in nanoseconds: the clock the library measures latency with (a
+ * message's start_ns), so the tool's own times compare with its. */
+uint64_t tool_now_ns(void);
 
 #endif
