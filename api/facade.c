@@ -87,9 +87,11 @@ static int parse_hostport(const char *in, char *host, size_t cap, uint16_t *port
 	return 0;
 }
 
+/* errno for a failed smtpbulk_new(): the code negated, ours too (the header says so:
+ * smtpbulk_strerror(-errno) names it); anything else is EINVAL. */
 static int errno_of(int rc)
 {
-	return rc > -4096 && rc < 0 ? -rc : EINVAL;
+	return rc < 0 && rc > -4096 ? -rc : EINVAL;
 }
 
 smtpbulk_t *smtpbulk_new(const char *host, const smtpbulk_options_t *opts)

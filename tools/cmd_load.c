@@ -694,10 +694,8 @@ static smtpbulk_t *start_engine(struct load_args *a, struct load_state *st, cons
 	smtpbulk_t *sb = smtpbulk_new(target, &o);
 	explicit_bzero(a->password, sizeof(a->password));
 	if (!sb)
-		fprintf(stderr, "smtpbulk load: cannot start for '%s': %s%s\n", target, strerror(errno),
-			o.security && sec.secure != SMTPBULK_SECURE_NONE && errno == EINVAL
-				? " (or the TLS setup failed: CA, certificate or key not valid)"
-				: "");
+		fprintf(stderr, "smtpbulk load: cannot start for '%s': %s\n", target,
+			smtpbulk_strerror(-errno));
 	return sb;
 }
 

@@ -227,18 +227,18 @@ int cmd_sink(int argc, char **argv)
 			o.tls == SINK_TLS_IMPLICIT   ? ", implicit TLS"
 			: o.tls == SINK_TLS_STARTTLS ? ", STARTTLS"
 						     : "");
-	struct timespec t0, t1, tick = {0, 100000000};
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct timespec tick = {0, 100000000};
+	uint64_t t0 = tool_now_ns();
 	while (!sink_server_done(srv)) {
 		int sig = sigtimedwait(&set, NULL, &tick);
 		if (sig == SIGINT || sig == SIGTERM)
 			break;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	uint64_t t1 = tool_now_ns();
 	struct sink_totals tot;
 	sink_server_totals(srv, &tot);
 	sink_server_stop(srv);
-	double el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	double el = (double)(t1 - t0) / 1e9;
 	if (json)
 		printf("{\"connections\": %" PRIu64 ", \"messages\": %" PRIu64
 		       ", \"recipients\": %" PRIu64 ", \"bytes\": %" PRIu64

@@ -521,7 +521,9 @@ void smtpbulk_destroy(smtpbulk_t *sb);
  * Create and start an engine for "host" or "host:port" ("[v6addr]:port" for IPv6),
  * added in front of opts->hosts. host may be NULL when opts names hosts. opts NULL =
  * defaults, and then results are only counted (set opts->on_result to see them).
- * Returns NULL on error (errno set to the positive errno, or EINVAL for our own codes).
+ * Returns NULL on error, with errno set to the error negated: the positive errno, or for
+ * the library's own codes their positive value (SMTPBULK_ERESOLVE is 1005), so
+ * smtpbulk_strerror(-errno) names either.
  */
 smtpbulk_t *smtpbulk_new(const char *host, const smtpbulk_options_t *opts);
 

@@ -83,6 +83,18 @@ TEST(Facade, BadHostStrings) {
   EXPECT_EQ(smtpbulk_mail(nullptr, "a@b"), -EINVAL);
 }
 
+TEST(Facade, ErrnoNamesTheLibrarysOwnReason) {
+  smtpbulk_options_t o;
+  smtpbulk_options_init(&o);
+  apply_test_backend(&o);
+  errno = 0;
+  EXPECT_EQ(smtpbulk_new("no-such-host.invalid", &o), nullptr);
+  EXPECT_EQ(errno, -SMTPBULK_ERESOLVE) << smtpbulk_strerror(-errno);
+  errno = 0;
+  EXPECT_EQ(smtpbulk_new("bad host", &o), nullptr);  // a space in a host name
+  EXPECT_EQ(errno, -SMTPBULK_EBADPARAM) << smtpbulk_strerror(-errno);
+}
+
 TEST(Facade, HostListBesideTheFirstHost) {
   ScriptedPeer a(PeerScript{}), b(PeerScript{});
   smtpbulk_host_t more{};
