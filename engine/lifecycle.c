@@ -23,7 +23,9 @@
 #define MAX_CONNECTIONS 1000000u
 
 /* What only the lifecycle sees: the handle is its first member, so the public
- * smtpbulk_t is this struct's start. */
+ * smtpbulk_t is this struct's start. Ownership: the thread that owns the handle
+ * (create, start, stop, destroy) writes it; after start the watchdog thread reads wd
+ * and the groups wd_groups points to (watchdog.h says who touches what in those). */
 struct sb_engine {
 	struct smtpbulk sb;
 	struct sb_worker **workers;   /* [sb.n_workers] */
