@@ -2,9 +2,13 @@
 // every return code does what it says to the connection.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "engine_helpers.h"
@@ -45,6 +49,10 @@ struct Recorder {
     }
     return d ? d(ev) : SMTPBULK_CB_DEFAULT;
   }
+  // Bounded: true once at least n events of kind k (on conn, -2 = any) came.
+  bool wait_count(smtpbulk_event_kind_t k, size_t n, int conn = -2, int ms = kEventMs) {
+    return wait_until([&] { return count(k, conn) >= n; }, ms);
+  }
   size_t count(smtpbulk_event_kind_t k, int conn = -2) {
     std::lock_guard<std::mutex> g(mu);
     size_t n = 0;
@@ -60,9 +68,9 @@ struct Recorder {
   }
 };
 
-void wait_for(const std::function<bool()>& f, int ms = 5000) {
-  for (int i = 0; i < ms / 10 && !f(); i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+size_t count_cmd(ScriptedPeer& peer, const std::string& cmd) {
+  auto cmds = peer.commands();
+  return (size_t)std::count(cmds.begin(), cmds.end(), cmd);
 }
 
 }  // namespace
@@ -81,7 +89,7 @@ TEST(Callbacks, EventsFireWithTheMessageConcerned) {
     uint64_t good = e.send({"ok@x.test"}, "hi\r\n");
     uint64_t bad = e.send({"bad@x.test"}, "hi\r\n");
     ASSERT_EQ(smtpbulk_drain(e.sb, 10000), 0);
-    wait_for([&] { return rec.count(SMTPBULK_EV_COMPLETE) > 0; });
+    ASSERT_TRUE(rec.wait_count(SMTPBULK_EV_COMPLETE, 1));
     EXPECT_EQ(rec.count(SMTPBULK_EV_CONNECT_PASS, 0), 1u);
     auto pass = rec.of(SMTPBULK_EV_PASS);
     ASSERT_EQ(pass.size(), 1u);
@@ -149,7 +157,9 @@ TEST(Callbacks, RemoveFromConnectPassSendsEverythingThroughTheOther) {
   TestEngine e(peer.port(), 2);
   e.opts.callbacks = &rec.cbs;
   ASSERT_EQ(e.start(), 0);
-  wait_for([&] { return rec.count(SMTPBULK_EV_CONNECT_PASS) == 2; });
+  ASSERT_TRUE(rec.wait_count(SMTPBULK_EV_CONNECT_PASS, 2));
+  // Connection 0 said QUIT at once (it was idle when removed).
+  ASSERT_TRUE(wait_until([&] { return count_cmd(peer, "QUIT") == 1; }));
   std::vector<uint64_t> ids;
   for (int i = 0; i < 20; i++) ids.push_back(e.send({"r@x.test"}, "hi\r\n"));
   ASSERT_EQ(smtpbulk_drain(e.sb, 10000), 0);
@@ -157,78 +167,142 @@ TEST(Callbacks, RemoveFromConnectPassSendsEverythingThroughTheOther) {
     EXPECT_EQ(e.results.get(id).status, SMTPBULK_DELIVERED);
     EXPECT_EQ(e.results.get(id).connection, 1);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // reconnect_ms is 10
-  EXPECT_EQ(peer.connections(), 2);  // connection 0 said QUIT and never came back
+  // It never came back. A reconnection would have been due reconnect_ms (10 ms) after
+  // that QUIT, long before the 20 messages were through; the short grace only gives a
+  // worker that was descheduled meanwhile a chance to show the bug. It cannot fail a
+  // correct engine, only miss a broken one on a very slow run.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(peer.connections(), 2);
   EXPECT_EQ(rec.count(SMTPBULK_EV_RECONNECT_PASS), 0u);
+  smtpbulk_counters_t c;
+  smtpbulk_get_counters(e.sb, &c);
+  EXPECT_EQ(c.reconnects, 0u);
+  EXPECT_EQ(count_cmd(peer, "QUIT"), 1u);
 }
 
-TEST(Callbacks, PauseTakesNoNewMessagesUntilTheQueueIsEmpty) {
-  // Every message takes the peer 10 ms, so the queue stays full for a while. Once the
-  // test has queued everything it arms the pause: 104 from connection 0's next pass.
-  // From then on connection 0 takes nothing while the queue holds messages; once the
-  // queue is empty it takes work again.
-  PeerScript s;
-  s.on_data = [](int, const std::string&) -> std::string {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    return "";
-  };
-  ScriptedPeer peer(s);
+// 104 from the first pass, on whichever connection makes it (P), while the queue is
+// sure to hold messages: the peer answers the first body only once the test has
+// queued all 40, and any other body only once P has paused. From then on P takes
+// nothing while the queue holds messages; the other connection (Q) carries them.
+// (Asking for "connection 0" instead, or letting the peer answer at once, left it to
+// the scheduler which connection paused and whether anything was still queued then.)
+class Pause : public ::testing::Test {
+ protected:
+  Gate all_queued, paused, both_took;
+  std::atomic<bool> second{false};
+  std::atomic<int> bodies{0}, passes{0}, p_passes{0}, pauser{-1};
+  std::mutex mu;
+  std::set<int> second_conns;  // the peer's connections that got a second-batch body
   Recorder rec;
-  std::atomic<bool> armed{false};
-  std::atomic<int> paused{0}, after_pause{0};
-  rec.decide = [&](const smtpbulk_event_t* ev) {
-    if (ev->kind != SMTPBULK_EV_PASS || ev->connection != 0) return (int)SMTPBULK_CB_DEFAULT;
-    if (paused.load()) after_pause++;
-    if (armed && paused++ == 0) return (int)SMTPBULK_CB_PAUSE;
-    return (int)SMTPBULK_CB_DEFAULT;
-  };
-  TestEngine e(peer.port(), 2);
-  e.opts.callbacks = &rec.cbs;
-  e.opts.pipeline = 0;  // one message at a time per connection
-  ASSERT_EQ(e.start(), 0);
-  wait_for([&] { return rec.count(SMTPBULK_EV_CONNECT_PASS) == 2; });
-  for (int i = 0; i < 40; i++) e.send({"r@x.test"}, "hi\r\n");
-  armed = true;
-  ASSERT_EQ(smtpbulk_drain(e.sb, 20000), 0);
-  EXPECT_EQ(paused.load(), 1);
-  EXPECT_EQ(after_pause.load(), 0);  // nothing while the queue held messages
-  EXPECT_EQ(peer.connections(), 2);  // it stayed connected
-  // The queue ran empty: connection 0 is back (workers look every 50 ms while one of
-  // their connections is parked).
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  std::vector<uint64_t> second;
-  for (int i = 0; i < 20; i++) second.push_back(e.send({"r@x.test"}, "hi\r\n"));
-  ASSERT_EQ(smtpbulk_drain(e.sb, 20000), 0);
+  std::unique_ptr<ScriptedPeer> peer;
+  std::unique_ptr<TestEngine> e;
+
+  void SetUp() override {
+    PeerScript s;
+    s.on_data = [this](int conn, const std::string&) -> std::string {
+      if (!second) {
+        if (bodies++ == 0) all_queued.wait();
+        else paused.wait();
+        return "";
+      }
+      // Second batch: the first body's reply waits until another connection has sent
+      // a body too (kEventMs at most), so both connections must take part.
+      bool first;
+      {
+        std::lock_guard<std::mutex> g(mu);
+        first = second_conns.empty();
+        second_conns.insert(conn);
+        if (second_conns.size() >= 2) both_took.open();
+      }
+      if (first) both_took.wait();
+      return "";
+    };
+    peer = std::make_unique<ScriptedPeer>(s);
+    rec.decide = [this](const smtpbulk_event_t* ev) {
+      if (ev->kind != SMTPBULK_EV_PASS) return (int)SMTPBULK_CB_DEFAULT;
+      if (passes++ == 0) {
+        pauser = ev->connection;
+        p_passes++;
+        paused.open();  // once this returns P takes nothing: Q may go on
+        return (int)SMTPBULK_CB_PAUSE;
+      }
+      if (ev->connection == pauser && !second) p_passes++;
+      return (int)SMTPBULK_CB_DEFAULT;
+    };
+    e = std::make_unique<TestEngine>(peer->port(), 2);
+    e->opts.callbacks = &rec.cbs;
+    e->opts.pipeline = 0;  // one message at a time per connection
+  }
+
+  // The first batch; P paused at its first pass and passed nothing more.
+  void first_batch() {
+    ASSERT_EQ(e->start(), 0);
+    ASSERT_TRUE(rec.wait_count(SMTPBULK_EV_CONNECT_PASS, 2));
+    for (int i = 0; i < 40; i++) e->send({"r@x.test"}, "hi\r\n");
+    all_queued.open();
+    ASSERT_EQ(smtpbulk_drain(e->sb, 20000), 0);
+    EXPECT_EQ(e->results.by_status()[SMTPBULK_DELIVERED], 40u);
+    ASSERT_GE(pauser.load(), 0);
+    EXPECT_EQ(p_passes.load(), 1);  // nothing on P while the queue held messages
+    EXPECT_EQ(peer->connections(), 2);  // it stayed connected
+    EXPECT_EQ(count_cmd(*peer, "QUIT"), 0u);
+  }
+};
+
+TEST_F(Pause, TakesNoNewMessagesWhileTheQueueHoldsMessages) { first_batch(); }
+
+TEST_F(Pause, TakesWorkAgainOnceTheQueueWasEmpty) {
+  // The queue was empty when the first batch drained: that was the end of the batch,
+  // so P takes part in the next one, however soon it comes (no pause between the
+  // batches: the engine must not depend on looking at the queue while it is empty).
+  first_batch();
+  if (HasFatalFailure()) return;
+  const int p = pauser.load();
+  second = true;
+  std::vector<uint64_t> batch;
+  for (int i = 0; i < 20; i++) batch.push_back(e->send({"r@x.test"}, "hi\r\n"));
+  ASSERT_EQ(smtpbulk_drain(e->sb, 30000), 0);
+  EXPECT_TRUE(both_took.is_open()) << "the second batch went through one connection";
   size_t back = 0;
-  for (uint64_t id : second) back += e.results.get(id).connection == 0;
-  EXPECT_GT(back, 0u);
+  for (uint64_t id : batch) back += e->results.get(id).connection == p;
+  EXPECT_GT(back, 0u) << "connection " << p << " stayed paused";
+  EXPECT_EQ(peer->connections(), 2);
 }
 
 class ReconnectAtEndTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(ReconnectAtEndTest, QuitsThenReconnectsWhenTheQueueIsEmpty) {
+  // The code comes from the first pass, on whichever connection makes it (Q): asking
+  // for "connection 0" instead left the test to the scheduler, for the other
+  // connection may carry every message while connection 0's worker is not running.
   const int code = GetParam();  // 102 or 103
   PeerScript s;
   ScriptedPeer peer(s);
   Recorder rec;
-  std::atomic<int> once{0};
+  std::atomic<int> once{0}, quitter{-1};
   rec.decide = [&](const smtpbulk_event_t* ev) {
-    if (ev->kind == SMTPBULK_EV_PASS && ev->connection == 0 && once++ == 0) return code;
+    if (ev->kind == SMTPBULK_EV_PASS && once++ == 0) {
+      quitter = ev->connection;
+      return code;
+    }
     return (int)SMTPBULK_CB_DEFAULT;
   };
   TestEngine e(peer.port(), 2);
   e.opts.callbacks = &rec.cbs;
   e.opts.pipeline = 0;
   ASSERT_EQ(e.start(), 0);
-  wait_for([&] { return rec.count(SMTPBULK_EV_CONNECT_PASS) == 2; });
+  ASSERT_TRUE(rec.wait_count(SMTPBULK_EV_CONNECT_PASS, 2));
   for (int i = 0; i < 30; i++) e.send({"r@x.test"}, "hi\r\n");
   ASSERT_EQ(smtpbulk_drain(e.sb, 10000), 0);
   EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], 30u);
-  wait_for([&] { return rec.count(SMTPBULK_EV_RECONNECT_PASS, 0) == 1; });
-  EXPECT_EQ(rec.count(SMTPBULK_EV_RECONNECT_PASS, 0), 1u);
+  const int q = quitter.load();
+  ASSERT_GE(q, 0);
+  // It comes back once the queue is empty (whenever its worker notices).
+  ASSERT_TRUE(rec.wait_count(SMTPBULK_EV_RECONNECT_PASS, 1, q));
+  EXPECT_EQ(rec.count(SMTPBULK_EV_RECONNECT_PASS, q), 1u);
+  EXPECT_EQ(rec.count(SMTPBULK_EV_RECONNECT_PASS), 1u);  // the other one stayed
   EXPECT_EQ(peer.connections(), 3);
-  auto cmds = peer.commands();
-  EXPECT_EQ(std::count(cmds.begin(), cmds.end(), "QUIT"), 1);
+  EXPECT_EQ(count_cmd(peer, "QUIT"), 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Codes, ReconnectAtEndTest, ::testing::Values(102, 103));
@@ -272,7 +346,12 @@ TEST(Callbacks, DefaultCodeChangesNothing) {
   ASSERT_EQ(smtpbulk_drain(e.sb, 10000), 0);
   EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], 50u);
   EXPECT_EQ(rec.count(SMTPBULK_EV_PASS), 50u);
+  // One connection may have carried all 50 before the other was even up: wait for
+  // both, then neither has ended or come again.
+  ASSERT_TRUE(rec.wait_count(SMTPBULK_EV_CONNECT_PASS, 2));
   EXPECT_EQ(peer.connections(), 2);
+  EXPECT_EQ(rec.count(SMTPBULK_EV_RECONNECT_PASS), 0u);
+  EXPECT_EQ(count_cmd(peer, "QUIT"), 0u);
 }
 
 TEST(Callbacks, HangFiresForEachMessageInFlight) {
@@ -306,9 +385,13 @@ TEST(Callbacks, ReconnectFailFiresAfterTheConnectionWasUp) {
   e.opts.callbacks = &rec.cbs;
   e.opts.retry_fail = 2;
   ASSERT_EQ(e.start(), 0);
-  wait_for([&] { return rec.count(SMTPBULK_EV_CONNECT_PASS) == 1; });
+  ASSERT_TRUE(rec.wait_count(SMTPBULK_EV_CONNECT_PASS, 1));
   peer.reset();  // closes the connection and the listener
-  wait_for([&] { return rec.count(SMTPBULK_EV_RECONNECT_FAIL) >= 2; });
+  ASSERT_TRUE(rec.wait_count(SMTPBULK_EV_RECONNECT_FAIL, 2));
+  // It gave up after the second (retry_fail 2): the message it now cannot take fails
+  // at once, which also shows no third attempt was pending.
+  Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+  EXPECT_EQ(r.error, SMTPBULK_EHOSTDOWN);
   EXPECT_EQ(rec.count(SMTPBULK_EV_RECONNECT_FAIL), 2u);
   EXPECT_EQ(rec.count(SMTPBULK_EV_CONNECT_FAIL), 0u);
 }

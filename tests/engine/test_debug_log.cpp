@@ -45,6 +45,13 @@ TEST(DebugLog, OneFilePerConnectionUnderTheTemplate) {
     ASSERT_EQ(e.start(), 0);
     for (int i = 0; i < 10; i++) e.send({"r@x.test"}, "hi\r\n");
     ASSERT_EQ(smtpbulk_drain(e.sb, 10000), 0);
+    // One connection may have carried all ten before the other was up: both files
+    // need its EHLO, so wait for both to be ready before destroying.
+    ASSERT_TRUE(wait_until([&] {
+      smtpbulk_counters_t c;
+      smtpbulk_get_counters(e.sb, &c);
+      return c.connects >= 2;
+    }));
   }  // destroy: the writer flushes and closes
   time_t now = time(nullptr);
   struct tm tm;

@@ -37,6 +37,13 @@ TEST(Facade, SendsAndQuitCountsUndelivered) {
     ASSERT_EQ(smtpbulk_datasend(smtp, "\n.body\n", 7), 0);
     ASSERT_EQ(smtpbulk_dataend(smtp), 0);
   }
+  // QUIT goes out on every connection that is up (one still connecting is just
+  // closed): one may have carried all ten before the other was, so wait for both.
+  ASSERT_TRUE(wait_until([&] {
+    smtpbulk_counters_t c;
+    smtpbulk_get_counters(smtp, &c);
+    return c.connects >= 2;
+  }));
   EXPECT_EQ(smtpbulk_quit(smtp, "batch-1"), 2);  // messages 0 and 5 rejected
   EXPECT_EQ(smtpbulk_mail(smtp, "a@b.test"), 0);
   EXPECT_EQ(smtpbulk_to(smtp, "a@b.test"), 0);
@@ -96,7 +103,24 @@ TEST(Facade, ErrnoNamesTheLibrarysOwnReason) {
 }
 
 TEST(Facade, HostListBesideTheFirstHost) {
-  ScriptedPeer a(PeerScript{}), b(PeerScript{});
+  // Both hosts must carry mail. Left alone, one host's connection can carry all 40
+  // while the other's worker is not running; so each peer holds the reply to its
+  // first body until the other peer has one too (kEventMs at most: a host the
+  // engine never used still fails the test, after that wait).
+  Gate both;
+  std::atomic<int> hosts_with_mail{0};
+  std::atomic<bool> got[2] = {{false}, {false}};
+  auto hold_first = [&](int host) -> std::string {
+    if (!got[host].exchange(true)) {
+      if (++hosts_with_mail == 2) both.open();
+      both.wait();
+    }
+    return "";
+  };
+  PeerScript sa, sb;
+  sa.on_data = [&](int, const std::string&) { return hold_first(0); };
+  sb.on_data = [&](int, const std::string&) { return hold_first(1); };
+  ScriptedPeer a(sa), b(sb);
   smtpbulk_host_t more{};
   more.host = "127.0.0.1";
   more.port = b.port();
@@ -121,4 +145,5 @@ TEST(Facade, HostListBesideTheFirstHost) {
   EXPECT_EQ(a.bodies().size() + b.bodies().size(), 40u);
   EXPECT_GT(a.bodies().size(), 0u);  // both hosts carried mail
   EXPECT_GT(b.bodies().size(), 0u);
+  EXPECT_TRUE(both.is_open());
 }

@@ -79,9 +79,10 @@ TEST(Lifecycle, DestroyWithMessagesInFlight) {
   auto* e = new TestEngine(peer.port(), 2);
   ASSERT_EQ(e->start(), 0);
   for (int i = 0; i < 10; i++) e->send({"r@x.test"}, "hi\r\n");
-  for (int i = 0; i < 100 && peer.bodies().size() < 2; i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  ASSERT_EQ(peer.bodies().size(), 2u);  // one per connection, both stuck after the dot
+  // One per connection, both stuck after the dot (a connection whose worker is slow
+  // to run may send its body long after the other).
+  ASSERT_TRUE(wait_until([&] { return peer.bodies().size() >= 2; }));
+  ASSERT_EQ(peer.bodies().size(), 2u);
   smtpbulk_destroy(e->sb);
   e->sb = nullptr;
   EXPECT_EQ(e->results.total(), 10u);

@@ -31,6 +31,13 @@ TEST(Stats, PerHostAndConnectionCountsAddUp) {
   ASSERT_EQ(smtpbulk_get_stats(e.sb, &mid), 0);
   smtpbulk_stats_free(mid);
   ASSERT_EQ(smtpbulk_drain(e.sb, 10000), 0);
+  // Each host's messages may all have gone through one connection before another was
+  // even up: the check below that every connection is ready waits for them first.
+  ASSERT_TRUE(wait_until([&] {
+    smtpbulk_counters_t c;
+    smtpbulk_get_counters(e.sb, &c);
+    return c.connects >= 5;
+  }));
 
   smtpbulk_stats_t* st = nullptr;
   ASSERT_EQ(smtpbulk_get_stats(e.sb, &st), 0);

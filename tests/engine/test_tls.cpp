@@ -219,26 +219,44 @@ class TlsResumption : public ::testing::TestWithParam<int> {};
 TEST_P(TlsResumption, ReconnectResumesRestartDoesNot) {
   REQUIRE_CERTS();
   const int code = GetParam();
+  const int kMessages = 12;
   TlsSink sink(SINK_TLS_IMPLICIT, test_certs().cert, test_certs().key);
   ASSERT_NE(sink.srv, nullptr);
-  int c = code;  // before the engine, which reads it until destroyed
+  // Before the engine, which calls back until destroyed: every pass asks for the code,
+  // and reconnect_pass is counted, so the test knows when the last reconnection is up.
+  struct Cb {
+    int code;
+    std::atomic<int> reconnects{0};
+  } cb{code};
   SecureEngine e(sink.port(), 1, SMTPBULK_SECURE_SMTPS_VERIFY);
   e.opts.pipeline = 0;  // one message at a time: each ends its connection
   smtpbulk_callbacks_t cbs{};
   cbs.struct_size = sizeof(cbs);
-  cbs.pass = [](const smtpbulk_event_t*, void* a) { return *static_cast<int*>(a); };
-  cbs.arg = &c;
+  cbs.pass = [](const smtpbulk_event_t*, void* a) { return static_cast<Cb*>(a)->code; };
+  cbs.reconnect_pass = [](const smtpbulk_event_t*, void* a) {
+    static_cast<Cb*>(a)->reconnects++;
+    return 1;
+  };
+  cbs.arg = &cb;
   e.opts.callbacks = &cbs;
   ASSERT_EQ(e.start(), 0);
-  ASSERT_TRUE(e.send_all(12));
-  EXPECT_EQ(e.count(SMTPBULK_DELIVERED), 12u);
+  ASSERT_TRUE(e.send_all(kMessages));
+  EXPECT_EQ(e.count(SMTPBULK_DELIVERED), (size_t)kMessages);
+  // Each pass ended its connection, the last one's too: kMessages reconnections, the
+  // last of them after the results. Once it is up, every handshake has been counted.
+  ASSERT_TRUE(wait_until([&] { return cb.reconnects.load() >= kMessages; }));
+  smtpbulk_stats_t* st = nullptr;
+  ASSERT_EQ(smtpbulk_get_stats(e.sb, &st), 0);
+  const uint64_t handshakes = st->tls_handshakes, resumed = st->tls_resumed;
+  smtpbulk_stats_free(st);
   sink_totals t = sink.totals();
-  EXPECT_GE(t.tls_handshakes, 10u);  // it did reconnect
-  if (code == SMTPBULK_CB_RECONNECT) {
-    EXPECT_GE(e.tls_resumed(), 8u);
-    EXPECT_GE(t.tls_resumed, 8u);
+  EXPECT_EQ(handshakes, kMessages + 1u);
+  EXPECT_EQ(t.tls_handshakes, kMessages + 1u);
+  if (code == SMTPBULK_CB_RECONNECT) {  // all but the first
+    EXPECT_EQ(resumed, (uint64_t)kMessages);
+    EXPECT_EQ(t.tls_resumed, (uint64_t)kMessages);
   } else {
-    EXPECT_EQ(e.tls_resumed(), 0u);
+    EXPECT_EQ(resumed, 0u);
     EXPECT_EQ(t.tls_resumed, 0u);
   }
 }

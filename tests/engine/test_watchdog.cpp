@@ -25,9 +25,8 @@ smtpbulk_counters_t counters(smtpbulk_t* sb) {
   return c;
 }
 
-void wait_connections(ScriptedPeer& peer, int n) {
-  for (int i = 0; i < 200 && peer.connections() < n; i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+bool wait_connections(ScriptedPeer& peer, int n) {
+  return wait_until([&] { return peer.connections() >= n; });
 }
 
 }  // namespace
@@ -51,7 +50,7 @@ TEST_P(WatchdogStalledTest, StuckMessagesRescued) {
   e.opts.timeout_dot_ms = 300;
   e.opts.watchdog_tick_ms = 20;
   ASSERT_EQ(e.start(), 0);
-  wait_connections(peer, 2);
+  ASSERT_TRUE(wait_connections(peer, 2));
   std::vector<uint64_t> ids;
   for (int i = 0; i < 30; i++) ids.push_back(e.send({"r@x.test"}, "hi\r\n"));
   ASSERT_EQ(smtpbulk_drain(e.sb, 10000), 0) << "only " << e.results.total() << " results";
@@ -79,6 +78,8 @@ TEST(Watchdog, HangRetriesUsedUpEndTimedOut) {
   EXPECT_EQ(r.status, SMTPBULK_TIMED_OUT);
   EXPECT_EQ(r.error, SMTPBULK_ETIMEDOUT);
   EXPECT_EQ(r.attempts, 2u);
+  // The peer records a body on its own thread, which may not have run yet.
+  ASSERT_TRUE(wait_until([&] { return peer.bodies().size() >= 2; }));
   EXPECT_EQ(peer.bodies().size(), 2u);
   smtpbulk_counters_t c = counters(e.sb);
   EXPECT_EQ(c.timed_out, 1u);
@@ -127,7 +128,9 @@ TEST(Watchdog, GlobalHangReconnectsThenGivesUp) {
   smtpbulk_counters_t c = counters(e.sb);
   EXPECT_EQ(c.global_hangs, 2u);
   EXPECT_EQ(c.hangs, 0u);
-  EXPECT_GE(peer.connections(), 4);  // both connections started again after the first
+  // Both connections started again after the first: a worker that was not running may
+  // make its reconnection only after the second verdict, so wait for it.
+  EXPECT_TRUE(wait_connections(peer, 4)) << peer.connections() << " connections";
 }
 
 TEST(Watchdog, IdleEngineIsNotAGlobalHang) {
@@ -139,7 +142,9 @@ TEST(Watchdog, IdleEngineIsNotAGlobalHang) {
   ASSERT_EQ(e.start(), 0);
   Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
   EXPECT_EQ(r.status, SMTPBULK_DELIVERED);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // nothing to do
+  // Idle for more than twice global_timeout_ms: the time the rule is about, not a
+  // wait for an event (a slow run only makes the idle time longer).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
   EXPECT_EQ(counters(e.sb).global_hangs, 0u);
   EXPECT_EQ(peer.connections(), 1);
 }
@@ -243,8 +248,7 @@ TEST(Retries, DestroyCancelsMessagesWaitingForTheirRetry) {
     e.opts.defer_ms = 60000;
     ASSERT_EQ(e.start(), 0);
     e.send({"r@x.test"}, "hi\r\n");
-    for (int i = 0; i < 200 && counters(e.sb).deferred_now == 0; i++)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(wait_until([&] { return counters(e.sb).deferred_now != 0; }));
     ASSERT_EQ(counters(e.sb).deferred_now, 1u);
     EXPECT_EQ(e.results.total(), 0u);
     smtpbulk_destroy(e.sb);

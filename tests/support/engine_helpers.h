@@ -9,14 +9,58 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "smtpbulk.h"
 
 namespace sbtest {
+
+// How long a test waits for an event that must come. Far longer than the event takes
+// (milliseconds): it only bounds a test whose event never comes, and leaves room for a
+// loaded machine, where a worker thread may not run for the better part of a second.
+constexpr int kEventMs = 10000;
+
+// Waits until pred() holds or timeout_ms pass; true when it held. For events the test
+// has no other way to hear of (counters, another thread's state): it polls every 2 ms.
+inline bool wait_until(const std::function<bool()>& pred, int timeout_ms = kEventMs) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+// A gate that threads (a scripted peer's, a callback's) wait at until the test, or
+// another thread, opens it; once open it stays open. Every wait is bounded, so a peer
+// held at a gate that never opens still lets the test end (and fail).
+class Gate {
+ public:
+  void open() {
+    std::lock_guard<std::mutex> g(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  bool is_open() {
+    std::lock_guard<std::mutex> g(mu_);
+    return open_;
+  }
+  // True when the gate was (or became) open within timeout_ms.
+  bool wait(int timeout_ms = kEventMs) {
+    std::unique_lock<std::mutex> g(mu_);
+    return cv_.wait_for(g, std::chrono::milliseconds(timeout_ms), [&] { return open_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
 
 // SMTPBULK_TEST_BACKEND: io_uring (multishot receives into pooled buffers),
 // io_uring_plain (a receive buffer per connection) or epoll.
