@@ -2,12 +2,14 @@
  * The worker loop: one thread per worker, pinned to a CPU, owning one I/O ring (io_uring
  * or epoll) and its share of the connections. Each turn runs these phases, like libuv's
  * uv_run:
- *   1. the clock, and the watchdog's verdicts (hung connections, global hangs);
- *   2. the stop, when the engine stops;
- *   3. parked connections whose batch is over come back (only while some are parked);
- *   4. feed: idle connections of hosts with queued messages pull them;
- *   5. timers: 4xx retries and reconnects that are due; the time to the next one;
- *   6. submit everything and wait in one call, then dispatch the completions.
+ *   1. the stop, when the engine stops;
+ *   2. parked connections whose batch is over come back (only while some are parked);
+ *   3. feed: idle connections of hosts with queued messages pull them;
+ *   4. timers: 4xx retries and reconnects that are due; the time to the next one;
+ *   5. submit everything and wait in one call, then dispatch the completions;
+ *   6. the watchdog's verdicts (hung connections, global hangs) — after the
+ *      completions, so a reply that came while this thread was not running counts
+ *      before a connection is judged hung.
  * Everything about a single connection is the connection layer's (conn.c).
  */
 #include "worker.h"
@@ -208,11 +210,6 @@ static void *worker_main(void *arg)
 		int timeout = -1;
 		env->queue_busy = 0;
 		env->now = sb_now_ns();
-		if (env->progress) { /* once per turn, not per reply */
-			env->progress = 0;
-			atomic_store_explicit(&env->wd.last_progress, env->now, memory_order_relaxed);
-		}
-		take_verdicts(w);
 		if (atomic_load(&sb->stopping)) {
 			if (stop_phase(w, &timeout))
 				break;
@@ -230,9 +227,22 @@ static void *worker_main(void *arg)
 		if (env->queue_busy)
 			timeout = 1; /* an enqueuer was mid-way: its node shows up shortly */
 		int n = env->be->wait(env->io, cqes, CQE_BATCH, timeout);
+		/* A full batch may leave completions behind: take a few more batches
+		 * before the verdicts, without waiting. */
+		for (int more = 0; n > 0; more++) {
+			env->now = sb_now_ns();
+			for (int i = 0; i < n; i++)
+				dispatch(w, &cqes[i]);
+			if (n < CQE_BATCH || more == 4)
+				break;
+			n = env->be->wait(env->io, cqes, CQE_BATCH, 0);
+		}
 		env->now = sb_now_ns();
-		for (int i = 0; i < n; i++)
-			dispatch(w, &cqes[i]);
+		if (env->progress) { /* once per turn, not per reply */
+			env->progress = 0;
+			atomic_store_explicit(&env->wd.last_progress, env->now, memory_order_relaxed);
+		}
+		take_verdicts(w);
 	}
 	if (sb->tls_ctx)
 		sb_tls_thread_end();

@@ -411,7 +411,14 @@ TEST(Callbacks, GlobalHangFires) {
   ASSERT_EQ(e.start(), 0);
   Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
   EXPECT_EQ(r.status, SMTPBULK_TIMED_OUT);
-  EXPECT_EQ(rec.count(SMTPBULK_EV_GLOBAL_HANG), 2u);
+  // Once per global hang, and with no connection named. How many hangs it took is the
+  // watchdog tests' business (Watchdog.GlobalHangReconnectsThenGivesUp): a submit that
+  // a loaded machine holds up for longer than the 200 ms here is a global hang too,
+  // before the message reaches the server (seen under ThreadSanitizer).
+  smtpbulk_counters_t c;
+  smtpbulk_get_counters(e.sb, &c);
+  EXPECT_GE(rec.count(SMTPBULK_EV_GLOBAL_HANG), 2u);
+  EXPECT_EQ(rec.count(SMTPBULK_EV_GLOBAL_HANG), c.global_hangs);
   EXPECT_EQ(rec.of(SMTPBULK_EV_GLOBAL_HANG)[0].connection, -1);
 }
 

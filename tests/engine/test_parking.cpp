@@ -40,7 +40,7 @@ struct Parker {
 
 // Bounded waits on a condition, polled finely (the test must act within a fraction
 // of a millisecond of the queue running empty).
-bool wait_until(const std::function<bool()>& f, int ms = 10000) {
+bool wait_closely(const std::function<bool()>& f, int ms = 10000) {
   auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
   while (!f()) {
     if (std::chrono::steady_clock::now() > end) return false;
@@ -77,11 +77,11 @@ TEST_P(BatchEndTest, AQueueThatRanEmptyEndsTheBatchEvenWhenItFillsAgainAtOnce) {
   // carries the rest, one by one, so the queue holds messages for a while.
   std::vector<uint64_t> first, second;
   for (int i = 0; i < 12; i++) first.push_back(e.send({"r@x.test"}, "hi\r\n"));
-  ASSERT_TRUE(wait_until([&] { return park.parked_conn.load() >= 0; }));
+  ASSERT_TRUE(wait_closely([&] { return park.parked_conn.load() >= 0; }));
   const int x = park.parked_conn.load();
   // The moment the other connection takes the last of them, the batch is over; the
   // next one is submitted at once, before a look every 50 ms could have seen it empty.
-  ASSERT_TRUE(wait_until([&] { return queued(e.sb) == 0; }));
+  ASSERT_TRUE(wait_closely([&] { return queued(e.sb) == 0; }));
   for (int i = 0; i < 20; i++) second.push_back(e.send({"r@x.test"}, "hi\r\n"));
   ASSERT_EQ(smtpbulk_drain(e.sb, 20000), 0);
 
