@@ -101,6 +101,8 @@ static void parked_remove(struct sb_conn *c)
 static void apply(struct sb_conn *c, int code)
 {
 	struct conn_env *env = c->env;
+	if (code == SMTPBULK_CB_DEFAULT) /* nearly always: no shared line read for it */
+		return;
 	if (!cpol_apply(&c->pol, code, atomic_load(&env->sb->batch_epoch)))
 		return;
 	/* It parked: on the worker's list, counted for the end of the batch. */

@@ -23,6 +23,7 @@
 #define SB_ENGINE_H
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -37,9 +38,11 @@ struct WOLFSSL_CTX;
 struct WOLFSSL_SESSION;
 
 /* One connection's numbers for smtpbulk_get_stats(). Only its worker writes (plain
- * load-and-store: no locked add on the hot path); any thread reads a recent value. */
+ * load-and-store: no locked add on the hot path); any thread reads a recent value.
+ * A cache line each: neighbours belong to other workers. */
 struct sb_conn_counters {
-	_Atomic uint64_t total, pass, fail, hang, deferred, bytes;
+	alignas(64) _Atomic uint64_t total;
+	_Atomic uint64_t pass, fail, hang, deferred, bytes;
 	_Atomic int ready; /* connected and past EHLO */
 };
 
@@ -93,26 +96,29 @@ struct smtpbulk {
 	const char *backend_name; /* set at start */
 	char backend_desc[64];
 
+	/* Written for every message, by any thread. */
 	_Atomic uint64_t next_id;
 	_Atomic uint64_t submitted, completed, delivered, queued, queued_max, requeued;
 	_Atomic uint64_t connects, connect_fails;
 	_Atomic uint64_t timed_out, hangs, global_hangs, deferred, deferred_now, reconnects;
 	_Atomic uint64_t tls_handshakes, tls_resumed;
+	/* Read for every message and written seldom: a cache line of their own, so the
+	 * counters' writes above do not take it away from every core. */
+	alignas(64) _Atomic int stopping; /* 1: finish up (idle connections QUIT) */
 	_Atomic unsigned hosts_alive;
 	/* The end of the batch, for connections a callback parked (conn_policy.h): the
 	 * number parked, and an epoch that moves each time the queue runs empty while
 	 * some are; a parked connection returns once the epoch moved past its own. */
 	_Atomic unsigned parked;
 	_Atomic uint64_t batch_epoch;
-	_Atomic int stopping;     /* 1: finish up (idle connections QUIT) */
-	int started;
+	_Atomic unsigned room_waiters;
+	_Atomic unsigned drain_waiters; /* woken only when the last result is in */
+	_Atomic unsigned poll_waiters;  /* woken on every result */
+	alignas(64) int started;
 
 	pthread_mutex_t lock;     /* guards the conds below; never held on the hot path */
 	pthread_cond_t room;      /* a bounded queue has room (CLOCK_MONOTONIC) */
 	pthread_cond_t done;      /* a result was delivered (drain, poll) */
-	_Atomic unsigned room_waiters;
-	_Atomic unsigned drain_waiters; /* woken only when the last result is in */
-	_Atomic unsigned poll_waiters;  /* woken on every result */
 
 	/* An extension of the handle (the Net::SMTP-style facade's message being built):
 	 * freed by ext_free at destroy. */

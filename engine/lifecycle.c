@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <sched.h>
+#include <stdalign.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,7 +227,9 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 	h->on_worker = calloc(sb->n_workers, 1);
 	h->port = in->port ? in->port : DEFAULT_PORT;
 	h->connections = in->connections ? in->connections : sb->opts.connections;
-	h->conn_ctr = calloc(h->connections ? h->connections : 1, sizeof(*h->conn_ctr));
+	size_t nc = h->connections ? h->connections : 1;
+	if ((h->conn_ctr = aligned_alloc(alignof(struct sb_conn_counters), nc * sizeof(*h->conn_ctr))))
+		memset(h->conn_ctr, 0, nc * sizeof(*h->conn_ctr));
 	h->lat = calloc(sb->n_workers, sizeof(*h->lat));
 	/* Logs name a host by name, and by name:port when the port is not 25. */
 	size_t ll = strlen(in->host) + 8;
@@ -344,9 +347,11 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 		return rc;
 	if (opts->callbacks && opts->callbacks->struct_size < sizeof(smtpbulk_callbacks_t))
 		return -EINVAL;
-	struct sb_engine *e = calloc(1, sizeof(*e));
+	/* Aligned as its cache-line groups are (engine.h). */
+	struct sb_engine *e = aligned_alloc(alignof(struct sb_engine), sizeof(*e));
 	if (!e)
 		return -ENOMEM;
+	memset(e, 0, sizeof(*e));
 	smtpbulk_t *sb = &e->sb;
 	sb->opts = *opts;
 	if (opts->callbacks) /* copied: the caller's struct may be a temporary */
