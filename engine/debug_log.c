@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "clock.h"
 #include "grow.h"
 #include "queue.h"
 
@@ -196,13 +197,7 @@ static void *writer_main(void *arg)
 			continue;
 		/* Nothing queued: look again in 20 ms. Producers never signal, so a line
 		 * costs them no system call. */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 20 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = sb_deadline_in(20 * SB_NS_PER_MS);
 		pthread_mutex_lock(&lg->lock);
 		if (!atomic_load(&lg->stop))
 			pthread_cond_timedwait(&lg->cond, &lg->lock, &ts);
@@ -221,7 +216,7 @@ int sb_logger_new(const char *path_template, const char *const *host_names, size
 	lg->hosts = host_names;
 	lg->n_hosts = n_hosts;
 	pthread_mutex_init(&lg->lock, NULL);
-	pthread_cond_init(&lg->cond, NULL);
+	sb_cond_init(&lg->cond); /* its timed wait must not jump with the wall clock */
 	int rc = -ENOMEM;
 	if (path_template && !(lg->tmpl = strdup(path_template)))
 		goto fail;
@@ -282,7 +277,7 @@ void sb_logger_line(struct sb_logger *lg, int level, int host, int conn, const c
 	r->host = host;
 	r->conn = conn;
 	r->len = len;
-	clock_gettime(CLOCK_REALTIME, &r->at);
+	clock_gettime(CLOCK_REALTIME, &r->at); /* the wall clock: what a log line shows */
 	memcpy(r->text, text, len + 1);
 	atomic_fetch_add_explicit(&lg->backlog, len, memory_order_relaxed);
 	sbq_enqueue(lg->q, &r->node);
