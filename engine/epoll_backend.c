@@ -103,15 +103,21 @@ static void push(struct sb_io *io, uint64_t token, int res)
 	io->rlen++;
 }
 
-static struct fdstate *fd_get(struct sb_io *io, int fd)
+/* The state of fd, registered with epoll on first use; NULL with *err set (-EBADF,
+ * -ENOMEM, or what epoll_ctl said). */
+static struct fdstate *fd_get(struct sb_io *io, int fd, int *err)
 {
-	if (fd < 0)
+	if (fd < 0) {
+		*err = -EBADF;
 		return NULL;
+	}
 	if ((size_t)fd >= io->nfds) {
 		size_t old = io->nfds;
 		struct fdstate *f = sb_grow(io->fds, &io->nfds, (size_t)fd + 1, sizeof(*f), 64);
-		if (!f)
+		if (!f) {
+			*err = -ENOMEM;
 			return NULL;
+		}
 		memset(f + old, 0, (io->nfds - old) * sizeof(*f));
 		io->fds = f;
 	}
@@ -119,8 +125,10 @@ static struct fdstate *fd_get(struct sb_io *io, int fd)
 	if (!st->registered) {
 		struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
 					 .data.fd = fd};
-		if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST)
+		if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST) {
+			*err = -errno;
 			return NULL;
+		}
 		st->registered = 1;
 	}
 	return st;
@@ -205,9 +213,10 @@ static int park(struct sb_io *io, int fd, struct op *slot, struct op op)
 static int ep_connect(struct sb_io *io, int fd, const struct sockaddr *sa, socklen_t len,
 		      uint64_t token)
 {
-	struct fdstate *st = fd_get(io, fd);
+	int err;
+	struct fdstate *st = fd_get(io, fd, &err);
 	if (!st)
-		return -ENOMEM;
+		return err;
 	/* Taken before connect() starts anything, which could not be undone. */
 	int rc = take(io, &st->out);
 	if (rc < 0)
@@ -223,36 +232,40 @@ static int ep_connect(struct sb_io *io, int fd, const struct sockaddr *sa, sockl
 
 static int ep_sendmsg(struct sb_io *io, int fd, const struct msghdr *msg, uint64_t token)
 {
-	struct fdstate *st = fd_get(io, fd);
+	int err;
+	struct fdstate *st = fd_get(io, fd, &err);
 	if (!st)
-		return -ENOMEM;
+		return err;
 	struct op op = {.kind = OP_SEND, .token = token, .msg = msg};
 	return park(io, fd, &st->out, op);
 }
 
 static int ep_recv(struct sb_io *io, int fd, void *buf, size_t len, uint64_t token)
 {
-	struct fdstate *st = fd_get(io, fd);
+	int err;
+	struct fdstate *st = fd_get(io, fd, &err);
 	if (!st)
-		return -ENOMEM;
+		return err;
 	struct op op = {.kind = OP_RECV, .token = token, .buf = buf, .len = len};
 	return park(io, fd, &st->in, op);
 }
 
 static int ep_accept(struct sb_io *io, int listen_fd, uint64_t token)
 {
-	struct fdstate *st = fd_get(io, listen_fd);
+	int err;
+	struct fdstate *st = fd_get(io, listen_fd, &err);
 	if (!st)
-		return -ENOMEM;
+		return err;
 	struct op op = {.kind = OP_ACCEPT, .token = token};
 	return park(io, listen_fd, &st->in, op);
 }
 
 static int ep_read_eventfd(struct sb_io *io, int efd, uint64_t *val, uint64_t token)
 {
-	struct fdstate *st = fd_get(io, efd);
+	int err;
+	struct fdstate *st = fd_get(io, efd, &err);
 	if (!st)
-		return -ENOMEM;
+		return err;
 	struct op op = {.kind = OP_READ, .token = token, .buf = val, .len = sizeof(*val)};
 	return park(io, efd, &st->in, op);
 }
