@@ -61,13 +61,21 @@ check "load --duration ran 1 s" /usr/bin/python3 -c "import sys; sys.exit(0 if $
 
 # sink, then load against it over the network; the sink stops at --max-messages.
 start_sink() { # args...
+  # Emptied here, before the fork: the child's own truncation may come after the wait
+  # below has read the previous sink's "listening" line.
+  : >"$tmp/sink.err"
   "$bin" sink --listen 127.0.0.1:0 --threads 2 --backend "$backend" --json "$@" \
     >"$tmp/sink.out" 2>"$tmp/sink.err" &
   pids+=($!)
   sink_pid=$!
-  for _ in $(seq 100); do grep -q listening "$tmp/sink.err" 2>/dev/null && break; sleep 0.05; done
+  # Until it says where it listens or exits; 30 s bounds a machine that is very busy.
+  for _ in $(seq 600); do
+    grep -q listening "$tmp/sink.err" 2>/dev/null && break
+    kill -0 "$sink_pid" 2>/dev/null || break
+    sleep 0.05
+  done
   port=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$tmp/sink.err")
-  [ -n "$port" ]
+  [ -n "$port" ] || { echo "  the sink did not start: $*" >&2; cat "$tmp/sink.err" >&2; return 1; }
 }
 check "sink bad option" status_is 2 "$bin" sink --threads 0
 check "sink bad fault" status_is 2 "$bin" sink --reject-rcpt 60 --tempfail-rcpt 60
