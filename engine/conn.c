@@ -249,7 +249,10 @@ static const struct sess_ops conn_sess_ops_read = {
 
 static int ep_pending(void *ep, struct iovec *iov, int max)
 {
-	return sess_output(&((struct sb_conn *)ep)->sess, iov, max);
+	struct sess *s = &((struct sb_conn *)ep)->sess;
+	int n = sess_output(s, iov, max);
+	sess_handed(s, iov, n); /* the transport sends or encrypts them now */
+	return n;
 }
 
 static void ep_taken(void *ep, size_t n)
@@ -611,8 +614,15 @@ static void conn_io(struct sb_conn *c)
 		return;
 	}
 	if (sess_is_idle(s)) {
-		switch (cpol_when_idle(&c->pol, atomic_load_explicit(&c->env->sb->stopping,
-								     memory_order_relaxed))) {
+		int stopping = atomic_load_explicit(&c->env->sb->stopping, memory_order_relaxed);
+		enum cpol_idle what = cpol_when_idle(&c->pol, stopping);
+		if (what == CPOL_IDLE_WORK && sess_spent(s)) {
+			/* The server takes no more messages here: a new connection will. */
+			if (sess_quit(s))
+				cpol_reconnect_after_quit(&c->pol);
+			what = CPOL_IDLE_WAIT;
+		}
+		switch (what) {
 		case CPOL_IDLE_QUIT:
 			sess_quit(s);
 			break;

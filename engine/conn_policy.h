@@ -54,6 +54,13 @@ static inline int cpol_takes_work(const struct cpol *p)
 	return !p->removed && !p->park && !p->reconnect_now;
 }
 
+/* The connection said QUIT because its server takes no more messages on it: once
+ * closed, it connects again at once (it takes no work meanwhile). */
+static inline void cpol_reconnect_after_quit(struct cpol *p)
+{
+	p->reconnect_now = 1;
+}
+
 /* What an idle connection does. */
 enum cpol_idle { CPOL_IDLE_WORK, CPOL_IDLE_WAIT, CPOL_IDLE_QUIT };
 enum cpol_idle cpol_when_idle(const struct cpol *p, int stopping);

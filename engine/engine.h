@@ -31,6 +31,7 @@
 #include "latency_hist.h"
 #include "message.h"
 #include "queue.h"
+#include "host_learned.h"
 #include "session.h"
 #include "smtpbulk.h"
 
@@ -74,6 +75,7 @@ struct sb_host {
 	_Atomic unsigned parked;  /* of which a callback parked (conn_policy.h) */
 	_Atomic int last_error;   /* why the last connection failed */
 	_Atomic int auth_refused; /* a 535: no connection of this host starts again */
+	struct host_learned learned; /* what its connections learned of the server */
 	/* The TLS session connections resume (any worker of the host): under tls_lock,
 	 * held only around a handshake's start and a connection's first readiness. */
 	pthread_mutex_t tls_lock;

@@ -218,6 +218,7 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 {
 	int rc;
 	pthread_mutex_init(&h->tls_lock, NULL);
+	h->cfg.learned = &h->learned;
 	if (!in->host || !*in->host || smtp_check_hello(in->host) != 0)
 		return SMTPBULK_EBADPARAM;
 	if (in->connections > MAX_CONNECTIONS)

@@ -13,6 +13,8 @@
  */
 #include "session.h"
 
+#include "host_learned.h"
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -113,15 +115,21 @@ static struct iovec *out_tail(struct sess *s)
 	return s->out_len ? &s->out[(s->out_head + s->out_len - 1) % SESS_OUT_MAX] : NULL;
 }
 
+static void out_iov(struct sess *s, const void *p, size_t n)
+{
+	struct iovec *v = &s->out[(s->out_head + s->out_len) % SESS_OUT_MAX];
+	v->iov_base = (void *)(uintptr_t)p;
+	v->iov_len = n;
+	s->out_len++;
+}
+
 /* Queue bytes that stay valid until sent (a body, a constant). */
 static void out_ref(struct sess *s, const void *p, size_t n)
 {
 	if (n == 0)
 		return;
-	struct iovec *v = &s->out[(s->out_head + s->out_len) % SESS_OUT_MAX];
-	v->iov_base = (void *)(uintptr_t)p;
-	v->iov_len = n;
-	s->out_len++;
+	out_iov(s, p, n);
+	s->out_total += (uint32_t)n;
 }
 
 /* Queue command bytes: copied to wbuf, merged with the previous iovec when adjacent,
@@ -132,10 +140,11 @@ static void out_cmd(struct sess *s, const char *p, size_t n)
 	struct iovec *t = out_tail(s);
 	memcpy(dst, p, n);
 	s->wlen += n;
+	s->out_total += (uint32_t)n;
 	if (t && (char *)t->iov_base + t->iov_len == dst)
 		t->iov_len += n;
 	else
-		out_ref(s, dst, n);
+		out_iov(s, dst, n);
 	if (!s->cfg_debug_mute)
 		slog(s, 10, ">> %.*s", (int)(n >= 2 ? n - 2 : n), p);
 }
@@ -157,7 +166,9 @@ static void expect(struct sess *s, enum sess_expect_kind kind, unsigned txn, uin
 	unsigned i = (s->fifo_head + s->fifo_len) % SESS_FIFO_MAX;
 	s->fifo[i].kind = (uint8_t)kind;
 	s->fifo[i].txn = (uint8_t)txn;
+	s->fifo[i].behind_final = 0;
 	s->fifo[i].arg = arg;
+	s->fifo[i].end = s->out_total;
 	s->fifo_len++;
 }
 
@@ -247,8 +258,16 @@ static void conn_end(struct sess *s, int err, enum release_policy pol)
 		return;
 	slog(s, 7, "connection failed in %s: %s", sess_state_name(s->state),
 	     smtpbulk_strerror(err));
-	while (s->txn_len)
-		release_msg(s, txn_bury(s, txn_pop(s)), pol, err);
+	while (s->txn_len) {
+		struct sess_txn *t = txn_pop(s);
+		/* Pipelined behind transactions the server answered, one it never answered
+		 * was not tried: it goes again free of charge. (Where the server answered
+		 * nothing, each connection's trouble is charged, so a server that never
+		 * answers still ends every message.) */
+		enum release_policy p =
+			pol == REL_CHARGE && !t->answered && s->txn_answered ? REL_FREE : pol;
+		release_msg(s, txn_bury(s, t), p, err);
+	}
 	s->error = err;
 	s->fifo_len = 0;
 	out_clear(s);
@@ -346,6 +365,8 @@ static void write_txn(struct sess *s, struct sess_txn *t)
 			if (emit(s, t, buf, n, EXP_MAIL, 0) <= 0)
 				return;
 			t->mail_written = 1;
+			t->behind_final = t != txn_at(s, 0); /* an older one awaits its final */
+			s->mails++;
 			s->clean = 0;
 			continue;
 		}
@@ -380,13 +401,29 @@ static void write_txn(struct sess *s, struct sess_txn *t)
 	}
 }
 
+int sess_spent(const struct sess *s)
+{
+	unsigned cap = hl_conn_cap(s->cfg->learned);
+	return s->spent || (cap && s->mails >= cap);
+}
+
+/* May nothing be written behind an end of data the server has not answered? */
+static int dot_pipe_refused(const struct sess *s)
+{
+	return s->no_dot_pipe || hl_no_dot_pipe(s->cfg->learned);
+}
+
 /* May a new transaction start now? */
 int sess_has_room(const struct sess *s)
 {
 	if (s->state != SESS_IDLE && s->state != SESS_TXN)
 		return 0;
+	if (sess_spent(s))
+		return 0;
 	if (s->txn_len == 0)
 		return s->mode != 0 || s->fifo_len == 0;
+	if (dot_pipe_refused(s))
+		return 0; /* the next MAIL waits for the final reply */
 	const struct sess_txn *last = &s->txns[(s->txn_head + s->txn_len - 1) % SESS_TXN_MAX];
 	if (s->mode < 2 || !last->data_written || last->failed)
 		return 0;
@@ -414,6 +451,8 @@ static void start_txn(struct sess *s, struct sb_msg *m)
 	if (!s->clean || (s->chunking && s->txn_len > 0)) {
 		out_cmd(s, SMTP_CMD_RSET, 6);
 		expect(s, EXP_RSET, 0, 0);
+		s->fifo[(s->fifo_head + s->fifo_len - 1) % SESS_FIFO_MAX].behind_final =
+			s->txn_len > 0;
 		s->clean = 1;
 	}
 	struct sess_txn *t = txn_at(s, s->txn_len);
@@ -462,7 +501,9 @@ static void txn_complete(struct sess *s)
 		s->clean = 1; /* the last one out ended with its final reply */
 	if (t->final && !t->failed)
 		st = t->rcpt_ok == m->n_rcpts ? SMTPBULK_DELIVERED : SMTPBULK_PARTIAL;
-	if (t->failed && st == SMTPBULK_FAILED && err == SMTPBULK_ESERVER && s->ops->defer &&
+	if (t->again)
+		release_msg(s, m, REL_CLOSE, err); /* no verdict: free, as after a 421 */
+	else if (t->failed && st == SMTPBULK_FAILED && err == SMTPBULK_ESERVER && s->ops->defer &&
 	    m->attempts - m->free_tries < s->cfg->max_attempts)
 		s->ops->defer(s->ctx, s, m); /* a 4xx: tried again after a pause */
 	else
@@ -475,6 +516,21 @@ static void txn_complete(struct sess *s)
 	}
 }
 
+/* The server answered 503 to a command written behind an end of data it had not
+ * answered yet, and the transaction before was accepted: it refuses that pipelining
+ * (Haraka, Postfix's smtpd_forbid_unauth_pipelining). This connection and, through
+ * cfg->learned, every later one of the host wait for each final reply. */
+static void learn_no_dot_pipe(struct sess *s, const struct smtp_reply *r)
+{
+	int news = hl_learn_no_dot_pipe(s->cfg->learned);
+	if (!s->no_dot_pipe)
+		slog(s, 5, "the server refuses commands pipelined behind the end of the data (%d): "
+			   "%s wait for each message's final reply",
+		     r->code, news || !s->cfg->learned ? "this host's connections now"
+						       : "this connection too will");
+	s->no_dot_pipe = 1;
+}
+
 static void on_txn_reply(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
 {
 	struct sess_txn *t = &s->txns[e->txn];
@@ -482,12 +538,37 @@ static void on_txn_reply(struct sess *s, const struct sess_expect *e, const stru
 	int cls = r->code / 100;
 
 	t->outstanding--;
+	t->answered = 1;
+	s->txn_answered = 1;
 	switch (e->kind) {
 	case EXP_MAIL:
 		t->mail = cls == 2 ? 1 : -1;
-		if (cls != 2) {
-			sb_msg_record(m, SB_SLOT_FINAL, r);
-			txn_fail(t, status_of(r->code));
+		if (cls == 2) {
+			s->mails_ok++;
+			break;
+		}
+		sb_msg_record(m, SB_SLOT_FINAL, r);
+		txn_fail(t, status_of(r->code));
+		if (r->code == 503 && t->behind_final) {
+			/* "Bad sequence" to a MAIL written behind an unanswered end of data:
+			 * the server refuses such pipelining (or, after a refused final, still
+			 * held that transaction). Not a verdict on this message. */
+			t->again = 1;
+			s->clean = 0;
+			if (!s->final_refused)
+				learn_no_dot_pipe(s, r);
+		} else if (cls == 4 && s->mails_ok > 0 && smtp_reply_says_too_many(r)) {
+			/* The connection has carried what the server takes on one: connect
+			 * again, and the host's later connections stop short of it. */
+			t->again = 1;
+			if (!s->spent)
+				slog(s, 5, "the server takes no more messages on this connection "
+					   "(%d after %u): QUIT and connect again%s",
+				     r->code, s->mails_ok,
+				     hl_learn_conn_cap(s->cfg->learned, s->mails_ok)
+					     ? "; the host's connections carry at most that many"
+					     : "");
+			s->spent = 1;
 		}
 		break;
 	case EXP_RCPT:
@@ -532,6 +613,7 @@ static void on_txn_reply(struct sess *s, const struct sess_expect *e, const stru
 		break;
 	case EXP_DOT:
 	case EXP_BDAT:
+		s->final_refused = cls != 2;
 		if (!t->failed && !t->dot_only) {
 			sb_msg_record(m, SB_SLOT_FINAL, r);
 			if (cls == 2)
@@ -758,6 +840,15 @@ static void on_helo(struct sess *s, const struct sess_expect *e, const struct sm
 
 static void on_rset(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
 {
+	if (r->code == 503 && e->behind_final) {
+		/* Refused for where it was written, not for what it is: the MAIL behind
+		 * it will be refused too and go again, after another RSET. */
+		if (!s->final_refused)
+			learn_no_dot_pipe(s, r);
+		s->clean = 0;
+		sess_pump(s);
+		return;
+	}
 	if (r->code / 100 != 2) {
 		conn_fail(s, SMTPBULK_ESERVER);
 		return;
@@ -817,6 +908,36 @@ static const reply_handler on_expect[] = {
 	[EXP_BDAT] = on_txn,          [EXP_STARTTLS] = on_starttls, [EXP_AUTH] = on_auth,
 };
 
+static const char *expect_name(unsigned kind)
+{
+	static const char *const names[] = {
+		[EXP_GREETING] = "the greeting", [EXP_EHLO] = "EHLO", [EXP_HELO] = "HELO",
+		[EXP_MAIL] = "MAIL",  [EXP_RCPT] = "RCPT",   [EXP_DATA] = "DATA",
+		[EXP_DOT] = "the end of data", [EXP_RSET] = "RSET", [EXP_QUIT] = "QUIT",
+		[EXP_BDAT] = "BDAT",  [EXP_STARTTLS] = "STARTTLS", [EXP_AUTH] = "AUTH",
+	};
+	return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
+}
+
+/* Codes that only one command can draw (RFC 5321 §4.3.2, RFC 4954, RFC 3207): another
+ * command answered with one means replies and commands are out of step. */
+static int reply_fits(unsigned kind, int code)
+{
+	switch (code) {
+	case 354:
+		return kind == EXP_DATA;
+	case 334:
+	case 235:
+		return kind == EXP_AUTH;
+	case 220:
+		return kind == EXP_GREETING || kind == EXP_STARTTLS;
+	case 221:
+		return kind == EXP_QUIT;
+	default:
+		return 1;
+	}
+}
+
 static void on_reply(struct sess *s, const struct smtp_reply *r)
 {
 	if (s->cfg->debug >= 10)
@@ -829,6 +950,20 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 		return;
 	}
 	struct sess_expect e = s->fifo[s->fifo_head];
+	if ((int32_t)(e.end - s->out_handed) > 0) {
+		/* The command it would answer has not left us: the server answered
+		 * before it read. Matching it would report what never happened. */
+		slog(s, 7, "reply %d came before its command (%s) was sent", r->code,
+		     expect_name(e.kind));
+		conn_fail(s, SMTPBULK_EPROTO);
+		return;
+	}
+	if (!reply_fits(e.kind, r->code)) {
+		slog(s, 7, "reply %d cannot answer %s: out of step with the server", r->code,
+		     expect_name(e.kind));
+		conn_fail(s, SMTPBULK_EPROTO);
+		return;
+	}
 	s->fifo_head = (s->fifo_head + 1) % SESS_FIFO_MAX;
 	s->fifo_len--;
 
@@ -851,6 +986,12 @@ void sess_connecting(struct sess *s)
 	s->error = 0;
 	s->mode = 0;
 	s->chunking = 0;
+	s->no_dot_pipe = 0;
+	s->spent = 0;
+	s->final_refused = 0;
+	s->mails = s->mails_ok = 0;
+	s->txn_answered = 0;
+	s->out_total = s->out_handed = s->out_taken = 0;
 	memset(&s->caps, 0, sizeof(s->caps));
 	set_state(s, SESS_CONNECTING);
 }
@@ -963,8 +1104,20 @@ int sess_output(const struct sess *s, struct iovec *iov, int max)
 	return n;
 }
 
+void sess_handed(struct sess *s, const struct iovec *iov, int n)
+{
+	uint32_t upto = s->out_taken;
+	for (int i = 0; i < n; i++)
+		upto += (uint32_t)iov[i].iov_len;
+	if ((int32_t)(upto - s->out_handed) > 0)
+		s->out_handed = upto;
+}
+
 void sess_sent(struct sess *s, size_t n)
 {
+	s->out_taken += (uint32_t)n;
+	if ((int32_t)(s->out_taken - s->out_handed) > 0)
+		s->out_handed = s->out_taken; /* a caller that never said sess_handed() */
 	while (n && s->out_len) {
 		struct iovec *v = &s->out[s->out_head];
 		size_t k = n < v->iov_len ? n : v->iov_len;

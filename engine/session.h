@@ -55,9 +55,12 @@ struct sess_cfg {
 	unsigned window;       /* mode 2 with CHUNKING: transactions in flight (1..SESS_TXN_MAX) */
 	unsigned secure;       /* enum smtpbulk_secure */
 	const struct sess_auth *auth; /* NULL: no AUTH */
+	struct host_learned *learned; /* what the host's connections learned (shared,
+	                                 atomics); NULL: each connection learns alone */
 };
 
 struct sess;
+struct host_learned; /* host_learned.h */
 
 /* What the session asks of its worker. ctx is the worker's. */
 struct sess_ops {
@@ -103,7 +106,10 @@ enum sess_expect_kind {
 struct sess_expect {
 	uint8_t kind;  /* enum sess_expect_kind */
 	uint8_t txn;   /* slot in sess.txns for MAIL/RCPT/DATA/DOT/BDAT */
+	uint8_t behind_final; /* EXP_RSET: written behind an end of data not yet answered */
 	uint32_t arg;  /* recipient index for EXP_RCPT */
+	uint32_t end;  /* sess.out_total (mod 2^32) once the command was queued: its reply
+	                  is owed only when the bytes up to here were handed out */
 };
 
 /* One mail transaction in flight on a connection. */
@@ -117,6 +123,10 @@ struct sess_txn {
 	uint8_t failed;        /* outcome decided: a refusal; remaining replies are drained */
 	uint8_t final;         /* the final reply (after the data) arrived */
 	uint8_t dot_only;      /* 354 came for a refused envelope: only "." was sent */
+	uint8_t behind_final;  /* its MAIL went out behind an end of data not yet answered */
+	uint8_t answered;      /* a reply to one of its commands came */
+	uint8_t again;         /* the server's refusal was no verdict on the message (a
+	                          sequencing 503, a spent connection): it goes again free */
 	smtpbulk_status_t status;
 	int error;
 	char *stuffed;         /* dot-stuffed copy of a body with '.'-lines (DATA only) */
@@ -145,6 +155,18 @@ struct sess {
 	uint8_t fatal;      /* the connection ends DEAD whatever retry_fail says (535) */
 	uint8_t starttls_refused; /* secure 3: the server said no; plaintext it is */
 	uint8_t cfg_debug_mute; /* out_cmd() does not trace (out_secret() does, redacted) */
+	uint8_t no_dot_pipe;  /* this connection writes nothing behind an unanswered end of
+	                         data (the server refused it; cfg->learned tells the host) */
+	uint8_t spent;        /* the server takes no more messages on this connection:
+	                         QUIT when idle, and connect again */
+	uint8_t final_refused; /* the last end of data answered was refused */
+	uint8_t txn_answered; /* a transaction command was answered on this connection */
+	unsigned mails, mails_ok; /* MAIL commands written and accepted on this connection */
+	/* Output bytes on this connection, mod 2^32: queued, handed to the transport (on
+	 * their way to the socket, or encrypted) and taken. A reply to a command whose
+	 * bytes were not handed out yet cannot be the server's: it answered before it
+	 * read (a phantom), and the connection ends. */
+	uint32_t out_total, out_handed, out_taken;
 	struct sasl_client *sasl; /* during AUTH only (it holds the secret) */
 
 	struct sess_expect fifo[SESS_FIFO_MAX];
@@ -190,6 +212,8 @@ void sess_input(struct sess *s, size_t n);
 void sess_feed(struct sess *s, const char *buf, size_t n);
 /* Fill iov[] with the bytes to send next; returns the count (0 = nothing to send). */
 int sess_output(const struct sess *s, struct iovec *iov, int max);
+/* The bytes of iov[0..n) (the last sess_output()) are handed to the socket or TLS. */
+void sess_handed(struct sess *s, const struct iovec *iov, int n);
 /* n bytes of the last sess_output() were sent. */
 void sess_sent(struct sess *s, size_t n);
 /* The connection failed (receive end, send error): err is -errno or SMTPBULK_E*. */
@@ -287,6 +311,9 @@ static inline int sess_said_quit(const struct sess *s)
 {
 	return s->state == SESS_QUIT && s->out_len == 0;
 }
+/* The server takes no more messages on this connection (it said so, or the host's
+ * learned cap is reached): the connection layer says QUIT and connects again. */
+int sess_spent(const struct sess *s);
 /* This connection became ready (past EHLO, TLS and AUTH) at least once. */
 static inline int sess_was_ready(const struct sess *s)
 {

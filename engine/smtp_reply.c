@@ -1,5 +1,6 @@
 #include "smtp_reply.h"
 
+#include <ctype.h>
 #include <string.h>
 
 static int is_digit(char c)
@@ -142,4 +143,25 @@ int smtp_reply_next_line(const struct smtp_reply *r, size_t *pos, int skip_enh,
 	*text = t;
 	*text_len = tl;
 	return 1;
+}
+
+int smtp_reply_says_too_many(const struct smtp_reply *r)
+{
+	static const char needle[] = "too many";
+	const size_t nl = sizeof(needle) - 1;
+	if (r->code / 100 != 4)
+		return 0;
+	if (r->enh && r->enh_len == 5 && memcmp(r->enh, "4.5.3", 5) == 0)
+		return 1;
+	size_t pos = 0, len;
+	const char *t;
+	while (smtp_reply_next_line(r, &pos, 1, &t, &len))
+		for (size_t i = 0; i + nl <= len; i++) {
+			size_t k = 0;
+			while (k < nl && tolower((unsigned char)t[i + k]) == needle[k])
+				k++;
+			if (k == nl)
+				return 1;
+		}
+	return 0;
 }

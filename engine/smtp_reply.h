@@ -43,6 +43,15 @@ int smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *r);
 int smtp_reply_next_line(const struct smtp_reply *r, size_t *pos, int skip_enh,
 			 const char **text, size_t *text_len);
 
+/*
+ * A 4xx that says the connection has carried all the messages the server takes on it:
+ * the enhanced code 4.5.3 (OpenSMTPD's "452 4.5.3 Too many recipients: Too many
+ * messages sent") or "too many" in the text of any line ("4.7.0 too many messages").
+ * Only a reply to MAIL, on a connection that delivered before, means that (the session
+ * decides). 1 or 0.
+ */
+int smtp_reply_says_too_many(const struct smtp_reply *r);
+
 /* Length of an enhanced status code "c.sss.ddd" at the start of s whose class is cls
  * (2, 4 or 5), followed by a space or the end; 0 if there is none. */
 size_t smtp_enhanced_code_len(const char *s, size_t len, int cls);

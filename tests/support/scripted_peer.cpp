@@ -144,8 +144,17 @@ void ScriptedPeer::serve(int fd, int index) {
   size_t bdat_left = 0;
   bool bdat_last = false, bdat_active = false;
   std::string bdat_body;
-  char tmp[65536];
+  static thread_local char tmp[65536];
   auto done = [&] { shutdown(fd, SHUT_RDWR); };
+  size_t behind_dot = 0;  // bytes that came behind the end of data, unanswered then
+  // "BYE:<reply>": say it, stop writing, drop input until the client closes.
+  auto bye = [&](const std::string& r) {
+    send_all(fd, r.substr(4));
+    shutdown(fd, SHUT_WR);
+    while (!stopping_ && recv(fd, tmp, sizeof(tmp), 0) > 0) {
+    }
+    done();
+  };
   auto reset_txn = [&] {
     has_mail = false;
     rcpts_ok = 0;
@@ -191,6 +200,7 @@ void ScriptedPeer::serve(int fd, int index) {
         if (bdat_last) reset_txn();
         if (r == "CLOSE") return done();
         if (r == "HANG") { hang = true; break; }
+        if (r.compare(0, 4, "BYE:") == 0) return bye(r);
         if (!send_all(fd, r)) return done();
         continue;
       }
@@ -208,10 +218,12 @@ void ScriptedPeer::serve(int fd, int index) {
         }
         buf.erase(0, end);
         in_data = false;
+        if (script_.refuse_pipelined_after_dot) behind_dot = buf.size();
         std::string r = finish_body(body);
         reset_txn();
         if (r == "CLOSE") return done();
         if (r == "HANG") { hang = true; break; }
+        if (r.compare(0, 4, "BYE:") == 0) return bye(r);
         if (!send_all(fd, r)) return done();
         continue;
       }
@@ -224,9 +236,16 @@ void ScriptedPeer::serve(int fd, int index) {
         commands_.push_back(line);
       }
       std::string verb = upper_verb(line);
-      std::string r = script_.on_cmd ? script_.on_cmd(index, line) : "";
+      std::string r;
+      if (behind_dot) {
+        behind_dot -= std::min(behind_dot, p + 2);
+        r = "503 5.5.0 Bad sequence of commands - pipelined after end of DATA\r\n";
+      } else if (script_.on_cmd) {
+        r = script_.on_cmd(index, line);
+      }
       if (r == "CLOSE") return done();
       if (r == "HANG") { hang = true; break; }
+      if (r.compare(0, 4, "BYE:") == 0) return bye(r);
       if (r.empty()) {
         if (verb == "EHLO") {
           r = script_.ehlo;

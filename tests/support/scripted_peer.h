@@ -14,7 +14,10 @@
 namespace sbtest {
 
 // What to answer. Returning "" means "the default reply". The special reply "CLOSE"
-// closes the connection without answering; "HANG" stops answering (until stop).
+// closes the connection without answering; "HANG" stops answering (until stop);
+// "BYE:" followed by a reply sends that reply, then closes the way a careful server
+// does: it stops writing, reads and drops what the client still sends until the client
+// closes (so no reset can throw away replies the client has not read yet).
 struct PeerScript {
   std::string greeting = "220 peer.test ESMTP scripted\r\n";
   std::string ehlo =
@@ -22,6 +25,9 @@ struct PeerScript {
       "250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";
   // Advertise CHUNKING and accept BDAT.
   bool chunking = false;
+  // Haraka's SMTP-smuggling hardening: every command that arrived behind the end of a
+  // message's data, before the server answered it, is refused with 503.
+  bool refuse_pipelined_after_dot = false;
   // conn: connection index (0, 1, ...); cmd: the command line without CRLF.
   // Without an answer from here, replies follow the transaction state like a real
   // server: 503 for RCPT without MAIL, 554 for DATA/BDAT without a valid recipient.

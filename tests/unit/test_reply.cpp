@@ -107,3 +107,18 @@ TEST(Reply, EndlessMultiLineIsTooLong) {
   while (s.size() <= SMTP_REPLY_MAX) s += "250-" + std::string(100, 'x') + "\r\n";
   EXPECT_EQ(parse(s, &r), SMTP_REPLY_ETOOLONG);
 }
+
+// A 4xx that says the connection has carried what the server takes on one.
+TEST(Reply, SaysTooMany) {
+  auto says = [](const std::string& s) {
+    smtp_reply r;
+    EXPECT_GT(parse(s, &r), 0) << s;
+    return smtp_reply_says_too_many(&r);
+  };
+  EXPECT_TRUE(says("452 4.5.3 Too many recipients: Too many messages sent\r\n"));  // OpenSMTPD
+  EXPECT_TRUE(says("451 4.7.0 TOO MANY messages in this session\r\n"));
+  EXPECT_TRUE(says("450-4.7.0 slow down\r\n450 4.7.0 too many messages\r\n"));  // any line
+  EXPECT_FALSE(says("451 4.3.0 try later\r\n"));
+  EXPECT_FALSE(says("552 5.5.3 Too many recipients\r\n"));  // permanent: not this
+  EXPECT_FALSE(says("452 too man\r\n"));
+}

@@ -704,3 +704,144 @@ TEST_F(SessionTlsTest, NoCommonMechanism) {
   EXPECT_EQ(smtps_until_auth("250-x\r\n250 AUTH GSSAPI\r\n"), "");
   EXPECT_EQ(s_.error, SMTPBULK_EAUTHMECH);
 }
+
+// ---- hostile and hardened servers ---------------------------------------------------
+
+namespace {
+
+// The greeting and the EHLO reply in one read, before EHLO was written: the second
+// reply cannot be the server's answer to anything.
+TEST_F(SessionTest, ReplyBeforeItsCommandWasSentEndsTheConnection) {
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  feed("220 hi\r\n250-x\r\n250 PIPELINING\r\n");
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(s_.error, SMTPBULK_EPROTO);
+}
+
+// A flood of 250s that answers transactions still waiting in the output: nothing is
+// reported delivered, every message goes again.
+TEST_F(SessionTest, PhantomDeliveriesAreRefused) {
+  cfg_.pipeline = 2;
+  for (int i = 0; i < 3; i++) f_.queue.push_back(msg({"a@x"}, "x\r\n"));
+  connect_ready(kChunkEhlo);
+  ASSERT_TRUE(sess_has_output(&s_));  // queued, not handed to the socket
+  feed("250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n"
+       "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n");
+  EXPECT_TRUE(f_.done.empty());
+  EXPECT_EQ(f_.requeued.size(), 3u);
+  EXPECT_EQ(s_.error, SMTPBULK_EPROTO);
+}
+
+// What was handed to the socket may be answered before its completion is seen.
+TEST_F(SessionTest, HandedBytesMayBeAnsweredBeforeTheirCompletion) {
+  f_.queue.push_back(msg({"a@x"}, "x\r\n"));
+  connect_ready();
+  iovec iov[4];
+  int n = sess_output(&s_, iov, 4);
+  sess_handed(&s_, iov, n);
+  feed("250 ok\r\n");  // the MAIL's reply, before sess_sent()
+  EXPECT_EQ(s_.state, SESS_TXN);
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += iov[i].iov_len;
+  sess_sent(&s_, total);
+  EXPECT_EQ(take_output(), "RCPT TO:<a@x>\r\n");
+}
+
+TEST_F(SessionTest, ACodeOnlyAnotherCommandDrawsIsOutOfStep) {
+  f_.queue.push_back(msg({"a@x"}, "x\r\n"));
+  connect_ready();
+  take_output();
+  feed("354 go ahead\r\n");  // to MAIL
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(s_.error, SMTPBULK_EPROTO);
+  EXPECT_TRUE(f_.done.empty());
+}
+
+// Haraka: "503 ... pipelined after end of DATA" to every command written behind the
+// final dot. The message goes again free; the connection stops pipelining past the dot.
+TEST_F(SessionTest, Refused503BehindTheDotIsNoVerdict) {
+  cfg_.pipeline = 2;
+  sb_msg* two = msg({"b@x"}, "two\r\n");
+  f_.queue.push_back(msg({"a@x"}, "one\r\n"));
+  f_.queue.push_back(two);
+  f_.queue.push_back(msg({"c@x"}, "three\r\n"));
+  connect_ready(kPipeEhlo);
+  EXPECT_EQ(take_output(), "MAIL FROM:<a@b.test>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+  feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(take_output(), "one\r\n.\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<b@x>\r\nDATA\r\n");
+  const char k503[] = "503 5.5.0 Bad sequence of commands - pipelined after end of DATA\r\n";
+  feed(std::string("250 2.0.0 one queued\r\n") + k503 + k503 + k503);
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_DELIVERED);
+  ASSERT_EQ(f_.requeued.size(), 1u);  // not REJECTED: again, free of charge
+  EXPECT_EQ(f_.requeued[0], two);
+  EXPECT_EQ(two->free_tries, 1u);
+  EXPECT_EQ(s_.no_dot_pipe, 1);
+  EXPECT_EQ(take_output(), "RSET\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@x>\r\nDATA\r\n");
+  f_.queue.push_back(msg({"d@x"}, "four\r\n"));
+  feed("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(take_output(), "three\r\n.\r\n");  // nothing behind the dot now
+  feed("250 ok\r\n");
+  EXPECT_EQ(take_output(), "MAIL FROM:<a@b.test>\r\nRCPT TO:<d@x>\r\nDATA\r\n");
+}
+
+// OpenSMTPD's max-mails: "452 4.5.3 ... Too many messages sent" to a MAIL after the
+// connection delivered. The message goes again free; the connection is spent.
+TEST_F(SessionTest, TooManyMessagesSpendsTheConnection) {
+  sb_msg* two = msg({"b@x"}, "two\r\n");
+  f_.queue.push_back(msg({"a@x"}, "one\r\n"));
+  f_.queue.push_back(two);
+  connect_ready();
+  take_output();
+  feed("250 ok\r\n");
+  take_output();
+  feed("250 ok\r\n");
+  take_output();
+  feed("354 go\r\n");
+  take_output();
+  feed("250 queued\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(take_output(), "MAIL FROM:<a@b.test> SIZE=5\r\n");
+  EXPECT_FALSE(sess_spent(&s_));
+  feed("452 4.5.3 Too many recipients: Too many messages sent\r\n");
+  EXPECT_EQ(f_.done.size(), 1u);  // not FAILED, not deferred
+  ASSERT_EQ(f_.requeued.size(), 1u);
+  EXPECT_EQ(two->free_tries, 1u);
+  EXPECT_TRUE(sess_spent(&s_));
+  f_.queue.push_back(msg({"c@x"}, "three\r\n"));
+  EXPECT_EQ(take_output(), "RSET\r\n");
+  feed("250 ok\r\n");
+  EXPECT_EQ(s_.state, SESS_IDLE);
+  EXPECT_FALSE(sess_has_room(&s_));  // the connection layer QUITs it
+  EXPECT_EQ(take_output(), "");
+}
+
+// The same reply to the first MAIL of a connection is an ordinary 4xx.
+TEST_F(SessionTest, TooManyOnAFreshConnectionIsAnOrdinaryRefusal) {
+  f_.queue.push_back(msg({"a@x"}, "one\r\n"));
+  connect_ready();
+  take_output();
+  feed("452 4.5.3 Too many messages\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);  // no defer op here: FAILED at once
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_FAILED);
+  EXPECT_FALSE(sess_spent(&s_));
+}
+
+// Transactions pipelined behind one the server answered, on a connection it then
+// closed: those it never answered go again free of charge.
+TEST_F(SessionTest, NeverAnsweredTransactionsGoAgainFree) {
+  cfg_.pipeline = 2;
+  for (int i = 0; i < 4; i++) f_.queue.push_back(msg({"a@x"}, "x\r\n"));
+  connect_ready(kChunkEhlo);
+  take_output();
+  feed("250 ok\r\n250 ok\r\n250 ok\r\n250 reset\r\n250 ok\r\n");  // 1 delivered, 2 begun
+  sess_io_error(&s_, SMTPBULK_ECLOSED);
+  ASSERT_EQ(f_.done.size(), 1u);
+  ASSERT_EQ(f_.requeued.size(), 3u);
+  EXPECT_EQ(f_.requeued[0]->free_tries, 0u);  // answered (its MAIL): charged
+  EXPECT_EQ(f_.requeued[1]->free_tries, 1u);
+  EXPECT_EQ(f_.requeued[2]->free_tries, 1u);
+}
+
+}  // namespace

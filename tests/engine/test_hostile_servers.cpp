@@ -1,0 +1,140 @@
+// Servers nobody here wrote, and servers that lie: the whole engine against scripted
+// peers that behave like Haraka's and OpenSMTPD's defaults, and like hostile servers
+// that answer what they never read. Every message ends with exactly one result, and
+// none is reported delivered that the server did not accept. Runs on every backend.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "engine_helpers.h"
+#include "scripted_peer.h"
+
+using namespace sbtest;
+
+namespace {
+
+bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+
+size_t count_prefix(const std::vector<std::string>& v, const char* p) {
+  return std::count_if(v.begin(), v.end(), [&](const std::string& s) { return starts_with(s, p); });
+}
+
+// Submits n one-recipient messages and waits for all their results.
+void send_all(TestEngine& e, size_t n) {
+  for (size_t i = 0; i < n; i++) e.send({"r" + std::to_string(i) + "@x.test"}, "hi\r\n");
+  ASSERT_TRUE(e.results.wait(n, 60000)) << e.results.total() << " of " << n << " results";
+  EXPECT_EQ(smtpbulk_drain(e.sb, 10000), 0);
+  EXPECT_EQ(e.results.total(), n);
+  EXPECT_EQ(e.results.duplicates(), 0u);
+}
+
+// Haraka 3.3: a command pipelined behind the final dot gets "503 ... pipelined after
+// end of DATA". The default mode 2 must still deliver everything, and stop doing it.
+TEST(Hostile, HarakaRefusesPipeliningPastTheDot) {
+  PeerScript s;
+  s.refuse_pipelined_after_dot = true;
+  ScriptedPeer peer(s);
+  LogCapture log;
+  TestEngine e(peer.port(), 2);
+  e.opts.debug = 5;
+  e.opts.on_log = LogCapture::cb;
+  e.opts.log_arg = &log;
+  ASSERT_EQ(e.opts.pipeline, 2u);  // the default
+  ASSERT_EQ(e.start(), 0);
+  send_all(e, 200);
+  auto st = e.results.by_status();
+  EXPECT_EQ(st[SMTPBULK_DELIVERED], 200u);
+  EXPECT_EQ(peer.bodies().size(), 200u);
+  EXPECT_NE(log.get().find("refuses commands pipelined behind the end of the data"),
+            std::string::npos);
+}
+
+// OpenSMTPD's "smtp limit max-mails": the 11th MAIL of a session is refused with
+// 452 4.5.3 and so is every later one. The spent connection QUITs and a new one takes
+// the message; later connections stop at the learned cap instead of running into it.
+TEST(Hostile, OpenSmtpdMaxMailsReconnects) {
+  const int kCap = 10;
+  std::mutex mu;
+  std::map<int, int> mails;
+  std::atomic<int> refused{0};
+  PeerScript s;
+  s.on_cmd = [&](int conn, const std::string& c) -> std::string {
+    if (!starts_with(c, "MAIL")) return "";
+    std::lock_guard<std::mutex> g(mu);
+    if (++mails[conn] <= kCap) return "";
+    refused++;
+    return "452 4.5.3 Too many recipients: Too many messages sent\r\n";
+  };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 4);
+  e.opts.defer_ms = 60000;  // an ordinary deferral would outlast the test
+  ASSERT_EQ(e.start(), 0);
+  send_all(e, 200);
+  auto st = e.results.by_status();
+  EXPECT_EQ(st[SMTPBULK_DELIVERED], 200u);
+  EXPECT_GE(peer.connections(), 200 / kCap);
+  // Only connections open before the cap was learned run into it, each with what it
+  // had in flight (mode 2 without CHUNKING: two transactions).
+  EXPECT_LE(refused.load(), 4 * 2);
+  EXPECT_GE(count_prefix(peer.commands(), "QUIT"), static_cast<size_t>(200 / kCap - 1));
+}
+
+// A server that sends its greeting, its EHLO reply and a flood of 250s at once,
+// before it reads anything: no reply can answer a command not yet sent.
+TEST(Hostile, FloodBeforeReadingIsNoDelivery) {
+  std::string flood;
+  for (int i = 0; i < 64; i++) flood += "250 2.0.0 Ok\r\n";
+  for (int where = 0; where < 2; where++) {
+    SCOPED_TRACE(where == 0 ? "flood with the greeting" : "flood behind the EHLO reply");
+    PeerScript s;
+    s.chunking = true;
+    std::string ehlo = "250-peer.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+    if (where == 0) {
+      s.greeting = "220 peer.test ESMTP\r\n" + ehlo + flood;
+      s.on_cmd = [](int, const std::string&) -> std::string { return "HANG"; };
+    } else {
+      s.on_cmd = [&](int, const std::string& c) -> std::string {
+        return starts_with(c, "EHLO") ? ehlo + flood : "HANG";
+      };
+    }
+    ScriptedPeer peer(s);
+    TestEngine e(peer.port(), 2);
+    e.opts.timeout_ms = 2000;
+    ASSERT_EQ(e.start(), 0);
+    send_all(e, 20);
+    auto st = e.results.by_status();
+    EXPECT_EQ(st[SMTPBULK_DELIVERED], 0u);
+    EXPECT_EQ(st[SMTPBULK_PARTIAL], 0u);
+    EXPECT_EQ(count_prefix(peer.commands(), "BDAT"), 0u) << "a body went out";
+  }
+}
+
+// A server that accepts three messages per connection and then closes (cleanly: it
+// answers, stops writing and reads until the client goes): what was pipelined behind
+// the third and never answered goes again free of charge, so nothing ends FAILED.
+TEST(Hostile, NeverAnsweredTransactionsAreNotCharged) {
+  std::mutex mu;
+  std::map<int, int> finals;
+  PeerScript s;
+  s.chunking = true;
+  s.on_data = [&](int conn, const std::string&) -> std::string {
+    std::lock_guard<std::mutex> g(mu);
+    return ++finals[conn] == 3 ? "BYE:250 2.0.0 Ok: queued, and goodbye\r\n" : "";
+  };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 2);
+  e.opts.window = 8;
+  e.opts.max_attempts = 2;
+  ASSERT_EQ(e.start(), 0);
+  send_all(e, 120);
+  auto st = e.results.by_status();
+  EXPECT_EQ(st[SMTPBULK_DELIVERED], 120u);
+  EXPECT_EQ(st[SMTPBULK_FAILED], 0u);
+  EXPECT_EQ(peer.bodies().size(), 120u);  // and none twice
+}
+
+}  // namespace
