@@ -717,11 +717,13 @@ void conn_complete(struct sb_conn *c, const struct sb_cqe *e)
 		conn_sync(c); /* stale: only the bookkeeping above */
 		return;
 	}
-	if (e->res > 0 || (kind == SB_TK_CONNECT && e->res == 0)) {
-		wd_quiet(c->wd); /* the server moved: the watchdog's clock starts again */
-		if (kind == SB_TK_RECV)
-			env->progress = 1;
-	}
+	/* The watchdog's clock starts again when the server moved: the connect is up, the
+	 * socket took bytes (a slow reader is timed by its progress), or a complete reply
+	 * came. Bytes alone do not count: a server that dribbles a reply, or a reply
+	 * without end, meets its deadline instead of resetting it. */
+	uint32_t replies = sess_replies(s);
+	if ((kind == SB_TK_CONNECT && e->res == 0) || (kind == SB_TK_SEND && e->res > 0))
+		wd_quiet(c->wd);
 	switch (kind) {
 	case SB_TK_CONNECT:
 		sess_connected(s, e->res < 0 ? e->res : 0);
@@ -736,6 +738,10 @@ void conn_complete(struct sb_conn *c, const struct sb_cqe *e)
 		on_recv(c, e);
 		if (e->buf) /* the session copied what it keeps */
 			env->be->buf_return(env->io, e->bid);
+		if (sess_replies(s) != replies) {
+			wd_quiet(c->wd);
+			env->progress = 1; /* the global timeout counts replies too */
+		}
 		break;
 	}
 	conn_sync(c);

@@ -940,6 +940,7 @@ static int reply_fits(unsigned kind, int code)
 
 static void on_reply(struct sess *s, const struct smtp_reply *r)
 {
+	s->replies++;
 	if (s->cfg->debug >= 10)
 		slog(s, 10, "<< %.*s", (int)(r->raw_len > 2 ? r->raw_len - 2 : r->raw_len),
 		     r->raw);

@@ -167,6 +167,8 @@ struct sess {
 	 * bytes were not handed out yet cannot be the server's: it answered before it
 	 * read (a phantom), and the connection ends. */
 	uint32_t out_total, out_handed, out_taken;
+	uint32_t replies;     /* complete replies taken, ever (it wraps): the timeouts
+	                         restart on these, not on bytes a slow server dribbles */
 	struct sasl_client *sasl; /* during AUTH only (it holds the secret) */
 
 	struct sess_expect fifo[SESS_FIFO_MAX];
@@ -318,6 +320,11 @@ int sess_spent(const struct sess *s);
 static inline int sess_was_ready(const struct sess *s)
 {
 	return s->was_ready;
+}
+/* Complete replies taken so far (mod 2^32): what counts as the server's progress. */
+static inline uint32_t sess_replies(const struct sess *s)
+{
+	return s->replies;
 }
 /* Messages in flight, oldest first (for the hang callback). */
 static inline unsigned sess_inflight(const struct sess *s)

@@ -305,11 +305,14 @@ typedef struct smtpbulk_options {
 	unsigned timeout_ms;      /* the seed's Timeout: a connection that waits longer than
 	                             this for the server (connect, greeting, any reply) has
 	                             hung: its messages are retried elsewhere and it
-	                             reconnects after sleep_hang_ms; 0 = 60000 */
-	unsigned global_timeout_ms; /* GlobalTimeout: no reply on any connection for this
-	                             long while messages are in progress: every connection
-	                             reconnects; 0 = 120000, or the longest per-connection
-	                             timeout when that is longer */
+	                             reconnects after sleep_hang_ms; 0 = 60000. A deadline
+	                             for the complete reply: bytes that trickle in do not
+	                             restart it (while data is sent, the socket's progress
+	                             does) */
+	unsigned global_timeout_ms; /* GlobalTimeout: no complete reply on any connection for
+	                             this long while messages are in progress: every
+	                             connection reconnects; 0 = 120000, or the longest
+	                             per-connection timeout when that is longer */
 	unsigned watchdog_tick_ms;
 	unsigned retry_hang;      /* Retry.Hang: times a message is tried again after hangs
 	                             before it ends TIMED_OUT; 0 = 1; SMTPBULK_UNLIMITED */

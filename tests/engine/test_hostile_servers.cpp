@@ -138,3 +138,58 @@ TEST(Hostile, NeverAnsweredTransactionsAreNotCharged) {
 }
 
 }  // namespace
+
+namespace {
+
+// Slowloris: bytes that trickle in are no answer. Each phase's timeout is a deadline
+// for the complete reply, so a dribbled greeting (30 bytes at 25 B/s) or a multi-line
+// reply that goes on and on ends its connection within the timeout, as a hang.
+TEST(Hostile, DribbledRepliesMeetTheirDeadline) {
+  std::string endless;  // 14 KB of complete "250-" lines, a byte a millisecond
+  for (int i = 0; i < 2000; i++) endless += "250-x\r\n";
+  for (int which = 0; which < 2; which++) {
+    SCOPED_TRACE(which == 0 ? "greeting dribbled" : "EHLO reply without end");
+    PeerScript s;
+    if (which == 0) {
+      s.greeting = "SLOW:220 peer.test ESMTP slowly\r\n";
+      s.dribble_ms = 40;
+    } else {
+      s.dribble_ms = 1;
+      s.on_cmd = [&](int, const std::string& c) -> std::string {
+        return starts_with(c, "EHLO") ? "SLOW:" + endless + "250 PIPELINING\r\n" : "";
+      };
+    }
+    ScriptedPeer peer(s);
+    TestEngine e(peer.port(), 1);
+    e.opts.timeout_ms = 300;
+    e.opts.retry_fail = 2;
+    e.opts.sleep_hang_ms = 10;
+    ASSERT_EQ(e.start(), 0);
+    Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+    EXPECT_NE(r.status, SMTPBULK_DELIVERED);
+    smtpbulk_counters_t k;
+    smtpbulk_get_counters(e.sb, &k);
+    EXPECT_GE(k.hangs, 2u);  // each of the two connections, at its deadline
+  }
+}
+
+// The global timeout counts complete replies, not bytes: a server that only dribbles
+// is silent.
+TEST(Hostile, DribblingIsSilenceToTheGlobalTimeout) {
+  PeerScript s;
+  s.greeting = "SLOW:220 peer.test ESMTP slowly, very slowly\r\n";  // 2.3 s
+  s.dribble_ms = 50;
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 1);
+  e.opts.timeout_ms = 60000;
+  e.opts.global_timeout_ms = 400;
+  ASSERT_EQ(e.start(), 0);
+  e.send({"r@x.test"}, "hi\r\n");
+  EXPECT_TRUE(wait_until([&] {
+    smtpbulk_counters_t k;
+    smtpbulk_get_counters(e.sb, &k);
+    return k.global_hangs >= 1;
+  }));
+}
+
+}  // namespace

@@ -119,6 +119,16 @@ void ScriptedPeer::accept_loop() {
   }
 }
 
+// One byte every ms milliseconds, until done or the client goes (or the peer stops).
+static bool send_slowly(int fd, const std::string& s, unsigned ms,
+                        const std::atomic<bool>& stopping) {
+  for (char c : s) {
+    if (stopping || send(fd, &c, 1, MSG_NOSIGNAL) != 1) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  }
+  return true;
+}
+
 static bool send_all(int fd, const std::string& s) {
   size_t off = 0;
   while (off < s.size()) {
@@ -136,6 +146,11 @@ static std::string upper_verb(const std::string& line) {
 }
 
 void ScriptedPeer::serve(int fd, int index) {
+  auto send_all = [&](int to, const std::string& r) {
+    return r.compare(0, 5, "SLOW:") == 0
+               ? send_slowly(to, r.substr(5), script_.dribble_ms, stopping_)
+               : sbtest::send_all(to, r);
+  };
   std::string buf;
   bool in_data = false;
   bool hang = false;

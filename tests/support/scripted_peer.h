@@ -28,6 +28,9 @@ struct PeerScript {
   // Haraka's SMTP-smuggling hardening: every command that arrived behind the end of a
   // message's data, before the server answered it, is refused with 503.
   bool refuse_pipelined_after_dot = false;
+  // Slowloris: a reply (or greeting) that starts with "SLOW:" goes out without that
+  // prefix, one byte every dribble_ms.
+  unsigned dribble_ms = 20;
   // conn: connection index (0, 1, ...); cmd: the command line without CRLF.
   // Without an answer from here, replies follow the transaction state like a real
   // server: 503 for RCPT without MAIL, 554 for DATA/BDAT without a valid recipient.
