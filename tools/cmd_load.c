@@ -32,7 +32,8 @@ static void usage(FILE *f)
 		"process on a free 127.0.0.1 port and targeted. PORT defaults to 25; IPv6 as\n"
 		"[ADDR]:PORT.\n"
 		"\n"
-		"  -s, --sessions N        concurrent connections (default 8)\n"
+		"  -s, --sessions N        concurrent connections (default 8, at most 65535 and\n"
+		"                          what the open-file limit allows)\n"
 		"  -m, --messages N        messages to send (default 10000)\n"
 		"  -r, --recipients N      recipients per message (default 1)\n"
 		"  -l, --size BYTES        body size (default 1000)\n"
@@ -293,11 +294,9 @@ struct load_args {
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("smtpbulk load: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	tool_vline(stderr, "smtpbulk load: ", fmt, ap); /* one line, whatever argv held */
 	va_end(ap);
-	fputc('\n', stderr);
 	return LOAD_USAGE;
 }
 
@@ -323,7 +322,8 @@ static void set_defaults(struct load_args *a)
 static int set_run_option(struct load_args *a, int c, const char *v, const char **bad)
 {
 	switch (c) {
-	case 's': if (tool_u64(v, 1, 1000000, &a->sessions)) *bad = "--sessions"; break;
+	/* One host, one source address: each connection needs a local port of its own. */
+	case 's': if (tool_u64(v, 1, 65535, &a->sessions)) *bad = "--sessions (1-65535)"; break;
 	case 'm': if (tool_u64(v, 1, UINT64_MAX / 2, &a->messages)) *bad = "--messages"; break;
 	case 'r': if (tool_u64(v, 1, 10000, &a->rcpts)) *bad = "--recipients"; break;
 	case 'l': if (tool_u64(v, 0, 1ull << 30, &a->size)) *bad = "--size"; break;
@@ -418,6 +418,9 @@ static int parse_args(int argc, char **argv, struct load_args *a)
 	if (argc - optind > 1)
 		return usage_error("at most one HOST[:PORT] (try --help)");
 	a->host = optind < argc ? argv[optind] : NULL;
+	if (a->host && tool_target_ok(a->host) != 0)
+		return usage_error("invalid target '%s': HOST[:PORT], where HOST is a name, an "
+				   "IPv4 address or [IPv6] and PORT 1-65535", a->host);
 	if (a->debug_path && a->debug == 0)
 		return usage_error("--debug-path needs --debug N (a level above 0)");
 	return 0;
@@ -540,14 +543,18 @@ static int check_args(struct load_args *a)
 	return 0;
 }
 
-/* Each connection is a file, twice over with the built-in sink. Too few is a warning,
- * not an error: the run may still get far enough to be useful. */
-static void make_room_for_files(const struct load_args *a)
+/* Each connection is a file, twice over with the built-in sink. More sessions than
+ * the process may open files for is refused up front: each would fail its connect
+ * again and again, and their state alone can take gigabytes. */
+static int make_room_for_files(const struct load_args *a)
 {
 	uint64_t fds = a->sessions * (a->host ? 1 : 2) + 64, got = 0;
 	if (tool_raise_nofile(fds, &got) != 0)
-		fprintf(stderr, "smtpbulk load: warning: %" PRIu64 " sessions want %" PRIu64
-			" open files, the limit is %" PRIu64 " (ulimit -n)\n", a->sessions, fds, got);
+		return usage_error("%" PRIu64 " sessions want %" PRIu64 " open files, and the "
+				   "limit is %" PRIu64 " (ulimit -n): use fewer, at most %" PRIu64,
+				   a->sessions, fds, got,
+				   got > 64 ? (got - 64) / (a->host ? 1 : 2) : 0);
+	return 0;
 }
 
 /* Without a host: our own sink, in this process, speaking --tls and knowing the
@@ -951,10 +958,10 @@ int cmd_load(int argc, char **argv)
 	}
 	if (rc == 0)
 		rc = check_args(&a);
-	if (rc == 0) {
-		make_room_for_files(&a);
+	if (rc == 0)
+		rc = make_room_for_files(&a);
+	if (rc == 0)
 		rc = start_target(&a, &sink, target, sizeof(target));
-	}
 	if (rc == 0)
 		rc = run_load(&a, sink, target, &rep);
 	sink_server_stop(sink);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,16 @@ static void usage(FILE *f)
 		"  -h, --help             this text\n"
 		"\n"
 		"exit status: 0 success, 2 usage error, 3 could not start\n");
+}
+
+
+/* "smtpbulk sink: <why>" on one line, control characters escaped (tool_vline). */
+__attribute__((format(printf, 1, 2))) static void sink_say(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	tool_vline(stderr, "smtpbulk sink: ", fmt, ap);
+	va_end(ap);
 }
 
 int cmd_sink(int argc, char **argv)
@@ -147,7 +158,7 @@ int cmd_sink(int argc, char **argv)
 		case 15: o.cfg.faults.starttls_inject = 1; break;
 		case 'h': usage(stdout); return 0;
 		default:
-			fprintf(stderr, "smtpbulk sink: unknown option or missing value: %s (try smtpbulk sink --help)\n",
+			sink_say("unknown option or missing value: %s (try smtpbulk sink --help)",
 				argv[optind - 1]);
 			return 2;
 		}
@@ -158,7 +169,7 @@ int cmd_sink(int argc, char **argv)
 				*pct = (unsigned)v;
 		}
 		if (bad) {
-			fprintf(stderr, "smtpbulk sink: invalid value '%s' for %s%s\n", optarg,
+			sink_say("invalid value '%s' for %s%s", optarg,
 				bad[0] == '-' ? "" : "--", bad);
 			return 2;
 		}
@@ -172,28 +183,28 @@ int cmd_sink(int argc, char **argv)
 	const struct sink_faults *f = &o.cfg.faults;
 	if (f->reject_mail + f->tempfail_mail > 100 || f->reject_rcpt + f->tempfail_rcpt > 100 ||
 	    f->reject_data + f->tempfail_data > 100) {
-		fprintf(stderr, "smtpbulk sink: reject and tempfail of one command add up to over 100%%\n");
+		sink_say("reject and tempfail of one command add up to over 100%%");
 		return 2;
 	}
 	if (o.tls != SINK_TLS_NONE && (!o.cert_file || !o.key_file)) {
-		fprintf(stderr, "smtpbulk sink: --tls %s needs --cert FILE and --key FILE\n",
+		sink_say("--tls %s needs --cert FILE and --key FILE",
 			o.tls == SINK_TLS_IMPLICIT ? "smtps" : "starttls");
 		return 2;
 	}
 	if (o.tls == SINK_TLS_NONE && (o.cert_file || o.key_file)) {
-		fprintf(stderr, "smtpbulk sink: --cert and --key are for --tls smtps or starttls\n");
+		sink_say("--cert and --key are for --tls smtps or starttls");
 		return 2;
 	}
 	if (o.cfg.faults.starttls_inject && o.tls != SINK_TLS_STARTTLS) {
-		fprintf(stderr, "smtpbulk sink: --starttls-inject needs --tls starttls\n");
+		sink_say("--starttls-inject needs --tls starttls");
 		return 2;
 	}
 	if (optind != argc) {
-		fprintf(stderr, "smtpbulk sink: unexpected argument '%s' (try --help)\n", argv[optind]);
+		sink_say("unexpected argument '%s' (try --help)", argv[optind]);
 		return 2;
 	}
 	if (tool_hostport(listen_at, host, sizeof(host), &o.port, 1)) {
-		fprintf(stderr, "smtpbulk sink: --listen wants ADDR:PORT, not '%s'\n", listen_at);
+		sink_say("--listen wants ADDR:PORT, not '%s'", listen_at);
 		return 2;
 	}
 	o.host = host;
@@ -214,9 +225,9 @@ int cmd_sink(int argc, char **argv)
 	int rc = sink_server_start(&o, &srv, &why);
 	if (rc) {
 		if (rc == SMTPBULK_ETLSCONFIG)
-			fprintf(stderr, "smtpbulk sink: TLS setup failed: %s\n", why);
+			sink_say("TLS setup failed: %s", why);
 		else
-			fprintf(stderr, "smtpbulk sink: cannot listen on %s: %s (%s)\n", listen_at,
+			sink_say("cannot listen on %s: %s (%s)", listen_at,
 				why, smtpbulk_strerror(rc));
 		return 3;
 	}

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 
 #include "smtpbulk.h"
@@ -105,4 +107,71 @@ uint64_t tool_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int host_label_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-';
+}
+
+int tool_target_ok(const char *s)
+{
+	char host[256];
+	const char *end;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		size_t hl = rb ? (size_t)(rb - s - 1) : 0;
+		struct in6_addr a6;
+		if (!rb || hl == 0 || hl >= sizeof(host))
+			return -1;
+		memcpy(host, s + 1, hl);
+		host[hl] = '\0';
+		if (inet_pton(AF_INET6, host, &a6) != 1)
+			return -1;
+		end = rb + 1;
+	} else {
+		end = strchr(s, ':');
+		if (!end)
+			end = s + strlen(s);
+		size_t hl = (size_t)(end - s), label = 0;
+		if (hl == 0 || hl > 254 || (hl == 254 && s[253] != '.'))
+			return -1;
+		for (size_t i = 0; i < hl; i++) {
+			if (s[i] == '.') {
+				if (label == 0)
+					return -1; /* "a..b", ".a" */
+				label = 0;
+			} else if (!host_label_char(s[i]) || ++label > 63) {
+				return -1;
+			}
+		}
+	}
+	if (*end == '\0')
+		return 0;
+	uint64_t port;
+	return *end == ':' && tool_u64(end + 1, 1, 65535, &port) == 0 ? 0 : -1;
+}
+
+void tool_vline(FILE *f, const char *prefix, const char *fmt, va_list ap)
+{
+	char buf[2048];
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(buf))
+		n = sizeof(buf) - 1;
+	fputs(prefix, f);
+	for (int i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)buf[i];
+		if (c == '\r')
+			fputs("\\r", f);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(f, "\\x%02x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('\n', f);
 }

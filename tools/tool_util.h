@@ -3,7 +3,9 @@
 #ifndef SB_TOOL_UTIL_H
 #define SB_TOOL_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* A decimal number in [min, max]; no sign, no trailing junk. */
@@ -14,6 +16,15 @@ int tool_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms, uint64_t *o
 int tool_backend(const char *s, int *out);
 /* "host:port", "[v6]:port" (port required); port 0 allowed only when allow_zero. */
 int tool_hostport(const char *s, char *host, size_t cap, uint16_t *port, int allow_zero);
+
+/* A target as HOST[:PORT] is written: a host name (letters, digits, '-', dot-separated
+ * labels of 1..63, 253 in all, one final dot allowed), an IPv4 address, or "[v6]";
+ * then optionally ":" and a port 1..65535. 0 when well formed, else -1. */
+int tool_target_ok(const char *s);
+
+/* Write prefix, then the formatted text with every control character shown escaped
+ * ("\r", "\n", "\xNN"), so that one error is one line whatever the input held. */
+void tool_vline(FILE *f, const char *prefix, const char *fmt, va_list ap);
 
 /* Make room for at least `need` open files: raise the soft limit, and the hard one when
  * allowed. Returns 0, or -1 with the limit that could be had in *got. */

@@ -38,6 +38,15 @@ done
 check "load -f with CR" status_is 2 "$bin" load -f $'a\rb@x.test'
 check "load -f with CR: one line" one_line_err
 
+# A malformed HOST[:PORT] is a usage error (2) on one line, whatever it holds.
+long=$(printf 'a%.0s' $(seq 300))
+for bad in "a..b:25" ":" "[::1" "[::1]:" "host:0" "host:65536" ".host" "$long" $'two\nlines' "a b"; do
+  check "load target '$bad'" status_is 2 "$bin" load -m 1 "$bad"
+  check "load target '$bad': one line" one_line_err
+done
+check "load target: says what a target is" grep -q "HOST\[:PORT\]" "$tmp/err"
+check "load -s above one host's ports" status_is 2 "$bin" load -s 1000000 127.0.0.1:1
+
 # load against the built-in sink: the JSON report has the promised keys.
 check "load builtin" status_is 0 "$bin" load -m 3000 -s 4 -r 2 --backend "$backend" --json
 for k in "['messages']" "['delivered']" "['failed']" "['elapsed_s']" "['msgs_per_s']" \
