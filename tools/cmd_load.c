@@ -137,7 +137,6 @@ struct load_state {
 	_Atomic uint32_t passed[CONN_TRACK]; /* messages passed per connection (any host) */
 	_Atomic uint64_t by_status[6];
 	_Atomic uint64_t printed;
-	int quiet;
 };
 
 static void on_result(const smtpbulk_result_t *r, void *arg)
@@ -145,9 +144,9 @@ static void on_result(const smtpbulk_result_t *r, void *arg)
 	struct load_state *st = arg;
 	if ((unsigned)r->status < 6)
 		atomic_fetch_add_explicit(&st->by_status[r->status], 1, memory_order_relaxed);
-	/* Show the first few failures: enough to see what is wrong, never a flood. */
-	if (r->status != SMTPBULK_DELIVERED && !st->quiet &&
-	    atomic_fetch_add(&st->printed, 1) < 5)
+	/* Show the first few failures, -q or not (they are errors): enough to see what is
+	 * wrong, never a flood. */
+	if (r->status != SMTPBULK_DELIVERED && atomic_fetch_add(&st->printed, 1) < 5)
 		fprintf(stderr, "smtpbulk load: message %" PRIu64 " not delivered: %s%s%.0d%s%s%s\n",
 			r->id, smtpbulk_strerror(r->error), r->reply.code ? " (" : "",
 			r->reply.code, r->reply.code ? " " : "", r->reply.text,
@@ -887,7 +886,6 @@ static int run_load(struct load_args *a, struct sink_server *sink, const char *t
 	struct load_state st;
 	struct generator g;
 	memset(&st, 0, sizeof(st));
-	st.quiet = a->quiet;
 	int rc = check_tls_files(a);
 	if (rc)
 		return rc;

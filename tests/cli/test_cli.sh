@@ -195,6 +195,7 @@ check "hangs counted, all delivered" /usr/bin/python3 -c "import sys; sys.exit(0
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 check "tempfailing sink starts" start_sink --tempfail-data 50
 check "load retries 4xx" status_is 1 "$bin" load -m 400 -s 2 -q --json --defer 0.01 --max-attempts 3 --backend "$backend" "127.0.0.1:$port"
+check "-q still names undelivered messages" grep -q "not delivered" "$tmp/err"
 check "4xx retries counted and add up" /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/out')); sys.exit(0 if d['deferred'] > 100 and d['delivered'] + d['failed'] == 400 and d['delivered'] > 300 else 1)"
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 
