@@ -363,7 +363,10 @@ static void transport_failed(struct sb_conn *c, int err)
 	sb_transport_describe(&c->xp, why, sizeof(why));
 	if (why[0])
 		sb_log_conn(c->env->sb, 7, host_idx(c), conn_idx(c), "%s", why);
-	sess_io_error(&c->sess, err);
+	if (err == SMTPBULK_ECERT)
+		sess_io_fatal(&c->sess, err); /* the next handshake meets the same certificate */
+	else
+		sess_io_error(&c->sess, err);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------ */
@@ -375,10 +378,10 @@ static void conn_dead(struct sb_conn *c)
 	int err = sess_error(&c->sess);
 	if (c->pol.removed)
 		sb_log_conn(sb, 7, host_idx(c), conn_idx(c), "removed by a callback");
-	else if (err == SMTPBULK_EAUTH && atomic_load(&c->host->auth_refused))
+	else if (sess_fatal(&c->sess) || atomic_load(&c->host->fatal_err))
 		sb_log_conn(sb, 7, host_idx(c), conn_idx(c),
-			    "the server refused the credentials (535): no more connections to "
-			    "this host");
+			    "%s: no more connections to this host (it would say the same to "
+			    "every one)", smtpbulk_strerror(err));
 	else
 		sb_log_conn(sb, 7, host_idx(c), conn_idx(c),
 			    "giving up after %u failed connections: %s", sess_fails(&c->sess),
@@ -428,8 +431,8 @@ static void closed(struct sb_conn *c)
 	enum cpol_next next = cpol_after_close(&c->pol);
 	if (next == CPOL_NEXT_GIVE_UP)
 		sess_give_up(s, sess_error(s));
-	if (sess_is_dead(s) && sess_fatal(s))
-		atomic_store(&c->host->auth_refused, 1); /* 535 */
+	if (sess_is_dead(s) && sess_fatal(s) && sess_error(s))
+		atomic_store(&c->host->fatal_err, sess_error(s)); /* the others stop too */
 	if (sess_is_dead(s)) {
 		count_dead(c);
 		return;
@@ -473,9 +476,11 @@ void conn_start(struct sb_conn *c)
 	int one = 1;
 
 	c->reconnecting = 0;
-	if (atomic_load_explicit(&h->auth_refused, memory_order_relaxed)) {
-		/* Another connection heard 535: these credentials will not do. */
-		sess_give_up(&c->sess, SMTPBULK_EAUTH);
+	int fatal = atomic_load_explicit(&h->fatal_err, memory_order_relaxed);
+	if (fatal) {
+		/* Another connection met what every one would (a 535, no STARTTLS, an
+		 * untrusted certificate): none starts again. */
+		sess_give_up(&c->sess, fatal);
 		count_dead(c);
 		return;
 	}

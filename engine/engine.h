@@ -74,7 +74,8 @@ struct sb_host {
 	_Atomic unsigned alive;   /* connections that have not given up */
 	_Atomic unsigned parked;  /* of which a callback parked (conn_policy.h) */
 	_Atomic int last_error;   /* why the last connection failed */
-	_Atomic int auth_refused; /* a 535: no connection of this host starts again */
+	_Atomic int fatal_err;    /* nonzero: why no connection of this host starts again
+	                             (a reason that holds for all: sess_fatal()) */
 	struct host_learned learned; /* what its connections learned of the server */
 	/* The TLS session connections resume (any worker of the host): under tls_lock,
 	 * held only around a handshake's start and a connection's first readiness. */

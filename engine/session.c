@@ -256,6 +256,8 @@ static void conn_end(struct sess *s, int err, enum release_policy pol)
 {
 	if (s->state == SESS_CLOSED || s->state == SESS_DEAD || s->state == SESS_DOWN)
 		return;
+	if (s->quit_err)
+		err = s->quit_err; /* why we said QUIT, whatever came after it */
 	slog(s, 7, "connection failed in %s: %s", sess_state_name(s->state),
 	     smtpbulk_strerror(err));
 	while (s->txn_len) {
@@ -280,6 +282,27 @@ static void conn_end(struct sess *s, int err, enum release_policy pol)
 static void conn_fail(struct sess *s, int err)
 {
 	conn_end(s, err, err == SMTPBULK_ESHUTDOWN ? REL_CLOSE : REL_CHARGE);
+}
+
+/*
+ * The client ends a connection for a reason of its own (AUTH refused, no STARTTLS):
+ * RFC 5321 §4.1.1.10, QUIT first (over TLS the transport then writes close_notify);
+ * its reply, or the server's close, ends the connection with err as conn_fail()
+ * would. fatal: the reason holds for every connection of the host, which stop.
+ */
+static void quit_fail(struct sess *s, int err, int fatal)
+{
+	if (fatal)
+		s->fatal = 1;
+	if (s->txn_len || s->state < SESS_GREETING || s->state > SESS_IDLE ||
+	    !out_room(s, 1, 6)) {
+		conn_fail(s, err);
+		return;
+	}
+	s->quit_err = err;
+	set_state(s, SESS_QUIT);
+	out_cmd(s, SMTP_CMD_QUIT, 6);
+	expect(s, EXP_QUIT, 0, 0);
 }
 
 static smtpbulk_status_t status_of(int code)
@@ -669,7 +692,9 @@ static void auth_fail(struct sess *s, int err, const char *why)
 {
 	slog(s, 7, "AUTH failed: %s (%s)", why, smtpbulk_strerror(err));
 	auth_end(s, err);
-	conn_fail(s, err);
+	/* Only a 454 (EAUTHTEMP) may go better on another try: no mechanism in common,
+	 * plaintext refused and refused credentials hold for every connection. */
+	quit_fail(s, err, err != SMTPBULK_EAUTHTEMP && err != SMTPBULK_EAUTH ? 1 : s->fatal);
 }
 
 static void start_auth(struct sess *s)
@@ -763,8 +788,8 @@ static void after_hello(struct sess *s)
 			return;
 		}
 		if (sec != SMTPBULK_SECURE_STARTTLS) {
-			slog(s, 7, "server does not offer STARTTLS: nothing is sent");
-			conn_fail(s, SMTPBULK_ENOSTARTTLS);
+			slog(s, 7, "server does not offer STARTTLS: no mail is sent to it");
+			quit_fail(s, SMTPBULK_ENOSTARTTLS, 1);
 			return;
 		}
 		slog(s, 5, "server does not offer STARTTLS: going on in plaintext (secure 3)");
@@ -858,6 +883,10 @@ static void on_rset(struct sess *s, const struct sess_expect *e, const struct sm
 
 static void on_quit(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
 {
+	if (s->quit_err) {
+		conn_fail(s, s->quit_err);
+		return;
+	}
 	s->error = 0;
 	set_state(s, SESS_CLOSED);
 }
@@ -872,8 +901,8 @@ static void on_starttls(struct sess *s, const struct sess_expect *e, const struc
 		return;
 	}
 	if (s->cfg->secure != SMTPBULK_SECURE_STARTTLS) {
-		slog(s, 7, "server refused STARTTLS (%d): nothing is sent", r->code);
-		conn_fail(s, SMTPBULK_ENOSTARTTLS);
+		slog(s, 7, "server refused STARTTLS (%d): no mail is sent to it", r->code);
+		quit_fail(s, SMTPBULK_ENOSTARTTLS, r->code >= 500); /* 454 may pass */
 		return;
 	}
 	slog(s, 5, "server refused STARTTLS (%d): going on in plaintext (secure 3)", r->code);
@@ -992,6 +1021,7 @@ void sess_connecting(struct sess *s)
 	s->final_refused = 0;
 	s->mails = s->mails_ok = 0;
 	s->txn_answered = 0;
+	s->quit_err = 0;
 	s->out_total = s->out_handed = s->out_taken = 0;
 	memset(&s->caps, 0, sizeof(s->caps));
 	set_state(s, SESS_CONNECTING);
@@ -1139,12 +1169,22 @@ void sess_sent(struct sess *s, size_t n)
 
 void sess_io_error(struct sess *s, int err)
 {
+	if (s->state == SESS_QUIT && s->quit_err) {
+		conn_fail(s, s->quit_err);
+		return;
+	}
 	if (s->state == SESS_QUIT) { /* the server closed after our QUIT: fine */
 		s->error = 0;
 		set_state(s, SESS_CLOSED);
 		return;
 	}
 	conn_fail(s, err);
+}
+
+void sess_io_fatal(struct sess *s, int err)
+{
+	s->fatal = 1;
+	sess_io_error(s, err);
 }
 
 int sess_quit(struct sess *s)

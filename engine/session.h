@@ -152,7 +152,10 @@ struct sess {
 	int clean;          /* the server holds no transaction state: no RSET needed */
 	uint8_t tls_on;     /* this connection runs over TLS (since sess_tls_up) */
 	uint8_t authed;     /* AUTH succeeded on this connection */
-	uint8_t fatal;      /* the connection ends DEAD whatever retry_fail says (535) */
+	uint8_t fatal;      /* the connection ends DEAD whatever retry_fail says, and the
+	                       host's others stop: the reason holds for them all (535, no
+	                       common mechanism, no STARTTLS, an untrusted certificate) */
+	int quit_err;       /* we said QUIT to end the connection for this reason */
 	uint8_t starttls_refused; /* secure 3: the server said no; plaintext it is */
 	uint8_t cfg_debug_mute; /* out_cmd() does not trace (out_secret() does, redacted) */
 	uint8_t no_dot_pipe;  /* this connection writes nothing behind an unanswered end of
@@ -220,6 +223,9 @@ void sess_handed(struct sess *s, const struct iovec *iov, int n);
 void sess_sent(struct sess *s, size_t n);
 /* The connection failed (receive end, send error): err is -errno or SMTPBULK_E*. */
 void sess_io_error(struct sess *s, int err);
+/* The same, for a reason that holds for every connection of the host (a certificate
+ * that is not trusted): the connection ends DEAD and sess_fatal() says so. */
+void sess_io_fatal(struct sess *s, int err);
 /* Write what can be written, and pull messages (ops->next_msg) while the pipelining
  * window has room: the one way messages enter a session. Returns how many it took. */
 unsigned sess_pump(struct sess *s);
@@ -345,7 +351,7 @@ static inline unsigned sess_fails(const struct sess *s)
 	return s->fails;
 }
 /* The connection ended DEAD for a reason that holds for every connection of the host
- * (535: the credentials are refused). */
+ * (sess.fatal). */
 static inline int sess_fatal(const struct sess *s)
 {
 	return s->fatal;

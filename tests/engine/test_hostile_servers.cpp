@@ -193,3 +193,43 @@ TEST(Hostile, DribblingIsSilenceToTheGlobalTimeout) {
 }
 
 }  // namespace
+
+namespace {
+
+// RFC 5321 4.1.1.10: the client says QUIT before every close it chooses. A refusal
+// that holds for every connection (535, no common mechanism) stops the host at once
+// instead of each connection retrying retry_fail times.
+TEST(Hostile, AuthRefusalSaysQuitAndStopsTheHost) {
+  for (int which = 0; which < 2; which++) {
+    SCOPED_TRACE(which == 0 ? "535 to AUTH" : "no AUTH offered");
+    PeerScript s;
+    if (which == 0) {
+      s.ehlo = "250-peer.test\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n";
+      s.on_cmd = [](int, const std::string& c) -> std::string {
+        return starts_with(c, "AUTH") ? "535 5.7.8 Authentication credentials invalid\r\n"
+                                      : "";
+      };
+    }  // else: the default EHLO reply offers no AUTH
+    ScriptedPeer peer(s);
+    TestEngine e(peer.port(), 2);
+    smtpbulk_security_t sec{};
+    sec.struct_size = sizeof(sec);
+    sec.auth = "PLAIN";
+    sec.user = "tim";
+    sec.secret = "wrong";
+    sec.auth_plaintext = 1;
+    e.hosts[0].security = &sec;
+    e.opts.retry_fail = 5;
+    ASSERT_EQ(e.start(), 0);
+    Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+    EXPECT_EQ(r.status, SMTPBULK_FAILED);
+    EXPECT_EQ(r.error, which == 0 ? SMTPBULK_EAUTH : SMTPBULK_EAUTHMECH);
+    EXPECT_EQ(smtpbulk_drain(e.sb, 10000), 0);
+    smtpbulk_destroy(e.sb);  // every connection is closed: the peer saw all it will
+    e.sb = nullptr;
+    EXPECT_LE(peer.connections(), 2);  // not 2 x retry_fail
+    EXPECT_EQ(count_prefix(peer.commands(), "QUIT"), static_cast<size_t>(peer.connections()));
+  }
+}
+
+}  // namespace

@@ -593,9 +593,11 @@ TEST_F(SessionTlsTest, Mode4WithoutStartTlsSendsNothingMore) {
   feed("220 hi\r\n");
   take_output();
   feed("250-x\r\n250 PIPELINING\r\n");
-  EXPECT_EQ(take_output(), "");  // no MAIL FROM in the clear
-  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(take_output(), "QUIT\r\n");  // no MAIL FROM in the clear; QUIT before closing
+  feed("221 bye\r\n");
+  EXPECT_EQ(s_.state, SESS_DEAD);  // permanent: the host's connections stop
   EXPECT_EQ(s_.error, SMTPBULK_ENOSTARTTLS);
+  EXPECT_TRUE(sess_fatal(&s_));
 }
 
 TEST_F(SessionTlsTest, Mode4StartTlsRefusedSendsNothingMore) {
@@ -607,7 +609,9 @@ TEST_F(SessionTlsTest, Mode4StartTlsRefusedSendsNothingMore) {
   feed(kEhloTls);
   EXPECT_EQ(take_output(), "STARTTLS\r\n");
   feed("454 4.7.0 TLS not available\r\n");
-  EXPECT_EQ(take_output(), "");
+  EXPECT_EQ(take_output(), "QUIT\r\n");
+  sess_io_error(&s_, SMTPBULK_ECLOSED);  // the server closes instead of answering
+  EXPECT_EQ(s_.state, SESS_CLOSED);     // a 454 may pass: tried again
   EXPECT_EQ(s_.error, SMTPBULK_ENOSTARTTLS);
 }
 
@@ -671,7 +675,9 @@ TEST_F(SessionTlsTest, AuthLoginContinuationsAreRedactedToo) {
 TEST_F(SessionTlsTest, AuthWithoutTlsRefusedUnlessAllowed) {
   use_auth(SASL_PLAIN);
   connect_ready("250-x\r\n250 AUTH PLAIN\r\n");
-  EXPECT_EQ(take_output(), "");  // no credentials in the clear
+  EXPECT_EQ(take_output(), "QUIT\r\n");  // no credentials in the clear
+  feed("221 bye\r\n");
+  EXPECT_EQ(s_.state, SESS_DEAD);
   EXPECT_EQ(s_.error, SMTPBULK_EAUTHPLAIN);
   EXPECT_EQ(tf_.auth_results, std::vector<int>{SMTPBULK_EAUTHPLAIN});
 }
@@ -686,6 +692,8 @@ TEST_F(SessionTlsTest, BadCredentials535StopForGood) {
   use_auth(SASL_PLAIN);
   EXPECT_EQ(smtps_until_auth("250-x\r\n250 AUTH PLAIN\r\n").rfind("AUTH PLAIN ", 0), 0u);
   feed("535 5.7.8 Authentication credentials invalid\r\n");
+  EXPECT_EQ(take_output(), "QUIT\r\n");  // RFC 5321 4.1.1.10: QUIT before the close
+  feed("221 bye\r\n");
   EXPECT_EQ(s_.state, SESS_DEAD);  // not CLOSED: no reconnect, whatever retry_fail says
   EXPECT_EQ(s_.error, SMTPBULK_EAUTH);
   EXPECT_EQ(tf_.auth_results, std::vector<int>{SMTPBULK_EAUTH});
@@ -695,13 +703,17 @@ TEST_F(SessionTlsTest, Temporary454IsRetried) {
   use_auth(SASL_PLAIN);
   EXPECT_EQ(smtps_until_auth("250-x\r\n250 AUTH PLAIN\r\n").rfind("AUTH PLAIN ", 0), 0u);
   feed("454 4.7.0 Temporary authentication failure\r\n");
+  EXPECT_EQ(take_output(), "QUIT\r\n");
+  feed("221 bye\r\n");
   EXPECT_EQ(s_.state, SESS_CLOSED);
   EXPECT_EQ(s_.error, SMTPBULK_EAUTHTEMP);
 }
 
 TEST_F(SessionTlsTest, NoCommonMechanism) {
   use_auth(SESS_AUTH_AUTO);
-  EXPECT_EQ(smtps_until_auth("250-x\r\n250 AUTH GSSAPI\r\n"), "");
+  EXPECT_EQ(smtps_until_auth("250-x\r\n250 AUTH GSSAPI\r\n"), "QUIT\r\n");
+  feed("221 bye\r\n");
+  EXPECT_EQ(s_.state, SESS_DEAD);  // permanent: not retried retry_fail times
   EXPECT_EQ(s_.error, SMTPBULK_EAUTHMECH);
 }
 
