@@ -165,10 +165,16 @@ static int arena_reserve(struct sb_msg *msg, size_t more)
 int sb_msg_record(struct sb_msg *msg, size_t slot, const struct smtp_reply *r)
 {
 	struct sb_reply_rec *rec = slot == SB_SLOT_FINAL ? &msg->final : &msg->rcpt_recs[slot];
+	/* A recipient's reply keeps its first line only (at most SMTP_REPLY_LINE_MAX):
+	 * the server writes the reply texts, and a valid 16 KB reply to each of 10,000
+	 * recipients would otherwise hold 160 MB per message. The deciding reply (the
+	 * final slot) keeps all its lines. */
+	int whole = slot == SB_SLOT_FINAL;
+	size_t room = whole || r->raw_len < SMTP_REPLY_LINE_MAX ? r->raw_len : SMTP_REPLY_LINE_MAX;
 	rec->code = r->code;
 	rec->enh_off = rec->text_off = NO_OFF;
-	/* Worst case: the whole raw reply plus the enhanced code and two NULs. */
-	if (arena_reserve(msg, r->raw_len + r->enh_len + 2))
+	/* Worst case: the raw text kept plus the enhanced code and two NULs. */
+	if (arena_reserve(msg, room + r->enh_len + 2))
 		return -ENOMEM;
 	if (r->enh) {
 		rec->enh_off = (uint32_t)msg->arena_len;
@@ -186,6 +192,8 @@ int sb_msg_record(struct sb_msg *msg, size_t slot, const struct smtp_reply *r)
 		first = 0;
 		memcpy(msg->arena + msg->arena_len, t, tl);
 		msg->arena_len += tl;
+		if (!whole)
+			break;
 	}
 	msg->arena[msg->arena_len++] = '\0';
 	return 0;

@@ -157,7 +157,10 @@ typedef struct smtpbulk_reply {
 
 typedef struct smtpbulk_rcpt_result {
 	const char *rcpt;       /* the address as submitted, normalised (no angle brackets) */
-	smtpbulk_reply_t reply; /* the reply to RCPT TO; code 0 if it was never sent */
+	smtpbulk_reply_t reply; /* the reply to RCPT TO; code 0 if it was never sent. Its
+	                           text is the reply's first line only (the result's own
+	                           reply, the deciding one, keeps every line): the server
+	                           must not decide how much memory a result holds */
 } smtpbulk_rcpt_result_t;
 
 /**
@@ -273,7 +276,9 @@ typedef struct smtpbulk_options {
 	unsigned workers;         /* worker threads; 0 = one per CPU this process may use */
 	int no_pin;               /* nonzero: do not pin workers to CPUs */
 	smtpbulk_backend_t backend;
-	size_t queue_bound;       /* most messages waiting in the submission queue; 0 = no bound */
+	size_t queue_bound;       /* most messages waiting in the submission queue; 0 = no
+	                             bound (smtpbulk_new(): SMTPBULK_FACADE_QUEUE_BOUND;
+	                             SIZE_MAX there for none) */
 	unsigned pipeline;        /* the seed's Pipeline: 0 lockstep (a round trip per
 	                             command), 1 MAIL+RCPTs+DATA in one write (two round trips
 	                             per message), 2 one round trip per message (BDAT with
@@ -529,6 +534,9 @@ void smtpbulk_destroy(smtpbulk_t *sb);
  * smtpbulk_strerror(-errno) names either.
  */
 smtpbulk_t *smtpbulk_new(const char *host, const smtpbulk_options_t *opts);
+/** The facade's queue bound when opts->queue_bound is 0: smtpbulk_dataend() waits for
+ * room beyond it, so memory stays bounded however many messages the caller has. */
+#define SMTPBULK_FACADE_QUEUE_BOUND 10000
 
 /** Begin a message with its envelope sender ("a@b", "<a@b>", or "" for <>). */
 int smtpbulk_mail(smtpbulk_t *sb, const char *from);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <thread>
 
 #include "engine_helpers.h"
 #include "scripted_peer.h"
@@ -146,4 +147,48 @@ TEST(Facade, HostListBesideTheFirstHost) {
   EXPECT_GT(a.bodies().size(), 0u);  // both hosts carried mail
   EXPECT_GT(b.bodies().size(), 0u);
   EXPECT_TRUE(both.is_open());
+}
+
+// The facade bounds its queue by default: a caller with more messages than the server
+// takes waits in smtpbulk_dataend() instead of the engine holding them all.
+TEST(Facade, QueueIsBoundedByDefault) {
+  Gate gate;
+  PeerScript s;
+  s.on_cmd = [&](int, const std::string& c) -> std::string {
+    if (c.rfind("EHLO", 0) == 0) gate.wait(60000);  // nothing drains until it opens
+    return "";
+  };
+  ScriptedPeer peer(s);
+  smtpbulk_options_t o;
+  smtpbulk_options_init(&o);
+  apply_test_backend(&o);
+  o.connections = 2;
+  o.discard_results = 1;
+  ASSERT_EQ(o.queue_bound, 0u);
+  smtpbulk_t* smtp = facade_for(peer, &o);
+  ASSERT_NE(smtp, nullptr) << strerror(errno);
+  const size_t kBound = SMTPBULK_FACADE_QUEUE_BOUND, kMore = 50;
+  std::atomic<size_t> ended{0};
+  std::thread submitter([&] {
+    for (size_t i = 0; i < kBound + kMore; i++) {
+      if (smtpbulk_mail(smtp, "a@x.test") || smtpbulk_to(smtp, "b@x.test") ||
+          smtpbulk_data(smtp) || smtpbulk_datasend(smtp, "hi\n", 3) ||
+          smtpbulk_dataend(smtp))
+        break;
+      ended++;
+    }
+  });
+  smtpbulk_counters_t c{};
+  EXPECT_TRUE(wait_until([&] {
+    smtpbulk_get_counters(smtp, &c);
+    return c.queued >= kBound;
+  })) << c.queued;
+  EXPECT_LE(ended.load(), kBound + 2);  // the rest wait (two may be on connections)
+  gate.open();
+  submitter.join();
+  EXPECT_EQ(ended.load(), kBound + kMore);
+  EXPECT_EQ(smtpbulk_quit(smtp, nullptr), 0);
+  smtpbulk_get_counters(smtp, &c);
+  EXPECT_LE(c.queued_max, kBound);
+  smtpbulk_free(smtp);
 }

@@ -169,7 +169,8 @@ TEST_F(SessionTest, PooledReceivesParseInPlaceAndGatherSplitReplies) {
   const smtpbulk_reply_t& r = f_.done[0].m->rcpts[0].reply;
   EXPECT_EQ(r.code, 250);
   EXPECT_STREQ(r.enhanced, "2.1.5");
-  EXPECT_STREQ(r.text, "first\nlast line");  // survived the pool buffer being reused
+  EXPECT_STREQ(r.text, "first");  // survived the pool buffer being reused (a recipient's
+                                  // reply keeps its first line)
 }
 
 TEST_F(SessionTest, PooledOverlongReplyEndsTheConnection) {
@@ -854,6 +855,27 @@ TEST_F(SessionTest, NeverAnsweredTransactionsGoAgainFree) {
   EXPECT_EQ(f_.requeued[0]->free_tries, 0u);  // answered (its MAIL): charged
   EXPECT_EQ(f_.requeued[1]->free_tries, 1u);
   EXPECT_EQ(f_.requeued[2]->free_tries, 1u);
+}
+
+}  // namespace
+
+namespace {
+
+// A server writes reply texts, so it must not decide how much memory a message holds:
+// a recipient's reply keeps its first line, the deciding reply all of its lines.
+TEST_F(SessionTest, RecipientRepliesKeepTheirFirstLineOnly) {
+  sb_msg* m = msg({"a@x", "b@x"}, "x\r\n");
+  std::string big;
+  for (int i = 0; i < 30; i++) big += "250-2.1.5 " + std::string(400, 'y') + "\r\n";
+  big += "250 2.1.5 ok\r\n";
+  smtp_reply r;
+  ASSERT_GT(smtp_reply_parse(big.data(), big.size(), &r), 0);
+  ASSERT_EQ(sb_msg_record(m, 0, &r), 0);
+  ASSERT_EQ(sb_msg_record(m, SB_SLOT_FINAL, &r), 0);
+  sb_msg_finish(m, SMTPBULK_DELIVERED, 0);
+  EXPECT_EQ(std::string(m->res.rcpts[0].reply.text), std::string(400, 'y'));
+  EXPECT_GT(strlen(m->res.reply.text), 30u * 400u);  // the final reply: every line
+  EXPECT_LT(m->arena_len, big.size() + 1024);  // one whole copy, not two
 }
 
 }  // namespace
