@@ -613,10 +613,20 @@ static void conn_io(struct sb_conn *c)
 	if (sess_was_ready(s) && !c->ready_counted)
 		became_ready(c);
 	if (c->pol.reconnect_now && sess_in_service(s)) {
-		/* RECONNECT/RESTART: end now; what is in flight goes again, free of charge. */
-		sess_restart(s);
-		conn_io(c);
-		return;
+		/* RECONNECT/RESTART: an idle connection says QUIT (RFC 5321 4.1.1.10) and
+		 * connects again once closed; one with transactions out takes no more and
+		 * QUITs when they are answered; one still shaking hands ends now (what it
+		 * holds goes again, free of charge). */
+		if (sess_is_idle(s)) {
+			if (!sess_quit(s))
+				sess_restart(s);
+		} else if (!sess_in_transaction(s)) {
+			sess_restart(s);
+		}
+		if (sess_is_over(s)) {
+			conn_io(c);
+			return;
+		}
 	}
 	if (sess_is_idle(s)) {
 		int stopping = atomic_load_explicit(&c->env->sb->stopping, memory_order_relaxed);

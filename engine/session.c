@@ -952,6 +952,8 @@ static const char *expect_name(unsigned kind)
  * command answered with one means replies and commands are out of step. */
 static int reply_fits(unsigned kind, int code)
 {
+	if (kind == EXP_QUIT && code / 100 == 2 && code != 221)
+		return 0; /* a 250 to QUIT answers something else: the replies are shifted */
 	switch (code) {
 	case 354:
 		return kind == EXP_DATA;

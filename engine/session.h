@@ -287,6 +287,11 @@ static inline int sess_is_idle(const struct sess *s)
 {
 	return s->state == SESS_IDLE;
 }
+/* Transactions (or the RSET after one) are out, awaiting replies. */
+static inline int sess_in_transaction(const struct sess *s)
+{
+	return s->state == SESS_TXN;
+}
 static inline int sess_is_dead(const struct sess *s)
 {
 	return s->state == SESS_DEAD;

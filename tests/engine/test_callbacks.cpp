@@ -330,6 +330,9 @@ TEST_P(ReconnectNowTest, EndsAtOnceAndWhatWasInFlightGoesAgainFree) {
   EXPECT_EQ(e.results.duplicates(), 0u);
   EXPECT_EQ(peer.connections(), 2);
   EXPECT_EQ(rec.count(SMTPBULK_EV_RECONNECT_PASS), 1u);
+  // The first connection was idle when the code came: it said QUIT before it went
+  // (RFC 5321 4.1.1.10), and the second is still up.
+  EXPECT_EQ(count_cmd(peer, "QUIT"), 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Codes, ReconnectNowTest, ::testing::Values(202, 203));

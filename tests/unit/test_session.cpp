@@ -879,3 +879,18 @@ TEST_F(SessionTest, RecipientRepliesKeepTheirFirstLineOnly) {
 }
 
 }  // namespace
+
+namespace {
+
+// A server that answered one command twice shifts every later reply; QUIT answered by
+// a 250 shows it: the connection ends as out of step, not as a clean close.
+TEST_F(SessionTest, QuitAnsweredBy250IsOutOfStep) {
+  connect_ready();
+  ASSERT_EQ(sess_quit(&s_), 1);
+  EXPECT_EQ(take_output(), "QUIT\r\n");
+  feed("250 2.0.0 Ok\r\n");
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(s_.error, SMTPBULK_EPROTO);
+}
+
+}  // namespace
