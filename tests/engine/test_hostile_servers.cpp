@@ -80,7 +80,9 @@ TEST(Hostile, OpenSmtpdMaxMailsReconnects) {
   // Only connections open before the cap was learned run into it, each with what it
   // had in flight (mode 2 without CHUNKING: two transactions).
   EXPECT_LE(refused.load(), 4 * 2);
-  EXPECT_GE(count_prefix(peer.commands(), "QUIT"), static_cast<size_t>(200 / kCap - 1));
+  // Every connection that carried its cap said QUIT; the (at most 4) still open at the
+  // end may not have reached it.
+  EXPECT_GE(count_prefix(peer.commands(), "QUIT"), static_cast<size_t>(200 / kCap - 4));
 }
 
 // A server that sends its greeting, its EHLO reply and a flood of 250s at once,
