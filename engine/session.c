@@ -982,9 +982,10 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 		return;
 	}
 	struct sess_expect e = s->fifo[s->fifo_head];
-	if ((int32_t)(e.end - s->out_handed) > 0) {
+	if (r->code != 421 && (int32_t)(e.end - s->out_handed) > 0) {
 		/* The command it would answer has not left us: the server answered
-		 * before it read. Matching it would report what never happened. */
+		 * before it read. Matching it would report what never happened. (A 421
+		 * may come at any time: the server is closing, handled below.) */
 		slog(s, 7, "reply %d came before its command (%s) was sent", r->code,
 		     expect_name(e.kind));
 		conn_fail(s, SMTPBULK_EPROTO);

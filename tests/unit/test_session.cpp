@@ -894,3 +894,19 @@ TEST_F(SessionTest, QuitAnsweredBy250IsOutOfStep) {
 }
 
 }  // namespace
+
+namespace {
+
+// A 421 may come at any time, asked for or not: the server is closing. Whatever is in
+// flight goes again free of charge, as for any 421, even before its command left.
+TEST_F(SessionTest, A421BeforeTheCommandLeftIsStillAClose) {
+  f_.queue.push_back(msg({"a@x"}, "x\r\n"));
+  connect_ready();
+  ASSERT_TRUE(sess_has_output(&s_));  // MAIL queued, not handed out
+  feed("421 4.3.2 shutting down\r\n");
+  EXPECT_EQ(s_.error, SMTPBULK_ESHUTDOWN);
+  ASSERT_EQ(f_.requeued.size(), 1u);
+  EXPECT_EQ(f_.requeued[0]->free_tries, 1u);
+}
+
+}  // namespace
