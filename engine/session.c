@@ -389,7 +389,8 @@ static void write_txn(struct sess *s, struct sess_txn *t)
 				return;
 			t->mail_written = 1;
 			t->behind_final = t != txn_at(s, 0); /* an older one awaits its final */
-			s->mails++;
+			if (++s->mails == s->cap)
+				s->spent = 1; /* the host's learned cap: this one is the last */
 			s->clean = 0;
 			continue;
 		}
@@ -424,28 +425,17 @@ static void write_txn(struct sess *s, struct sess_txn *t)
 	}
 }
 
-int sess_spent(const struct sess *s)
-{
-	unsigned cap = hl_conn_cap(s->cfg->learned);
-	return s->spent || (cap && s->mails >= cap);
-}
-
-/* May nothing be written behind an end of data the server has not answered? */
-static int dot_pipe_refused(const struct sess *s)
-{
-	return s->no_dot_pipe || hl_no_dot_pipe(s->cfg->learned);
-}
 
 /* May a new transaction start now? */
 int sess_has_room(const struct sess *s)
 {
 	if (s->state != SESS_IDLE && s->state != SESS_TXN)
 		return 0;
-	if (sess_spent(s))
+	if (s->spent)
 		return 0;
 	if (s->txn_len == 0)
 		return s->mode != 0 || s->fifo_len == 0;
-	if (dot_pipe_refused(s))
+	if (s->no_dot_pipe)
 		return 0; /* the next MAIL waits for the final reply */
 	const struct sess_txn *last = &s->txns[(s->txn_head + s->txn_len - 1) % SESS_TXN_MAX];
 	if (s->mode < 2 || !last->data_written || last->failed)
@@ -991,7 +981,7 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 		conn_fail(s, SMTPBULK_EPROTO);
 		return;
 	}
-	if (!reply_fits(e.kind, r->code)) {
+	if ((r->code != 250 || e.kind == EXP_QUIT) && !reply_fits(e.kind, r->code)) {
 		slog(s, 7, "reply %d cannot answer %s: out of step with the server", r->code,
 		     expect_name(e.kind));
 		conn_fail(s, SMTPBULK_EPROTO);
@@ -1019,7 +1009,10 @@ void sess_connecting(struct sess *s)
 	s->error = 0;
 	s->mode = 0;
 	s->chunking = 0;
-	s->no_dot_pipe = 0;
+	/* What the host's connections learned so far holds for this one from the start
+	 * (read once: the sending path reads no shared line). */
+	s->no_dot_pipe = (uint8_t)hl_no_dot_pipe(s->cfg->learned);
+	s->cap = hl_conn_cap(s->cfg->learned);
 	s->spent = 0;
 	s->final_refused = 0;
 	s->mails = s->mails_ok = 0;

@@ -160,11 +160,14 @@ struct sess {
 	uint8_t cfg_debug_mute; /* out_cmd() does not trace (out_secret() does, redacted) */
 	uint8_t no_dot_pipe;  /* this connection writes nothing behind an unanswered end of
 	                         data (the server refused it; cfg->learned tells the host) */
-	uint8_t spent;        /* the server takes no more messages on this connection:
-	                         QUIT when idle, and connect again */
+	uint8_t spent;        /* the server takes no more messages on this connection (it
+	                         said so, or cap MAILs went out): QUIT when idle, and
+	                         connect again */
 	uint8_t final_refused; /* the last end of data answered was refused */
 	uint8_t txn_answered; /* a transaction command was answered on this connection */
 	unsigned mails, mails_ok; /* MAIL commands written and accepted on this connection */
+	unsigned cap;         /* MAILs this connection may carry (the host's lesson when it
+	                         connected); 0: no cap */
 	/* Output bytes on this connection, mod 2^32: queued, handed to the transport (on
 	 * their way to the socket, or encrypted) and taken. A reply to a command whose
 	 * bytes were not handed out yet cannot be the server's: it answered before it
@@ -326,7 +329,10 @@ static inline int sess_said_quit(const struct sess *s)
 }
 /* The server takes no more messages on this connection (it said so, or the host's
  * learned cap is reached): the connection layer says QUIT and connects again. */
-int sess_spent(const struct sess *s);
+static inline int sess_spent(const struct sess *s)
+{
+	return s->spent;
+}
 /* This connection became ready (past EHLO, TLS and AUTH) at least once. */
 static inline int sess_was_ready(const struct sess *s)
 {
