@@ -435,13 +435,16 @@ int sess_has_room(const struct sess *s)
 		return 0;
 	if (s->txn_len == 0)
 		return s->mode != 0 || s->fifo_len == 0;
-	if (s->no_dot_pipe)
-		return 0; /* the next MAIL waits for the final reply */
+	/* The next MAIL waits for the final reply: the server refuses it behind the dot,
+	 * or a hang shrank the window to one (a window configured as 1 concerns CHUNKING
+	 * only, as before). */
+	if (s->no_dot_pipe || (s->window <= 1 && s->window < s->cfg->window))
+		return 0;
 	const struct sess_txn *last = &s->txns[(s->txn_head + s->txn_len - 1) % SESS_TXN_MAX];
 	if (s->mode < 2 || !last->data_written || last->failed)
 		return 0;
 	if (s->chunking)
-		return s->txn_len < s->cfg->window && s->txn_len < SESS_TXN_MAX;
+		return s->txn_len < s->window && s->txn_len < SESS_TXN_MAX;
 	/* DATA: message k+1 goes out behind the body of message k, not before. */
 	return s->txn_len == 1 && last->body_queued;
 }
@@ -514,6 +517,10 @@ static void txn_complete(struct sess *s)
 		s->clean = 1; /* the last one out ended with its final reply */
 	if (t->final && !t->failed)
 		st = t->rcpt_ok == m->n_rcpts ? SMTPBULK_DELIVERED : SMTPBULK_PARTIAL;
+	if (t->final && s->window < s->cfg->window) {
+		s->window++; /* replies come in time again: so does the window */
+		hl_grow_window(s->cfg->learned, s->cfg->window);
+	}
 	if (t->again)
 		release_msg(s, m, REL_CLOSE, err); /* no verdict: free, as after a 421 */
 	else if (t->failed && st == SMTPBULK_FAILED && err == SMTPBULK_ESERVER && s->ops->defer &&
@@ -1013,6 +1020,7 @@ void sess_connecting(struct sess *s)
 	 * (read once: the sending path reads no shared line). */
 	s->no_dot_pipe = (uint8_t)hl_no_dot_pipe(s->cfg->learned);
 	s->cap = hl_conn_cap(s->cfg->learned);
+	s->window = hl_window(s->cfg->learned, s->cfg->window);
 	s->spent = 0;
 	s->final_refused = 0;
 	s->mails = s->mails_ok = 0;
@@ -1205,6 +1213,11 @@ void sess_abort(struct sess *s, smtpbulk_status_t st, int err)
 
 void sess_hang(struct sess *s)
 {
+	if (s->txn_len > 1) {
+		hl_shrink_window(s->cfg->learned);
+		slog(s, 5, "a reply came too late with %u transactions in flight: this host's "
+			   "next connections start with one, and grow back", s->txn_len);
+	}
 	conn_end(s, SMTPBULK_ETIMEDOUT, REL_HANG);
 }
 

@@ -168,6 +168,8 @@ struct sess {
 	unsigned mails, mails_ok; /* MAIL commands written and accepted on this connection */
 	unsigned cap;         /* MAILs this connection may carry (the host's lesson when it
 	                         connected); 0: no cap */
+	unsigned window;      /* transactions in flight now allowed (mode 2): cfg->window,
+	                         or less after a hang, growing back as replies come */
 	/* Output bytes on this connection, mod 2^32: queued, handed to the transport (on
 	 * their way to the socket, or encrypted) and taken. A reply to a command whose
 	 * bytes were not handed out yet cannot be the server's: it answered before it

@@ -235,3 +235,55 @@ TEST(Hostile, AuthRefusalSaysQuitAndStopsTheHost) {
 }
 
 }  // namespace
+
+namespace {
+
+// One reply held back past the timeout with a window of 8 in flight cost all eight
+// (a hang each, and the server may have taken them: duplicates). After it the host's
+// next connection starts with one transaction in flight and grows back as replies
+// come: its second MAIL goes out only after the first transaction's reply (with two
+// or more in flight, a CHUNKING transaction behind another opens with RSET).
+TEST(Hostile, AHangShrinksTheWindowThenItGrowsBack) {
+  std::mutex mu;
+  std::map<int, std::vector<std::string>> by_conn;
+  std::atomic<int> bodies{0};
+  PeerScript s;
+  s.chunking = true;
+  s.on_cmd = [&](int conn, const std::string& c) -> std::string {
+    std::lock_guard<std::mutex> g(mu);
+    by_conn[conn].push_back(c.substr(0, 4));
+    return "";
+  };
+  s.on_data = [&](int conn, const std::string&) -> std::string {
+    return conn == 0 && bodies++ == 0 ? "HANG" : "";  // the first reply never comes
+  };
+  ScriptedPeer peer(s);
+  LogCapture log;
+  TestEngine e(peer.port(), 1);
+  e.opts.window = 8;
+  e.opts.timeout_ms = 300;
+  e.opts.sleep_hang_ms = 10;
+  e.opts.debug = 5;
+  e.opts.on_log = LogCapture::cb;
+  e.opts.log_arg = &log;
+  ASSERT_EQ(e.start(), 0);
+  send_all(e, 24);
+  EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], 24u);
+  std::vector<std::string> c1;
+  {
+    std::lock_guard<std::mutex> g(mu);
+    c1 = by_conn[1];
+  }
+  ASSERT_GE(c1.size(), 5u);
+  EXPECT_EQ(c1[0], "EHLO");
+  EXPECT_EQ(c1[1], "MAIL");
+  EXPECT_EQ(c1[2], "RCPT");
+  EXPECT_EQ(c1[3], "BDAT");
+  EXPECT_EQ(c1[4], "MAIL") << "a second transaction in flight at once";
+  size_t rsets = std::count(c1.begin(), c1.end(), "RSET");
+  EXPECT_GT(rsets, 0u) << "the window never grew back";
+  // (It hung with more than one in flight: otherwise nothing would have shrunk.)
+  EXPECT_NE(log.get().find("next connections start with one"), std::string::npos);
+}
+
+}  // namespace
