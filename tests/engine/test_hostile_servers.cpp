@@ -247,9 +247,11 @@ TEST(Hostile, AHangShrinksTheWindowThenItGrowsBack) {
   std::mutex mu;
   std::map<int, std::vector<std::string>> by_conn;
   std::atomic<int> bodies{0};
+  Gate all_queued;  // the first connection is ready only once every message waits
   PeerScript s;
   s.chunking = true;
   s.on_cmd = [&](int conn, const std::string& c) -> std::string {
+    if (conn == 0 && starts_with(c, "EHLO")) all_queued.wait();
     std::lock_guard<std::mutex> g(mu);
     by_conn[conn].push_back(c.substr(0, 4));
     return "";
@@ -267,7 +269,9 @@ TEST(Hostile, AHangShrinksTheWindowThenItGrowsBack) {
   e.opts.on_log = LogCapture::cb;
   e.opts.log_arg = &log;
   ASSERT_EQ(e.start(), 0);
-  send_all(e, 24);
+  for (int i = 0; i < 24; i++) e.send({"r@x.test"}, "hi\r\n");
+  all_queued.open();  // now the window fills at once: 8 in flight when it hangs
+  ASSERT_TRUE(e.results.wait(24, 60000)) << e.results.total() << " of 24 results";
   EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], 24u);
   std::vector<std::string> c1;
   {
