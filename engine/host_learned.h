@@ -75,11 +75,10 @@ static inline void hl_grow_window(struct host_learned *h, unsigned full)
 	if (!h)
 		return;
 	unsigned w = atomic_load_explicit(&h->window, memory_order_relaxed);
-	if (w && !atomic_compare_exchange_strong_explicit(&h->window, &w,
-							  w + 1 >= full ? 0 : w + 1,
-							  memory_order_relaxed,
-							  memory_order_relaxed))
-		return; /* another connection grew it meanwhile: once is enough */
+	/* If another connection grew it meanwhile, the CAS fails: once is enough. */
+	if (w)
+		atomic_compare_exchange_strong_explicit(&h->window, &w, w + 1 >= full ? 0 : w + 1,
+							memory_order_relaxed, memory_order_relaxed);
 }
 
 #endif

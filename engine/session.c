@@ -290,19 +290,17 @@ static void conn_fail(struct sess *s, int err)
  * its reply, or the server's close, ends the connection with err as conn_fail()
  * would. fatal: the reason holds for every connection of the host, which stop.
  */
+static int say_quit(struct sess *s);
+
 static void quit_fail(struct sess *s, int err, int fatal)
 {
 	if (fatal)
 		s->fatal = 1;
-	if (s->txn_len || s->state < SESS_GREETING || s->state > SESS_IDLE ||
-	    !out_room(s, 1, 6)) {
+	if (s->txn_len || s->state < SESS_GREETING || s->state > SESS_IDLE || !say_quit(s)) {
 		conn_fail(s, err);
 		return;
 	}
 	s->quit_err = err;
-	set_state(s, SESS_QUIT);
-	out_cmd(s, SMTP_CMD_QUIT, 6);
-	expect(s, EXP_QUIT, 0, 0);
 }
 
 static smtpbulk_status_t status_of(int code)
@@ -1191,14 +1189,20 @@ void sess_io_fatal(struct sess *s, int err)
 	sess_io_error(s, err);
 }
 
-int sess_quit(struct sess *s)
+/* Write QUIT and expect its reply; 0 when there is no room for it. */
+static int say_quit(struct sess *s)
 {
-	if (s->state != SESS_IDLE || !out_room(s, 1, 6))
+	if (!out_room(s, 1, 6))
 		return 0;
 	set_state(s, SESS_QUIT);
 	out_cmd(s, SMTP_CMD_QUIT, 6);
 	expect(s, EXP_QUIT, 0, 0);
 	return 1;
+}
+
+int sess_quit(struct sess *s)
+{
+	return s->state == SESS_IDLE && say_quit(s);
 }
 
 void sess_abort(struct sess *s, smtpbulk_status_t st, int err)
