@@ -412,6 +412,10 @@ static void write_txn(struct sess *s, struct sess_txn *t)
 			out_ref(s, m->body, m->body_len);
 			expect(s, EXP_BDAT, slot, 0);
 			t->body_queued = 1;
+			/* Accepted or not, BDAT LAST ends the transaction on the server: the
+			 * next MAIL needs no RSET (a refusal, once its reply is in, says
+			 * otherwise: txn_complete). */
+			s->clean = 1;
 		} else {
 			if (!out_room(s, 1, 6))
 				return;
@@ -460,9 +464,16 @@ static void start_txn(struct sess *s, struct sb_msg *m)
 		s->ops->done(s->ctx, s, m, SMTPBULK_REJECTED, SMTPBULK_EUTF8);
 		return;
 	}
-	/* The server may still hold a transaction (a refused one, or with CHUNKING one
-	 * whose BDAT reply is not in yet): reset it first, in the same write. */
-	if (!s->clean || (s->chunking && s->txn_len > 0)) {
+	/* The server may still hold a refused transaction: reset it first, in the same
+	 * write. Behind a BDAT LAST whose reply is not in yet, the server's state is
+	 * known only if that BDAT is accepted; refused (no valid recipient), some servers
+	 * keep its envelope (RFC 3030: "indeterminate"), and this MAIL gets "503 nested
+	 * MAIL" while its RCPT and BDAT join the kept envelope. With the same sender
+	 * that is this very message, so no RSET is needed (on_txn_reply follows the kept
+	 * envelope); with another sender it would go out under the wrong one: RSET. */
+	const struct sess_txn *prev = s->txn_len ? txn_at(s, s->txn_len - 1) : NULL;
+	int same_from = prev && strcmp(prev->m->from, m->from) == 0;
+	if (!s->clean || (s->chunking && prev && !same_from)) {
 		out_cmd(s, SMTP_CMD_RSET, 6);
 		expect(s, EXP_RSET, 0, 0);
 		s->fifo[(s->fifo_head + s->fifo_len - 1) % SESS_FIFO_MAX].behind_final =
@@ -472,6 +483,7 @@ static void start_txn(struct sess *s, struct sb_msg *m)
 	struct sess_txn *t = txn_at(s, s->txn_len);
 	memset(t, 0, sizeof(*t));
 	t->m = m;
+	t->same_from = same_from;
 	s->txn_len++;
 	set_state(s, SESS_TXN);
 	write_txn(s, t);
@@ -558,11 +570,35 @@ static void on_txn_reply(struct sess *s, const struct sess_expect *e, const stru
 	t->outstanding--;
 	t->answered = 1;
 	s->txn_answered = 1;
+	if (t->kept && r->code == 503 && e->kind != EXP_MAIL) {
+		/* It followed an envelope the server did not keep after all: no verdict on
+		 * this message, which goes again behind an RSET. */
+		if (!t->failed) {
+			sb_msg_record(m, SB_SLOT_FINAL, r);
+			txn_fail(t, SMTPBULK_FAILED);
+		}
+		t->again = 1;
+		s->clean = 0;
+		goto finished;
+	}
 	switch (e->kind) {
 	case EXP_MAIL:
 		t->mail = cls == 2 ? 1 : -1;
 		if (cls == 2) {
 			s->mails_ok++;
+			break;
+		}
+		if (r->code == 503 && t->behind_final && s->final_refused && s->chunking &&
+		    t->same_from) {
+			/* "Nested MAIL": the server kept the envelope of the refused BDAT
+			 * before, with this message's sender; its RCPT and BDAT, already
+			 * written, go on in that envelope (a 503 to them says otherwise). */
+			t->mail = 1;
+			t->kept = 1;
+			if (!s->said_kept)
+				slog(s, 5, "the server keeps a transaction whose BDAT it refused "
+					   "(503 to the next MAIL): the next message goes on in it");
+			s->said_kept = 1;
 			break;
 		}
 		sb_msg_record(m, SB_SLOT_FINAL, r);
@@ -647,6 +683,7 @@ static void on_txn_reply(struct sess *s, const struct sess_expect *e, const stru
 	default:
 		break;
 	}
+finished:
 	/* Replies come in order, so only the oldest transaction can be finished. */
 	while (s->txn_len && txn_at(s, 0)->outstanding == 0 &&
 	       (txn_at(s, 0)->failed || txn_at(s, 0)->final))

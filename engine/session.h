@@ -127,6 +127,9 @@ struct sess_txn {
 	uint8_t answered;      /* a reply to one of its commands came */
 	uint8_t again;         /* the server's refusal was no verdict on the message (a
 	                          sequencing 503, a spent connection): it goes again free */
+	uint8_t same_from;     /* the transaction before it in flight has the same sender */
+	uint8_t kept;          /* its MAIL got 503 because the server kept the refused
+	                          envelope before: its RCPT and BDAT go on in that one */
 	smtpbulk_status_t status;
 	int error;
 	char *stuffed;         /* dot-stuffed copy of a body with '.'-lines (DATA only) */
@@ -158,6 +161,7 @@ struct sess {
 	int quit_err;       /* we said QUIT to end the connection for this reason */
 	uint8_t starttls_refused; /* secure 3: the server said no; plaintext it is */
 	uint8_t cfg_debug_mute; /* out_cmd() does not trace (out_secret() does, redacted) */
+	uint8_t said_kept;    /* the log told that the server keeps refused envelopes */
 	uint8_t no_dot_pipe;  /* this connection writes nothing behind an unanswered end of
 	                         data (the server refused it; cfg->learned tells the host) */
 	uint8_t spent;        /* the server takes no more messages on this connection (it

@@ -207,9 +207,11 @@ void ScriptedPeer::serve(int fd, int index) {
         if (bdat_left) break;
         bdat_active = false;
         std::string r;
+        bool keep = false;  // the refused transaction stays open (the worse reading)
         if (rcpts_ok == 0) {
           r = "554 5.5.1 Error: no valid recipients\r\n";
           if (bdat_last) bdat_body.clear();
+          keep = script_.refused_bdat_keeps_txn;
         } else if (!bdat_last) {
           r = "250 2.0.0 chunk ok\r\n";
         } else {
@@ -217,7 +219,7 @@ void ScriptedPeer::serve(int fd, int index) {
           bdat_body.clear();
           reset_txn();
         }
-        if (bdat_last) reset_txn();
+        if (bdat_last && !keep) reset_txn();
         if (r == "CLOSE") return done();
         if (r == "HANG") { hang = true; break; }
         if (r.compare(0, 4, "BYE:") == 0) return bye(r);

@@ -28,6 +28,9 @@ struct PeerScript {
   // Haraka's SMTP-smuggling hardening: every command that arrived behind the end of a
   // message's data, before the server answered it, is refused with 503.
   bool refuse_pipelined_after_dot = false;
+  // A BDAT LAST refused for want of a recipient leaves the transaction open (RFC 3030
+  // says it ends; a server may not agree): the next MAIL gets "503 nested MAIL".
+  bool refused_bdat_keeps_txn = false;
   // Slowloris: a reply (or greeting) that starts with "SLOW:" goes out without that
   // prefix, one byte every dribble_ms.
   unsigned dribble_ms = 20;

@@ -57,10 +57,11 @@ class SessionTest : public ::testing::Test {
     sess_fini(&s_);
     for (auto* m : msgs_) sb_msg_free(m);
   }
-  sb_msg* msg(std::vector<const char*> rcpts, const std::string& body) {
+  sb_msg* msg(std::vector<const char*> rcpts, const std::string& body,
+              const char* from = "a@b.test") {
     smtpbulk_message_t m{};
     m.struct_size = sizeof(m);
-    m.from = "a@b.test";
+    m.from = from;
     m.rcpts = rcpts.data();
     m.n_rcpts = rcpts.size();
     m.body = body.data();
@@ -435,24 +436,82 @@ TEST_F(SessionTest, Mode2ChunkingWindowAndAttribution) {
   f_.queue.push_back(msg({"bad@x"}, "two\r\n"));
   f_.queue.push_back(msg({"c@x"}, ".three\n"));
   connect_ready(kChunkEhlo);
-  // Three transactions in one write; every one after the first opens with RSET, since
-  // the server may still hold the previous one when it reads it.
+  // Three transactions in one write, no RSET between them: each BDAT LAST ends its
+  // transaction on the server, accepted or not.
   EXPECT_EQ(take_output(),
             "MAIL FROM:<a@b.test>\r\nRCPT TO:<a@x>\r\nBDAT 5 LAST\r\none\r\n"
-            "RSET\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<bad@x>\r\nBDAT 5 LAST\r\ntwo\r\n"
-            "RSET\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@x>\r\nBDAT 8 LAST\r\n.three\r\n");
+            "MAIL FROM:<a@b.test>\r\nRCPT TO:<bad@x>\r\nBDAT 5 LAST\r\ntwo\r\n"
+            "MAIL FROM:<a@b.test>\r\nRCPT TO:<c@x>\r\nBDAT 8 LAST\r\n.three\r\n");
   feed("250 ok\r\n250 ok\r\n250 2.0.0 one queued\r\n"
-       "250 reset\r\n250 ok\r\n550 5.1.1 bad\r\n554 5.5.1 no valid recipients\r\n"
-       "250 reset\r\n250 ok\r\n250 ok\r\n250 2.0.0 three queued\r\n");
+       "250 ok\r\n550 5.1.1 bad\r\n554 5.5.1 no valid recipients\r\n"
+       "250 ok\r\n250 ok\r\n250 2.0.0 three queued\r\n");
   ASSERT_EQ(f_.done.size(), 3u);
   EXPECT_EQ(f_.done[0].st, SMTPBULK_DELIVERED);
   EXPECT_EQ(f_.done[1].st, SMTPBULK_REJECTED);
   EXPECT_EQ(f_.done[1].final_code, 550);  // the RCPT refusal, not the BDAT reply
   EXPECT_EQ(f_.done[2].st, SMTPBULK_DELIVERED);
-  // The refused BDAT was followed by an RSET and a delivered message: the connection
-  // is clean, nothing more goes out.
-  EXPECT_EQ(take_output(), "");
-  EXPECT_EQ(s_.state, SESS_IDLE);
+  EXPECT_EQ(f_.requeued.size(), 0u);
+  // The refused transaction is behind us and the last one was delivered: at most an
+  // RSET for the refused one goes out, nothing else.
+  std::string rest = take_output();
+  EXPECT_TRUE(rest.empty() || rest == "RSET\r\n") << rest;
+}
+
+// A server that still holds a refused CHUNKING transaction answers the MAIL pipelined
+// behind it "503 nested MAIL": no verdict on that message, which goes again behind an
+// RSET, free of charge; the connection keeps pipelining (the refusal explained the 503).
+TEST_F(SessionTest, Mode2ChunkingNestedMailAfterARefusalGoesAgain) {
+  cfg_.pipeline = 2;
+  f_.queue.push_back(msg({"bad@x"}, "one\r\n"));
+  f_.queue.push_back(msg({"c@x"}, "two\r\n"));
+  connect_ready(kChunkEhlo);
+  EXPECT_EQ(take_output(),
+            "MAIL FROM:<a@b.test>\r\nRCPT TO:<bad@x>\r\nBDAT 5 LAST\r\none\r\n"
+            "MAIL FROM:<a@b.test>\r\nRCPT TO:<c@x>\r\nBDAT 5 LAST\r\ntwo\r\n");
+  feed("250 ok\r\n550 5.1.1 bad\r\n554 5.5.1 no valid recipients\r\n"
+       "503 5.5.1 nested MAIL command\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_REJECTED);
+  ASSERT_EQ(f_.requeued.size(), 1u);  // no verdict: it goes again
+  EXPECT_EQ(f_.requeued[0]->free_tries, 1u);
+  EXPECT_FALSE(s_.no_dot_pipe);  // the refused transaction explains the 503
+  f_.queue.push_back(f_.requeued[0]);
+  f_.requeued.clear();
+  sess_pump(&s_);
+  EXPECT_EQ(take_output(), "RSET\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@x>\r\nBDAT 5 LAST\r\ntwo\r\n");
+  feed("250 reset\r\n250 ok\r\n250 ok\r\n250 2.0.0 two queued\r\n");
+  ASSERT_EQ(f_.done.size(), 2u);
+  EXPECT_EQ(f_.done[1].st, SMTPBULK_DELIVERED);
+}
+
+// The server kept the envelope of the refused BDAT (no valid recipient) and answers
+// the next MAIL "503 nested MAIL"; that message has the same sender, so its RCPT and
+// BDAT, already written, complete it in the kept envelope: delivered, once.
+TEST_F(SessionTest, Mode2ChunkingKeptEnvelopeSameSenderDelivers) {
+  cfg_.pipeline = 2;
+  f_.queue.push_back(msg({"bad@x"}, "one\r\n"));
+  f_.queue.push_back(msg({"c@x"}, "two\r\n"));
+  connect_ready(kChunkEhlo);
+  take_output();
+  feed("250 ok\r\n550 5.1.1 bad\r\n554 5.5.1 no valid recipients\r\n"
+       "503 5.5.1 nested MAIL command\r\n250 2.1.5 ok\r\n250 2.0.0 two queued\r\n");
+  ASSERT_EQ(f_.done.size(), 2u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_REJECTED);
+  EXPECT_EQ(f_.done[1].st, SMTPBULK_DELIVERED);
+  EXPECT_EQ(f_.requeued.size(), 0u);  // sent again, it would arrive twice
+}
+
+// With another sender the next transaction would go out under the refused one's
+// sender if the server kept that envelope: it opens with RSET.
+TEST_F(SessionTest, Mode2ChunkingAnotherSenderOpensWithRset) {
+  cfg_.pipeline = 2;
+  f_.queue.push_back(msg({"a@x"}, "one\r\n"));
+  sb_msg* two = msg({"b@x"}, "two\r\n", "other@b.test");
+  f_.queue.push_back(two);
+  connect_ready(kChunkEhlo);
+  EXPECT_EQ(take_output(),
+            "MAIL FROM:<a@b.test>\r\nRCPT TO:<a@x>\r\nBDAT 5 LAST\r\none\r\n"
+            "RSET\r\nMAIL FROM:<other@b.test>\r\nRCPT TO:<b@x>\r\nBDAT 5 LAST\r\ntwo\r\n");
 }
 
 TEST_F(SessionTest, Mode2ChunkingRespectsWindow) {
