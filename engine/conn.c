@@ -54,6 +54,9 @@ struct sb_conn {
 	uint8_t dead_counted;         /* its host was told this connection gave up */
 	uint8_t tls_saved;            /* its TLS session went to the host's cache */
 	uint8_t reconnecting;         /* a reconnect timer with timer_serial is set */
+	uint8_t dormant;              /* closed, on env->dormant: connects when work comes */
+	uint64_t dormant_epoch[2];    /* the host's and any_queue's work epochs when it
+	                                 closed */
 	uint32_t timer_serial;
 	size_t parked_at;             /* its index in env->parked while parked */
 	char *recv_at;                /* where the plain receive in flight writes */
@@ -398,6 +401,61 @@ static void count_dead(struct sb_conn *c)
 	}
 }
 
+/* The host's work epochs when the connection closed: work that comes after that
+ * brings it back (wait_for_work). */
+static void note_closed_epochs(struct sb_conn *c)
+{
+	c->dormant_epoch[0] = atomic_load(&c->host->work_epoch);
+	c->dormant_epoch[1] = atomic_load(&c->env->sb->any_epoch);
+}
+
+static int work_came(const struct sb_conn *c, const struct smtpbulk *sb)
+{
+	return c->dormant_epoch[0] != atomic_load(&c->host->work_epoch) ||
+	       c->dormant_epoch[1] != atomic_load(&sb->any_epoch);
+}
+
+/* A reconnect with nothing to send would only say EHLO and QUIT (RFC 5321 asks for
+ * neither, servers log it): unless work came for its host since it closed, or waits
+ * now, the connection waits, closed, until some does. The epochs are read before the
+ * queues, so an enqueue that lands after the look moves them and wakes it
+ * (conn_env_wake_dormant). */
+static int wait_for_work(struct sb_conn *c)
+{
+	struct conn_env *env = c->env;
+	struct smtpbulk *sb = env->sb;
+	if (work_came(c, sb) || !sbq_empty(c->host->queue) || !sbq_empty(sb->any_queue))
+		return 0;
+	struct conn_idle *st = &env->dormant[c->sess.host_idx];
+	if (st->n == st->cap)
+		return 0; /* cannot happen: one place per connection of the host here */
+	c->dormant = 1;
+	st->v[st->n++] = c;
+	return 1;
+}
+
+void conn_env_wake_dormant(struct conn_env *env, unsigned h)
+{
+	struct conn_idle *st = &env->dormant[h];
+	if (!st->n)
+		return;
+	struct smtpbulk *sb = env->sb;
+	/* A connection that goes back to waiting lands at or below where it was taken. */
+	unsigned n = st->n, kept = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct sb_conn *c = st->v[i];
+		if (!work_came(c, sb)) {
+			st->v[kept++] = c; /* no work came since it closed */
+			continue;
+		}
+		c->dormant = 0;
+		st->n = kept;
+		conn_start(c);
+		kept = st->n;
+	}
+	st->n = kept;
+}
+
 static void reconnect_after(struct sb_conn *c, unsigned ms)
 {
 	c->timer_serial++;
@@ -418,6 +476,7 @@ static void closed(struct sb_conn *c)
 {
 	struct smtpbulk *sb = c->env->sb;
 	struct sess *s = &c->sess;
+	note_closed_epochs(c); /* before it says it is down: a caller may wait for that */
 	atomic_store_explicit(&c->ctr->ready, 0, memory_order_relaxed);
 	if (!sess_was_ready(s) && sess_error(s)) {
 		atomic_fetch_add_explicit(&sb->connect_fails, 1, memory_order_relaxed);
@@ -484,6 +543,8 @@ void conn_start(struct sb_conn *c)
 		count_dead(c);
 		return;
 	}
+	if (c->gen > 0 && wait_for_work(c))
+		return;
 	if (c->gen > 0)
 		atomic_fetch_add_explicit(&env->sb->reconnects, 1, memory_order_relaxed);
 	c->gen++;
@@ -915,6 +976,10 @@ void conn_env_free(struct conn_env *env, size_t n_hosts)
 		for (size_t h = 0; h < n_hosts; h++)
 			free(env->idle[h].v);
 	free(env->idle);
+	if (env->dormant)
+		for (size_t h = 0; h < n_hosts; h++)
+			free(env->dormant[h].v);
+	free(env->dormant);
 	free(env->parked);
 	th_free(&env->timers);
 	free(env->wd.slots);

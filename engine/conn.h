@@ -60,6 +60,7 @@ struct conn_env {
 	int queue_busy;               /* a queue had an enqueuer mid-way: look again soon */
 	struct timer_heap timers;     /* 4xx retries and reconnects */
 	struct conn_idle *idle;       /* [n_hosts] */
+	struct conn_idle *dormant;    /* [n_hosts]: closed, waiting for work to reconnect */
 	struct sb_conn **parked;      /* connections a callback parked */
 	size_t n_parked, cap_parked;
 	struct wd_group wd;           /* its connections' slots, as the watchdog sees them */
@@ -99,6 +100,9 @@ void conn_env_unpark(struct conn_env *env);
 uint64_t conn_env_timers(struct conn_env *env);
 /* End every message waiting for its 4xx retry with st/err. */
 void conn_env_end_deferred(struct conn_env *env, smtpbulk_status_t st, int err);
+/* Work came for host h since some of its closed connections began to wait for it:
+ * they connect again. */
+void conn_env_wake_dormant(struct conn_env *env, unsigned h);
 /* The top idle connection of host h, taken off its stack (NULL: none). */
 struct sb_conn *conn_env_idle_pop(struct conn_env *env, unsigned h);
 void conn_env_free(struct conn_env *env, size_t n_hosts);

@@ -140,8 +140,11 @@ void sb_engine_enqueue(smtpbulk_t *sb, struct sb_msg *msg)
 	struct sbq *q = host >= 0 ? sb->hosts[host].queue : sb->any_queue;
 	/* Only the enqueue that makes a queue non-empty wakes: a worker that is awake
 	 * will see the rest before it sleeps again. */
-	if (sbq_enqueue(q, &msg->node))
+	_Atomic uint64_t *epoch = host >= 0 ? &sb->hosts[host].work_epoch : &sb->any_epoch;
+	if (sbq_enqueue(q, &msg->node)) {
+		atomic_fetch_add(epoch, 1);
 		sb_engine_wake(sb, host);
+	}
 }
 
 int sb_engine_reserve(smtpbulk_t *sb, unsigned flags)

@@ -71,6 +71,8 @@ struct sb_host {
 	struct latency_hist *lat; /* [n_workers]: results' latency, per worker */
 	/* Shared. */
 	struct sbq *queue;        /* messages that named this host */
+	_Atomic uint64_t work_epoch; /* bumped when its queue turns non-empty: closed
+	                                connections waiting for work connect again */
 	_Atomic unsigned alive;   /* connections that have not given up */
 	_Atomic unsigned parked;  /* of which a callback parked (conn_policy.h) */
 	_Atomic int last_error;   /* why the last connection failed */
@@ -88,6 +90,7 @@ struct smtpbulk {
 	struct sb_host *hosts;
 	size_t n_hosts;
 	struct sbq *any_queue;    /* messages for any host */
+	_Atomic uint64_t any_epoch; /* bumped when any_queue turns non-empty */
 	struct sbq *done_queue;   /* results for smtpbulk_poll() */
 	struct sb_msg_pool *msg_pool; /* message blocks, recycled (any thread) */
 	struct latency_hist *lat_other; /* latency of results no connection had (any thread) */

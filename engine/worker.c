@@ -99,6 +99,9 @@ static void feed(struct sb_worker *w)
 					sb, host->queue, SMTPBULK_FAILED, sb_host_down_error(host));
 			continue;
 		}
+		/* Before the look at the queue: work that came for connections waiting
+		 * closed wakes them even when the idle ones take it all. */
+		conn_env_wake_dormant(&w->env, (unsigned)h);
 		if (!any_waiting && sbq_empty(host->queue))
 			continue;
 		struct sb_conn *c;
@@ -268,7 +271,8 @@ static int make_conns(struct sb_worker *w)
 	w->conns = calloc(total ? total : 1, sizeof(*w->conns));
 	w->env.wd.slots = calloc(total ? total : 1, sizeof(*w->env.wd.slots));
 	w->env.idle = calloc(sb->n_hosts ? sb->n_hosts : 1, sizeof(*w->env.idle));
-	if (!w->conns || !w->env.wd.slots || !w->env.idle)
+	w->env.dormant = calloc(sb->n_hosts ? sb->n_hosts : 1, sizeof(*w->env.dormant));
+	if (!w->conns || !w->env.wd.slots || !w->env.idle || !w->env.dormant)
 		return -ENOMEM;
 	w->env.wd.n = total;
 	for (size_t h = 0; h < sb->n_hosts; h++) {
@@ -283,9 +287,10 @@ static int make_conns(struct sb_worker *w)
 		}
 		if (here) {
 			sb->hosts[h].on_worker[w->index] = 1;
-			if (!(w->env.idle[h].v = calloc(here, sizeof(*w->env.idle[h].v))))
+			if (!(w->env.idle[h].v = calloc(here, sizeof(*w->env.idle[h].v))) ||
+			    !(w->env.dormant[h].v = calloc(here, sizeof(*w->env.dormant[h].v))))
 				return -ENOMEM;
-			w->env.idle[h].cap = here;
+			w->env.idle[h].cap = w->env.dormant[h].cap = here;
 		}
 	}
 	return 0;

@@ -389,4 +389,39 @@ INSTANTIATE_TEST_SUITE_P(Senders, KeptEnvelope, ::testing::Bool(),
                            return std::string(i.param ? "SenderPerMessage" : "OneSender");
                          });
 
+// RFC 5321 §4.1.1.10 and Exim's "no MAIL in SMTP connection ... C=EHLO,QUIT": a
+// connection that ends (here a 202 after every message) reconnects when there is
+// something to send, not at once with nothing to send. The wait for a reconnection
+// that must not come is bounded; one that came would within milliseconds.
+TEST(Hostile, NoReconnectWithNothingToSend) {
+  std::mutex mu;
+  std::map<int, std::vector<std::string>> by_conn;
+  PeerScript s;
+  s.on_cmd = [&](int conn, const std::string& c) -> std::string {
+    std::lock_guard<std::mutex> g(mu);
+    by_conn[conn].push_back(c.substr(0, 4));
+    return "";
+  };
+  ScriptedPeer peer(s);
+  smtpbulk_callbacks_t cbs{};
+  cbs.struct_size = sizeof(cbs);
+  cbs.pass = [](const smtpbulk_event_t*, void*) { return (int)SMTPBULK_CB_RECONNECT; };
+  TestEngine e(peer.port(), 1);
+  e.opts.callbacks = &cbs;
+  ASSERT_EQ(e.start(), 0);
+  for (int i = 0; i < 3; i++) {
+    Result r = e.wait_one(e.send({"r@x.test"}, "hi\r\n"));
+    EXPECT_EQ(r.status, SMTPBULK_DELIVERED);
+    // Its connection said QUIT and closes; nothing waits, so none opens.
+    EXPECT_FALSE(wait_until([&] { return peer.connections() > i + 1; }, 300))
+        << "a reconnection with nothing to send after message " << i;
+  }
+  EXPECT_EQ(peer.connections(), 3);
+  std::lock_guard<std::mutex> g(mu);
+  for (auto& [conn, cmds] : by_conn) {
+    EXPECT_EQ(std::count(cmds.begin(), cmds.end(), "MAIL"), 1) << "connection " << conn;
+    EXPECT_EQ(std::count(cmds.begin(), cmds.end(), "QUIT"), 1) << "connection " << conn;
+  }
+}
+
 }  // namespace
