@@ -34,6 +34,8 @@ const char *smtpbulk_strerror(int err)
 	case SMTPBULK_EAUTHMECH: return "no AUTH mechanism both sides support";
 	case SMTPBULK_EAUTHPLAIN: return "AUTH refused on a connection without TLS (auth_plaintext not set)";
 	case SMTPBULK_ETLSCONFIG: return "TLS setup failed (CA file, certificate or key)";
+	case SMTPBULK_EBREAKER:
+		return "host down: its transactions kept failing, probes too (circuit breaker)";
 	default: break;
 	}
 	/* strerror() is not thread-safe in general, but glibc's returns static strings

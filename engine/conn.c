@@ -55,6 +55,9 @@ struct sb_conn {
 	uint8_t tls_saved;            /* its TLS session went to the host's cache */
 	uint8_t reconnecting;         /* a reconnect timer with timer_serial is set */
 	uint8_t dormant;              /* closed, on env->dormant: connects when work comes */
+	uint8_t probe;                /* it holds its host's breaker probe (host_breaker.h) */
+	uint8_t probe_out;            /* the probe's one transaction is out: probe_msg */
+	const struct sb_msg *probe_msg;
 	uint64_t dormant_epoch[2];    /* the host's and any_queue's work epochs when it
 	                                 closed */
 	uint32_t timer_serial;
@@ -136,6 +139,65 @@ static void fire(struct sb_conn *c, smtpbulk_event_cb cb, smtpbulk_event_t *ev)
 		apply(c, sb_fire(c->env->sb, cb, ev, c->host, host_idx(c), conn_idx(c)));
 }
 
+/* ---- the host's circuit breaker (host_breaker.h) ---------------------------------- */
+
+/* The worker looks again when the breaker lets a probe through. */
+static void breaker_wake_at(struct sb_conn *c)
+{
+	uint64_t at = hb_open_until(&c->host->breaker);
+	if (at > c->env->now && at < c->env->next_wake)
+		c->env->next_wake = at;
+}
+
+/* Whether the host counts in sb->breakers_open (which holds off global hangs). */
+static void breaker_counted(struct sb_conn *c, int open)
+{
+	struct smtpbulk *sb = c->env->sb;
+	if (atomic_exchange(&c->host->breaker_counted, open) != open) {
+		if (open)
+			atomic_fetch_add(&sb->breakers_open, 1);
+		else
+			atomic_fetch_sub(&sb->breakers_open, 1);
+	}
+}
+
+static void breaker_event(struct sb_conn *c, enum hb_event ev)
+{
+	struct smtpbulk *sb = c->env->sb;
+	const struct hb_cfg *cfg = &sb->breaker_cfg;
+	unsigned long long ms = (unsigned long long)(cfg->cooloff_ns / SB_NS_PER_MS);
+	switch (ev) {
+	case HB_NONE:
+		return;
+	case HB_OPENED:
+		atomic_fetch_add(&sb->breaker_opens, 1);
+		breaker_counted(c, 1);
+		sb_log_conn(sb, 5, host_idx(c), conn_idx(c),
+			    "circuit breaker opens: %u transactions in a row ended without a "
+			    "verdict; no new one for %llu ms, then one probe", cfg->failures, ms);
+		break;
+	case HB_REOPENED:
+		atomic_fetch_add(&sb->breaker_opens, 1);
+		sb_log_conn(sb, 5, host_idx(c), conn_idx(c),
+			    "circuit breaker: the probe failed; open for another %llu ms", ms);
+		break;
+	case HB_CLOSED:
+		breaker_counted(c, 0);
+		sb_log_conn(sb, 5, host_idx(c), conn_idx(c),
+			    "circuit breaker closes: the server gave a verdict");
+		break;
+	case HB_DOWN:
+		breaker_counted(c, 0);
+		atomic_store(&c->host->fatal_err, SMTPBULK_EBREAKER);
+		sb_log_conn(sb, 7, host_idx(c), conn_idx(c),
+			    "circuit breaker: opened %u times in a row, every probe failed: the "
+			    "host is down", cfg->trips);
+		break;
+	}
+	/* The host's workers look again: for a probe, to come back, or to give up. */
+	sb_engine_wake(sb, host_idx(c));
+}
+
 /* ---- what the session asks of its connection -------------------------------------- */
 
 static struct sb_msg *take_one(struct conn_env *env, struct sbq *q)
@@ -151,20 +213,86 @@ static struct sb_msg *take_one(struct conn_env *env, struct sbq *q)
 	return NULL;
 }
 
+static struct sb_msg *take_work(struct sb_conn *c)
+{
+	struct sb_msg *m = take_one(c->env, c->host->queue);
+	return m ? m : take_one(c->env, c->env->sb->any_queue);
+}
+
+/* The breaker is open (or this connection holds its probe): one transaction, by the
+ * probe's holder, once the cool-off is over; none when the host is down. */
+static struct sb_msg *next_msg_breaker(struct sb_conn *c, struct sess *s)
+{
+	struct host_breaker *b = &c->host->breaker;
+	if (atomic_load_explicit(&c->host->fatal_err, memory_order_relaxed) || c->probe_out)
+		return NULL;
+	if (!c->probe) {
+		int probe = 0;
+		if (sess_inflight(s) > 0) /* the probe's result must be its own */
+			return NULL;
+		if (!hb_admit(b, c->env->now, &probe)) {
+			breaker_wake_at(c);
+			return NULL;
+		}
+		c->probe = (uint8_t)probe;
+	}
+	struct sb_msg *m = take_work(c);
+	if (c->probe) {
+		if (m) {
+			c->probe_out = 1;
+			c->probe_msg = m;
+			sb_log_conn(c->env->sb, 5, host_idx(c), conn_idx(c),
+				    "circuit breaker: message %llu is the probe",
+				    (unsigned long long)m->id);
+		} else {
+			hb_release(b); /* nothing to probe with: another may */
+			c->probe = 0;
+		}
+	}
+	return m;
+}
+
 static struct sb_msg *ops_next_msg(void *ctx, struct sess *s)
 {
 	struct sb_conn *c = ctx;
 	struct smtpbulk *sb = c->env->sb;
 	if (atomic_load_explicit(&sb->stopping, memory_order_relaxed) || !cpol_takes_work(&c->pol))
 		return NULL;
-	struct sb_msg *m = take_one(c->env, c->host->queue);
-	return m ? m : take_one(c->env, sb->any_queue);
+	if (hb_open_until(&c->host->breaker) || c->probe)
+		return next_msg_breaker(c, s);
+	return take_work(c);
+}
+
+static void ops_txn_end(void *ctx, struct sess *s, int verdict)
+{
+	struct sb_conn *c = ctx;
+	struct host_breaker *b = &c->host->breaker;
+	int probe = c->probe_out;
+	if (probe) {
+		c->probe = c->probe_out = 0;
+		c->probe_msg = NULL;
+	}
+	breaker_event(c, verdict ? hb_verdict(b)
+				 : hb_failure(b, &c->env->sb->breaker_cfg, probe, c->env->now));
+}
+
+/* The probe's message ended, or went back, and said nothing either way (4xx to its
+ * recipients, a sequencing 503, refused here for its size): another may probe. Every
+ * message's end passes here, after ops_txn_end for those that said something. */
+static void probe_over(struct sb_conn *c, const struct sb_msg *m)
+{
+	if (c->probe_out && m == c->probe_msg) {
+		hb_release(&c->host->breaker);
+		c->probe = c->probe_out = 0;
+		c->probe_msg = NULL;
+	}
 }
 
 static void ops_done(void *ctx, struct sess *s, struct sb_msg *m, smtpbulk_status_t st, int err)
 {
 	struct sb_conn *c = ctx;
 	int pass = st == SMTPBULK_DELIVERED || st == SMTPBULK_PARTIAL;
+	probe_over(c, m);
 	sb_count(&c->ctr->total, 1);
 	sb_count(pass ? &c->ctr->pass : &c->ctr->fail, 1);
 	if (pass)
@@ -192,6 +320,7 @@ static void ops_reply(void *ctx, struct sess *s, const struct smtp_reply *r)
 static void ops_requeue(void *ctx, struct sess *s, struct sb_msg *m)
 {
 	struct sb_conn *c = ctx;
+	probe_over(c, m);
 	sb_engine_requeue(c->env->sb, m);
 }
 
@@ -202,6 +331,7 @@ static void ops_defer(void *ctx, struct sess *s, struct sb_msg *m)
 	/* defer_ms, doubled for each try already charged (capped at 2^10). */
 	unsigned tries = m->attempts - m->free_tries;
 	unsigned shift = tries > 1 ? tries - 1 : 0;
+	probe_over(c, m);
 	uint64_t delay = (uint64_t)sb->opts.defer_ms * SB_NS_PER_MS << (shift > 10 ? 10 : shift);
 	atomic_fetch_add_explicit(&sb->deferred, 1, memory_order_relaxed);
 	sb_count(&c->ctr->deferred, 1);
@@ -235,6 +365,7 @@ static const struct sess_ops conn_sess_ops = {
 	.defer = ops_defer,
 	.log = ops_log,
 	.auth = ops_auth,
+	.txn_end = ops_txn_end,
 };
 
 /* The same with the read callback: only when one is set, as it costs per reply. */
@@ -246,6 +377,7 @@ static const struct sess_ops conn_sess_ops_read = {
 	.reply = ops_reply,
 	.log = ops_log,
 	.auth = ops_auth,
+	.txn_end = ops_txn_end,
 };
 
 /* ---- the session as its transport's endpoint ------------------------------------- */
@@ -420,18 +552,41 @@ static int work_came(const struct sb_conn *c, const struct smtpbulk *sb)
  * now, the connection waits, closed, until some does. The epochs are read before the
  * queues, so an enqueue that lands after the look moves them and wakes it
  * (conn_env_wake_dormant). */
-static int wait_for_work(struct sb_conn *c)
+static int has_work(const struct sb_conn *c)
 {
-	struct conn_env *env = c->env;
-	struct smtpbulk *sb = env->sb;
-	if (work_came(c, sb) || !sbq_empty(c->host->queue) || !sbq_empty(sb->any_queue))
-		return 0;
-	struct conn_idle *st = &env->dormant[c->sess.host_idx];
+	struct smtpbulk *sb = c->env->sb;
+	return work_came(c, sb) || !sbq_empty(c->host->queue) || !sbq_empty(sb->any_queue);
+}
+
+static int go_dormant(struct sb_conn *c)
+{
+	struct conn_idle *st = &c->env->dormant[c->sess.host_idx];
 	if (st->n == st->cap)
 		return 0; /* cannot happen: one place per connection of the host here */
 	c->dormant = 1;
 	st->v[st->n++] = c;
 	return 1;
+}
+
+static int wait_for_work(struct sb_conn *c)
+{
+	return !has_work(c) && go_dormant(c);
+}
+
+/* While the host's breaker is open no connection starts; once it is half-open, the
+ * one that takes the probe does. The others wait closed (for the breaker's events,
+ * which wake the workers, or for the end of the cool-off). */
+static int wait_for_breaker(struct sb_conn *c)
+{
+	int probe = 0;
+	if (c->probe || !hb_open_until(&c->host->breaker))
+		return 0;
+	if (hb_admit(&c->host->breaker, c->env->now, &probe)) {
+		c->probe = (uint8_t)probe;
+		return 0;
+	}
+	breaker_wake_at(c);
+	return go_dormant(c);
 }
 
 void conn_env_wake_dormant(struct conn_env *env, unsigned h)
@@ -441,11 +596,16 @@ void conn_env_wake_dormant(struct conn_env *env, unsigned h)
 		return;
 	struct smtpbulk *sb = env->sb;
 	/* A connection that goes back to waiting lands at or below where it was taken. */
+	int down = atomic_load(&sb->hosts[h].fatal_err) != 0;
+	uint64_t probe_at = hb_open_until(&sb->hosts[h].breaker);
 	unsigned n = st->n, kept = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct sb_conn *c = st->v[i];
-		if (!work_came(c, sb)) {
-			st->v[kept++] = c; /* no work came since it closed */
+		/* Down: it starts, to give up. Else with work, once the breaker lets it. */
+		if (!down && (!has_work(c) || env->now < probe_at)) {
+			st->v[kept++] = c;
+			if (probe_at)
+				breaker_wake_at(c);
 			continue;
 		}
 		c->dormant = 0;
@@ -478,6 +638,10 @@ static void closed(struct sb_conn *c)
 	struct sess *s = &c->sess;
 	note_closed_epochs(c); /* before it says it is down: a caller may wait for that */
 	atomic_store_explicit(&c->ctr->ready, 0, memory_order_relaxed);
+	if (c->probe) { /* it held the breaker's probe and ended before carrying it */
+		c->probe = c->probe_out = 0;
+		breaker_event(c, hb_failure(&c->host->breaker, &sb->breaker_cfg, 1, c->env->now));
+	}
 	if (!sess_was_ready(s) && sess_error(s)) {
 		atomic_fetch_add_explicit(&sb->connect_fails, 1, memory_order_relaxed);
 		smtpbulk_event_t ev = {
@@ -543,7 +707,7 @@ void conn_start(struct sb_conn *c)
 		count_dead(c);
 		return;
 	}
-	if (c->gen > 0 && wait_for_work(c))
+	if (c->gen > 0 && (wait_for_work(c) || wait_for_breaker(c)))
 		return;
 	if (c->gen > 0)
 		atomic_fetch_add_explicit(&env->sb->reconnects, 1, memory_order_relaxed);
@@ -690,7 +854,9 @@ static void conn_io(struct sb_conn *c)
 		}
 	}
 	if (sess_is_idle(s)) {
-		int stopping = atomic_load_explicit(&c->env->sb->stopping, memory_order_relaxed);
+		/* Stopping, or the host is down (its breaker gave up): QUIT. */
+		int stopping = atomic_load_explicit(&c->env->sb->stopping, memory_order_relaxed) ||
+			       atomic_load_explicit(&c->host->fatal_err, memory_order_relaxed);
 		enum cpol_idle what = cpol_when_idle(&c->pol, stopping);
 		if (what == CPOL_IDLE_WORK && sess_spent(s)) {
 			/* The server takes no more messages here: a new connection will. */
@@ -703,7 +869,12 @@ static void conn_io(struct sb_conn *c)
 			sess_quit(s);
 			break;
 		case CPOL_IDLE_WORK:
-			idle_push(c);
+			/* The breaker's probe is this connection's to carry: it takes its
+			 * message now, not when the feed happens to pick it. */
+			if (c->probe && !c->probe_out)
+				sess_pump(s);
+			if (sess_is_idle(s))
+				idle_push(c);
 			break;
 		case CPOL_IDLE_WAIT:
 			break;

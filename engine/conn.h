@@ -58,6 +58,8 @@ struct conn_env {
 	int pooled_seen;              /* a multishot receive delivered data: it works here */
 	int progress;                 /* a server answered during this loop turn */
 	int queue_busy;               /* a queue had an enqueuer mid-way: look again soon */
+	uint64_t next_wake;           /* look again by then (a breaker's probe may go);
+	                                 the worker sets UINT64_MAX each turn */
 	struct timer_heap timers;     /* 4xx retries and reconnects */
 	struct conn_idle *idle;       /* [n_hosts] */
 	struct conn_idle *dormant;    /* [n_hosts]: closed, waiting for work to reconnect */

@@ -64,6 +64,7 @@ int sb_host_down_error(const struct sb_host *h)
 	case SMTPBULK_EAUTHTEMP:
 	case SMTPBULK_EAUTHMECH:
 	case SMTPBULK_EAUTHPLAIN:
+	case SMTPBULK_EBREAKER:
 		return err;
 	default:
 		return SMTPBULK_EHOSTDOWN;

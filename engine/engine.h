@@ -31,6 +31,7 @@
 #include "latency_hist.h"
 #include "message.h"
 #include "queue.h"
+#include "host_breaker.h"
 #include "host_learned.h"
 #include "session.h"
 #include "smtpbulk.h"
@@ -79,6 +80,8 @@ struct sb_host {
 	_Atomic int fatal_err;    /* nonzero: why no connection of this host starts again
 	                             (a reason that holds for all: sess_fatal()) */
 	struct host_learned learned; /* what its connections learned of the server */
+	struct host_breaker breaker; /* its circuit breaker (host_breaker.h) */
+	_Atomic int breaker_counted; /* 1: it counts in smtpbulk.breakers_open */
 	/* The TLS session connections resume (any worker of the host): under tls_lock,
 	 * held only around a handshake's start and a connection's first readiness. */
 	pthread_mutex_t tls_lock;
@@ -108,6 +111,10 @@ struct smtpbulk {
 	_Atomic uint64_t connects, connect_fails;
 	_Atomic uint64_t timed_out, hangs, global_hangs, deferred, deferred_now, reconnects;
 	_Atomic uint64_t tls_handshakes, tls_resumed;
+	_Atomic uint64_t breaker_opens;  /* times a host's breaker opened (again) */
+	_Atomic unsigned breakers_open;  /* hosts whose breaker is open now (the watchdog
+	                                    reads it: no global hang then) */
+	struct hb_cfg breaker_cfg;       /* read-only after create */
 	/* Read for every message and written seldom: a cache line of their own, so the
 	 * counters' writes above do not take it away from every core. */
 	alignas(64) _Atomic int stopping; /* 1: finish up (idle connections QUIT) */

@@ -59,6 +59,9 @@ static const struct {
 	{offsetof(smtpbulk_options_t, retry_hang), 1},
 	{offsetof(smtpbulk_options_t, retry_global_hang), 1},
 	{offsetof(smtpbulk_options_t, defer_ms), 1000},
+	{offsetof(smtpbulk_options_t, breaker_failures), 20},
+	{offsetof(smtpbulk_options_t, breaker_cooloff_ms), 30000},
+	{offsetof(smtpbulk_options_t, breaker_trips), 3},
 };
 
 static void apply_defaults(smtpbulk_options_t *o)
@@ -359,6 +362,11 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 		sb->cbs = *opts->callbacks;
 	apply_defaults(&sb->opts);
 	resolve_phases(sb, opts);
+	sb->breaker_cfg = (struct hb_cfg){
+		.failures = sb->opts.breaker_failures,
+		.cooloff_ns = (uint64_t)sb->opts.breaker_cooloff_ms * SB_NS_PER_MS,
+		.trips = sb->opts.breaker_trips,
+	};
 	pthread_mutex_init(&sb->lock, NULL);
 	sb_cond_init(&sb->room); /* timed waits must not jump with the wall clock */
 	sb_cond_init(&sb->done);
@@ -394,9 +402,11 @@ fail:
 static int busy(void *arg)
 {
 	smtpbulk_t *sb = arg;
-	/* Messages in progress: queued or on a connection, not waiting for a 4xx retry. */
+	/* Messages in progress: queued or on a connection, not waiting for a 4xx retry.
+	 * While a host's breaker is open its messages wait on purpose: no global hang. */
 	return atomic_load(&sb->submitted) >
-	       atomic_load(&sb->completed) + atomic_load(&sb->deferred_now);
+		       atomic_load(&sb->completed) + atomic_load(&sb->deferred_now) &&
+	       atomic_load(&sb->breakers_open) == 0;
 }
 
 static void on_global_hang(void *arg, int give_up)

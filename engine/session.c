@@ -218,8 +218,16 @@ enum release_policy {
 	REL_CHARGE, /* connection trouble: retried while attempts are left (max_attempts) */
 	REL_HANG,   /* the watchdog found the connection hung: retry_hang decides */
 	REL_CLOSE,  /* 421: retried free of charge, at most retry_fail times per message */
+	REL_AGAIN,  /* a refusal that is no verdict (a sequencing 503, a spent connection):
+	               as REL_CLOSE, but no fault of the server's (the breaker ignores it) */
 	REL_FREE,   /* a global hang's restart: retried free of charge */
 };
+
+static void txn_end(struct sess *s, int verdict)
+{
+	if (s->ops->txn_end)
+		s->ops->txn_end(s->ctx, s, verdict);
+}
 
 static void release_msg(struct sess *s, struct sb_msg *m, enum release_policy pol, int err)
 {
@@ -231,6 +239,7 @@ static void release_msg(struct sess *s, struct sb_msg *m, enum release_policy po
 		s->ops->done(s->ctx, s, m, SMTPBULK_TIMED_OUT, SMTPBULK_ETIMEDOUT);
 		return;
 	case REL_CLOSE:
+	case REL_AGAIN:
 		if (m->closes < s->cfg->retry_fail) {
 			m->closes++;
 			break;
@@ -260,6 +269,13 @@ static void conn_end(struct sess *s, int err, enum release_policy pol)
 		err = s->quit_err; /* why we said QUIT, whatever came after it */
 	slog(s, 7, "connection failed in %s: %s", sess_state_name(s->state),
 	     smtpbulk_strerror(err));
+	/* Transactions cut short by the server's trouble (a lost connection, a 421, a
+	 * garbled reply): one failure for the breaker, however many were in flight — a
+	 * connection with a window of 8 that drops is one event, not 8. A hang is not
+	 * one: it cost a timeout already, and Retry.Hang, the window's shrink and the
+	 * global timeout are its policies; the breaker is for failures that come fast. */
+	if (s->txn_len && pol != REL_FREE && pol != REL_HANG)
+		txn_end(s, 0);
 	while (s->txn_len) {
 		struct sess_txn *t = txn_pop(s);
 		/* Pipelined behind transactions the server answered, one it never answered
@@ -531,13 +547,23 @@ static void txn_complete(struct sess *s)
 		s->window++; /* replies come in time again: so does the window */
 		hl_grow_window(s->cfg->learned, s->cfg->window);
 	}
-	if (t->again)
-		release_msg(s, m, REL_CLOSE, err); /* no verdict: free, as after a 421 */
-	else if (t->failed && st == SMTPBULK_FAILED && err == SMTPBULK_ESERVER && s->ops->defer &&
+	if (t->again) {
+		release_msg(s, m, REL_AGAIN, err); /* no verdict: free, as after a 421 */
+		goto next;
+	}
+	/* For the breaker: a 5xx is a verdict; a 4xx to MAIL, the data or its end is the
+	 * server's trouble; 4xx to the recipients concern them (a full mailbox,
+	 * greylisting): neither. */
+	if (st != SMTPBULK_FAILED)
+		txn_end(s, 1);
+	else if (!(t->mail == 1 && t->rcpt_ok == 0 && t->rcpt_temp))
+		txn_end(s, 0);
+	if (t->failed && st == SMTPBULK_FAILED && err == SMTPBULK_ESERVER && s->ops->defer &&
 	    m->attempts - m->free_tries < s->cfg->max_attempts)
 		s->ops->defer(s->ctx, s, m); /* a 4xx: tried again after a pause */
 	else
 		s->ops->done(s->ctx, s, m, st, t->failed || !t->final ? err : 0);
+next:
 	/* "RSET after a failed transaction": at once when nothing else is out. */
 	if (!s->clean && s->txn_len == 0 && out_room(s, 1, 6)) {
 		out_cmd(s, SMTP_CMD_RSET, 6);

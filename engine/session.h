@@ -79,6 +79,13 @@ struct sess_ops {
 	void (*log)(void *ctx, struct sess *s, int level, const char *line);
 	/* Optional: AUTH ended, 0 (authenticated) or why not. */
 	void (*auth)(void *ctx, struct sess *s, int err);
+	/* Optional: a transaction ended with the server's verdict (1: accepted, or
+	 * refused for good) or without one for the server's trouble (0: a 4xx to MAIL or
+	 * the data; the connection lost or garbled under it, once per connection however
+	 * many were in flight). Not called for a hang, for 4xx to the recipients alone, for
+	 * a transaction that goes again for no fault of the server's (a sequencing 503, a
+	 * spent connection, a global hang's restart), nor for what the client ends. */
+	void (*txn_end)(void *ctx, struct sess *s, int verdict);
 };
 
 enum sess_state {

@@ -89,6 +89,8 @@ int smtpbulk_get_stats(const smtpbulk_t *csb, smtpbulk_stats_t **out)
 	smtpbulk_get_counters(sb, &st->totals);
 	st->tls_handshakes = get(&sb->tls_handshakes);
 	st->tls_resumed = get(&sb->tls_resumed);
+	st->breaker_opens = get(&sb->breaker_opens);
+	st->breakers_open = atomic_load(&sb->breakers_open);
 	st->n_hosts = sb->n_hosts;
 	st->hosts = hosts;
 	size_t base = 0;

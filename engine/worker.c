@@ -212,6 +212,7 @@ static void *worker_main(void *arg)
 	for (;;) {
 		int timeout = -1;
 		env->queue_busy = 0;
+		env->next_wake = UINT64_MAX;
 		env->now = sb_now_ns();
 		if (atomic_load(&sb->stopping)) {
 			if (stop_phase(w, &timeout))
@@ -222,6 +223,8 @@ static void *worker_main(void *arg)
 			feed(w);
 		}
 		uint64_t next = conn_env_timers(env);
+		if (env->next_wake < next)
+			next = env->next_wake; /* a breaker's probe may go then */
 		if (next != UINT64_MAX && (timeout < 0 || ms_until(next, env->now) < timeout))
 			timeout = ms_until(next, env->now);
 		arm_wake(w);

@@ -83,6 +83,13 @@ static void usage(FILE *f)
 		"      --max-attempts N    transactions per message after 4xx replies or\n"
 		"                          connection trouble (default 3)\n"
 		"      --defer SEC         pause before a 4xx retry, doubled each time (default 1)\n"
+		"      --breaker N         circuit breaker: after N transactions in a row that end\n"
+		"                          without a verdict (4xx, 421, lost, garbled), the host\n"
+		"                          takes none for --breaker-cooloff, then one probe\n"
+		"                          message; 0 = no breaker (default 20)\n"
+		"      --breaker-cooloff SEC  how long it stays open (default 30)\n"
+		"      --breaker-trips N   openings in a row before the host counts as down and\n"
+		"                          what waits for it fails (default 3; 0 = never)\n"
 		"TLS and AUTH:\n"
 		"      --tls MODE          none (default); smtps: TLS from the first byte (port\n"
 		"                          465); starttls: STARTTLS or nothing is sent;\n"
@@ -209,6 +216,7 @@ enum { LOAD_OK = 0, LOAD_UNDELIVERED = 1, LOAD_USAGE = 2, LOAD_NOSTART = 3 };
 enum {
 	OPT_TIMEOUT = 1, OPT_GLOBAL_TIMEOUT, OPT_RETRY_HANG, OPT_RETRY_GLOBAL_HANG,
 	OPT_SLEEP_HANG, OPT_SLEEP_FAIL, OPT_RETRY_FAIL, OPT_MAX_ATTEMPTS, OPT_DEFER,
+	OPT_BREAKER, OPT_BREAKER_COOLOFF, OPT_BREAKER_TRIPS,
 	OPT_DEBUG_PATH, OPT_RFC5321, OPT_TLS, OPT_TLS_VERIFY, OPT_CA, OPT_TLS_NAME, OPT_CERT,
 	OPT_KEY, OPT_TLS_MIN, OPT_SINK_CERT, OPT_SINK_KEY, OPT_AUTH, OPT_USER,
 	OPT_PASSWORD_FILE, OPT_AUTH_PLAINTEXT, OPT_RECONNECT_EVERY, OPT_NO_TLS_RESUME,
@@ -245,6 +253,9 @@ static const struct option longopts[] = {
 	{"retry-fail", required_argument, NULL, OPT_RETRY_FAIL},
 	{"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
 	{"defer", required_argument, NULL, OPT_DEFER},
+	{"breaker", required_argument, NULL, OPT_BREAKER},
+	{"breaker-cooloff", required_argument, NULL, OPT_BREAKER_COOLOFF},
+	{"breaker-trips", required_argument, NULL, OPT_BREAKER_TRIPS},
 	{"debug-path", required_argument, NULL, OPT_DEBUG_PATH},
 	{"rfc5321-timeouts", no_argument, NULL, OPT_RFC5321},
 	{"tls", required_argument, NULL, OPT_TLS},
@@ -281,6 +292,8 @@ struct load_args {
 	uint64_t timeout_ms, global_ms, sleep_hang_ms, sleep_fail_ms, defer_ms;
 	uint64_t retry_hang, retry_global, retry_fail, max_attempts;
 	int have_retry_hang, have_retry_global, have_sleep_fail, rfc5321;
+	uint64_t breaker, breaker_cooloff_ms, breaker_trips;
+	int have_breaker, have_breaker_trips;
 	int tls; /* -1 none, or TLS_* */
 	int tls_verify, auth_plaintext, no_resume;
 	const char *ca, *tls_name, *cert, *key, *sink_cert, *sink_key;
@@ -351,6 +364,9 @@ static int set_run_option(struct load_args *a, int c, const char *v, const char 
 	case OPT_RETRY_FAIL: if (tool_u64(v, 1, 1000000, &a->retry_fail)) *bad = "--retry-fail"; break;
 	case OPT_MAX_ATTEMPTS: if (tool_u64(v, 1, 1000000, &a->max_attempts)) *bad = "--max-attempts"; break;
 	case OPT_DEFER: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->defer_ms)) *bad = "--defer"; break;
+	case OPT_BREAKER: if (tool_u64(v, 0, 1000000, &a->breaker)) *bad = "--breaker"; else a->have_breaker = 1; break;
+	case OPT_BREAKER_COOLOFF: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->breaker_cooloff_ms)) *bad = "--breaker-cooloff"; break;
+	case OPT_BREAKER_TRIPS: if (tool_u64(v, 0, 1000000, &a->breaker_trips)) *bad = "--breaker-trips"; else a->have_breaker_trips = 1; break;
 	case OPT_DEBUG_PATH: if (!*v) *bad = "--debug-path"; else a->debug_path = v; break;
 	case OPT_RFC5321: a->rfc5321 = 1; break;
 	default: return -1;
@@ -641,6 +657,12 @@ static void make_options(const struct load_args *a, struct load_state *st,
 	o->retry_fail = (unsigned)a->retry_fail;
 	o->max_attempts = (unsigned)a->max_attempts;
 	o->defer_ms = (unsigned)a->defer_ms;
+	if (a->have_breaker)
+		o->breaker_failures = a->breaker ? (unsigned)a->breaker : SMTPBULK_UNLIMITED;
+	o->breaker_cooloff_ms = (unsigned)a->breaker_cooloff_ms;
+	if (a->have_breaker_trips)
+		o->breaker_trips = a->breaker_trips ? (unsigned)a->breaker_trips
+						    : SMTPBULK_UNLIMITED;
 	o->on_result = on_result;
 	o->result_arg = st;
 }

@@ -75,6 +75,9 @@ enum smtpbulk_error {
 	                                 unless auth_plaintext is set */
 	SMTPBULK_ETLSCONFIG = -1027,  /* TLS setup: CA file, certificate or key unreadable or
 	                                 invalid, or no trust store to verify with */
+	SMTPBULK_EBREAKER = -1028,    /* the host's circuit breaker gave up: transaction after
+	                                 transaction ended without a verdict, and so did
+	                                 every probe after a cool-off (breaker_* options) */
 };
 
 /* For the retry counts that take it (the seed's "0 for unlimited"). */
@@ -355,6 +358,21 @@ typedef struct smtpbulk_options {
 	const char *tls_ca_dir;   /* directory of hashed PEM CA certificates */
 	const char *tls_cert_file, *tls_key_file; /* client certificate and key (PEM) */
 	unsigned tls_min_version; /* 12 (TLS 1.2, also 0) or 13 */
+	/* The circuit breaker, per host (added after 0.2.0). A transaction that ends
+	 * without a verdict from the server counts: a 4xx to MAIL, DATA or the end of
+	 * the data; a 421, a connection lost or garbled in the middle (once per
+	 * connection, however many were in flight). Hangs do not: the timeouts and
+	 * retry_hang deal with them. One with a verdict (delivered, or
+	 * refused for good) sets the count back to zero; 4xx to the recipients alone (a
+	 * full mailbox, greylisting) do neither. After breaker_failures in a row
+	 * the host takes no new transaction and no new connection for breaker_cooloff_ms;
+	 * then one connection carries one message (the probe): a verdict closes the
+	 * breaker, a failure opens it again. The breaker_trips-th opening in a row ends
+	 * the host: what waits for it ends FAILED with SMTPBULK_EBREAKER. While a breaker
+	 * is open the global timeout waits too. Messages keep their own retry counts. */
+	unsigned breaker_failures; /* 0 = 20; SMTPBULK_UNLIMITED: no breaker */
+	unsigned breaker_cooloff_ms; /* 0 = 30000 */
+	unsigned breaker_trips;   /* 0 = 3; SMTPBULK_UNLIMITED: probe for ever */
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */
@@ -502,6 +520,8 @@ typedef struct smtpbulk_stats {
 	uint64_t tls_resumed;    /* of which resumed an earlier session */
 	smtpbulk_latency_t latency; /* every result, whatever its host (also those that
 	                               ended without reaching one) */
+	uint64_t breaker_opens;  /* times a host's circuit breaker opened (again) */
+	uint64_t breakers_open;  /* hosts whose breaker is open now */
 } smtpbulk_stats_t;
 
 /**

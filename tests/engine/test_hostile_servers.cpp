@@ -424,4 +424,106 @@ TEST(Hostile, NoReconnectWithNothingToSend) {
   }
 }
 
+// §7: a server that lets every connection get ready and then fails every transaction
+// (a 421 to MAIL, or garbage) was reconnected to for as long as messages remained,
+// each riding out its own retries: some 1,600 MAILs for 200 messages. The host's
+// circuit breaker opens after breaker_failures in a row, lets one probe through after
+// each cool-off, and gives up at the breaker_trips-th opening: every message ends, and
+// the server sees a handful of transactions.
+struct Misbehaviour {
+  const char* name;
+  const char* reply;  // to every MAIL
+};
+
+class BreakerTest : public ::testing::TestWithParam<Misbehaviour> {};
+
+TEST_P(BreakerTest, AServerThatFailsEveryTransactionIsLeftAlone) {
+  PeerScript s;
+  std::string reply = GetParam().reply;
+  s.on_cmd = [&](int, const std::string& c) -> std::string {
+    return starts_with(c, "MAIL") ? reply : "";
+  };
+  ScriptedPeer peer(s);
+  LogCapture log;
+  TestEngine e(peer.port(), 2);
+  e.opts.breaker_failures = 5;
+  e.opts.breaker_cooloff_ms = 100;
+  e.opts.breaker_trips = 3;
+  e.opts.reconnect_ms = 10;
+  e.opts.debug = 7;
+  e.opts.on_log = LogCapture::cb;
+  e.opts.log_arg = &log;
+  ASSERT_EQ(e.start(), 0);
+  send_all(e, 200);
+  EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], 0u);
+  auto errors = e.results.by_error();
+  EXPECT_GE(errors[SMTPBULK_EBREAKER], 180u) << "what waited ends with the breaker's reason";
+  // 5 to open, a probe after each of the 2 cool-offs that reopen or end it, and
+  // what was in flight on the two connections when it opened.
+  size_t mails = count_prefix(peer.commands(), "MAIL");
+  EXPECT_LE(mails, 5u + 2u + 2u * 2u) << "the breaker did not hold the host back";
+  smtpbulk_stats_t* st = nullptr;
+  ASSERT_EQ(smtpbulk_get_stats(e.sb, &st), 0);
+  EXPECT_EQ(st->breaker_opens, 2u);  // opened, reopened; the third failed probe ends it
+  EXPECT_EQ(st->breakers_open, 0u);
+  smtpbulk_stats_free(st);
+  EXPECT_NE(log.get().find("circuit breaker opens"), std::string::npos);
+  EXPECT_NE(log.get().find("the host is down"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Hostile, BreakerTest,
+    ::testing::Values(Misbehaviour{"Close421", "BYE:421 4.3.2 service shutting down\r\n"},
+                      Misbehaviour{"Garbage", "hello?\r\n"},
+                      Misbehaviour{"Defer451", "451 4.3.0 try again later\r\n"}),
+    [](const ::testing::TestParamInfo<Misbehaviour>& i) { return std::string(i.param.name); });
+
+// A server that fails for a while and then recovers: the breaker opens, the probe
+// after the cool-off goes through, the breaker closes, and every message is delivered.
+TEST(Hostile, BreakerClosesWhenTheProbeGoesThrough) {
+  std::atomic<int> mails{0};
+  PeerScript s;
+  s.on_cmd = [&](int, const std::string& c) -> std::string {
+    if (starts_with(c, "MAIL") && mails++ < 6) return "BYE:421 4.3.2 not now\r\n";
+    return "";
+  };
+  ScriptedPeer peer(s);
+  LogCapture log;
+  TestEngine e(peer.port(), 2);
+  e.opts.breaker_failures = 5;
+  e.opts.breaker_cooloff_ms = 100;
+  e.opts.reconnect_ms = 10;
+  e.opts.debug = 5;
+  e.opts.on_log = LogCapture::cb;
+  e.opts.log_arg = &log;
+  ASSERT_EQ(e.start(), 0);
+  send_all(e, 100);
+  EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], 100u);
+  EXPECT_EQ(peer.bodies().size(), 100u);
+  smtpbulk_stats_t* st = nullptr;
+  ASSERT_EQ(smtpbulk_get_stats(e.sb, &st), 0);
+  EXPECT_GE(st->breaker_opens, 1u);
+  EXPECT_EQ(st->breakers_open, 0u);
+  smtpbulk_stats_free(st);
+  EXPECT_NE(log.get().find("circuit breaker closes"), std::string::npos);
+}
+
+// Refusals are verdicts: a list of bad addresses never opens the breaker.
+TEST(Hostile, RefusalsDoNotOpenTheBreaker) {
+  PeerScript s;
+  s.on_cmd = [&](int, const std::string& c) -> std::string {
+    return starts_with(c, "RCPT") ? "550 5.1.1 no such user\r\n" : "";
+  };
+  ScriptedPeer peer(s);
+  TestEngine e(peer.port(), 2);
+  e.opts.breaker_failures = 5;
+  ASSERT_EQ(e.start(), 0);
+  send_all(e, 100);
+  EXPECT_EQ(e.results.by_status()[SMTPBULK_REJECTED], 100u);
+  smtpbulk_stats_t* st = nullptr;
+  ASSERT_EQ(smtpbulk_get_stats(e.sb, &st), 0);
+  EXPECT_EQ(st->breaker_opens, 0u);
+  smtpbulk_stats_free(st);
+}
+
 }  // namespace

@@ -157,6 +157,12 @@ class Collector {
     std::lock_guard<std::mutex> g(mu_);
     return duplicates_;
   }
+  std::map<int, size_t> by_error() {
+    std::lock_guard<std::mutex> g(mu_);
+    std::map<int, size_t> m;
+    for (auto& kv : by_id_) m[kv.second.error]++;
+    return m;
+  }
   std::map<smtpbulk_status_t, size_t> by_status() {
     std::lock_guard<std::mutex> g(mu_);
     std::map<smtpbulk_status_t, size_t> m;
