@@ -498,9 +498,13 @@ static void transport_failed(struct sb_conn *c, int err)
 	sb_transport_describe(&c->xp, why, sizeof(why));
 	if (why[0])
 		sb_log_conn(c->env->sb, 7, host_idx(c), conn_idx(c), "%s", why);
-	if (err == SMTPBULK_ECERT)
+	if (err == SMTPBULK_ECERT) {
+		/* We refused the certificate: the alert wolfSSL wrote goes out before the
+		 * close (RFC 8446 §6.2), so the server logs why, not a dropped handshake. */
+		if (c->fd >= 0 && !c->send_busy)
+			sb_transport_send_last(&c->xp, c->fd);
 		sess_io_fatal(&c->sess, err); /* the next handshake meets the same certificate */
-	else
+	} else
 		sess_io_error(&c->sess, err);
 }
 

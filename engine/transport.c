@@ -2,6 +2,7 @@
 #include "transport.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,4 +367,18 @@ int sb_transport_send(struct sb_transport *x, const struct sb_io_backend *be, st
 	mh->msg_iovlen = (size_t)n;
 	int rc = be->sendmsg(io, fd, mh, token);
 	return rc < 0 ? rc : 1;
+}
+
+int sb_transport_send_last(struct sb_transport *x, int fd)
+{
+	struct iovec iov[4];
+	int n = x->ops->wire(x, iov, 4);
+	if (n <= 0)
+		return n;
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+	ssize_t k = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (k < 0)
+		return -errno;
+	x->ops->sent(x, (size_t)k);
+	return 1;
 }

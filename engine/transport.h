@@ -127,4 +127,13 @@ void sb_transport_describe(const struct sb_transport *x, char *buf, size_t cap);
 int sb_transport_send(struct sb_transport *x, const struct sb_io_backend *be, struct sb_io *io,
 		      int fd, struct msghdr *mh, struct iovec *iov, int max, uint64_t token);
 
+/*
+ * The connection ends now, by the client's choice, with a few wire bytes left (the
+ * fatal alert wolfSSL queued when it refused the server's certificate, RFC 8446
+ * §6.2): one non-blocking send of them, outside the ring, best effort — the socket of
+ * a connection that just did its handshake has room for a record. Only when no send
+ * is in flight. Returns 1 sent, 0 nothing to send, -errno.
+ */
+int sb_transport_send_last(struct sb_transport *x, int fd);
+
 #endif

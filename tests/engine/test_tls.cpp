@@ -7,6 +7,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -316,6 +318,64 @@ INSTANTIATE_TEST_SUITE_P(
         CertCase{"UnverifiedModeAcceptsTheSame", SINK_TLS_IMPLICIT, &TestCerts::expired,
                  SMTPBULK_SECURE_SMTPS, &TestCerts::ca, "mail.wrong.example", 1, 0}),
     [](const ::testing::TestParamInfo<CertCase>& i) { return std::string(i.param.name); });
+
+// RFC 8446 §6.2: a client that aborts the handshake (it does not trust the server's
+// certificate) says why with a fatal alert before it closes; without one the server
+// logs a dropped connection. The peer is OpenSSL's s_server, which prints the alerts
+// it receives (-msg).
+TEST(TlsFailures, AnUntrustedCertificateIsAnsweredWithAnAlert) {
+  REQUIRE_CERTS();
+  const uint16_t port = free_port();
+  char out[] = "/tmp/smtpbulk-s_server-XXXXXX";
+  int ofd = mkstemp(out);
+  ASSERT_GE(ofd, 0);
+  int in[2];
+  ASSERT_EQ(pipe(in), 0);  // s_server's stdin: open until the test ends
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(ofd, 1);
+    dup2(ofd, 2);
+    close(in[1]);
+    std::string accept = "127.0.0.1:" + std::to_string(port);
+    execlp("openssl", "openssl", "s_server", "-accept", accept.c_str(), "-cert",
+           test_certs().cert.c_str(), "-key", test_certs().key.c_str(), "-msg", "-naccept",
+           "1", (char*)nullptr);
+    _exit(127);
+  }
+  close(in[0]);
+  close(ofd);
+  auto output = [&] {
+    FILE* f = fopen(out, "r");
+    std::string text;
+    if (!f) return text;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) text.append(buf, n);
+    fclose(f);
+    return text;
+  };
+  bool listening = wait_until([&] { return output().find("ACCEPT") != std::string::npos; });
+  if (listening) {
+    SecureEngine e(port, 1, SMTPBULK_SECURE_SMTPS_VERIFY);
+    e.ca = test_certs().other_ca;  // not the CA that signed the server's certificate
+    e.opts.tls_ca_file = e.ca.c_str();
+    e.sec.tls_name = "localhost";
+    e.opts.retry_fail = 1;
+    EXPECT_EQ(e.start(), 0);
+    if (e.send_all(1)) e.expect_all_failed_with(1, SMTPBULK_ECERT);
+    // "<<<" is what s_server received: here unknown_ca.
+    EXPECT_TRUE(wait_until([&] {
+      return output().find("<<< TLS 1.3, Alert [length 0002], fatal") != std::string::npos;
+    })) << output();
+  }
+  close(in[1]);
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  unlink(out);
+  ASSERT_TRUE(listening) << "s_server did not start: " << output();
+}
 
 TEST(TlsFailures, Mode2AgainstAPlaintextServerSendsNothingInTheClear) {
   PeerScript ps;  // greets in plaintext where a TLS ServerHello was due
