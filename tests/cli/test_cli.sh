@@ -194,9 +194,18 @@ check "load rides out hangs" status_is 0 "$bin" load -m 60 -s 3 -q --json --time
 check "hangs counted, all delivered" /usr/bin/python3 -c "import sys; sys.exit(0 if $(json_get "['hangs']") >= 1 and $(json_get "['delivered']") == 60 and $(json_get "['timed_out']") == 0 else 1)"
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 check "tempfailing sink starts" start_sink --tempfail-data 50
-check "load retries 4xx" status_is 1 "$bin" load -m 400 -s 2 -q --json --defer 0.01 --max-attempts 3 --backend "$backend" "127.0.0.1:$port"
+# (--breaker 0: the retries alone; 20 refusals in a row, 1 in 10^6 here, would open it)
+check "load retries 4xx" status_is 1 "$bin" load -m 400 -s 2 -q --json --defer 0.01 --max-attempts 3 --breaker 0 --backend "$backend" "127.0.0.1:$port"
 check "-q still names undelivered messages" grep -q "not delivered" "$tmp/err"
 check "4xx retries counted and add up" /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/out')); sys.exit(0 if d['deferred'] > 100 and d['delivered'] + d['failed'] == 400 and d['delivered'] > 300 else 1)"
+kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
+# The circuit breaker: a sink that refuses every message's data with 4xx.
+check "load bad --breaker" status_is 2 "$bin" load --breaker x
+check "load bad --breaker-cooloff" status_is 2 "$bin" load --breaker-cooloff 0
+check "always-tempfailing sink starts" start_sink --tempfail-data 100
+check "load gives up on the host" status_is 1 "$bin" load -m 200 -s 2 -q --json --defer 0.01 --breaker 3 --breaker-cooloff 0.05 --breaker-trips 2 --backend "$backend" "127.0.0.1:$port"
+check "the breaker says why" grep -q "circuit breaker" "$tmp/err"
+check "every message failed, few tried" /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/out')); sys.exit(0 if d['failed'] == 200 and d['deferred'] < 20 else 1)"
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 
 # --delay-ms holds every reply back: the greeting and each message's reply wait 200 ms,
