@@ -34,7 +34,7 @@
 
 /* Timer tags: the kind in the low byte; for a reconnect, the connection's serial above
  * (a reconnect that was called off leaves an entry with an old serial). */
-enum { TM_DEFER = 1, TM_RECONNECT = 2 };
+enum { TM_DEFER = 1, TM_RECONNECT = 2, TM_IDLE = 3 };
 
 struct sb_conn {
 	struct sess sess;
@@ -58,6 +58,11 @@ struct sb_conn {
 	uint8_t probe;                /* it holds its host's breaker probe (host_breaker.h) */
 	uint8_t probe_out;            /* the probe's one transaction is out: probe_msg */
 	const struct sb_msg *probe_msg;
+	uint64_t born_at;             /* when it began to connect (max_conn_age_ms) */
+	uint32_t idle_serial;         /* of its idle timer (idle_close_ms, max_conn_age_ms) */
+	uint32_t idle_gen;            /* the connection and the MAIL count that idle spell */
+	unsigned idle_mark;           /* began with; either moved: the timer is stale */
+	uint8_t idle_armed;
 	uint64_t dormant_epoch[2];    /* the host's and any_queue's work epochs when it
 	                                 closed */
 	uint32_t timer_serial;
@@ -258,6 +263,13 @@ static struct sb_msg *ops_next_msg(void *ctx, struct sess *s)
 	struct smtpbulk *sb = c->env->sb;
 	if (atomic_load_explicit(&sb->stopping, memory_order_relaxed) || !cpol_takes_work(&c->pol))
 		return NULL;
+	/* Its age is up: QUIT once what is out is answered. It carries one message at
+	 * least, so an age shorter than a handshake still gets mail through. */
+	if (sb->opts.max_conn_age_ms && sess_mails(s) > 0 &&
+	    c->env->now - c->born_at >= (uint64_t)sb->opts.max_conn_age_ms * SB_NS_PER_MS) {
+		sess_retire(s);
+		return NULL;
+	}
 	if (hb_open_until(&c->host->breaker) || c->probe)
 		return next_msg_breaker(c, s);
 	return take_work(c);
@@ -716,6 +728,7 @@ void conn_start(struct sb_conn *c)
 	if (c->gen > 0)
 		atomic_fetch_add_explicit(&env->sb->reconnects, 1, memory_order_relaxed);
 	c->gen++;
+	c->born_at = env->now;
 	c->ready_counted = 0;
 	c->cancelled = 0;
 	sess_connecting(&c->sess);
@@ -770,6 +783,43 @@ struct sb_conn *conn_env_idle_pop(struct conn_env *env, unsigned h)
 	struct sb_conn *c = st->v[--st->n];
 	c->idle_listed = 0;
 	return c;
+}
+
+/* An idle spell begins: QUIT when it lasts idle_close_ms, or when the connection's
+ * max_conn_age_ms is up, whichever comes first (one timer per spell; a spell ends
+ * when a MAIL goes out, which the timer sees). */
+static void idle_arm(struct sb_conn *c)
+{
+	const smtpbulk_options_t *o = &c->env->sb->opts;
+	unsigned mark = sess_mails(&c->sess);
+	if ((!o->idle_close_ms && !o->max_conn_age_ms) ||
+	    (c->idle_armed && c->idle_mark == mark && c->idle_gen == c->gen))
+		return;
+	uint64_t due = UINT64_MAX;
+	if (o->idle_close_ms)
+		due = c->env->now + (uint64_t)o->idle_close_ms * SB_NS_PER_MS;
+	if (o->max_conn_age_ms && c->born_at + (uint64_t)o->max_conn_age_ms * SB_NS_PER_MS < due)
+		due = c->born_at + (uint64_t)o->max_conn_age_ms * SB_NS_PER_MS;
+	c->idle_serial++;
+	if (th_push(&c->env->timers, due, c, TM_IDLE | ((uint64_t)c->idle_serial << 8)) < 0)
+		return; /* no memory for the timer: it stays open, as without the option */
+	c->idle_armed = 1;
+	c->idle_mark = mark;
+	c->idle_gen = c->gen;
+}
+
+static void idle_due(struct sb_conn *c)
+{
+	struct sess *s = &c->sess;
+	c->idle_armed = 0;
+	if (c->fd < 0 || c->idle_gen != c->gen || !sess_is_idle(s) || sess_mails(s) != c->idle_mark)
+		return; /* it worked since, or closed: a later spell has its own timer */
+	sb_log_conn(c->env->sb, 7, host_idx(c), conn_idx(c),
+		    "idle past its limit or at the end of its age: QUIT (it connects again "
+		    "when there is something to send)");
+	if (sess_quit(s))
+		cpol_reconnect_after_quit(&c->pol);
+	conn_sync(c);
 }
 
 /* A receive, unless one is in flight: multishot into the pool where it works. */
@@ -877,8 +927,10 @@ static void conn_io(struct sb_conn *c)
 			 * message now, not when the feed happens to pick it. */
 			if (c->probe && !c->probe_out)
 				sess_pump(s);
-			if (sess_is_idle(s))
+			if (sess_is_idle(s)) {
 				idle_push(c);
+				idle_arm(c);
+			}
 			break;
 		case CPOL_IDLE_WAIT:
 			break;
@@ -1098,6 +1150,11 @@ uint64_t conn_env_timers(struct conn_env *env)
 			continue;
 		}
 		struct sb_conn *c = e.p;
+		if ((e.tag & 0xff) == TM_IDLE) {
+			if (c->idle_armed && c->idle_serial == (uint32_t)(e.tag >> 8))
+				idle_due(c);
+			continue;
+		}
 		if (c->reconnecting && c->timer_serial == (uint32_t)(e.tag >> 8))
 			conn_start(c);
 	}

@@ -257,6 +257,7 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 	h->cfg.debug = sb->opts.debug;
 	h->cfg.pipeline = sb->opts.pipeline;
 	h->cfg.window = sb->opts.window;
+	h->cfg.max_per_conn = sb->opts.max_per_conn;
 	if ((rc = setup_security(h, in->security ? in->security : sb->opts.security)) != 0)
 		return rc;
 	atomic_init(&h->alive, h->connections);

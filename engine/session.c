@@ -1081,6 +1081,8 @@ void sess_connecting(struct sess *s)
 	 * (read once: the sending path reads no shared line). */
 	s->no_dot_pipe = (uint8_t)hl_no_dot_pipe(s->cfg->learned);
 	s->cap = hl_conn_cap(s->cfg->learned);
+	if (s->cfg->max_per_conn && (!s->cap || s->cfg->max_per_conn < s->cap))
+		s->cap = s->cfg->max_per_conn; /* the caller's limit, if it is the lower */
 	s->window = hl_window(s->cfg->learned, s->cfg->window);
 	s->spent = 0;
 	s->final_refused = 0;

@@ -57,6 +57,7 @@ struct sess_cfg {
 	const struct sess_auth *auth; /* NULL: no AUTH */
 	struct host_learned *learned; /* what the host's connections learned (shared,
 	                                 atomics); NULL: each connection learns alone */
+	unsigned max_per_conn; /* MAILs one connection carries; 0: no limit of ours */
 };
 
 struct sess;
@@ -345,6 +346,16 @@ static inline int sess_said_quit(const struct sess *s)
 static inline int sess_spent(const struct sess *s)
 {
 	return s->spent;
+}
+/* This connection takes no new message (its age is up): QUIT once idle. */
+static inline void sess_retire(struct sess *s)
+{
+	s->spent = 1;
+}
+/* MAIL commands written on this connection so far. */
+static inline unsigned sess_mails(const struct sess *s)
+{
+	return s->mails;
 }
 /* This connection became ready (past EHLO, TLS and AUTH) at least once. */
 static inline int sess_was_ready(const struct sess *s)

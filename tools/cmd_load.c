@@ -90,6 +90,12 @@ static void usage(FILE *f)
 		"      --breaker-cooloff SEC  how long it stays open (default 30)\n"
 		"      --breaker-trips N   openings in a row before the host counts as down and\n"
 		"                          what waits for it fails (default 3; 0 = never)\n"
+		"Connection limits (a connection that reaches one says QUIT and connects again\n"
+		"when there is something to send):\n"
+		"      --max-per-conn N    messages per connection (default: no limit)\n"
+		"      --max-conn-age SEC  how long a connection lives from its connect\n"
+		"                          (default: no limit)\n"
+		"      --idle-close SEC    close a connection idle this long (default: never)\n"
 		"TLS and AUTH:\n"
 		"      --tls MODE          none (default); smtps: TLS from the first byte (port\n"
 		"                          465); starttls: STARTTLS or nothing is sent;\n"
@@ -216,7 +222,8 @@ enum { LOAD_OK = 0, LOAD_UNDELIVERED = 1, LOAD_USAGE = 2, LOAD_NOSTART = 3 };
 enum {
 	OPT_TIMEOUT = 1, OPT_GLOBAL_TIMEOUT, OPT_RETRY_HANG, OPT_RETRY_GLOBAL_HANG,
 	OPT_SLEEP_HANG, OPT_SLEEP_FAIL, OPT_RETRY_FAIL, OPT_MAX_ATTEMPTS, OPT_DEFER,
-	OPT_BREAKER, OPT_BREAKER_COOLOFF, OPT_BREAKER_TRIPS,
+	OPT_BREAKER, OPT_BREAKER_COOLOFF, OPT_BREAKER_TRIPS, OPT_MAX_PER_CONN, OPT_MAX_CONN_AGE,
+	OPT_IDLE_CLOSE,
 	OPT_DEBUG_PATH, OPT_RFC5321, OPT_TLS, OPT_TLS_VERIFY, OPT_CA, OPT_TLS_NAME, OPT_CERT,
 	OPT_KEY, OPT_TLS_MIN, OPT_SINK_CERT, OPT_SINK_KEY, OPT_AUTH, OPT_USER,
 	OPT_PASSWORD_FILE, OPT_AUTH_PLAINTEXT, OPT_RECONNECT_EVERY, OPT_NO_TLS_RESUME,
@@ -256,6 +263,9 @@ static const struct option longopts[] = {
 	{"breaker", required_argument, NULL, OPT_BREAKER},
 	{"breaker-cooloff", required_argument, NULL, OPT_BREAKER_COOLOFF},
 	{"breaker-trips", required_argument, NULL, OPT_BREAKER_TRIPS},
+	{"max-per-conn", required_argument, NULL, OPT_MAX_PER_CONN},
+	{"max-conn-age", required_argument, NULL, OPT_MAX_CONN_AGE},
+	{"idle-close", required_argument, NULL, OPT_IDLE_CLOSE},
 	{"debug-path", required_argument, NULL, OPT_DEBUG_PATH},
 	{"rfc5321-timeouts", no_argument, NULL, OPT_RFC5321},
 	{"tls", required_argument, NULL, OPT_TLS},
@@ -293,6 +303,7 @@ struct load_args {
 	uint64_t retry_hang, retry_global, retry_fail, max_attempts;
 	int have_retry_hang, have_retry_global, have_sleep_fail, rfc5321;
 	uint64_t breaker, breaker_cooloff_ms, breaker_trips;
+	uint64_t max_per_conn, max_conn_age_ms, idle_close_ms;
 	int have_breaker, have_breaker_trips;
 	int tls; /* -1 none, or TLS_* */
 	int tls_verify, auth_plaintext, no_resume;
@@ -366,6 +377,9 @@ static int set_run_option(struct load_args *a, int c, const char *v, const char 
 	case OPT_DEFER: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->defer_ms)) *bad = "--defer"; break;
 	case OPT_BREAKER: if (tool_u64(v, 0, 1000000, &a->breaker)) *bad = "--breaker"; else a->have_breaker = 1; break;
 	case OPT_BREAKER_COOLOFF: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->breaker_cooloff_ms)) *bad = "--breaker-cooloff"; break;
+	case OPT_MAX_PER_CONN: if (tool_u64(v, 1, UINT32_MAX, &a->max_per_conn)) *bad = "--max-per-conn"; break;
+	case OPT_MAX_CONN_AGE: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->max_conn_age_ms)) *bad = "--max-conn-age"; break;
+	case OPT_IDLE_CLOSE: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->idle_close_ms)) *bad = "--idle-close"; break;
 	case OPT_BREAKER_TRIPS: if (tool_u64(v, 0, 1000000, &a->breaker_trips)) *bad = "--breaker-trips"; else a->have_breaker_trips = 1; break;
 	case OPT_DEBUG_PATH: if (!*v) *bad = "--debug-path"; else a->debug_path = v; break;
 	case OPT_RFC5321: a->rfc5321 = 1; break;
@@ -660,6 +674,9 @@ static void make_options(const struct load_args *a, struct load_state *st,
 	if (a->have_breaker)
 		o->breaker_failures = a->breaker ? (unsigned)a->breaker : SMTPBULK_UNLIMITED;
 	o->breaker_cooloff_ms = (unsigned)a->breaker_cooloff_ms;
+	o->max_per_conn = (unsigned)a->max_per_conn;
+	o->max_conn_age_ms = (unsigned)a->max_conn_age_ms;
+	o->idle_close_ms = (unsigned)a->idle_close_ms;
 	if (a->have_breaker_trips)
 		o->breaker_trips = a->breaker_trips ? (unsigned)a->breaker_trips
 						    : SMTPBULK_UNLIMITED;

@@ -373,6 +373,14 @@ typedef struct smtpbulk_options {
 	unsigned breaker_failures; /* 0 = 20; SMTPBULK_UNLIMITED: no breaker */
 	unsigned breaker_cooloff_ms; /* 0 = 30000 */
 	unsigned breaker_trips;   /* 0 = 3; SMTPBULK_UNLIMITED: probe for ever */
+	/* Connection limits, per connection of every host (added after 0.2.0); 0 = none.
+	 * A connection that reaches one says QUIT once its transactions are answered and
+	 * connects again when there is something to send. */
+	unsigned max_per_conn;    /* MAIL commands one connection carries (a server's
+	                             per-session cap it announces, e.g. 100 or 5,000) */
+	unsigned max_conn_age_ms; /* how long a connection lives from its connect */
+	unsigned idle_close_ms;   /* a connection idle this long says QUIT (under the
+	                             server's own idle timeout, so none breaks a send) */
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */

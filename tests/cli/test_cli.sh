@@ -199,6 +199,11 @@ check "load retries 4xx" status_is 1 "$bin" load -m 400 -s 2 -q --json --defer 0
 check "-q still names undelivered messages" grep -q "not delivered" "$tmp/err"
 check "4xx retries counted and add up" /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/out')); sys.exit(0 if d['deferred'] > 100 and d['delivered'] + d['failed'] == 400 and d['delivered'] > 300 else 1)"
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
+# Connection limits, against the built-in sink: 100 messages, 10 per connection.
+check "load bad --max-per-conn" status_is 2 "$bin" load --max-per-conn 0
+check "load bad --idle-close" status_is 2 "$bin" load --idle-close x
+check "load --max-per-conn" status_is 0 "$bin" load -m 100 -s 2 -q --json --max-per-conn 10 --backend "$backend"
+check "reconnected every 10 messages" /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/out')); sys.exit(0 if d['delivered'] == 100 and d['reconnects'] >= 8 else 1)"
 # The circuit breaker: a sink that refuses every message's data with 4xx.
 check "load bad --breaker" status_is 2 "$bin" load --breaker x
 check "load bad --breaker-cooloff" status_is 2 "$bin" load --breaker-cooloff 0

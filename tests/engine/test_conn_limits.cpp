@@ -1,0 +1,123 @@
+// Connection limits (issue 11): most messages per connection, most age, and closing
+// connections idle too long; each counted on the server's side. A connection that
+// reaches a limit says QUIT and connects again only when there is something to send.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine_helpers.h"
+#include "scripted_peer.h"
+
+using namespace sbtest;
+
+namespace {
+
+// Every command, by the connection it came on.
+struct ByConn {
+  std::mutex mu;
+  std::map<int, std::vector<std::string>> cmds;
+  void add(int conn, const std::string& c) {
+    std::lock_guard<std::mutex> g(mu);
+    cmds[conn].push_back(c.substr(0, 4));
+  }
+  size_t count(int conn, const char* verb) {
+    std::lock_guard<std::mutex> g(mu);
+    auto& v = cmds[conn];
+    return (size_t)std::count(v.begin(), v.end(), verb);
+  }
+  std::map<int, std::vector<std::string>> all() {
+    std::lock_guard<std::mutex> g(mu);
+    return cmds;
+  }
+};
+
+PeerScript recording(ByConn& by) {
+  PeerScript s;
+  s.on_cmd = [&by](int conn, const std::string& c) -> std::string {
+    by.add(conn, c);
+    return "";
+  };
+  return s;
+}
+
+}  // namespace
+
+// 10 messages, at most 3 per connection: the server sees 3, 3, 3 and 1, every full
+// connection ending with QUIT, and nothing refused or sent twice.
+TEST(ConnLimits, MaxPerConnectionThenQuitAndReconnect) {
+  ByConn by;
+  ScriptedPeer peer(recording(by));
+  TestEngine e(peer.port(), 1);
+  e.opts.max_per_conn = 3;
+  ASSERT_EQ(e.start(), 0);
+  for (int i = 0; i < 10; i++) e.send({"r@x.test"}, "hi\r\n");
+  ASSERT_TRUE(e.results.wait(10, 30000)) << e.results.total() << " of 10";
+  EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], 10u);
+  EXPECT_EQ(peer.bodies().size(), 10u);
+  // The last connection carries the 10th; the full ones said QUIT.
+  ASSERT_TRUE(wait_until([&] { return by.count(2, "QUIT") == 1; }));
+  EXPECT_EQ(peer.connections(), 4);
+  for (int conn = 0; conn < 3; conn++) {
+    EXPECT_EQ(by.count(conn, "MAIL"), 3u) << "connection " << conn;
+    EXPECT_EQ(by.count(conn, "QUIT"), 1u) << "connection " << conn;
+  }
+  EXPECT_EQ(by.count(3, "MAIL"), 1u);
+}
+
+// A connection idle past idle_close_ms says QUIT and is not replaced until work
+// comes; then a new one carries it.
+TEST(ConnLimits, IdleCloseThenReopenedOnDemand) {
+  ByConn by;
+  ScriptedPeer peer(recording(by));
+  TestEngine e(peer.port(), 1);
+  e.opts.idle_close_ms = 200;
+  ASSERT_EQ(e.start(), 0);
+  EXPECT_EQ(e.wait_one(e.send({"r@x.test"}, "hi\r\n")).status, SMTPBULK_DELIVERED);
+  ASSERT_TRUE(wait_until([&] { return by.count(0, "QUIT") == 1; })) << "never closed";
+  EXPECT_EQ(by.count(0, "MAIL"), 1u);
+  // Nothing waits: no new connection (one would come within milliseconds).
+  EXPECT_FALSE(wait_until([&] { return peer.connections() > 1; }, 300));
+  EXPECT_EQ(e.wait_one(e.send({"r@x.test"}, "hi\r\n")).status, SMTPBULK_DELIVERED);
+  EXPECT_EQ(peer.connections(), 2);
+  EXPECT_EQ(by.count(1, "MAIL"), 1u);
+}
+
+// A connection that is never idle for long still ends at its age: with messages
+// coming every few milliseconds and max_conn_age_ms 300, the server sees several
+// connections, each ended by QUIT, and every message delivered once.
+TEST(ConnLimits, MaxAgeEndsABusyConnection) {
+  ByConn by;
+  ScriptedPeer peer(recording(by));
+  TestEngine e(peer.port(), 1);
+  e.opts.max_conn_age_ms = 300;
+  e.opts.pipeline = 0;
+  ASSERT_EQ(e.start(), 0);
+  int sent = 0;
+  // Until the server has seen a third connection (bounded: 20 s of messages).
+  for (; sent < 4000 && peer.connections() < 3; sent++) {
+    EXPECT_EQ(e.wait_one(e.send({"r@x.test"}, "hi\r\n")).status, SMTPBULK_DELIVERED);
+  }
+  ASSERT_GE(peer.connections(), 3) << "the age never ended a connection";
+  EXPECT_EQ(peer.bodies().size(), (size_t)sent);
+  EXPECT_EQ(by.count(0, "QUIT"), 1u);
+  EXPECT_EQ(by.count(1, "QUIT"), 1u);
+}
+
+// The age also ends an idle connection (without idle_close_ms): QUIT, and no
+// replacement until work comes.
+TEST(ConnLimits, MaxAgeEndsAnIdleConnection) {
+  ByConn by;
+  ScriptedPeer peer(recording(by));
+  TestEngine e(peer.port(), 1);
+  e.opts.max_conn_age_ms = 200;
+  ASSERT_EQ(e.start(), 0);
+  EXPECT_EQ(e.wait_one(e.send({"r@x.test"}, "hi\r\n")).status, SMTPBULK_DELIVERED);
+  ASSERT_TRUE(wait_until([&] { return by.count(0, "QUIT") == 1; })) << "never closed";
+  EXPECT_EQ(peer.connections(), 1);
+  EXPECT_EQ(e.wait_one(e.send({"r@x.test"}, "hi\r\n")).status, SMTPBULK_DELIVERED);
+  EXPECT_EQ(peer.connections(), 2);
+}
