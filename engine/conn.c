@@ -54,15 +54,13 @@ struct sb_conn {
 	uint8_t dead_counted;         /* its host was told this connection gave up */
 	uint8_t tls_saved;            /* its TLS session went to the host's cache */
 	uint8_t reconnecting;         /* a reconnect timer with timer_serial is set */
-	uint8_t dormant;              /* closed, on env->dormant: connects when work comes */
 	uint8_t probe;                /* it holds its host's breaker probe (host_breaker.h) */
-	uint8_t probe_out;            /* the probe's one transaction is out: probe_msg */
-	const struct sb_msg *probe_msg;
+	const struct sb_msg *probe_msg; /* the probe's one transaction is out: its message */
 	uint64_t born_at;             /* when it began to connect (max_conn_age_ms) */
 	uint32_t idle_serial;         /* of its idle timer (idle_close_ms, max_conn_age_ms) */
-	uint32_t idle_gen;            /* the connection and the MAIL count that idle spell */
-	unsigned idle_mark;           /* began with; either moved: the timer is stale */
-	uint8_t idle_armed;
+	uint32_t idle_gen;            /* the connection and the MAIL count its idle spell */
+	unsigned idle_mark;           /* began with: if either moved, the timer is stale */
+	uint8_t idle_armed;           /* the spell's timer is in the heap */
 	uint64_t dormant_epoch[2];    /* the host's and any_queue's work epochs when it
 	                                 closed */
 	uint32_t timer_serial;
@@ -229,7 +227,7 @@ static struct sb_msg *take_work(struct sb_conn *c)
 static struct sb_msg *next_msg_breaker(struct sb_conn *c, struct sess *s)
 {
 	struct host_breaker *b = &c->host->breaker;
-	if (atomic_load_explicit(&c->host->fatal_err, memory_order_relaxed) || c->probe_out)
+	if (atomic_load_explicit(&c->host->fatal_err, memory_order_relaxed) || c->probe_msg)
 		return NULL;
 	if (!c->probe) {
 		int probe = 0;
@@ -244,7 +242,6 @@ static struct sb_msg *next_msg_breaker(struct sb_conn *c, struct sess *s)
 	struct sb_msg *m = take_work(c);
 	if (c->probe) {
 		if (m) {
-			c->probe_out = 1;
 			c->probe_msg = m;
 			sb_log_conn(c->env->sb, 5, host_idx(c), conn_idx(c),
 				    "circuit breaker: message %llu is the probe",
@@ -279,9 +276,9 @@ static void ops_txn_end(void *ctx, struct sess *s, int verdict)
 {
 	struct sb_conn *c = ctx;
 	struct host_breaker *b = &c->host->breaker;
-	int probe = c->probe_out;
+	int probe = c->probe_msg != NULL;
 	if (probe) {
-		c->probe = c->probe_out = 0;
+		c->probe = 0;
 		c->probe_msg = NULL;
 	}
 	breaker_event(c, verdict ? hb_verdict(b)
@@ -293,9 +290,9 @@ static void ops_txn_end(void *ctx, struct sess *s, int verdict)
  * message's end passes here, after ops_txn_end for those that said something. */
 static void probe_over(struct sb_conn *c, const struct sb_msg *m)
 {
-	if (c->probe_out && m == c->probe_msg) {
+	if (c->probe_msg && m == c->probe_msg) {
 		hb_release(&c->host->breaker);
-		c->probe = c->probe_out = 0;
+		c->probe = 0;
 		c->probe_msg = NULL;
 	}
 }
@@ -563,11 +560,8 @@ static int work_came(const struct sb_conn *c, const struct smtpbulk *sb)
 	       c->dormant_epoch[1] != atomic_load(&sb->any_epoch);
 }
 
-/* A reconnect with nothing to send would only say EHLO and QUIT (RFC 5321 asks for
- * neither, servers log it): unless work came for its host since it closed, or waits
- * now, the connection waits, closed, until some does. The epochs are read before the
- * queues, so an enqueue that lands after the look moves them and wakes it
- * (conn_env_wake_dormant). */
+/* Work came for its host since it closed, or waits now. The epochs are read before
+ * the queues, so an enqueue that lands after the look moves them. */
 static int has_work(const struct sb_conn *c)
 {
 	struct smtpbulk *sb = c->env->sb;
@@ -579,11 +573,13 @@ static int go_dormant(struct sb_conn *c)
 	struct conn_idle *st = &c->env->dormant[c->sess.host_idx];
 	if (st->n == st->cap)
 		return 0; /* cannot happen: one place per connection of the host here */
-	c->dormant = 1;
 	st->v[st->n++] = c;
 	return 1;
 }
 
+/* A reconnect with nothing to send would only say EHLO and QUIT (RFC 5321 asks for
+ * neither, servers log it): the connection waits, closed, on the dormant list until
+ * work comes (conn_env_wake_dormant). */
 static int wait_for_work(struct sb_conn *c)
 {
 	return !has_work(c) && go_dormant(c);
@@ -624,7 +620,6 @@ void conn_env_wake_dormant(struct conn_env *env, unsigned h)
 				breaker_wake_at(c);
 			continue;
 		}
-		c->dormant = 0;
 		st->n = kept;
 		conn_start(c);
 		kept = st->n;
@@ -655,7 +650,8 @@ static void closed(struct sb_conn *c)
 	note_closed_epochs(c); /* before it says it is down: a caller may wait for that */
 	atomic_store_explicit(&c->ctr->ready, 0, memory_order_relaxed);
 	if (c->probe) { /* it held the breaker's probe and ended before carrying it */
-		c->probe = c->probe_out = 0;
+		c->probe = 0;
+		c->probe_msg = NULL;
 		breaker_event(c, hb_failure(&c->host->breaker, &sb->breaker_cfg, 1, c->env->now));
 	}
 	if (!sess_was_ready(s) && sess_error(s)) {
@@ -925,7 +921,7 @@ static void conn_io(struct sb_conn *c)
 		case CPOL_IDLE_WORK:
 			/* The breaker's probe is this connection's to carry: it takes its
 			 * message now, not when the feed happens to pick it. */
-			if (c->probe && !c->probe_out)
+			if (c->probe && !c->probe_msg)
 				sess_pump(s);
 			if (sess_is_idle(s)) {
 				idle_push(c);

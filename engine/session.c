@@ -488,7 +488,7 @@ static void start_txn(struct sess *s, struct sb_msg *m)
 	 * that is this very message, so no RSET is needed (on_txn_reply follows the kept
 	 * envelope); with another sender it would go out under the wrong one: RSET. */
 	const struct sess_txn *prev = s->txn_len ? txn_at(s, s->txn_len - 1) : NULL;
-	int same_from = prev && strcmp(prev->m->from, m->from) == 0;
+	int same_from = s->chunking && prev && strcmp(prev->m->from, m->from) == 0;
 	if (!s->clean || (s->chunking && prev && !same_from)) {
 		out_cmd(s, SMTP_CMD_RSET, 6);
 		expect(s, EXP_RSET, 0, 0);

@@ -135,7 +135,8 @@ struct sess_txn {
 	uint8_t answered;      /* a reply to one of its commands came */
 	uint8_t again;         /* the server's refusal was no verdict on the message (a
 	                          sequencing 503, a spent connection): it goes again free */
-	uint8_t same_from;     /* the transaction before it in flight has the same sender */
+	uint8_t same_from;     /* CHUNKING: the transaction before it in flight has the same
+	                          sender */
 	uint8_t kept;          /* its MAIL got 503 because the server kept the refused
 	                          envelope before: its RCPT and BDAT go on in that one */
 	smtpbulk_status_t status;
