@@ -151,6 +151,34 @@ typedef enum smtpbulk_status {
 	SMTPBULK_CANCELLED = 5, /* the engine was destroyed before the message was done */
 } smtpbulk_status_t;
 
+/*
+ * What kind of outcome a result is, beside its status: what a mailing platform does
+ * next (suppress the address, retry later, slow down, fix the message, look at the
+ * network) depends on it. The table from replies and errors to categories is in
+ * engine/outcome.h and the README. Append-only.
+ */
+typedef enum smtpbulk_category {
+	SMTPBULK_CAT_DELIVERED = 0,   /* accepted (DELIVERED, or PARTIAL: some recipients) */
+	SMTPBULK_CAT_HARD_BOUNCE = 1, /* the mailbox or domain does not exist or takes no
+	                                 mail (5.1.x, 5.2.1, "user unknown"): suppress it */
+	SMTPBULK_CAT_SOFT = 2,        /* a temporary refusal that is no rate limit (a full
+	                                 mailbox, greylisting, a server in trouble) */
+	SMTPBULK_CAT_THROTTLED = 3,   /* the server asks to slow down (4.7.x, 4.3.2, 4.4.5
+	                                 or a rate-limit text on a 421/450/451/452) */
+	SMTPBULK_CAT_POLICY = 4,      /* refused for policy: spam, reputation, blocklist,
+	                                 authentication, relaying (5.7.x) */
+	SMTPBULK_CAT_TOO_LARGE = 5,   /* the message is too large (5.3.4, 552, SIZE) */
+	SMTPBULK_CAT_PROTOCOL = 6,    /* the two sides did not understand each other:
+	                                 syntax, sequence, a garbled or missing reply */
+	SMTPBULK_CAT_NETWORK = 7,     /* connection, TLS or certificate trouble, timeouts */
+	SMTPBULK_CAT_LOCAL = 8,       /* ended by this side: cancelled, no host, given up
+	                                 (circuit breaker) */
+	SMTPBULK_CAT_OTHER = 9,       /* a permanent refusal that fits none of the above */
+} smtpbulk_category_t;
+
+/** A static name for a category: "delivered", "hard_bounce", ... (never NULL). */
+const char *smtpbulk_category_name(smtpbulk_category_t c);
+
 /** A reply from the server. Strings are NUL-terminated and live as long as the result. */
 typedef struct smtpbulk_reply {
 	int code;             /* 250, 550, ...; 0 when no reply was received */
