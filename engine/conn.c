@@ -55,6 +55,7 @@ struct sb_conn {
 	uint8_t tls_saved;            /* its TLS session went to the host's cache */
 	uint8_t reconnecting;         /* a reconnect timer with timer_serial is set */
 	uint8_t probe;                /* it holds its host's breaker probe (host_breaker.h) */
+	uint64_t pace_since;          /* a pacer held it back since (0: it is not waiting) */
 	const struct sb_msg *probe_msg; /* the probe's one transaction is out: its message */
 	uint64_t born_at;             /* when it began to connect (max_conn_age_ms) */
 	uint32_t idle_serial;         /* of its idle timer (idle_close_ms, max_conn_age_ms) */
@@ -222,6 +223,50 @@ static struct sb_msg *take_work(struct sb_conn *c)
 	return m ? m : take_one(c->env, c->env->sb->any_queue);
 }
 
+static int has_work(const struct sb_conn *c);
+
+/* The pacers (pacer.h): the host's, then the global one. A message is taken only when
+ * both let one start, and a turn taken with no message behind it is given back. When
+ * one says "not yet", the worker looks again then (a timer, not a poll); meanwhile the
+ * messages wait in the queue, where any connection of the host may take them. */
+static struct sb_msg *take_paced(struct sb_conn *c)
+{
+	struct conn_env *env = c->env;
+	struct smtpbulk *sb = env->sb;
+	struct pacer *hp = &c->host->pacer, *gp = &sb->global_pacer;
+	int hon = pacer_on(hp), gon = pacer_on(gp);
+	uint64_t hc = 0, gc = 0, at = 0;
+	if (!hon && !gon)
+		return take_work(c);
+	if ((hon && !pacer_admit(hp, &sb->adapt, env->now, &hc, &at)) ||
+	    (gon && !pacer_admit(gp, NULL, env->now, &gc, &at))) {
+		pacer_unadmit(hp, hc);
+		if (!has_work(c)) {
+			c->pace_since = 0;
+			return NULL; /* nothing would go anyway: no timer for it */
+		}
+		if (!c->pace_since) {
+			c->pace_since = env->now;
+			atomic_fetch_add_explicit(&sb->paced, 1, memory_order_relaxed);
+		}
+		if (at < env->next_wake)
+			env->next_wake = at;
+		uint64_t until = atomic_load_explicit(&sb->paced_until, memory_order_relaxed);
+		while (until < at && !atomic_compare_exchange_weak(&sb->paced_until, &until, at))
+			;
+		return NULL;
+	}
+	struct sb_msg *m = take_work(c);
+	if (!m) {
+		pacer_unadmit(hp, hc);
+		pacer_unadmit(gp, gc);
+	} else if (c->pace_since) {
+		m->paced_ns += env->now - c->pace_since;
+		c->pace_since = 0;
+	}
+	return m;
+}
+
 /* The breaker is open (or this connection holds its probe): one transaction, by the
  * probe's holder, once the cool-off is over; none when the host is down. */
 static struct sb_msg *next_msg_breaker(struct sb_conn *c, struct sess *s)
@@ -239,7 +284,7 @@ static struct sb_msg *next_msg_breaker(struct sb_conn *c, struct sess *s)
 		}
 		c->probe = (uint8_t)probe;
 	}
-	struct sb_msg *m = take_work(c);
+	struct sb_msg *m = take_paced(c);
 	if (c->probe) {
 		if (m) {
 			c->probe_msg = m;
@@ -269,7 +314,7 @@ static struct sb_msg *ops_next_msg(void *ctx, struct sess *s)
 	}
 	if (hb_open_until(&c->host->breaker) || c->probe)
 		return next_msg_breaker(c, s);
-	return take_work(c);
+	return take_paced(c);
 }
 
 static void ops_txn_end(void *ctx, struct sess *s, int verdict)
@@ -304,8 +349,10 @@ static void ops_done(void *ctx, struct sess *s, struct sb_msg *m, smtpbulk_statu
 	probe_over(c, m);
 	sb_count(&c->ctr->total, 1);
 	sb_count(pass ? &c->ctr->pass : &c->ctr->fail, 1);
-	if (pass)
+	if (pass) {
 		sb_count(&c->ctr->bytes, m->body_len);
+		rm_note(&c->host->meters[c->env->worker], c->env->now);
+	}
 	apply(c, sb_engine_complete(c->env->sb, m, st, err, c->host, host_idx(c), conn_idx(c),
 				    &c->host->lat[c->env->worker]));
 }
@@ -351,6 +398,28 @@ static void ops_defer(void *ctx, struct sess *s, struct sb_msg *m)
 	atomic_fetch_add(&sb->deferred_now, 1);
 }
 
+/* "Slow down" (outcome.h): the host's pacer slows down (pacer.h), said once per
+ * slow-down, with the rate the server was taking and the one it gets now. */
+static void ops_throttled(void *ctx, struct sess *s, const struct smtp_reply *r)
+{
+	struct sb_conn *c = ctx;
+	struct smtpbulk *sb = c->env->sb;
+	uint64_t now = c->env->now;
+	atomic_fetch_add_explicit(&sb->throttled, 1, memory_order_relaxed);
+	double taken = rm_rate(c->host->meters, sb->n_workers, now);
+	if (!pacer_throttled(&c->host->pacer, &sb->adapt, now, taken))
+		return;
+	atomic_fetch_add(&sb->slowdowns, 1);
+	size_t len = r->raw_len;
+	while (len && (r->raw[len - 1] == '\n' || r->raw[len - 1] == '\r'))
+		len--;
+	sb_log_conn(sb, 5, host_idx(c), conn_idx(c),
+		    "throttled (%.*s): the host was taking %.1f msgs/s; %.1f/s for %llu ms, then "
+		    "back up step by step",
+		    (int)(len > 200 ? 200 : len), r->raw, taken, pacer_rate(&c->host->pacer),
+		    (unsigned long long)(sb->adapt.cooloff_ns / SB_NS_PER_MS));
+}
+
 static void ops_log(void *ctx, struct sess *s, int level, const char *line)
 {
 	struct sb_conn *c = ctx;
@@ -375,6 +444,7 @@ static const struct sess_ops conn_sess_ops = {
 	.log = ops_log,
 	.auth = ops_auth,
 	.txn_end = ops_txn_end,
+	.throttled = ops_throttled,
 };
 
 /* The same with the read callback: only when one is set, as it costs per reply. */
@@ -387,6 +457,7 @@ static const struct sess_ops conn_sess_ops_read = {
 	.log = ops_log,
 	.auth = ops_auth,
 	.txn_end = ops_txn_end,
+	.throttled = ops_throttled,
 };
 
 /* ---- the session as its transport's endpoint ------------------------------------- */

@@ -30,7 +30,9 @@
 
 #include "latency_hist.h"
 #include "message.h"
+#include "pacer.h"
 #include "queue.h"
+#include "rate_meter.h"
 #include "host_breaker.h"
 #include "host_learned.h"
 #include "session.h"
@@ -82,6 +84,8 @@ struct sb_host {
 	struct host_learned learned; /* what its connections learned of the server */
 	struct host_breaker breaker; /* its circuit breaker (host_breaker.h) */
 	_Atomic int breaker_counted; /* 1: it counts in smtpbulk.breakers_open */
+	struct pacer pacer;       /* its pace (pacer.h): every worker of the host */
+	struct rate_meter *meters; /* [n_workers]: what it delivered lately, per worker */
 	/* The TLS session connections resume (any worker of the host): under tls_lock,
 	 * held only around a handshake's start and a connection's first readiness. */
 	pthread_mutex_t tls_lock;
@@ -115,6 +119,12 @@ struct smtpbulk {
 	_Atomic unsigned breakers_open;  /* hosts whose breaker is open now (the watchdog
 	                                    reads it: no global hang then) */
 	struct hb_cfg breaker_cfg;       /* read-only after create */
+	struct pacer global_pacer;       /* the pace over every host (pacer.h) */
+	struct pacer_adapt_cfg adapt;    /* read-only after create */
+	const char **throttle_patterns;  /* the options', copied; NULL: the defaults */
+	_Atomic uint64_t throttled, slowdowns, paced;
+	_Atomic uint64_t paced_until;    /* a pacer holds messages back until then: no
+	                                    global hang before it (the watchdog reads it) */
 	/* Read for every message and written seldom: a cache line of their own, so the
 	 * counters' writes above do not take it away from every core. */
 	alignas(64) _Atomic int stopping; /* 1: finish up (idle connections QUIT) */

@@ -62,6 +62,9 @@ static const struct {
 	{offsetof(smtpbulk_options_t, breaker_failures), 20},
 	{offsetof(smtpbulk_options_t, breaker_cooloff_ms), 30000},
 	{offsetof(smtpbulk_options_t, breaker_trips), 3},
+	{offsetof(smtpbulk_options_t, throttle_factor_pct), 50},
+	{offsetof(smtpbulk_options_t, throttle_cooloff_ms), 60000},
+	{offsetof(smtpbulk_options_t, throttle_retries), 10},
 };
 
 static void apply_defaults(smtpbulk_options_t *o)
@@ -258,6 +261,14 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 	h->cfg.pipeline = sb->opts.pipeline;
 	h->cfg.window = sb->opts.window;
 	h->cfg.max_per_conn = sb->opts.max_per_conn;
+	h->cfg.throttle_patterns = (const char *const *)sb->throttle_patterns;
+	h->cfg.throttle_retries = sb->opts.throttle_factor_pct < 100 ? sb->opts.throttle_retries : 0;
+	const smtpbulk_rate_t *rate = in->rate.messages ? &in->rate : &sb->opts.host_rate;
+	pacer_init(&h->pacer, pacer_interval_of(rate->messages, rate->per_ms), rate->burst);
+	if (!(h->meters = aligned_alloc(alignof(struct rate_meter),
+					sb->n_workers * sizeof(*h->meters))))
+		return -ENOMEM;
+	memset(h->meters, 0, sb->n_workers * sizeof(*h->meters));
 	if ((rc = setup_security(h, in->security ? in->security : sb->opts.security)) != 0)
 		return rc;
 	atomic_init(&h->alive, h->connections);
@@ -338,6 +349,25 @@ static void forget_caller_pointers(smtpbulk_options_t *o)
 	o->tls_ca_file = o->tls_ca_dir = NULL;
 	o->tls_cert_file = o->tls_key_file = NULL;
 	o->debug_path = NULL; /* the logger keeps its own copy */
+	o->throttle_patterns = NULL; /* copied to sb->throttle_patterns */
+}
+
+/* The caller's throttle patterns, copied (NULL-terminated). An empty one would match
+ * every reply: -EINVAL. */
+static int copy_patterns(smtpbulk_t *sb, const char *const *in)
+{
+	size_t n = 0;
+	if (!in)
+		return 0;
+	while (in[n])
+		if (!*in[n++])
+			return -EINVAL;
+	if (!(sb->throttle_patterns = calloc(n + 1, sizeof(*sb->throttle_patterns))))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (!(sb->throttle_patterns[i] = strdup(in[i])))
+			return -ENOMEM;
+	return 0;
 }
 
 int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
@@ -368,6 +398,13 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 		.cooloff_ns = (uint64_t)sb->opts.breaker_cooloff_ms * SB_NS_PER_MS,
 		.trips = sb->opts.breaker_trips,
 	};
+	sb->adapt = (struct pacer_adapt_cfg){
+		.factor_pct = sb->opts.throttle_factor_pct,
+		.cooloff_ns = (uint64_t)sb->opts.throttle_cooloff_ms * SB_NS_PER_MS,
+	};
+	pacer_init(&sb->global_pacer,
+		   pacer_interval_of(opts->global_rate.messages, opts->global_rate.per_ms),
+		   opts->global_rate.burst);
 	pthread_mutex_init(&sb->lock, NULL);
 	sb_cond_init(&sb->room); /* timed waits must not jump with the wall clock */
 	sb_cond_init(&sb->done);
@@ -375,7 +412,8 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 	sb->n_workers = count_workers(sb, opts, ncpu);
 	sb->backend_name = "none";
 
-	if ((rc = default_hello(opts, hello, sizeof(hello))) != 0 ||
+	if ((rc = copy_patterns(sb, opts->throttle_patterns)) != 0 ||
+	    (rc = default_hello(opts, hello, sizeof(hello))) != 0 ||
 	    (rc = setup_hosts(sb, opts, hello)) != 0 || (rc = setup_tls(sb, opts)) != 0)
 		goto fail;
 	forget_caller_pointers(&sb->opts);
@@ -404,10 +442,11 @@ static int busy(void *arg)
 {
 	smtpbulk_t *sb = arg;
 	/* Messages in progress: queued or on a connection, not waiting for a 4xx retry.
-	 * While a host's breaker is open its messages wait on purpose: no global hang. */
+	 * While a host's breaker is open its messages wait on purpose, and so do those a
+	 * pacer holds back: no global hang. */
 	return atomic_load(&sb->submitted) >
 		       atomic_load(&sb->completed) + atomic_load(&sb->deferred_now) &&
-	       atomic_load(&sb->breakers_open) == 0;
+	       atomic_load(&sb->breakers_open) == 0 && atomic_load(&sb->paced_until) <= sb_now_ns();
 }
 
 static void on_global_hang(void *arg, int give_up)
@@ -580,6 +619,7 @@ static void free_host(struct sb_host *h)
 	free(h->on_worker);
 	free(h->conn_ctr);
 	free(h->lat);
+	free(h->meters);
 	sbq_destroy(h->queue);
 	free(h->tls_name);
 	free(h->auth_user);
@@ -618,6 +658,9 @@ void sb_engine_destroy(smtpbulk_t *sb)
 	sbq_destroy(sb->any_queue);
 	for (size_t h = 0; sb->hosts && h < sb->n_hosts; h++)
 		free_host(&sb->hosts[h]);
+	for (size_t i = 0; sb->throttle_patterns && sb->throttle_patterns[i]; i++)
+		free((void *)sb->throttle_patterns[i]);
+	free(sb->throttle_patterns);
 	sb_tls_ctx_free(sb->tls_ctx);
 	free(sb->hosts);
 	sb_msg_pool_free(sb->msg_pool); /* after every block the workers could put back */

@@ -49,6 +49,8 @@ struct sb_msg {
 	unsigned free_tries;  /* of which not counted against max_attempts (hang, 421) */
 	unsigned hangs;       /* connections that hung with it in flight */
 	unsigned closes;      /* 421s it rode out */
+	unsigned throttles;   /* throttling replies it rode out (free of charge) */
+	uint64_t paced_ns;    /* how long its connection waited for a pacer to take it */
 	struct sb_reply_rec final;
 	struct sb_reply_rec *rcpt_recs; /* n_rcpts */
 	char *arena;          /* reply texts, NUL-separated: inside this block, so a worker

@@ -14,6 +14,7 @@
 #include "session.h"
 
 #include "host_learned.h"
+#include "outcome.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -221,6 +222,8 @@ enum release_policy {
 	REL_AGAIN,  /* a refusal that is no verdict (a sequencing 503, a spent connection):
 	               as REL_CLOSE, but no fault of the server's (the breaker ignores it) */
 	REL_FREE,   /* a global hang's restart: retried free of charge */
+	REL_THROTTLE, /* the server asked to slow down (a 421 that says so): retried free
+	               throttle_retries times, then as REL_CLOSE; no fault for the breaker */
 };
 
 static void txn_end(struct sess *s, int verdict)
@@ -232,6 +235,22 @@ static void txn_end(struct sess *s, int verdict)
 static void release_msg(struct sess *s, struct sb_msg *m, enum release_policy pol, int err)
 {
 	switch (pol) {
+	case REL_THROTTLE:
+		if (s->cfg->throttle_retries == SMTPBULK_UNLIMITED ||
+		    m->throttles < s->cfg->throttle_retries) {
+			m->throttles++;
+			break;
+		}
+		if (m->closes < s->cfg->retry_fail) {
+			m->closes++;
+			break;
+		}
+		if (m->attempts - m->free_tries < s->cfg->max_attempts) {
+			s->ops->requeue(s->ctx, s, m);
+			return;
+		}
+		s->ops->done(s->ctx, s, m, SMTPBULK_FAILED, err);
+		return;
 	case REL_HANG:
 		m->hangs++;
 		if (s->cfg->retry_hang == SMTPBULK_UNLIMITED || m->hangs <= s->cfg->retry_hang)
@@ -274,7 +293,7 @@ static void conn_end(struct sess *s, int err, enum release_policy pol)
 	 * connection with a window of 8 that drops is one event, not 8. A hang is not
 	 * one: it cost a timeout already, and Retry.Hang, the window's shrink and the
 	 * global timeout are its policies; the breaker is for failures that come fast. */
-	if (s->txn_len && pol != REL_FREE && pol != REL_HANG)
+	if (s->txn_len && pol != REL_FREE && pol != REL_HANG && pol != REL_THROTTLE)
 		txn_end(s, 0);
 	while (s->txn_len) {
 		struct sess_txn *t = txn_pop(s);
@@ -551,6 +570,16 @@ static void txn_complete(struct sess *s)
 		release_msg(s, m, REL_AGAIN, err); /* no verdict: free, as after a 421 */
 		goto next;
 	}
+	if (t->throttled && st == SMTPBULK_FAILED &&
+	    (s->cfg->throttle_retries == SMTPBULK_UNLIMITED ||
+	     m->throttles < s->cfg->throttle_retries)) {
+		/* "Slow down": no verdict on the message, and no fault for the breaker.
+		 * It waits in the queue for the host's slower pace, not for defer_ms. */
+		m->throttles++;
+		m->free_tries++;
+		s->ops->requeue(s->ctx, s, m);
+		goto next;
+	}
 	/* For the breaker: a 5xx is a verdict; a 4xx to MAIL, the data or its end is the
 	 * server's trouble; 4xx to the recipients concern them (a full mailbox,
 	 * greylisting): neither. */
@@ -637,7 +666,8 @@ static void on_txn_reply(struct sess *s, const struct sess_expect *e, const stru
 			s->clean = 0;
 			if (!s->final_refused)
 				learn_no_dot_pipe(s, r);
-		} else if (cls == 4 && s->mails_ok > 0 && smtp_reply_says_too_many(r)) {
+		} else if (cls == 4 && !t->throttled && s->mails_ok > 0 &&
+			   smtp_reply_says_too_many(r)) {
 			/* The connection has carried what the server takes on one: connect
 			 * again, and the host's later connections stop short of it. */
 			t->again = 1;
@@ -1027,6 +1057,27 @@ static int reply_fits(unsigned kind, int code)
 	}
 }
 
+/* A reply to a command of a transaction (not RSET, QUIT, EHLO, AUTH...). */
+static int txn_reply(unsigned kind)
+{
+	return kind == EXP_MAIL || kind == EXP_RCPT || kind == EXP_DATA || kind == EXP_DOT ||
+	       kind == EXP_BDAT;
+}
+
+/* The server asks to slow down (outcome.h): the worker is told, the transaction
+ * marked, when throttles are handled at all (cfg->throttle_retries). 1 if so. */
+static int note_throttle(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
+{
+	if (!s->cfg->throttle_retries || r->code / 100 != 4 ||
+	    !sb_reply_throttles(r->code, r->enh, r->enh_len, r->raw, r->raw_len,
+				s->cfg->throttle_patterns))
+		return 0;
+	s->txns[e->txn].throttled = 1;
+	if (s->ops->throttled)
+		s->ops->throttled(s->ctx, s, r);
+	return 1;
+}
+
 static void on_reply(struct sess *s, const struct smtp_reply *r)
 {
 	s->replies++;
@@ -1058,11 +1109,12 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 	s->fifo_head = (s->fifo_head + 1) % SESS_FIFO_MAX;
 	s->fifo_len--;
 
+	int throttles = txn_reply(e.kind) && s->txn_len && note_throttle(s, &e, r);
 	/* 421: the server is closing the connection, whatever we asked (RFC 5321 §3.8). */
 	if (r->code == 421 && e.kind != EXP_QUIT) {
 		if (e.kind >= EXP_MAIL && e.kind != EXP_RSET && s->txn_len)
 			sb_msg_record(s->txns[e.txn].m, SB_SLOT_FINAL, r);
-		conn_fail(s, SMTPBULK_ESHUTDOWN);
+		conn_end(s, SMTPBULK_ESHUTDOWN, throttles ? REL_THROTTLE : REL_CLOSE);
 		return;
 	}
 	on_expect[e.kind](s, &e, r);

@@ -58,6 +58,10 @@ struct sess_cfg {
 	struct host_learned *learned; /* what the host's connections learned (shared,
 	                                 atomics); NULL: each connection learns alone */
 	unsigned max_per_conn; /* MAILs one connection carries; 0: no limit of ours */
+	const char *const *throttle_patterns; /* texts that mean "slow down" (outcome.h);
+	                                 NULL: the defaults */
+	unsigned throttle_retries; /* throttled transactions a message rides out free (and
+	                              ops->throttled is told); 0: a throttle is any 4xx */
 };
 
 struct sess;
@@ -87,6 +91,9 @@ struct sess_ops {
 	 * a transaction that goes again for no fault of the server's (a sequencing 503, a
 	 * spent connection, a global hang's restart), nor for what the client ends. */
 	void (*txn_end)(void *ctx, struct sess *s, int verdict);
+	/* Optional: the server asked to slow down (a throttling reply to a transaction's
+	 * command, outcome.h). The transaction goes again free (throttle_retries). */
+	void (*throttled)(void *ctx, struct sess *s, const struct smtp_reply *r);
 };
 
 enum sess_state {
@@ -137,6 +144,7 @@ struct sess_txn {
 	                          sequencing 503, a spent connection): it goes again free */
 	uint8_t same_from;     /* CHUNKING: the transaction before it in flight has the same
 	                          sender */
+	uint8_t throttled;     /* a reply to it asked to slow down */
 	uint8_t kept;          /* its MAIL got 503 because the server kept the refused
 	                          envelope before: its RCPT and BDAT go on in that one */
 	smtpbulk_status_t status;

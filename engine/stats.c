@@ -91,6 +91,12 @@ int smtpbulk_get_stats(const smtpbulk_t *csb, smtpbulk_stats_t **out)
 	st->tls_resumed = get(&sb->tls_resumed);
 	st->breaker_opens = get(&sb->breaker_opens);
 	st->breakers_open = atomic_load(&sb->breakers_open);
+	st->throttled = get(&sb->throttled);
+	st->slowdowns = get(&sb->slowdowns);
+	st->paced = get(&sb->paced);
+	st->hosts_slowed = 0;
+	for (size_t h = 0; h < sb->n_hosts; h++)
+		st->hosts_slowed += atomic_load(&sb->hosts[h].pacer.next_step) != 0;
 	st->n_hosts = sb->n_hosts;
 	st->hosts = hosts;
 	size_t base = 0;

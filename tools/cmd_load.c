@@ -96,6 +96,17 @@ static void usage(FILE *f)
 		"      --max-conn-age SEC  how long a connection lives from its connect\n"
 		"                          (default: no limit)\n"
 		"      --idle-close SEC    close a connection idle this long (default: never)\n"
+		"Pacing (shared by every connection; a message waits in the queue for its turn):\n"
+		"      --limit-rate N[/s|/m|/h][:BURST]  at most N messages per second, minute\n"
+		"                          or hour, BURST at once after a quiet spell (default:\n"
+		"                          no limit; BURST 1)\n"
+		"      --throttle-factor PCT  a throttling reply (4.7.x, 4.3.2, 4.4.5 or a\n"
+		"                          rate-limit text on 421/450/451/452) sets the rate to\n"
+		"                          PCT%% of what the server was taking, then it climbs\n"
+		"                          back to 90%% of that; 100 = treat it as any 4xx\n"
+		"                          (default 50)\n"
+		"      --throttle-cooloff SEC  how long the slowed rate holds before it climbs\n"
+		"                          (default 60)\n"
 		"TLS and AUTH:\n"
 		"      --tls MODE          none (default); smtps: TLS from the first byte (port\n"
 		"                          465); starttls: STARTTLS or nothing is sent;\n"
@@ -224,6 +235,9 @@ enum {
 	OPT_SLEEP_HANG, OPT_SLEEP_FAIL, OPT_RETRY_FAIL, OPT_MAX_ATTEMPTS, OPT_DEFER,
 	OPT_BREAKER, OPT_BREAKER_COOLOFF, OPT_BREAKER_TRIPS, OPT_MAX_PER_CONN, OPT_MAX_CONN_AGE,
 	OPT_IDLE_CLOSE,
+	OPT_LIMIT_RATE,
+	OPT_THROTTLE_FACTOR,
+	OPT_THROTTLE_COOLOFF,
 	OPT_DEBUG_PATH, OPT_RFC5321, OPT_TLS, OPT_TLS_VERIFY, OPT_CA, OPT_TLS_NAME, OPT_CERT,
 	OPT_KEY, OPT_TLS_MIN, OPT_SINK_CERT, OPT_SINK_KEY, OPT_AUTH, OPT_USER,
 	OPT_PASSWORD_FILE, OPT_AUTH_PLAINTEXT, OPT_RECONNECT_EVERY, OPT_NO_TLS_RESUME,
@@ -266,6 +280,9 @@ static const struct option longopts[] = {
 	{"max-per-conn", required_argument, NULL, OPT_MAX_PER_CONN},
 	{"max-conn-age", required_argument, NULL, OPT_MAX_CONN_AGE},
 	{"idle-close", required_argument, NULL, OPT_IDLE_CLOSE},
+	{"limit-rate", required_argument, NULL, OPT_LIMIT_RATE},
+	{"throttle-factor", required_argument, NULL, OPT_THROTTLE_FACTOR},
+	{"throttle-cooloff", required_argument, NULL, OPT_THROTTLE_COOLOFF},
 	{"debug-path", required_argument, NULL, OPT_DEBUG_PATH},
 	{"rfc5321-timeouts", no_argument, NULL, OPT_RFC5321},
 	{"tls", required_argument, NULL, OPT_TLS},
@@ -305,6 +322,8 @@ struct load_args {
 	uint64_t breaker, breaker_cooloff_ms, breaker_trips;
 	uint64_t max_per_conn, max_conn_age_ms, idle_close_ms;
 	int have_breaker, have_breaker_trips;
+	unsigned rate_n, rate_per_ms, rate_burst; /* --limit-rate; rate_n 0: none */
+	uint64_t throttle_factor, throttle_cooloff_ms;
 	int tls; /* -1 none, or TLS_* */
 	int tls_verify, auth_plaintext, no_resume;
 	const char *ca, *tls_name, *cert, *key, *sink_cert, *sink_key;
@@ -380,6 +399,9 @@ static int set_run_option(struct load_args *a, int c, const char *v, const char 
 	case OPT_MAX_PER_CONN: if (tool_u64(v, 1, UINT32_MAX, &a->max_per_conn)) *bad = "--max-per-conn"; break;
 	case OPT_MAX_CONN_AGE: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->max_conn_age_ms)) *bad = "--max-conn-age"; break;
 	case OPT_IDLE_CLOSE: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->idle_close_ms)) *bad = "--idle-close"; break;
+	case OPT_LIMIT_RATE: if (tool_rate(v, &a->rate_n, &a->rate_per_ms, &a->rate_burst)) *bad = "--limit-rate"; break;
+	case OPT_THROTTLE_FACTOR: if (tool_u64(v, 1, 100, &a->throttle_factor)) *bad = "--throttle-factor"; break;
+	case OPT_THROTTLE_COOLOFF: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->throttle_cooloff_ms)) *bad = "--throttle-cooloff"; break;
 	case OPT_BREAKER_TRIPS: if (tool_u64(v, 0, 1000000, &a->breaker_trips)) *bad = "--breaker-trips"; else a->have_breaker_trips = 1; break;
 	case OPT_DEBUG_PATH: if (!*v) *bad = "--debug-path"; else a->debug_path = v; break;
 	case OPT_RFC5321: a->rfc5321 = 1; break;
@@ -677,6 +699,9 @@ static void make_options(const struct load_args *a, struct load_state *st,
 	o->max_per_conn = (unsigned)a->max_per_conn;
 	o->max_conn_age_ms = (unsigned)a->max_conn_age_ms;
 	o->idle_close_ms = (unsigned)a->idle_close_ms;
+	o->host_rate = (smtpbulk_rate_t){a->rate_n, a->rate_per_ms, a->rate_burst};
+	o->throttle_factor_pct = (unsigned)a->throttle_factor;
+	o->throttle_cooloff_ms = (unsigned)a->throttle_cooloff_ms;
 	if (a->have_breaker_trips)
 		o->breaker_trips = a->breaker_trips ? (unsigned)a->breaker_trips
 						    : SMTPBULK_UNLIMITED;

@@ -24,6 +24,41 @@ int tool_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+int tool_rate(const char *s, unsigned *messages, unsigned *per_ms, unsigned *burst)
+{
+	char num[32];
+	uint64_t n, b = 1;
+	size_t len = strcspn(s, "/:");
+	if (len == 0 || len >= sizeof(num))
+		return -1;
+	memcpy(num, s, len);
+	num[len] = 0;
+	if (tool_u64(num, 1, UINT32_MAX, &n))
+		return -1;
+	s += len;
+	*per_ms = 1000;
+	if (*s == '/') {
+		if (s[1] == 's')
+			*per_ms = 1000;
+		else if (s[1] == 'm')
+			*per_ms = 60000;
+		else if (s[1] == 'h')
+			*per_ms = 3600000;
+		else
+			return -1;
+		s += 2;
+	}
+	if (*s == ':') {
+		if (tool_u64(s + 1, 1, UINT32_MAX, &b))
+			return -1;
+	} else if (*s) {
+		return -1;
+	}
+	*messages = (unsigned)n;
+	*burst = (unsigned)b;
+	return 0;
+}
+
 int tool_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms, uint64_t *out_ms)
 {
 	char *end;

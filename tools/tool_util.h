@@ -12,6 +12,9 @@
 int tool_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Seconds, decimals allowed ("0.25"), in [min_ms, max_ms] once in milliseconds. */
 int tool_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms, uint64_t *out_ms);
+/* A rate "N[/s|/m|/h][:BURST]": N (1..2^32-1) messages per second (the default),
+ * minute or hour, and a burst (1..2^32-1, default 1). */
+int tool_rate(const char *s, unsigned *messages, unsigned *per_ms, unsigned *burst);
 /* "auto", "io_uring" or "epoll" -> an smtpbulk_backend_t. */
 int tool_backend(const char *s, int *out);
 /* "host:port", "[v6]:port" (port required); port 0 allowed only when allow_zero. */

@@ -124,6 +124,19 @@ typedef struct smtpbulk_security {
 	                           otherwise such a connection fails (SMTPBULK_EAUTHPLAIN) */
 } smtpbulk_security_t;
 
+/**
+ * A rate for pacing (added after 0.2.0): at most `messages` per `per_ms` milliseconds,
+ * and `burst` at once after a quiet spell. Kept by GCRA, shared by every connection
+ * and worker it concerns, so the sum holds: over any span T at most burst + rate x (T
+ * + 1 ms) messages start (the millisecond is the timers' resolution). A message waits
+ * for its turn in the queue, on no connection.
+ */
+typedef struct smtpbulk_rate {
+	unsigned messages; /* 0 = no limit */
+	unsigned per_ms;   /* 1000 (a second), 60000 (a minute), 3600000 (an hour); 0 = 1000 */
+	unsigned burst;    /* 0 = 1 */
+} smtpbulk_rate_t;
+
 /** One SMTP server to send through (the seed's Hosts entry). */
 typedef struct smtpbulk_host {
 	const char *host;     /* name, IPv4 or IPv6 address (no brackets); required */
@@ -134,6 +147,7 @@ typedef struct smtpbulk_host {
 	/* Added after 0.1.0 (an options struct_size from an older header means the hosts
 	 * array has the old, shorter elements: that is taken into account). */
 	const smtpbulk_security_t *security; /* NULL = the options' security */
+	smtpbulk_rate_t rate;  /* this host's pace; messages 0 = the options' host_rate */
 } smtpbulk_host_t;
 
 typedef enum smtpbulk_backend {
@@ -409,6 +423,27 @@ typedef struct smtpbulk_options {
 	unsigned max_conn_age_ms; /* how long a connection lives from its connect */
 	unsigned idle_close_ms;   /* a connection idle this long says QUIT (under the
 	                             server's own idle timeout, so none breaks a send) */
+	/* Pacing (added after 0.2.0; smtpbulk_rate_t). A host's rate and the global one
+	 * both hold: a message starts when each lets it. */
+	smtpbulk_rate_t host_rate;   /* each host's own (hosts may name theirs) */
+	smtpbulk_rate_t global_rate; /* over every host together */
+	/* Adaptive slow-down. A throttling reply (421, 450, 451 or 452 with the enhanced
+	 * code 4.7.x, 4.3.2 or 4.4.5, or a text with one of throttle_patterns) lowers the
+	 * host's rate to throttle_factor_pct % of what the server was taking (what it
+	 * delivered in the last second, or the rate in force when lower) for
+	 * throttle_cooloff_ms; then it climbs by a tenth of that rate per tenth of the
+	 * cool-off, up to 90% of the rate at which the server throttled, and stays there
+	 * for ten cool-offs without a throttle before it climbs on to host_rate (or
+	 * pacing ends, where none is set). The throttled message goes back to the queue,
+	 * not counted against max_attempts, throttle_retries times; after that a 4xx is a
+	 * 4xx (defer_ms). Hosts slow down each on their own. */
+	unsigned throttle_factor_pct; /* 0 = 50; 100 = no adaptive slow-down: a throttling
+	                             reply is a 4xx like any other */
+	unsigned throttle_cooloff_ms; /* 0 = 60000 */
+	unsigned throttle_retries;    /* 0 = 10; SMTPBULK_UNLIMITED */
+	const char *const *throttle_patterns; /* NULL-terminated, case-insensitive
+	                             substrings of the reply text; NULL = the built-in
+	                             list (engine/outcome.h); copied by smtpbulk_create() */
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */
@@ -558,6 +593,10 @@ typedef struct smtpbulk_stats {
 	                               ended without reaching one) */
 	uint64_t breaker_opens;  /* times a host's circuit breaker opened (again) */
 	uint64_t breakers_open;  /* hosts whose breaker is open now */
+	uint64_t throttled;      /* throttling replies (see throttle_factor_pct) */
+	uint64_t slowdowns;      /* times a host slowed down for one */
+	uint64_t paced;          /* times a connection waited for a pacer */
+	uint64_t hosts_slowed;   /* hosts going slower than configured now */
 } smtpbulk_stats_t;
 
 /**

@@ -485,7 +485,7 @@ TEST_P(BreakerTest, AServerThatFailsEveryTransactionIsLeftAlone) {
 
 INSTANTIATE_TEST_SUITE_P(
     Hostile, BreakerTest,
-    ::testing::Values(Misbehaviour{"Close421", "BYE:421 4.3.2 service shutting down\r\n"},
+    ::testing::Values(Misbehaviour{"Close421", "BYE:421 4.3.0 service shutting down\r\n"},
                       Misbehaviour{"Garbage", "hello?\r\n"},
                       Misbehaviour{"Defer451", "451 4.3.0 try again later\r\n"}),
     [](const ::testing::TestParamInfo<Misbehaviour>& i) { return std::string(i.param.name); });
@@ -496,7 +496,7 @@ TEST(Hostile, BreakerClosesWhenTheProbeGoesThrough) {
   std::atomic<int> mails{0};
   PeerScript s;
   s.on_cmd = [&](int, const std::string& c) -> std::string {
-    if (starts_with(c, "MAIL") && mails++ < 6) return "BYE:421 4.3.2 not now\r\n";
+    if (starts_with(c, "MAIL") && mails++ < 6) return "BYE:421 4.3.0 not now\r\n";
     return "";
   };
   ScriptedPeer peer(s);

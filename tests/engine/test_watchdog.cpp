@@ -226,7 +226,7 @@ TEST(Retries, Reply421IsNotChargedAsAnAttempt) {
 TEST(Retries, Endless421EndsFailed) {
   PeerScript s;
   s.on_cmd = [](int, const std::string& c) -> std::string {
-    return c.rfind("MAIL", 0) == 0 ? "421 4.3.2 shutting down\r\n" : "";
+    return c.rfind("MAIL", 0) == 0 ? "421 4.3.0 shutting down\r\n" : "";
   };
   ScriptedPeer peer(s);
   TestEngine e(peer.port(), 1);
