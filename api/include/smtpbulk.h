@@ -175,13 +175,15 @@ typedef enum smtpbulk_category {
 	SMTPBULK_CAT_DELIVERED = 0,   /* accepted (DELIVERED, or PARTIAL: some recipients) */
 	SMTPBULK_CAT_HARD_BOUNCE = 1, /* the mailbox or domain does not exist or takes no
 	                                 mail (5.1.x, 5.2.1, "user unknown"): suppress it */
-	SMTPBULK_CAT_SOFT = 2,        /* a temporary refusal that is no rate limit (a full
-	                                 mailbox, greylisting, a server in trouble) */
+	SMTPBULK_CAT_SOFT = 2,        /* a refusal that may pass later and is no rate limit
+	                                 (a full mailbox, even refused with 5.2.2;
+	                                 greylisting; a server in trouble) */
 	SMTPBULK_CAT_THROTTLED = 3,   /* the server asks to slow down (4.7.x, 4.3.2, 4.4.5
 	                                 or a rate-limit text on a 421/450/451/452) */
 	SMTPBULK_CAT_POLICY = 4,      /* refused for policy: spam, reputation, blocklist,
 	                                 authentication, relaying (5.7.x) */
-	SMTPBULK_CAT_TOO_LARGE = 5,   /* the message is too large (5.3.4, 552, SIZE) */
+	SMTPBULK_CAT_TOO_LARGE = 5,   /* the message is too large (5.2.3, 5.3.4, a 552
+	                                 that says so, the server's SIZE) */
 	SMTPBULK_CAT_PROTOCOL = 6,    /* the two sides did not understand each other:
 	                                 syntax, sequence, a garbled or missing reply */
 	SMTPBULK_CAT_NETWORK = 7,     /* connection, TLS or certificate trouble, timeouts */
