@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "sink_rate.h"
 #include "sink_server.h"
 #include "smtpbulk.h"
 #include "tool_util.h"
@@ -20,18 +21,37 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: smtpbulk sink [options]\n"
 		"\n"
-		"An SMTP server that accepts mail and throws it away, counting connections,\n"
-		"messages, recipients and bytes. It advertises PIPELINING, CHUNKING, SIZE,\n"
-		"8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES and DSN, and runs until SIGINT or\n"
-		"SIGTERM, or --max-messages; then it prints the counts.\n"
+		"An SMTP (or LMTP) server that accepts mail and throws it away, counting\n"
+		"connections, messages, recipients and bytes. It advertises PIPELINING,\n"
+		"CHUNKING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES and DSN, and runs\n"
+		"until SIGINT or SIGTERM, or --max-messages; then it prints the counts.\n"
 		"\n"
 		"  --listen ADDR:PORT     where to listen (default 127.0.0.1:2525; [::1]:PORT for\n"
 		"                         IPv6; port 0 picks a free one and prints it)\n"
+		"  --listen unix:PATH     listen on a unix-domain stream socket instead; a stale\n"
+		"                         socket file there is replaced, any other file is an\n"
+		"                         error; the file is removed at exit\n"
+		"  --lmtp                 speak LMTP (RFC 2033): LHLO instead of EHLO/HELO, and\n"
+		"                         after the data one reply per accepted recipient, in\n"
+		"                         RCPT order: 452 4.2.2 for a local part starting with\n"
+		"                         lmtp-temp, 550 5.2.1 for lmtp-perm, 250 otherwise\n"
+		"                         (--reject-data and --tempfail-data refuse it for every\n"
+		"                         recipient). A message counts as accepted when one\n"
+		"                         recipient got 250; recipients counts those that did\n"
+		"  --max-rate N           admit at most N messages (MAIL commands) in each second\n"
+		"                         since the start, over all threads; the next MAIL in\n"
+		"                         that second gets '421 4.7.0 Rate limit exceeded' and\n"
+		"                         the connection is closed (counted as throttled)\n"
 		"  --threads N            server threads, one ring each (default: one per CPU)\n"
 		"  --max-messages N       stop after accepting N messages\n"
 		"  --size BYTES           SIZE to advertise (default 104857600)\n"
 		"  --backend NAME         auto, io_uring or epoll (default auto)\n"
-		"  --json                 print the counts as one JSON object on stdout\n"
+		"  --json                 print the counts as one JSON object on stdout; with\n"
+		"                         \"throttled\", \"lmtp_rcpt_failed\" (recipients refused\n"
+		"                         after the data) and \"per_second\": messages accepted\n"
+		"                         in each second since the start, by the second their\n"
+		"                         MAIL was accepted, through the last second with one\n"
+		"                         (the first %u seconds only)\n"
 		"  --tls MODE             none, smtps (TLS from the first byte, as on port 465)\n"
 		"                         or starttls (offered in EHLO) (default none)\n"
 		"  --cert FILE            the server certificate chain (PEM), for --tls\n"
@@ -54,7 +74,8 @@ static void usage(FILE *f)
 		"                         means --delay 100)\n"
 		"  -h, --help             this text\n"
 		"\n"
-		"exit status: 0 success, 2 usage error, 3 could not start\n");
+		"exit status: 0 success, 2 usage error, 3 could not start\n",
+		(unsigned)SINK_PER_SECOND_MAX);
 }
 
 
@@ -92,6 +113,8 @@ int cmd_sink(int argc, char **argv)
 		{"cert", required_argument, NULL, 13},
 		{"key", required_argument, NULL, 14},
 		{"starttls-inject", no_argument, NULL, 15},
+		{"max-rate", required_argument, NULL, 16},
+		{"lmtp", no_argument, NULL, 17},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -156,6 +179,8 @@ int cmd_sink(int argc, char **argv)
 		case 13: o.cert_file = optarg; break;
 		case 14: o.key_file = optarg; break;
 		case 15: o.cfg.faults.starttls_inject = 1; break;
+		case 16: if (tool_u64(optarg, 1, UINT32_MAX, &v)) bad = "--max-rate"; else o.max_rate = (uint32_t)v; break;
+		case 17: o.cfg.lmtp = 1; break;
 		case 'h': usage(stdout); return 0;
 		default:
 			sink_say("unknown option or missing value: %s (try smtpbulk sink --help)",
@@ -203,8 +228,17 @@ int cmd_sink(int argc, char **argv)
 		sink_say("unexpected argument '%s' (try --help)", argv[optind]);
 		return 2;
 	}
-	if (tool_hostport(listen_at, host, sizeof(host), &o.port, 1)) {
-		sink_say("--listen wants ADDR:PORT, not '%s'", listen_at);
+	if (!strncmp(listen_at, "unix:", 5)) {
+		/* sun_path's 108 bytes, its NUL included */
+		if (!listen_at[5] || strlen(listen_at + 5) >= 108) {
+			sink_say("--listen unix:PATH wants a path of 1 to 107 bytes, not '%s'",
+				 listen_at);
+			return 2;
+		}
+		o.unix_path = listen_at + 5;
+		host[0] = '\0';
+	} else if (tool_hostport(listen_at, host, sizeof(host), &o.port, 1)) {
+		sink_say("--listen wants ADDR:PORT or unix:PATH, not '%s'", listen_at);
 		return 2;
 	}
 	o.host = host;
@@ -231,13 +265,17 @@ int cmd_sink(int argc, char **argv)
 				why, smtpbulk_strerror(rc));
 		return 3;
 	}
-	if (!quiet)
-		fprintf(stderr, "smtpbulk sink: listening on %s%s%s:%u, %u threads, %s%s\n",
+	const char *tls_note = o.tls == SINK_TLS_IMPLICIT   ? ", implicit TLS"
+			       : o.tls == SINK_TLS_STARTTLS ? ", STARTTLS"
+							    : "";
+	if (!quiet && o.unix_path) /* escaped: a path may hold anything */
+		sink_say("listening on unix:%s, %u threads, %s%s%s", o.unix_path, o.threads,
+			 sink_server_backend(srv), tls_note, o.cfg.lmtp ? ", LMTP" : "");
+	else if (!quiet)
+		fprintf(stderr, "smtpbulk sink: listening on %s%s%s:%u, %u threads, %s%s%s\n",
 			strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-			sink_server_port(srv), o.threads, sink_server_backend(srv),
-			o.tls == SINK_TLS_IMPLICIT   ? ", implicit TLS"
-			: o.tls == SINK_TLS_STARTTLS ? ", STARTTLS"
-						     : "");
+			sink_server_port(srv), o.threads, sink_server_backend(srv), tls_note,
+			o.cfg.lmtp ? ", LMTP" : "");
 	struct timespec tick = {0, 100000000};
 	uint64_t t0 = tool_now_ns();
 	while (!sink_server_done(srv)) {
@@ -246,26 +284,36 @@ int cmd_sink(int argc, char **argv)
 			break;
 	}
 	uint64_t t1 = tool_now_ns();
+	/* The threads stopped first, so the totals and per_second agree and are final. */
+	sink_server_halt(srv);
 	struct sink_totals tot;
 	sink_server_totals(srv, &tot);
+	static uint64_t per_s[SINK_PER_SECOND_MAX];
+	size_t n_per_s = sink_server_per_second(srv, per_s, SINK_PER_SECOND_MAX);
 	sink_server_stop(srv);
 	double el = (double)(t1 - t0) / 1e9;
-	if (json)
+	if (json) {
 		printf("{\"connections\": %" PRIu64 ", \"messages\": %" PRIu64
 		       ", \"recipients\": %" PRIu64 ", \"bytes\": %" PRIu64
 		       ", \"rejected\": %" PRIu64 ", \"auth_ok\": %" PRIu64 ", \"auth_failed\": %" PRIu64
 		       ", \"tls_handshakes\": %" PRIu64 ", \"tls_resumed\": %" PRIu64
-		       ", \"tls_failed\": %" PRIu64 ", \"elapsed_s\": %.3f}\n",
+		       ", \"tls_failed\": %" PRIu64 ", \"elapsed_s\": %.3f",
 		       tot.connections, tot.messages, tot.recipients, tot.bytes, tot.rejected,
 		       tot.auth_ok, tot.auth_failed, tot.tls_handshakes, tot.tls_resumed,
 		       tot.tls_failed, el);
-	else if (!quiet)
+		/* New keys go last: the ones above stay where readers expect them. */
+		printf(", \"throttled\": %" PRIu64 ", \"lmtp_rcpt_failed\": %" PRIu64
+		       ", \"per_second\": [", tot.throttled, tot.lmtp_rcpt_failed);
+		for (size_t i = 0; i < n_per_s; i++)
+			printf("%s%" PRIu64, i ? ", " : "", per_s[i]);
+		printf("]}\n");
+	} else if (!quiet)
 		printf("connections %" PRIu64 " messages %" PRIu64 " recipients %" PRIu64
 		       " bytes %" PRIu64 " rejected %" PRIu64 " auth ok %" PRIu64 " auth failed %" PRIu64
 		       " tls handshakes %" PRIu64 " (resumed %" PRIu64 ", failed %" PRIu64 ")"
-		       " elapsed %.3f s\n",
+		       " throttled %" PRIu64 " lmtp rcpt failed %" PRIu64 " elapsed %.3f s\n",
 		       tot.connections, tot.messages, tot.recipients, tot.bytes, tot.rejected,
 		       tot.auth_ok, tot.auth_failed, tot.tls_handshakes, tot.tls_resumed,
-		       tot.tls_failed, el);
+		       tot.tls_failed, tot.throttled, tot.lmtp_rcpt_failed, el);
 	return 0;
 }

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "sasl.h"
+#include "sink_rate.h"
 
 /* End-of-data matcher: where we are relative to a line start, so "\r\n.\r\n" is found
  * even when split across reads. */
@@ -42,7 +43,8 @@ static void reply(struct sink_conn *c, const char *s)
 void sink_greet(struct sink_conn *c)
 {
 	char buf[300];
-	snprintf(buf, sizeof(buf), "220 %s ESMTP smtpbulk sink\r\n", c->cfg->name);
+	snprintf(buf, sizeof(buf), "220 %s %s smtpbulk sink\r\n", c->cfg->name,
+		 c->cfg->lmtp ? "LMTP" : "ESMTP");
 	reply(c, buf);
 }
 
@@ -51,6 +53,7 @@ static void reset_txn(struct sink_conn *c)
 	c->has_mail = 0;
 	c->rcpts_ok = 0;
 	c->body_bytes = 0;
+	c->lmtp_addrs_len = 0;
 }
 
 void sink_tls_started(struct sink_conn *c)
@@ -64,23 +67,60 @@ void sink_tls_started(struct sink_conn *c)
 	c->mode = SINK_CMD;
 }
 
-/* A message's data is complete: the final reply, faults, and counting. */
+/* LMTP's replies after the data: one per recipient accepted at RCPT, in RCPT order
+ * (RFC 2033 §4.2). A data fault (fault != NULL) refuses the message for every one of
+ * them; otherwise each recipient's local part decides. Returns how many got 250. */
+static unsigned lmtp_replies(struct sink_conn *c, const char *fault)
+{
+	unsigned ok = 0;
+	for (unsigned i = 0; i < c->rcpts_ok; i++) {
+		const struct sink_lmtp_rcpt *r = &c->lmtp_rcpt[i];
+		char buf[SINK_LINE_MAX + 64];
+		if (fault)
+			reply(c, fault);
+		else if (r->fate == SINK_FATE_TEMP)
+			reply(c, "452 4.2.2 Mailbox full\r\n");
+		else if (r->fate == SINK_FATE_PERM)
+			reply(c, "550 5.2.1 Mailbox disabled\r\n");
+		else {
+			snprintf(buf, sizeof(buf), "250 2.1.5 <%.*s> delivered\r\n", (int)r->len,
+				 c->lmtp_addrs + r->off);
+			reply(c, buf);
+			ok++;
+			continue;
+		}
+		c->counts.lmtp_rcpt_failed++;
+	}
+	return ok;
+}
+
+/* A message's data is complete: the final reply (LMTP: replies), faults, and counting.
+ * A message is accepted when at least one recipient got 250 for it. */
 static void end_message(struct sink_conn *c)
 {
 	const struct sink_faults *f = &c->cfg->faults;
 	unsigned r = roll(c);
-	if (r < f->reject_data) {
-		reply(c, "554 5.6.0 sink: message rejected (fault injection)\r\n");
-		c->counts.rejected++;
-	} else if (r < f->reject_data + f->tempfail_data) {
-		reply(c, "451 4.3.0 sink: try again later (fault injection)\r\n");
-		c->counts.rejected++;
+	const char *fault = NULL;
+	if (r < f->reject_data)
+		fault = "554 5.6.0 sink: message rejected (fault injection)\r\n";
+	else if (r < f->reject_data + f->tempfail_data)
+		fault = "451 4.3.0 sink: try again later (fault injection)\r\n";
+	unsigned delivered;
+	if (c->cfg->lmtp) {
+		delivered = lmtp_replies(c, fault);
 	} else {
-		reply(c, "250 2.0.0 Ok: queued\r\n");
+		reply(c, fault ? fault : "250 2.0.0 Ok: queued\r\n");
+		delivered = fault ? 0 : c->rcpts_ok;
+	}
+	if (delivered) {
 		c->counts.messages++;
-		c->counts.recipients += c->rcpts_ok;
+		c->counts.recipients += delivered;
 		c->counts.bytes += c->body_bytes;
 		c->msgs++;
+		if (c->cfg->rate)
+			sink_per_second_add(c->cfg->rate, c->mail_s);
+	} else {
+		c->counts.rejected++;
 	}
 	reset_txn(c);
 	if (f->close_after && c->msgs >= f->close_after) {
@@ -216,6 +256,85 @@ static int verb_is(const char *line, size_t len, const char *verb)
 	return len >= n && strncasecmp(line, verb, n) == 0 && (len == n || line[n] == ' ' || line[n] == ':');
 }
 
+/* The reply to EHLO, or to LHLO: the same extensions. */
+static void hello_caps(struct sink_conn *c)
+{
+	char buf[512];
+	reset_txn(c);
+	snprintf(buf, sizeof(buf),
+		 "250-%s\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-SIZE %llu\r\n"
+		 "250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n%s%s250 DSN\r\n",
+		 c->cfg->name, (unsigned long long)c->cfg->size_max,
+		 c->cfg->starttls && !c->tls_on ? "250-STARTTLS\r\n" : "",
+		 c->cfg->auth_user ? "250-AUTH PLAIN LOGIN CRAM-MD5\r\n" : "");
+	reply(c, buf);
+}
+
+/* The address of "RCPT TO:<addr> params" (or of "RCPT TO:addr"): *len bytes at the
+ * returned pointer. */
+static const char *rcpt_addr(const char *line, size_t len, size_t *alen)
+{
+	const char *end = line + len, *p = memchr(line, ':', len);
+	p = p ? p + 1 : end;
+	while (p < end && *p == ' ')
+		p++;
+	const char *q;
+	if (p < end && *p == '<') {
+		p++;
+		q = memchr(p, '>', (size_t)(end - p));
+		if (!q)
+			q = end;
+	} else {
+		q = p;
+		while (q < end && *q != ' ')
+			q++;
+	}
+	*alen = (size_t)(q - p);
+	return p;
+}
+
+static int prefix_is(const char *s, size_t len, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return len >= n && strncasecmp(s, prefix, n) == 0;
+}
+
+/* LMTP: keep an accepted recipient for the replies after the data. 0, or -1 when there
+ * is no room for one more (then it is refused with 452, RFC 5321 §4.5.3.1.10). */
+static int lmtp_keep(struct sink_conn *c, const char *line, size_t len)
+{
+	size_t alen;
+	const char *a = rcpt_addr(line, len, &alen);
+	if (c->rcpts_ok >= SINK_LMTP_RCPTS || alen > SINK_LMTP_ADDRS - c->lmtp_addrs_len)
+		return -1;
+	struct sink_lmtp_rcpt *r = &c->lmtp_rcpt[c->rcpts_ok];
+	r->off = (uint16_t)c->lmtp_addrs_len;
+	r->len = (uint16_t)alen;
+	r->fate = prefix_is(a, alen, "lmtp-temp")   ? SINK_FATE_TEMP
+		  : prefix_is(a, alen, "lmtp-perm") ? SINK_FATE_PERM
+						    : SINK_FATE_OK;
+	memcpy(c->lmtp_addrs + c->lmtp_addrs_len, a, alen);
+	c->lmtp_addrs_len += alen;
+	return 0;
+}
+
+/* A MAIL that passed every other check: --max-rate has the last word. Over the limit,
+ * the connection ends as a throttling provider ends it: 421, then close. */
+static void mail_ok(struct sink_conn *c)
+{
+	int64_t sec = c->cfg->rate ? sink_rate_take(c->cfg->rate, c->now_s) : c->now_s;
+	if (sec < 0) {
+		reply(c, "421 4.7.0 Rate limit exceeded: too many messages this second, "
+			 "try again later\r\n");
+		c->counts.throttled++;
+		c->mode = SINK_CLOSING;
+		return;
+	}
+	c->has_mail = 1;
+	c->mail_s = (uint32_t)sec;
+	reply(c, "250 2.1.0 Ok\r\n");
+}
+
 static void command(struct sink_conn *c, const char *line, size_t len)
 {
 	const struct sink_faults *f = &c->cfg->faults;
@@ -230,15 +349,10 @@ static void command(struct sink_conn *c, const char *line, size_t len)
 		return;
 	}
 
-	if (verb_is(line, len, "EHLO")) {
-		reset_txn(c);
-		snprintf(buf, sizeof(buf),
-			 "250-%s\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-SIZE %llu\r\n"
-			 "250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n%s%s250 DSN\r\n",
-			 c->cfg->name, (unsigned long long)c->cfg->size_max,
-			 c->cfg->starttls && !c->tls_on ? "250-STARTTLS\r\n" : "",
-			 c->cfg->auth_user ? "250-AUTH PLAIN LOGIN CRAM-MD5\r\n" : "");
-		reply(c, buf);
+	if (c->cfg->lmtp && (verb_is(line, len, "EHLO") || verb_is(line, len, "HELO"))) {
+		reply(c, "500 5.5.1 this is LMTP: say LHLO\r\n");
+	} else if (verb_is(line, len, c->cfg->lmtp ? "LHLO" : "EHLO")) {
+		hello_caps(c);
 	} else if (verb_is(line, len, "STARTTLS")) {
 		if (!c->cfg->starttls || c->tls_on) {
 			reply(c, "502 5.5.1 Error: STARTTLS not available\r\n");
@@ -264,10 +378,8 @@ static void command(struct sink_conn *c, const char *line, size_t len)
 			reply(c, "550 5.7.1 sink: sender rejected (fault injection)\r\n");
 		else if (r < f->reject_mail + f->tempfail_mail)
 			reply(c, "451 4.3.0 sink: sender deferred (fault injection)\r\n");
-		else {
-			c->has_mail = 1;
-			reply(c, "250 2.1.0 Ok\r\n");
-		}
+		else
+			mail_ok(c);
 	} else if (verb_is(line, len, "RCPT")) {
 		unsigned r = roll(c);
 		if (!c->has_mail)
@@ -276,6 +388,8 @@ static void command(struct sink_conn *c, const char *line, size_t len)
 			reply(c, "550 5.1.1 sink: recipient rejected (fault injection)\r\n");
 		else if (r < f->reject_rcpt + f->tempfail_rcpt)
 			reply(c, "450 4.2.1 sink: recipient deferred (fault injection)\r\n");
+		else if (c->cfg->lmtp && lmtp_keep(c, line, len) != 0)
+			reply(c, "452 4.5.3 Error: too many recipients\r\n");
 		else {
 			c->rcpts_ok++;
 			reply(c, "250 2.1.5 Ok\r\n");
@@ -365,7 +479,7 @@ size_t sink_input(struct sink_conn *c, const char *buf, size_t len)
 {
 	size_t i = 0;
 	/* Keep room for the longest burst of replies one command can make. */
-	while (i < len && c->out_len < SINK_OUT_MAX - 1024) {
+	while (i < len && c->out_len < SINK_OUT_MAX - SINK_OUT_RESERVE) {
 		switch (c->mode) {
 		case SINK_HANG:
 		case SINK_CLOSING:

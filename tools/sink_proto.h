@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct sink_rate;
+
 /* Fault injection: each is a percentage (0-100) of the commands concerned. */
 struct sink_faults {
 	unsigned reject_mail, tempfail_mail;
@@ -31,6 +33,11 @@ struct sink_cfg {
 	const char *auth_user, *auth_pass;
 	uint64_t size_max;       /* SIZE advertised */
 	int starttls;            /* offer STARTTLS (the server loop does the handshake) */
+	int lmtp;                /* speak LMTP (RFC 2033): LHLO, one reply per recipient
+	                            after the data */
+	/* --max-rate and the per-second counts, shared by every connection of every thread
+	 * (sink_rate.h); NULL: neither (unit tests that do not ask for them). */
+	struct sink_rate *rate;
 	struct sink_faults faults;
 };
 
@@ -38,6 +45,8 @@ struct sink_cfg {
 struct sink_counts {
 	uint64_t messages, recipients, bytes, rejected;
 	uint64_t auth_ok, auth_failed;
+	uint64_t throttled;        /* MAIL refused with 421 by --max-rate */
+	uint64_t lmtp_rcpt_failed; /* LMTP: recipients refused in the replies after the data */
 };
 
 enum sink_mode { SINK_CMD, SINK_DATA, SINK_BDAT, SINK_HANG, SINK_CLOSING,
@@ -46,6 +55,23 @@ enum sink_mode { SINK_CMD, SINK_DATA, SINK_BDAT, SINK_HANG, SINK_CLOSING,
 
 #define SINK_LINE_MAX 1024
 #define SINK_OUT_MAX 65536
+/* Room sink_input keeps in out for the replies one command or one end of data can make:
+ * with LMTP, one per recipient (each at most its address plus 30 bytes). */
+#define SINK_OUT_RESERVE 16384
+/* LMTP keeps each accepted recipient until the data is in: RFC 5321 §4.5.3.1.8 asks a
+ * server to take at least 100; their addresses share one pool. */
+#define SINK_LMTP_RCPTS 100
+#define SINK_LMTP_ADDRS 8192
+
+/* What an LMTP recipient gets after the data (its local part decides, so that tests
+ * can ask for per-recipient failures). */
+enum sink_fate { SINK_FATE_OK, SINK_FATE_TEMP /* lmtp-temp...: 452 */,
+		 SINK_FATE_PERM /* lmtp-perm...: 550 */ };
+
+struct sink_lmtp_rcpt {
+	uint16_t off, len; /* the address in sink_conn.lmtp_addrs */
+	uint8_t fate;      /* enum sink_fate */
+};
 
 struct sink_conn {
 	const struct sink_cfg *cfg;
@@ -69,6 +95,13 @@ struct sink_conn {
 	char cram_challenge[96];
 	uint8_t delay_req;   /* a reply appended since the server last looked is to be held
 	                        back cfg->faults.delay_ms; the server clears it */
+	uint32_t now_s;      /* seconds since the sink started; the server sets it before
+	                        each sink_input (the one clock of every thread) */
+	uint32_t mail_s;     /* the second the current transaction's MAIL counted against */
+	/* LMTP: the recipients accepted at RCPT (rcpts_ok of them), in RCPT order */
+	struct sink_lmtp_rcpt lmtp_rcpt[SINK_LMTP_RCPTS];
+	char lmtp_addrs[SINK_LMTP_ADDRS];
+	size_t lmtp_addrs_len;
 	char out[SINK_OUT_MAX]; /* replies not yet sent */
 	size_t out_len;
 	struct sink_counts counts;

@@ -9,13 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "grow.h"
 #include "io.h"
+#include "sink_rate.h"
 #include "smtpbulk.h"
 #include "tls.h"
 #include "transport.h"
@@ -80,8 +84,16 @@ struct sink_server {
 	_Atomic int done;
 	_Atomic uint64_t connections, messages, recipients, bytes, rejected, auth_ok, auth_failed;
 	_Atomic uint64_t tls_handshakes, tls_resumed, tls_failed;
+	_Atomic uint64_t throttled, lmtp_rcpt_failed;
 	struct WOLFSSL_CTX *tls_ctx; /* read-only once the threads run */
-	struct sink_cfg cfg;         /* opt.cfg with starttls set */
+	struct sink_cfg cfg;         /* opt.cfg with starttls and rate set */
+	struct sink_rate *rate;      /* shared by the threads (sink_rate.h) */
+	uint64_t t0_ns;              /* second 0 of --max-rate and per_second; read-only */
+	int halted;                  /* the threads are joined (sink_server_halt) */
+	/* The unix socket's file we made, to remove at the end (if it is still ours). */
+	char *unix_path;
+	dev_t unix_dev;
+	ino_t unix_ino;
 	pthread_mutex_t lock; /* start handshake only */
 	pthread_cond_t cond;
 	unsigned started;
@@ -103,6 +115,9 @@ static void account(struct sink_thread *t, struct sconn *c)
 	atomic_fetch_add_explicit(&s->rejected, n->rejected - o->rejected, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->auth_ok, n->auth_ok - o->auth_ok, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->auth_failed, n->auth_failed - o->auth_failed,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->throttled, n->throttled - o->throttled, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->lmtp_rcpt_failed, n->lmtp_rcpt_failed - o->lmtp_rcpt_failed,
 				  memory_order_relaxed);
 	*o = *n;
 }
@@ -135,6 +150,9 @@ static void consume(struct sink_thread *t, struct sconn *c)
 {
 	if (!c->rlen)
 		return;
+	/* One clock for every thread, read here rather than in the pure protocol: a MAIL
+	 * counts against the second its bytes were handed over in. */
+	c->proto.now_s = (uint32_t)((sb_now_ns() - t->srv->t0_ns) / SB_NS_PER_S);
 	size_t used = sink_input(&c->proto, c->rbuf, c->rlen);
 	memmove(c->rbuf, c->rbuf + used, c->rlen - used);
 	c->rlen -= used;
@@ -465,6 +483,78 @@ static int listen_socket(const struct sink_options *o, uint16_t port, uint16_t *
 	return fd;
 }
 
+/* A unix-domain listening socket at path. A socket file that nobody listens on any more
+ * (a sink that was killed) is replaced; a live one, or any other file, is left alone. */
+static int listen_unix(struct sink_server *s, const char *path, const char **why)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int rc;
+	*why = "cannot listen there";
+	if (!*path || strlen(path) >= sizeof(sa.sun_path)) {
+		*why = "the path is empty or too long for a unix socket";
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			*why = "the path exists and is not a socket";
+			rc = -EEXIST;
+			goto fail;
+		}
+		/* Non-blocking, so a live server with a full backlog (EAGAIN) cannot stall
+		 * us; only ECONNREFUSED says that nobody is there. */
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (probe < 0) {
+			rc = -errno;
+			goto fail;
+		}
+		int live = connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno;
+		close(probe);
+		if (live != ECONNREFUSED && live != ENOENT) {
+			*why = live == 0 || live == EAGAIN ? "another server listens on that socket"
+							  : "cannot check the socket already there";
+			rc = live == 0 || live == EAGAIN ? -EADDRINUSE : -live;
+			goto fail;
+		}
+		if (unlink(path) < 0 && errno != ENOENT) {
+			*why = "cannot remove the stale socket";
+			rc = -errno;
+			goto fail;
+		}
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (listen(fd, 4096) < 0 || lstat(path, &st) < 0 || !(s->unix_path = strdup(path))) {
+		rc = -errno; /* listen's, lstat's or strdup's */
+		unlink(path);
+		goto fail;
+	}
+	s->unix_dev = st.st_dev;
+	s->unix_ino = st.st_ino;
+	return fd;
+fail:
+	close(fd);
+	return rc;
+}
+
+/* Remove the socket file we made, unless someone has put another in its place. */
+static void unlink_unix(struct sink_server *s)
+{
+	struct stat st;
+	if (!s->unix_path)
+		return;
+	if (lstat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev && st.st_ino == s->unix_ino)
+		unlink(s->unix_path);
+	free(s->unix_path);
+	s->unix_path = NULL;
+}
+
 int sink_server_start(const struct sink_options *o, struct sink_server **out, const char **why)
 {
 	struct sink_server *s = calloc(1, sizeof(*s));
@@ -476,6 +566,11 @@ int sink_server_start(const struct sink_options *o, struct sink_server **out, co
 	s->cfg = o->cfg;
 	s->cfg.starttls = o->tls == SINK_TLS_STARTTLS;
 	s->n_threads = o->threads ? o->threads : 1;
+	if (!(s->rate = sink_rate_new(o->max_rate))) {
+		free(s);
+		return -ENOMEM;
+	}
+	s->cfg.rate = s->rate;
 	if (o->tls != SINK_TLS_NONE) {
 		struct sb_tls_ctx_cfg tc = {
 			.server = 1, .cert_file = o->cert_file, .key_file = o->key_file,
@@ -483,6 +578,7 @@ int sink_server_start(const struct sink_options *o, struct sink_server **out, co
 		static _Thread_local char why_buf[300];
 		if ((rc = sb_tls_ctx_new(&tc, &s->tls_ctx, why_buf, sizeof(why_buf))) != 0) {
 			*why = why_buf;
+			sink_rate_free(s->rate);
 			free(s);
 			return rc;
 		}
@@ -492,6 +588,7 @@ int sink_server_start(const struct sink_options *o, struct sink_server **out, co
 	pthread_cond_init(&s->cond, NULL);
 	if (!s->threads) {
 		sb_tls_ctx_free(s->tls_ctx);
+		sink_rate_free(s->rate);
 		free(s);
 		return -ENOMEM;
 	}
@@ -502,12 +599,23 @@ int sink_server_start(const struct sink_options *o, struct sink_server **out, co
 		struct sink_thread *t = &s->threads[i];
 		t->srv = s;
 		t->seed = 0x9e3779b97f4a7c15ull * (i + 1);
-		/* The first socket picks the port (when 0); the others share it. */
-		t->listen_fd = listen_socket(o, port, &port);
-		if (t->listen_fd < 0) {
-			rc = t->listen_fd;
-			*why = rc == -EINVAL ? "not an IP address" : "cannot listen there";
-			goto fail;
+		if (o->unix_path) {
+			/* No SO_REUSEPORT for unix sockets: the threads share one listening
+			 * socket, each accepting on its own descriptor of it. */
+			t->listen_fd = i == 0 ? listen_unix(s, o->unix_path, why)
+					      : fcntl(s->threads[0].listen_fd, F_DUPFD_CLOEXEC, 0);
+			if (t->listen_fd < 0) {
+				rc = i == 0 ? t->listen_fd : -errno;
+				goto fail;
+			}
+		} else {
+			/* The first socket picks the port (when 0); the others share it. */
+			t->listen_fd = listen_socket(o, port, &port);
+			if (t->listen_fd < 0) {
+				rc = t->listen_fd;
+				*why = rc == -EINVAL ? "not an IP address" : "cannot listen there";
+				goto fail;
+			}
 		}
 		t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (t->wake_fd < 0) {
@@ -516,7 +624,8 @@ int sink_server_start(const struct sink_options *o, struct sink_server **out, co
 			goto fail;
 		}
 	}
-	s->port = port;
+	s->port = o->unix_path ? 0 : port;
+	s->t0_ns = sb_now_ns();
 	unsigned started = 0;
 	for (; started < s->n_threads; started++)
 		if (pthread_create(&s->threads[started].thread, NULL, sink_thread_main,
@@ -548,6 +657,8 @@ fail:
 	}
 	free(s->threads);
 	sb_tls_ctx_free(s->tls_ctx);
+	unlink_unix(s);
+	sink_rate_free(s->rate);
 	free(s);
 	return rc;
 }
@@ -574,6 +685,13 @@ void sink_server_totals(struct sink_server *s, struct sink_totals *t)
 	t->tls_handshakes = atomic_load(&s->tls_handshakes);
 	t->tls_resumed = atomic_load(&s->tls_resumed);
 	t->tls_failed = atomic_load(&s->tls_failed);
+	t->throttled = atomic_load(&s->throttled);
+	t->lmtp_rcpt_failed = atomic_load(&s->lmtp_rcpt_failed);
+}
+
+size_t sink_server_per_second(struct sink_server *s, uint64_t *out, size_t cap)
+{
+	return sink_per_second_read(s->rate, out, cap);
 }
 
 void sink_server_cpu(struct sink_server *s, double *user_s, double *sys_s)
@@ -605,10 +723,11 @@ int sink_server_done(struct sink_server *s)
 	return atomic_load(&s->done);
 }
 
-void sink_server_stop(struct sink_server *s)
+void sink_server_halt(struct sink_server *s)
 {
-	if (!s)
+	if (s->halted)
 		return;
+	s->halted = 1;
 	atomic_store(&s->stop, 1);
 	for (unsigned i = 0; i < s->n_threads; i++) {
 		uint64_t one = 1;
@@ -618,6 +737,16 @@ void sink_server_stop(struct sink_server *s)
 	for (unsigned i = 0; i < s->n_threads; i++) {
 		struct sink_thread *t = &s->threads[i];
 		pthread_join(t->thread, NULL);
+	}
+}
+
+void sink_server_stop(struct sink_server *s)
+{
+	if (!s)
+		return;
+	sink_server_halt(s);
+	for (unsigned i = 0; i < s->n_threads; i++) {
+		struct sink_thread *t = &s->threads[i];
 		if (t->io)
 			t->be->destroy(t->io);
 		close(t->listen_fd);
@@ -632,6 +761,8 @@ void sink_server_stop(struct sink_server *s)
 		free(t->tls_plain);
 	}
 	sb_tls_ctx_free(s->tls_ctx);
+	unlink_unix(s);
+	sink_rate_free(s->rate);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s->threads);

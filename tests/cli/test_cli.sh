@@ -224,6 +224,107 @@ check "load vs delaying sink" status_is 0 "$bin" load -m 4 -s 2 -q --json --back
 check "replies were held" /usr/bin/python3 -c "import sys; sys.exit(0 if $(json_get "['latency_ms']['p50']") >= 200 and $(json_get "['delivered']") == 4 else 1)"
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 
+# Stop the sink started last and wait (bounded) until it has exited.
+stop_sink() {
+  kill -TERM "$sink_pid" 2>/dev/null
+  for _ in $(seq 200); do kill -0 "$sink_pid" 2>/dev/null || break; sleep 0.05; done
+  ! kill -0 "$sink_pid" 2>/dev/null && wait "$sink_pid" 2>/dev/null
+  return 0
+}
+sink_json() { # a python expression over d, the stopped sink's --json report
+  /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/sink.out')); sys.exit(0 if ($1) else 1)"
+}
+
+# A unix-domain socket: the sink says where it listens, greets over it, refuses to
+# clobber a file that is not a socket, replaces a stale one, removes its own at exit.
+start_unix_sink() { # path, args...
+  local path=$1; shift
+  : >"$tmp/sink.err"
+  "$bin" sink --listen "unix:$path" --threads 2 --backend "$backend" --json "$@" \
+    >"$tmp/sink.out" 2>"$tmp/sink.err" &
+  pids+=($!)
+  sink_pid=$!
+  for _ in $(seq 600); do
+    grep -q listening "$tmp/sink.err" 2>/dev/null && break
+    kill -0 "$sink_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  grep -q "^smtpbulk sink: listening on unix:$path, 2 threads, " "$tmp/sink.err" ||
+    { echo "  the unix sink did not start: $*" >&2; cat "$tmp/sink.err" >&2; return 1; }
+}
+unix_greets() { # path: a client reads the greeting and says QUIT
+  /usr/bin/python3 -c "
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+f = s.makefile('rb')
+assert f.readline().startswith(b'220 '), 'greeting'
+s.sendall(b'QUIT\r\n')
+assert f.readline().startswith(b'221 '), 'QUIT'
+" "$1"
+}
+check "sink --help names the new options and keys" bash -c "'$bin' sink --help | grep -q -e '--listen unix:PATH' && '$bin' sink --help | grep -q -e '--lmtp' && '$bin' sink --help | grep -q -e '--max-rate N' && '$bin' sink --help | grep -q per_second"
+check "sink --listen unix: without a path" status_is 2 "$bin" sink --listen unix:
+: >"$tmp/not-a-socket"
+check "sink refuses a path that is not a socket" status_is 3 timeout 10 "$bin" sink --listen "unix:$tmp/not-a-socket"
+check "refusal says why" grep -q "exists and is not a socket" "$tmp/err"
+check "the file is left alone" [ -f "$tmp/not-a-socket" ]
+/usr/bin/python3 -c "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])" "$tmp/s.sock"
+check "a stale socket file is there" [ -S "$tmp/s.sock" ]
+check "unix sink starts over the stale socket" start_unix_sink "$tmp/s.sock"
+check "unix sink greets" unix_greets "$tmp/s.sock"
+check "a second sink refuses a live socket" status_is 3 timeout 10 "$bin" sink --listen "unix:$tmp/s.sock"
+check "unix sink still greets" unix_greets "$tmp/s.sock"
+stop_sink
+check "unix sink stopped" bash -c "! kill -0 $sink_pid 2>/dev/null"
+check "unix sink removed its socket file" [ ! -e "$tmp/s.sock" ]
+check "unix sink counted its connections" sink_json "d['connections'] >= 2"
+
+# LMTP: LHLO, and after the dot one reply per recipient in RCPT order; EHLO refused.
+check "lmtp sink starts" start_sink --lmtp
+check "LMTP session: LHLO, two recipients, per-recipient replies" /usr/bin/python3 -c "
+import socket
+s = socket.create_connection(('127.0.0.1', $port), timeout=10)
+f = s.makefile('rb')
+def line():
+    l = f.readline()
+    assert l.endswith(b'\r\n'), l
+    return l.decode()
+def cmd(c, want):
+    s.sendall(c.encode() + b'\r\n')
+    while True:
+        l = line()
+        if l[3] == ' ':
+            break
+    assert l.startswith(want), (c, l)
+assert 'LMTP' in line()
+cmd('EHLO c.test', '500 5.5.1')
+cmd('LHLO c.test', '250 ')
+cmd('MAIL FROM:<a@b.test>', '250 ')
+cmd('RCPT TO:<ok@d.test>', '250 ')
+cmd('RCPT TO:<lmtp-perm@d.test>', '250 ')
+cmd('DATA', '354 ')
+s.sendall(b'Subject: x\r\n\r\nhi\r\n.\r\n')
+r1, r2 = line(), line()
+assert r1.startswith('250 2.1.5 <ok@d.test>'), r1
+assert r2.startswith('550 5.2.1'), r2
+cmd('QUIT', '221 ')
+"
+stop_sink
+check "lmtp sink counted one message, one recipient failed after the data" \
+  sink_json "d['messages'] == 1 and d['recipients'] == 1 and d['lmtp_rcpt_failed'] == 1"
+
+# --max-rate: load pushes 300 messages as fast as it can; the sink admits at most 50
+# in any second and throttles the rest with 421 (load reconnects and retries them).
+check "sink bad --max-rate" status_is 2 "$bin" sink --max-rate 0
+check "rate-limited sink starts" start_sink --max-rate 50
+timeout 90 "$bin" load -m 300 -s 4 -q --json --defer 0.05 --breaker 0 --max-attempts 100 \
+  --sleep-fail 0.05 --backend "$backend" "127.0.0.1:$port" >/dev/null 2>&1
+stop_sink
+check "no second above --max-rate, some throttled" \
+  sink_json "d['per_second'] and max(d['per_second']) <= 50 and d['throttled'] > 0 and sum(d['per_second']) == d['messages']"
+
 # Against Postfix smtp-sink, the peer the benchmarks use.
 if [ -x /usr/sbin/smtp-sink ]; then
   # A port below the kernel's ephemeral range (tests/support's free_port does the same):

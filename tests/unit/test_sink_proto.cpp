@@ -189,3 +189,149 @@ TEST(SinkProto, AuthCramMd5AndCancel) {
   Sink none;
   EXPECT_EQ(none.feed("AUTH PLAIN\r\n"), "502 5.5.1 Error: authentication not enabled\r\n");
 }
+
+// ---- LMTP (RFC 2033) ------------------------------------------------------------------
+
+namespace {
+
+struct Lmtp : Sink {
+  Lmtp() { cfg.lmtp = 1; }
+};
+
+const std::string kLmtpSession =
+    "LHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<ok@d>\r\nRCPT TO:<lmtp-temp-1@d>\r\n"
+    "RCPT TO:<lmtp-perm.x@d> NOTIFY=NEVER\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+
+TEST(SinkLmtp, PipelinedDotGetsOneReplyPerRecipientInOrder) {
+  Lmtp whole;
+  sink_greet(&whole.c);
+  std::string want = whole.feed(kLmtpSession);
+  EXPECT_EQ(want,
+            "220 sink.test LMTP smtpbulk sink\r\n"
+            "250-sink.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-SIZE 1000\r\n"
+            "250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 DSN\r\n"
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n"
+            "354 End data with <CR><LF>.<CR><LF>\r\n"
+            "250 2.1.5 <ok@d> delivered\r\n452 4.2.2 Mailbox full\r\n"
+            "550 5.2.1 Mailbox disabled\r\n221 2.0.0 Bye\r\n");
+  EXPECT_EQ(whole.c.counts.messages, 1u);  // one recipient had it: accepted
+  EXPECT_EQ(whole.c.counts.recipients, 1u);
+  EXPECT_EQ(whole.c.counts.lmtp_rcpt_failed, 2u);
+  EXPECT_EQ(whole.c.counts.rejected, 0u);
+  for (size_t piece = 1; piece < 30; piece++) {
+    Lmtp s;
+    sink_greet(&s.c);
+    ASSERT_EQ(s.feed(kLmtpSession, piece), want) << "piece " << piece;
+  }
+}
+
+TEST(SinkLmtp, BdatLastGetsOneReplyPerRecipient) {
+  Lmtp s;
+  std::string r = s.feed(
+      "LHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<lmtp-perm@d>\r\nRCPT TO:<x@d>\r\n"
+      "BDAT 3\r\nabcBDAT 2 LAST\r\nde");
+  EXPECT_EQ(r.substr(r.find("250 DSN\r\n") + 9),
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n"
+            "250 2.0.0 Ok: chunk received\r\n"  // a chunk that is not LAST: one reply
+            "550 5.2.1 Mailbox disabled\r\n250 2.1.5 <x@d> delivered\r\n");
+  EXPECT_EQ(s.c.counts.messages, 1u);
+  EXPECT_EQ(s.c.counts.bytes, 5u);
+  EXPECT_EQ(s.c.counts.lmtp_rcpt_failed, 1u);
+  // The next transaction starts with no recipients left over.
+  r = s.feed("MAIL FROM:<a@b>\r\nRCPT TO:<y@d>\r\nBDAT 1 LAST\r\nz");
+  EXPECT_EQ(r, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 <y@d> delivered\r\n");
+}
+
+TEST(SinkLmtp, EhloAndHeloRefusedLhloOnlyInLmtp) {
+  Lmtp s;
+  EXPECT_EQ(s.feed("EHLO c\r\nHELO c\r\n"),
+            "500 5.5.1 this is LMTP: say LHLO\r\n500 5.5.1 this is LMTP: say LHLO\r\n");
+  Sink smtp;
+  EXPECT_EQ(smtp.feed("LHLO c\r\n"), "502 5.5.2 Error: command not recognized\r\n");
+}
+
+TEST(SinkLmtp, EveryRecipientRefusedMeansTheMessageWasNot) {
+  Lmtp s;
+  std::string r = s.feed("MAIL FROM:<a@b>\r\nRCPT TO:<lmtp-temp@d>\r\nRCPT TO:lmtp-perm@d\r\n"
+                         "DATA\r\nx\r\n.\r\n");
+  EXPECT_NE(r.find("452 4.2.2 Mailbox full\r\n550 5.2.1 Mailbox disabled\r\n"), std::string::npos);
+  EXPECT_EQ(s.c.counts.messages, 0u);
+  EXPECT_EQ(s.c.counts.rejected, 1u);
+  EXPECT_EQ(s.c.counts.lmtp_rcpt_failed, 2u);
+}
+
+TEST(SinkLmtp, DataFaultRefusesForEveryRecipient) {
+  Lmtp s;
+  s.cfg.faults.tempfail_data = 100;
+  std::string r = s.feed("MAIL FROM:<a@b>\r\nRCPT TO:<a@d>\r\nRCPT TO:<b@d>\r\nDATA\r\nx\r\n.\r\n");
+  const std::string f = "451 4.3.0 sink: try again later (fault injection)\r\n";
+  EXPECT_EQ(r.substr(r.size() - 2 * f.size()), f + f);
+  EXPECT_EQ(s.c.counts.messages, 0u);
+  EXPECT_EQ(s.c.counts.lmtp_rcpt_failed, 2u);
+}
+
+TEST(SinkLmtp, RecipientsBeyondWhatIsKeptGet452) {
+  Lmtp s;
+  std::string in = "MAIL FROM:<a@b>\r\n";
+  for (int i = 0; i <= SINK_LMTP_RCPTS; i++) in += "RCPT TO:<r" + std::to_string(i) + "@d>\r\n";
+  in += "DATA\r\nx\r\n.\r\n";
+  std::string r = s.feed(in);
+  EXPECT_NE(r.find("452 4.5.3 Error: too many recipients\r\n354 "), std::string::npos);
+  EXPECT_EQ(s.c.counts.recipients, (uint64_t)SINK_LMTP_RCPTS);
+  EXPECT_NE(r.find("<r99@d> delivered"), std::string::npos);
+  EXPECT_EQ(r.find("<r100@d>"), std::string::npos);
+}
+
+}  // namespace
+
+// ---- --max-rate and per-second counts -----------------------------------------------
+
+extern "C" {
+#include "sink_rate.h"
+}
+
+namespace {
+
+TEST(SinkRateProto, MailOverTheLimitGets421AndCloses) {
+  Sink s;
+  s.cfg.rate = sink_rate_new(2);
+  ASSERT_NE(s.cfg.rate, nullptr);
+  s.c.now_s = 0;
+  std::string msg = "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 1 LAST\r\nx";
+  std::string r = s.feed(msg + msg + msg + "NOOP\r\n");
+  const std::string r421 =
+      "421 4.7.0 Rate limit exceeded: too many messages this second, try again later\r\n";
+  ASSERT_GE(r.size(), r421.size());
+  EXPECT_EQ(r.substr(r.size() - r421.size()), r421);  // the last reply: nothing after it
+  EXPECT_EQ(r.find("NOOP"), std::string::npos);
+  EXPECT_EQ(s.c.mode, SINK_CLOSING);
+  EXPECT_EQ(s.c.counts.messages, 2u);
+  EXPECT_EQ(s.c.counts.throttled, 1u);
+  // Another connection, the next second: admitted again.
+  Sink n;
+  n.cfg.rate = s.cfg.rate;
+  n.c.now_s = 1;
+  EXPECT_EQ(n.feed("MAIL FROM:<a@b>\r\n"), "250 2.1.0 Ok\r\n");
+  sink_rate_free(s.cfg.rate);
+}
+
+TEST(SinkRateProto, MessageCountsInTheSecondOfItsMail) {
+  Sink s;
+  s.cfg.rate = sink_rate_new(0);
+  ASSERT_NE(s.cfg.rate, nullptr);
+  s.c.now_s = 2;
+  s.feed("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+  s.c.now_s = 3;  // the data ends a second later
+  s.feed("x\r\n.\r\n");
+  uint64_t out[SINK_PER_SECOND_MAX];
+  ASSERT_EQ(sink_per_second_read(s.cfg.rate, out, SINK_PER_SECOND_MAX), 3u);
+  EXPECT_EQ(out[2], 1u);
+  // A message refused after its data is not counted.
+  s.cfg.faults.reject_data = 100;
+  s.feed("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n");
+  EXPECT_EQ(sink_per_second_read(s.cfg.rate, out, SINK_PER_SECOND_MAX), 3u);
+  EXPECT_EQ(out[2], 1u);
+  sink_rate_free(s.cfg.rate);
+}
+
+}  // namespace
