@@ -2,6 +2,8 @@
  * engine.h). */
 #include "engine.h"
 
+#include "outcome.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -249,6 +251,9 @@ int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st,
 	 * reached no connection (rare: no line shared on the hot path). */
 	lat_record(lat ? lat : sb->lat_other, msg->res.latency_ns / 1000);
 	sb_msg_finish(msg, st, err);
+	msg->res.category = sb_category_of(st, err, msg->res.reply.code, msg->res.reply.enhanced,
+					   msg->res.reply.text,
+					   (const char *const *)sb->throttle_patterns);
 	if (st == SMTPBULK_DELIVERED)
 		atomic_fetch_add_explicit(&sb->delivered, 1, memory_order_relaxed);
 	else if (st == SMTPBULK_TIMED_OUT)

@@ -292,3 +292,14 @@ const char *smtpbulk_category_name(smtpbulk_category_t c)
 	}
 	return "unknown";
 }
+
+smtpbulk_category_t smtpbulk_reply_category(const smtpbulk_reply_t *reply)
+{
+	if (!reply || reply->code < 200 || reply->code > 599)
+		return SMTPBULK_CAT_OTHER;
+	if (reply->code < 400)
+		return SMTPBULK_CAT_DELIVERED;
+	smtpbulk_status_t st = reply->code >= 500 ? SMTPBULK_REJECTED : SMTPBULK_FAILED;
+	return sb_category_of(st, SMTPBULK_ESERVER, reply->code, reply->enhanced, reply->text,
+			      NULL);
+}

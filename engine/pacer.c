@@ -8,7 +8,11 @@
  * interval (at 100k/s that would cap each connection at 1k/s). Over any span T, at
  * most burst + (T + PACER_SLACK_NS) / interval messages start. */
 #define PACER_SLACK_NS SB_NS_PER_MS
-#define PACER_MIN_RATE 0.01 /* msgs/s: a throttled host still gets one every 100 s */
+/* msgs/s: the slow-down goes no lower (nor below a configured rate's factor share).
+ * A server that throttles everything would otherwise be halved towards nothing, and
+ * the messages waiting for it, each with its retries to ride out, would take days to
+ * end; a limit below one a second is one to configure (host_rate). */
+#define PACER_MIN_RATE 1.0
 
 void pacer_init(struct pacer *p, uint64_t interval_ns, unsigned burst)
 {
@@ -66,11 +70,11 @@ static void step(struct pacer *p, const struct pacer_adapt_cfg *cfg, uint64_t no
 	uint64_t next = now + tenth;
 	if (p->quiet_until && now >= p->quiet_until)
 		cap = 0; /* quiet long enough: the server's old limit is forgotten */
-	if (cap == 0 && target == 0) {
-		settle(p); /* unpaced again */
+	p->rate += p->ceiling / 10;
+	if (cap == 0 && target == 0 && p->rate >= 2 * p->ceiling) {
+		settle(p); /* well past what the server took: unpaced again */
 		return;
 	}
-	p->rate += p->ceiling / 10;
 	if (target && p->rate >= target && (cap == 0 || target <= cap)) {
 		settle(p);
 		return;
@@ -132,8 +136,12 @@ int pacer_throttled(struct pacer *p, const struct pacer_adapt_cfg *cfg, uint64_t
 	if (!cfg || cfg->factor_pct >= 100)
 		return 0;
 	lock(p);
-	if (p->slowdowns && now - p->last_throttle < cfg->cooloff_ns / 10) {
-		unlock(p); /* what was in flight when it slowed down answers now */
+	if (p->slowdowns && now - p->last_throttle < cfg->cooloff_ns) {
+		/* Still cooling off: these are the replies of what was in flight when it
+		 * slowed down, or the server's window has not opened again yet (a limit per
+		 * second, minute or hour refuses everything until then). Halving again for
+		 * each would collapse the rate to nothing. */
+		unlock(p);
 		return 0;
 	}
 	double cur = p->rate ? p->rate : base_rate(p); /* 0: unpaced */
@@ -141,9 +149,12 @@ int pacer_throttled(struct pacer *p, const struct pacer_adapt_cfg *cfg, uint64_t
 	if (base <= 0)
 		base = 1; /* nothing delivered, nothing configured: start from one a second */
 	p->ceiling = base;
+	double floor = PACER_MIN_RATE;
+	if (p->base_interval && base_rate(p) * cfg->factor_pct / 100 < floor)
+		floor = base_rate(p) * cfg->factor_pct / 100;
 	p->rate = base * cfg->factor_pct / 100;
-	if (p->rate < PACER_MIN_RATE)
-		p->rate = PACER_MIN_RATE;
+	if (p->rate < floor)
+		p->rate = floor;
 	p->quiet_until = 0;
 	p->last_throttle = now;
 	p->slowdowns++;

@@ -12,7 +12,10 @@
  * or the rate in force, the lower), for a cool-off; then it goes back up by a tenth of
  * that rate per tenth of a cool-off, to 90% of the rate at which the server throttled
  * — below the server's limit, where it stays for ten cool-offs without a throttle;
- * after that it climbs on to the configured rate (or pacing ends, when none is set).
+ * after that it climbs on, step by step, to the configured rate (or, when none is
+ * set, to twice the old limit, where pacing ends). Throttles during a cool-off do not
+ * lower it again: they answer what was in flight, or the server's window (a limit per
+ * second, minute or hour) has not opened again yet.
  *
  *   interval 0 (unpaced) or configured ── throttle ──► factor × taken rate, cool-off
  *        ▲                                                │ step up each cooloff/10
@@ -45,7 +48,8 @@ struct pacer {
 	double ceiling;              /* msgs/s at which the server throttled; 0: none known */
 	double rate;                 /* msgs/s in force while slowed (0: not slowed) */
 	uint64_t last_throttle;      /* when it slowed down last */
-	uint64_t quiet_until;        /* at the cap: the ceiling is forgotten then */
+	uint64_t quiet_until;        /* at the cap: the ceiling is forgotten then, and
+	                                it climbs on */
 	unsigned slowdowns;          /* times it slowed down */
 };
 
@@ -72,9 +76,8 @@ void pacer_unadmit(struct pacer *p, uint64_t charged);
 
 /*
  * A throttling reply at now; taken: the messages per second the host delivered over
- * the last second. Returns 1 when the pacer slowed down (say so), 0 when it did so
- * already within the last tenth of a cool-off (the replies of what was in flight
- * then) or adaptation is off.
+ * the last second. Returns 1 when the pacer slowed down (say so), 0 when it is still
+ * cooling off from the last slow-down, or adaptation is off.
  */
 int pacer_throttled(struct pacer *p, const struct pacer_adapt_cfg *cfg, uint64_t now,
 		    double taken);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <fcntl.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -336,6 +337,12 @@ static int new_conn(struct sink_thread *t, int fd)
 		return -ENOMEM;
 	c->t = t;
 	c->fd = fd;
+	/* Replies go out as they are ready, one send at a time: without this, Nagle holds
+	 * a reply back until the client acknowledges the one before, and a client that
+	 * delays its acknowledgements (it has nothing to send: paced, one message at a
+	 * time) waits milliseconds for each. Fails harmlessly on a unix socket. */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	sb_transport_plain(&c->xp, &sink_endpoint, c);
 	t->seed = t->seed * 6364136223846793005ull + 1442695040888963407ull;
 	sink_conn_init(&c->proto, &t->srv->cfg, t->seed);

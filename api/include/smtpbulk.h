@@ -229,7 +229,14 @@ typedef struct smtpbulk_result {
 	uint64_t latency_ns;    /* from submit to this result */
 	uint64_t id;            /* the id smtpbulk_submit() returned through *id_out */
 	void *user_data;        /* the message's user_data */
+	/* Added after 0.2.0 (the library allocates results, so they may grow): */
+	smtpbulk_category_t category; /* what kind of outcome, beside the status */
 } smtpbulk_result_t;
+
+/** The category of one reply, as a result decided by it would get (e.g. a refused
+ *  recipient of a PARTIAL message: hard_bounce for 550 5.1.1). Throttling is judged
+ *  with the built-in patterns. code 0 gives SMTPBULK_CAT_OTHER. */
+smtpbulk_category_t smtpbulk_reply_category(const smtpbulk_reply_t *reply);
 
 /**
  * Result callback. Called exactly once per submitted message, on a worker thread —

@@ -104,6 +104,7 @@ struct Result {
   unsigned attempts = 0;
   int host_index = -2, connection = -2;
   void* user_data = nullptr;
+  smtpbulk_category_t category = SMTPBULK_CAT_OTHER;
 };
 
 inline Result copy_result(const smtpbulk_result_t* r) {
@@ -122,6 +123,7 @@ inline Result copy_result(const smtpbulk_result_t* r) {
   x.host_index = r->host_index;
   x.connection = r->connection;
   x.user_data = r->user_data;
+  x.category = r->category;
   return x;
 }
 
@@ -161,6 +163,12 @@ class Collector {
     std::lock_guard<std::mutex> g(mu_);
     std::map<int, size_t> m;
     for (auto& kv : by_id_) m[kv.second.error]++;
+    return m;
+  }
+  std::map<smtpbulk_category_t, size_t> by_category() {
+    std::lock_guard<std::mutex> g(mu_);
+    std::map<smtpbulk_category_t, size_t> m;
+    for (auto& kv : by_id_) m[kv.second.category]++;
     return m;
   }
   std::map<smtpbulk_status_t, size_t> by_status() {

@@ -297,3 +297,15 @@ TEST(Outcome, CategoryNames) {
   EXPECT_STREQ(smtpbulk_category_name((smtpbulk_category_t)10), "unknown");
   EXPECT_STREQ(smtpbulk_category_name((smtpbulk_category_t)-1), "unknown");
 }
+
+TEST(ReplyCategory, OneRecipientsReply) {
+  smtpbulk_reply_t r = {550, "5.1.1", "The email account that you tried to reach does not exist"};
+  EXPECT_EQ(smtpbulk_reply_category(&r), SMTPBULK_CAT_HARD_BOUNCE);
+  r = {451, "4.7.650", "The mail server has been temporarily rate limited"};
+  EXPECT_EQ(smtpbulk_reply_category(&r), SMTPBULK_CAT_THROTTLED);
+  r = {250, "2.1.5", "Ok"};
+  EXPECT_EQ(smtpbulk_reply_category(&r), SMTPBULK_CAT_DELIVERED);
+  r = {0, "", ""};
+  EXPECT_EQ(smtpbulk_reply_category(&r), SMTPBULK_CAT_OTHER);
+  EXPECT_EQ(smtpbulk_reply_category(nullptr), SMTPBULK_CAT_OTHER);
+}

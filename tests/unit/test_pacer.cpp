@@ -111,8 +111,10 @@ TEST_F(PacerTest, AThrottleHalvesWhatTheServerTookAndClimbsBackBelowIt) {
   EXPECT_EQ(pch_rate(p), 0);
   ASSERT_EQ(pch_throttled(p, now, 300.0), 1);
   EXPECT_NEAR(pch_rate(p), 150.0, 0.01);
-  // The replies of what was in flight: one slow-down, not one per reply.
+  // The replies of what was in flight, or a window still closed: one slow-down per
+  // cool-off, not one per reply.
   EXPECT_EQ(pch_throttled(p, now + 500 * kMs, 150.0), 0);
+  EXPECT_EQ(pch_throttled(p, now + 10 * kS - 1, 150.0), 0);
   EXPECT_NEAR(pch_rate(p), 150.0, 0.01);
   now += 10 * kS - 1;
   admit();
@@ -135,7 +137,17 @@ TEST_F(PacerTest, AThrottleHalvesWhatTheServerTookAndClimbsBackBelowIt) {
   EXPECT_NEAR(pch_rate(p), 270.0, 0.01);
   now += 3 * kS;  // ten quiet cool-offs at the cap: the old limit is forgotten
   admit();
-  EXPECT_EQ(pch_rate(p), 0);  // unpaced again, as configured
+  EXPECT_NEAR(pch_rate(p), 300.0, 0.01);  // and it climbs on, step by step
+  for (int i = 0; i < 2; i++) {
+    now += 1 * kS;
+    admit();
+  }
+  EXPECT_NEAR(pch_rate(p), 360.0, 0.01);
+  for (int i = 0; i < 8; i++) {
+    now += 1 * kS;
+    admit();
+  }
+  EXPECT_EQ(pch_rate(p), 0);  // twice the old limit: unpaced again, as configured
 }
 
 TEST_F(PacerTest, AConfiguredRateClimbsBackToItself) {
@@ -173,10 +185,16 @@ TEST_F(PacerTest, NoAdaptationWhenTheFactorIs100) {
   EXPECT_EQ(pch_rate(p), 0);
 }
 
-TEST_F(PacerTest, NothingDeliveredStartsFromOneASecond) {
-  make(0, 1, 50);
+TEST_F(PacerTest, ItGoesNoLowerThanOneASecond) {
+  make(0, 1, 50, 1 * kS);
+  ASSERT_EQ(pch_throttled(p, now, 0), 1);  // nothing delivered: no rate to halve
+  EXPECT_NEAR(pch_rate(p), 1.0, 1e-9);
+  now += 2 * kS;
+  ASSERT_EQ(pch_throttled(p, now, 0.5), 1);
+  EXPECT_NEAR(pch_rate(p), 1.0, 1e-9);  // the floor
+  make(pch_interval_of(100, 3600000), 1, 50, 1 * kS);  // 100/h, configured
   ASSERT_EQ(pch_throttled(p, now, 0), 1);
-  EXPECT_NEAR(pch_rate(p), 0.5, 1e-9);
+  EXPECT_NEAR(pch_rate(p), 100.0 / 3600 / 2, 1e-9);  // half of it, below the floor
 }
 
 TEST(RateMeter, WhatWasDeliveredOverTheLastSecond) {
