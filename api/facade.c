@@ -54,6 +54,12 @@ static int parse_hostport(const char *in, char *host, size_t cap, uint16_t *port
 	const char *h = in, *p = NULL;
 	size_t hl;
 	*port = 0;
+	if (strncmp(in, "unix:", 5) == 0) { /* a unix-domain socket: no port */
+		if (strlen(in) >= cap)
+			return SMTPBULK_EBADPARAM;
+		strcpy(host, in);
+		return 0;
+	}
 	if (in[0] == '[') {
 		const char *rb = strchr(in, ']');
 		if (!rb)

@@ -36,6 +36,8 @@ const char *smtpbulk_strerror(int err)
 	case SMTPBULK_ETLSCONFIG: return "TLS setup failed (CA file, certificate or key)";
 	case SMTPBULK_EBREAKER:
 		return "host down: its transactions kept failing, probes too (circuit breaker)";
+	case SMTPBULK_ESOURCE:
+		return "the source address cannot be bound (not an address of this machine, or in use)";
 	default: break;
 	}
 	/* strerror() is not thread-safe in general, but glibc's returns static strings

@@ -775,6 +775,31 @@ static void teardown(struct sb_conn *c)
 	closed(c);
 }
 
+/* Bind the connection's source address (host->src[k % n]). The port is the kernel's
+ * choice at connect (IP_BIND_ADDRESS_NO_PORT), so many connections from one address
+ * do not each hold an ephemeral port from bind on. A source that cannot be bound is
+ * a failed connection (SMTPBULK_ESOURCE; Retry.Fail counts it), never a connect from
+ * an address nobody chose. */
+static int bind_source(struct sb_conn *c)
+{
+	const struct sb_host *h = c->host;
+	const struct sockaddr_storage *src = &h->src[c->sess.conn_idx % h->n_src];
+	socklen_t len = src->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						   : sizeof(struct sockaddr_in);
+	int one = 1;
+	setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	if (bind(c->fd, (const struct sockaddr *)src, len) == 0)
+		return 0;
+	int err = errno;
+	sb_log_conn(c->env->sb, 7, host_idx(c), conn_idx(c),
+		    "cannot bind the source address: %s", strerror(err));
+	close(c->fd);
+	c->fd = -1;
+	sess_connected(&c->sess, SMTPBULK_ESOURCE);
+	conn_sync(c);
+	return -1;
+}
+
 void conn_start(struct sb_conn *c)
 {
 	struct conn_env *env = c->env;
@@ -805,8 +830,12 @@ void conn_start(struct sb_conn *c)
 		conn_sync(c);
 		return;
 	}
-	/* Commands are small and each waits for a reply: never let Nagle hold them. */
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (h->addr.ss_family != AF_UNIX) {
+		/* Commands are small and each waits for a reply: never let Nagle hold them. */
+		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (h->n_src && bind_source(c) < 0)
+			return;
+	}
 	int rc = env->be->connect(env->io, c->fd, (const struct sockaddr *)&h->addr, h->addrlen,
 				  SB_TOKEN(SB_TK_CONNECT, c->gen, c->slot));
 	if (rc < 0) {
@@ -1252,7 +1281,7 @@ int conn_new(struct conn_env *env, unsigned h, unsigned k, unsigned slot, struct
 	c->slot = slot;
 	c->fd = -1;
 	sb_transport_plain(&c->xp, &conn_endpoint, c);
-	sess_init(&c->sess, &host->cfg,
+	sess_init(&c->sess, host->n_src ? &host->src_cfg[k % host->n_src] : &host->cfg,
 		  env->sb->cbs.read ? &conn_sess_ops_read : &conn_sess_ops, c, h, k);
 	*out = c;
 	return 0;

@@ -67,6 +67,7 @@ int sb_host_down_error(const struct sb_host *h)
 	case SMTPBULK_EAUTHMECH:
 	case SMTPBULK_EAUTHPLAIN:
 	case SMTPBULK_EBREAKER:
+	case SMTPBULK_ESOURCE:
 		return err;
 	default:
 		return SMTPBULK_EHOSTDOWN;

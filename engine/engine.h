@@ -63,9 +63,15 @@ struct sb_host {
 	uint16_t port;
 	char *hello;
 	unsigned connections;
-	struct sockaddr_storage addr;
+	struct sockaddr_storage addr; /* AF_INET, AF_INET6 or AF_UNIX */
 	socklen_t addrlen;
 	struct sess_cfg cfg;
+	/* Source addresses (connection k binds src[k % n_src]), each with its own session
+	 * configuration (the EHLO name differs); n_src 0: none chosen. */
+	struct sockaddr_storage *src;
+	struct sess_cfg *src_cfg;
+	char **src_hello;
+	size_t n_src;
 	unsigned char *on_worker; /* on_worker[w]: worker w has connections to this host */
 	char *tls_name;           /* SNI and the name the certificate must carry */
 	struct sess_auth auth;    /* cfg.auth points here when AUTH is on */

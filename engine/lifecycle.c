@@ -1,6 +1,7 @@
 /* The engine's lifecycle (see lifecycle.h). */
 #include "lifecycle.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <sched.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -159,8 +161,27 @@ static int default_hello(const smtpbulk_options_t *opts, char *name, size_t cap)
 
 /* ---- hosts ------------------------------------------------------------------------ */
 
+#define UNIX_PREFIX "unix:"
+
+/* "unix:/path": a unix-domain socket. */
+static int resolve_unix(struct sb_host *h)
+{
+	const char *path = h->name + sizeof(UNIX_PREFIX) - 1;
+	struct sockaddr_un *un = (struct sockaddr_un *)(void *)&h->addr;
+	size_t len = strlen(path);
+	if (len == 0 || len >= sizeof(un->sun_path))
+		return SMTPBULK_EBADPARAM;
+	memset(un, 0, sizeof(*un));
+	un->sun_family = AF_UNIX;
+	memcpy(un->sun_path, path, len);
+	h->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+	return 0;
+}
+
 static int resolve(struct sb_host *h)
 {
+	if (strncmp(h->name, UNIX_PREFIX, sizeof(UNIX_PREFIX) - 1) == 0)
+		return resolve_unix(h);
 	struct addrinfo hints, *res = NULL;
 	char port[8];
 	memset(&hints, 0, sizeof(hints));
@@ -178,6 +199,44 @@ static int resolve(struct sb_host *h)
 	memcpy(&h->addr, res->ai_addr, res->ai_addrlen);
 	h->addrlen = res->ai_addrlen;
 	freeaddrinfo(res);
+	return 0;
+}
+
+/* The host's source addresses and their EHLO names (after resolve: they must be of
+ * its family). A bad address is the caller's error: SMTPBULK_EBADPARAM. */
+static int setup_sources(struct sb_host *h, const smtpbulk_host_t *in)
+{
+	size_t n = 0;
+	while (in->sources && in->sources[n])
+		n++;
+	if (!n)
+		return 0;
+	int fam = h->addr.ss_family;
+	if (fam == AF_UNIX)
+		return SMTPBULK_EBADPARAM; /* nothing to bind a unix socket's client to */
+	h->src = calloc(n, sizeof(*h->src));
+	h->src_cfg = calloc(n, sizeof(*h->src_cfg));
+	h->src_hello = calloc(n, sizeof(*h->src_hello));
+	if (!h->src || !h->src_cfg || !h->src_hello)
+		return -ENOMEM;
+	h->n_src = n;
+	for (size_t i = 0; i < n; i++) {
+		struct sockaddr_in *v4 = (struct sockaddr_in *)(void *)&h->src[i];
+		struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)(void *)&h->src[i];
+		if (fam == AF_INET && inet_pton(AF_INET, in->sources[i], &v4->sin_addr) == 1)
+			v4->sin_family = AF_INET;
+		else if (fam == AF_INET6 && inet_pton(AF_INET6, in->sources[i], &v6->sin6_addr) == 1)
+			v6->sin6_family = AF_INET6;
+		else
+			return SMTPBULK_EBADPARAM; /* not an address, or not of the host's family */
+		if (in->source_hellos && in->source_hellos[i]) {
+			int rc = smtp_check_hello(in->source_hellos[i]);
+			if (rc)
+				return rc;
+			if (!(h->src_hello[i] = strdup(in->source_hellos[i])))
+				return -ENOMEM;
+		}
+	}
 	return 0;
 }
 
@@ -251,6 +310,8 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 		return rc;
 	if ((rc = resolve(h)) != 0)
 		return rc;
+	if ((rc = setup_sources(h, in)) != 0)
+		return rc;
 	if ((rc = sbq_create(&h->queue)) != 0)
 		return rc;
 	h->cfg.hello = h->hello;
@@ -271,6 +332,11 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 	memset(h->meters, 0, sb->n_workers * sizeof(*h->meters));
 	if ((rc = setup_security(h, in->security ? in->security : sb->opts.security)) != 0)
 		return rc;
+	for (size_t i = 0; i < h->n_src; i++) { /* the host's, but for the EHLO name */
+		h->src_cfg[i] = h->cfg;
+		if (h->src_hello[i])
+			h->src_cfg[i].hello = h->src_hello[i];
+	}
 	atomic_init(&h->alive, h->connections);
 	atomic_init(&h->last_error, 0);
 	return 0;
@@ -620,6 +686,11 @@ static void free_host(struct sb_host *h)
 	free(h->conn_ctr);
 	free(h->lat);
 	free(h->meters);
+	for (size_t i = 0; i < h->n_src; i++)
+		free(h->src_hello[i]);
+	free(h->src_hello);
+	free(h->src);
+	free(h->src_cfg);
 	sbq_destroy(h->queue);
 	free(h->tls_name);
 	free(h->auth_user);

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include "commands.h"
 #include "sink_server.h"
 #include "smtpbulk.h"
@@ -30,7 +32,7 @@ static void usage(FILE *f)
 		"Send generated mail to an SMTP server over many connections and report\n"
 		"throughput and latency. Without HOST, a built-in sink is started in this\n"
 		"process on a free 127.0.0.1 port and targeted. PORT defaults to 25; IPv6 as\n"
-		"[ADDR]:PORT.\n"
+		"[ADDR]:PORT; unix:/PATH for a unix-domain socket.\n"
 		"\n"
 		"  -s, --sessions N        concurrent connections (default 8, at most 65535 and\n"
 		"                          what the open-file limit allows)\n"
@@ -96,6 +98,10 @@ static void usage(FILE *f)
 		"      --max-conn-age SEC  how long a connection lives from its connect\n"
 		"                          (default: no limit)\n"
 		"      --idle-close SEC    close a connection idle this long (default: never)\n"
+		"      --source ADDR[=NAME][,ADDR[=NAME]...]  local addresses to connect from,\n"
+		"                          spread over the connections, each with its own EHLO\n"
+		"                          NAME (default --hello); one that cannot be bound fails\n"
+		"                          its connections (no fallback to the default route)\n"
 		"Pacing (shared by every connection; a message waits in the queue for its turn):\n"
 		"      --limit-rate N[/s|/m|/h][:BURST]  at most N messages per second, minute\n"
 		"                          or hour, BURST at once after a quiet spell (default:\n"
@@ -236,6 +242,7 @@ enum {
 	OPT_BREAKER, OPT_BREAKER_COOLOFF, OPT_BREAKER_TRIPS, OPT_MAX_PER_CONN, OPT_MAX_CONN_AGE,
 	OPT_IDLE_CLOSE,
 	OPT_LIMIT_RATE,
+	OPT_SOURCE,
 	OPT_THROTTLE_FACTOR,
 	OPT_THROTTLE_COOLOFF,
 	OPT_DEBUG_PATH, OPT_RFC5321, OPT_TLS, OPT_TLS_VERIFY, OPT_CA, OPT_TLS_NAME, OPT_CERT,
@@ -281,6 +288,7 @@ static const struct option longopts[] = {
 	{"max-conn-age", required_argument, NULL, OPT_MAX_CONN_AGE},
 	{"idle-close", required_argument, NULL, OPT_IDLE_CLOSE},
 	{"limit-rate", required_argument, NULL, OPT_LIMIT_RATE},
+	{"source", required_argument, NULL, OPT_SOURCE},
 	{"throttle-factor", required_argument, NULL, OPT_THROTTLE_FACTOR},
 	{"throttle-cooloff", required_argument, NULL, OPT_THROTTLE_COOLOFF},
 	{"debug-path", required_argument, NULL, OPT_DEBUG_PATH},
@@ -305,7 +313,7 @@ static const struct option longopts[] = {
 	{NULL, 0, NULL, 0},
 };
 
-enum { PASSWORD_BUF = 512 }; /* 255 bytes are allowed: room to see that one is longer */
+enum { PASSWORD_BUF = 512, SOURCES_MAX = 64 }; /* 255 bytes are allowed: room to see that one is longer */
 
 /* The command line, parsed and checked. The engine copies what it needs; the built-in
  * sink borrows sink_password until it stops. */
@@ -323,6 +331,8 @@ struct load_args {
 	uint64_t max_per_conn, max_conn_age_ms, idle_close_ms;
 	int have_breaker, have_breaker_trips;
 	unsigned rate_n, rate_per_ms, rate_burst; /* --limit-rate; rate_n 0: none */
+	char source_buf[2048];            /* --source, split in place */
+	const char *sources[SOURCES_MAX + 1], *source_hellos[SOURCES_MAX + 1];
 	uint64_t throttle_factor, throttle_cooloff_ms;
 	int tls; /* -1 none, or TLS_* */
 	int tls_verify, auth_plaintext, no_resume;
@@ -332,6 +342,31 @@ struct load_args {
 	char password[PASSWORD_BUF];      /* wiped once the library has its own copy */
 	char sink_password[PASSWORD_BUF]; /* the built-in sink's copy, wiped at the end */
 };
+
+/* --source ADDR[=NAME],...: IPv4 or IPv6 addresses, each with an optional EHLO name
+ * (the library checks the name). 0 or -1. */
+static int parse_sources(struct load_args *a, const char *v)
+{
+	size_t n = 0;
+	char *save = NULL, *tok;
+	unsigned char bin[sizeof(struct in6_addr)];
+	if (strlen(v) >= sizeof(a->source_buf))
+		return -1;
+	strcpy(a->source_buf, v);
+	for (tok = strtok_r(a->source_buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		if (eq)
+			*eq++ = '\0';
+		if (n == SOURCES_MAX || (inet_pton(AF_INET, tok, bin) != 1 &&
+					 inet_pton(AF_INET6, tok, bin) != 1) || (eq && !*eq))
+			return -1;
+		a->sources[n] = tok;
+		a->source_hellos[n] = eq ? eq : a->hello;
+		n++;
+	}
+	a->sources[n] = a->source_hellos[n] = NULL;
+	return n ? 0 : -1;
+}
 
 /* Print "smtpbulk load: <why>" on one line and return the usage error's status. */
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -399,6 +434,7 @@ static int set_run_option(struct load_args *a, int c, const char *v, const char 
 	case OPT_MAX_PER_CONN: if (tool_u64(v, 1, UINT32_MAX, &a->max_per_conn)) *bad = "--max-per-conn"; break;
 	case OPT_MAX_CONN_AGE: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->max_conn_age_ms)) *bad = "--max-conn-age"; break;
 	case OPT_IDLE_CLOSE: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->idle_close_ms)) *bad = "--idle-close"; break;
+	case OPT_SOURCE: if (parse_sources(a, v)) *bad = "--source"; break;
 	case OPT_LIMIT_RATE: if (tool_rate(v, &a->rate_n, &a->rate_per_ms, &a->rate_burst)) *bad = "--limit-rate"; break;
 	case OPT_THROTTLE_FACTOR: if (tool_u64(v, 1, 100, &a->throttle_factor)) *bad = "--throttle-factor"; break;
 	case OPT_THROTTLE_COOLOFF: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->throttle_cooloff_ms)) *bad = "--throttle-cooloff"; break;
@@ -763,7 +799,24 @@ static smtpbulk_t *start_engine(struct load_args *a, struct load_state *st, cons
 		cbs.pass = on_pass;
 		o.callbacks = &cbs;
 	}
-	smtpbulk_t *sb = smtpbulk_new(target, &o);
+	smtpbulk_t *sb;
+	if (a->sources[0]) { /* the host itself, to give it its sources */
+		char name[256];
+		smtpbulk_host_t h = {.sources = a->sources, .source_hellos = a->source_hellos};
+		for (size_t i = 0; a->sources[i]; i++)
+			if (!a->source_hellos[i])
+				a->source_hellos[i] = a->hello; /* --hello came after --source */
+		if (tool_split_target(target, name, sizeof(name), &h.port) != 0) {
+			fprintf(stderr, "smtpbulk load: bad target '%s'\n", target);
+			return NULL;
+		}
+		h.host = name;
+		o.hosts = &h;
+		o.n_hosts = 1;
+		sb = smtpbulk_new(NULL, &o);
+	} else {
+		sb = smtpbulk_new(target, &o);
+	}
 	explicit_bzero(a->password, sizeof(a->password));
 	if (!sb)
 		fprintf(stderr, "smtpbulk load: cannot start for '%s': %s\n", target,

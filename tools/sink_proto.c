@@ -124,7 +124,7 @@ static void end_message(struct sink_conn *c)
 	}
 	reset_txn(c);
 	if (f->close_after && c->msgs >= f->close_after) {
-		reply(c, "421 4.3.2 sink: closing after the set number of messages\r\n");
+		reply(c, "421 4.3.0 sink: closing after the set number of messages\r\n");
 		c->mode = SINK_CLOSING;
 	} else if (f->hang_after && c->msgs >= f->hang_after) {
 		c->mode = SINK_HANG;

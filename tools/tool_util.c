@@ -154,6 +154,8 @@ int tool_target_ok(const char *s)
 {
 	char host[256];
 	const char *end;
+	if (strncmp(s, "unix:", 5) == 0) /* an absolute path that fits a sockaddr_un */
+		return s[5] == '/' && strlen(s + 5) < 108 ? 0 : -1;
 	if (s[0] == '[') {
 		const char *rb = strchr(s, ']');
 		size_t hl = rb ? (size_t)(rb - s - 1) : 0;
@@ -186,6 +188,36 @@ int tool_target_ok(const char *s)
 		return 0;
 	uint64_t port;
 	return *end == ':' && tool_u64(end + 1, 1, 65535, &port) == 0 ? 0 : -1;
+}
+
+int tool_split_target(const char *s, char *host, size_t cap, uint16_t *port)
+{
+	uint64_t p = 25;
+	const char *end;
+	size_t hl;
+	if (tool_target_ok(s) != 0)
+		return -1;
+	if (strncmp(s, "unix:", 5) == 0) {
+		end = s + strlen(s);
+		hl = strlen(s);
+	} else if (s[0] == '[') {
+		end = strchr(s, ']') + 1;
+		s++;
+		hl = (size_t)(end - 1 - s);
+	} else {
+		end = strchr(s, ':');
+		if (!end)
+			end = s + strlen(s);
+		hl = (size_t)(end - s);
+	}
+	if (hl >= cap)
+		return -1;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	if (*end == ':' && tool_u64(end + 1, 1, 65535, &p))
+		return -1;
+	*port = (uint16_t)p;
+	return 0;
 }
 
 void tool_vline(FILE *f, const char *prefix, const char *fmt, va_list ap)

@@ -22,8 +22,13 @@ int tool_hostport(const char *s, char *host, size_t cap, uint16_t *port, int all
 
 /* A target as HOST[:PORT] is written: a host name (letters, digits, '-', dot-separated
  * labels of 1..63, 253 in all, one final dot allowed), an IPv4 address, or "[v6]";
- * then optionally ":" and a port 1..65535. 0 when well formed, else -1. */
+ * then optionally ":" and a port 1..65535. Or "unix:/absolute/path" (a unix-domain
+ * socket, the path under 108 bytes). 0 when well formed, else -1. */
 int tool_target_ok(const char *s);
+
+/* Split a target tool_target_ok() accepts into the host (no brackets; "unix:/path"
+ * whole) and the port (25 when none is given). 0 or -1. */
+int tool_split_target(const char *s, char *host, size_t cap, uint16_t *port);
 
 /* Write prefix, then the formatted text with every control character shown escaped
  * ("\r", "\n", "\xNN"), so that one error is one line whatever the input held. */

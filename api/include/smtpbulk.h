@@ -78,6 +78,9 @@ enum smtpbulk_error {
 	SMTPBULK_EBREAKER = -1028,    /* the host's circuit breaker gave up: transaction after
 	                                 transaction ended without a verdict, and so did
 	                                 every probe after a cool-off (breaker_* options) */
+	SMTPBULK_ESOURCE = -1029,     /* a source address could not be bound: it is not an
+	                                 address of this machine (or is in use); the
+	                                 connection that had it gives up */
 };
 
 /* For the retry counts that take it (the seed's "0 for unlimited"). */
@@ -139,7 +142,9 @@ typedef struct smtpbulk_rate {
 
 /** One SMTP server to send through (the seed's Hosts entry). */
 typedef struct smtpbulk_host {
-	const char *host;     /* name, IPv4 or IPv6 address (no brackets); required */
+	const char *host;     /* name, IPv4 or IPv6 address (no brackets), or
+	                         "unix:/path/to/socket" (a unix-domain socket: port and
+	                         sources do not apply, and TLS needs tls_name); required */
 	uint16_t port;        /* 0 = 25 (465 would be usual with secure 1 and 2) */
 	const char *hello;    /* EHLO/HELO name; NULL = the options' hello */
 	unsigned connections; /* concurrent connections (the seed's Threads); 0 = the
@@ -148,6 +153,15 @@ typedef struct smtpbulk_host {
 	 * array has the old, shorter elements: that is taken into account). */
 	const smtpbulk_security_t *security; /* NULL = the options' security */
 	smtpbulk_rate_t rate;  /* this host's pace; messages 0 = the options' host_rate */
+	/* Where its connections come from: local IPv4 or IPv6 addresses (of the host's
+	 * family), NULL-terminated; connection k binds sources[k % count] before it
+	 * connects. NULL = the system's choice. A source that cannot be bound fails its
+	 * connections with SMTPBULK_ESOURCE, never the default route instead. */
+	const char *const *sources;
+	/* NULL, or the EHLO name for each source: one entry per source, in the same
+	 * order, a NULL entry meaning the host's hello. Receivers check that the name
+	 * a source gives resolves to it. */
+	const char *const *source_hellos;
 } smtpbulk_host_t;
 
 typedef enum smtpbulk_backend {

@@ -89,6 +89,11 @@ void ScriptedPeer::stop() {
     if (t.joinable()) t.join();
 }
 
+std::vector<std::string> ScriptedPeer::peers() {
+  std::lock_guard<std::mutex> g(mu_);
+  return peers_;
+}
+
 std::vector<std::string> ScriptedPeer::commands() {
   std::lock_guard<std::mutex> g(mu_);
   return commands_;
@@ -101,7 +106,9 @@ std::vector<std::string> ScriptedPeer::bodies() {
 
 void ScriptedPeer::accept_loop() {
   while (!stopping_) {
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    sockaddr_storage from{};
+    socklen_t from_len = sizeof(from);
+    int fd = accept4(listen_fd_, (sockaddr*)&from, &from_len, SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       return;  // shut down
@@ -120,6 +127,12 @@ void ScriptedPeer::accept_loop() {
     }
     int index = conns_++;
     fds_.push_back(fd);
+    char addr[INET6_ADDRSTRLEN] = "?";
+    if (from.ss_family == AF_INET)
+      inet_ntop(AF_INET, &((sockaddr_in*)&from)->sin_addr, addr, sizeof(addr));
+    else if (from.ss_family == AF_INET6)
+      inet_ntop(AF_INET6, &((sockaddr_in6*)&from)->sin6_addr, addr, sizeof(addr));
+    peers_.push_back(addr);
     workers_.emplace_back([this, fd, index] { serve(fd, index); });
   }
 }

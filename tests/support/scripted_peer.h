@@ -53,6 +53,7 @@ class ScriptedPeer {
   std::string hostport() const { return "127.0.0.1:" + std::to_string(port_); }
   std::vector<std::string> commands();  // every command line, all connections, in order
   std::vector<std::string> bodies();    // every message body received
+  std::vector<std::string> peers();     // each connection's client address, in order
   int connections() const { return conns_.load(); }
   void stop();
 
@@ -71,6 +72,7 @@ class ScriptedPeer {
   std::vector<int> fds_;
   std::vector<std::string> commands_;
   std::vector<std::string> bodies_;
+  std::vector<std::string> peers_;
 };
 
 // Postfix smtp-sink on a free 127.0.0.1 port, killed by the destructor.
