@@ -36,6 +36,14 @@ TEST(Sources, ConnectionsComeFromEachSourceWithItsName) {
   for (int i = 0; i < 20; i++) e.send({"r@example.com"}, kBody);
   ASSERT_TRUE(e.results.wait(20, 20000));
   EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], 20u);
+  // Every connection says EHLO, but the four may not all have done so when the
+  // others finished the twenty: wait for it.
+  auto ehlos = [&] {
+    size_t n = 0;
+    for (auto& c : peer.commands()) n += c.rfind("EHLO ", 0) == 0;
+    return n;
+  };
+  ASSERT_TRUE(wait_until([&] { return ehlos() >= 4; }));
   auto peers = peer.peers();
   ASSERT_EQ(peers.size(), 4u);
   EXPECT_EQ(count(peers, "127.0.0.2"), 2u);  // connections 0 and 2
