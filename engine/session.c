@@ -232,31 +232,30 @@ static void txn_end(struct sess *s, int verdict)
 		s->ops->txn_end(s->ctx, s, verdict);
 }
 
+/* A throttled message rides it out free of charge while it has throttle_retries
+ * left: 1 (counted), or 0 (treat it as the 4xx or 421 it also is). */
+static int throttle_free(const struct sess *s, struct sb_msg *m)
+{
+	if (s->cfg->throttle_retries != SMTPBULK_UNLIMITED &&
+	    m->throttles >= s->cfg->throttle_retries)
+		return 0;
+	m->throttles++;
+	return 1;
+}
+
 static void release_msg(struct sess *s, struct sb_msg *m, enum release_policy pol, int err)
 {
 	switch (pol) {
-	case REL_THROTTLE:
-		if (s->cfg->throttle_retries == SMTPBULK_UNLIMITED ||
-		    m->throttles < s->cfg->throttle_retries) {
-			m->throttles++;
-			break;
-		}
-		if (m->closes < s->cfg->retry_fail) {
-			m->closes++;
-			break;
-		}
-		if (m->attempts - m->free_tries < s->cfg->max_attempts) {
-			s->ops->requeue(s->ctx, s, m);
-			return;
-		}
-		s->ops->done(s->ctx, s, m, SMTPBULK_FAILED, err);
-		return;
 	case REL_HANG:
 		m->hangs++;
 		if (s->cfg->retry_hang == SMTPBULK_UNLIMITED || m->hangs <= s->cfg->retry_hang)
 			break;
 		s->ops->done(s->ctx, s, m, SMTPBULK_TIMED_OUT, SMTPBULK_ETIMEDOUT);
 		return;
+	case REL_THROTTLE:
+		if (throttle_free(s, m))
+			break;
+		__attribute__((fallthrough)); /* its free throttles are used up: a 421 */
 	case REL_CLOSE:
 	case REL_AGAIN:
 		if (m->closes < s->cfg->retry_fail) {
@@ -570,12 +569,9 @@ static void txn_complete(struct sess *s)
 		release_msg(s, m, REL_AGAIN, err); /* no verdict: free, as after a 421 */
 		goto next;
 	}
-	if (t->throttled && st == SMTPBULK_FAILED &&
-	    (s->cfg->throttle_retries == SMTPBULK_UNLIMITED ||
-	     m->throttles < s->cfg->throttle_retries)) {
+	if (t->throttled && st == SMTPBULK_FAILED && throttle_free(s, m)) {
 		/* "Slow down": no verdict on the message, and no fault for the breaker.
 		 * It waits in the queue for the host's slower pace, not for defer_ms. */
-		m->throttles++;
 		m->free_tries++;
 		s->ops->requeue(s->ctx, s, m);
 		goto next;

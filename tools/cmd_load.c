@@ -361,7 +361,7 @@ static int parse_sources(struct load_args *a, const char *v)
 					 inet_pton(AF_INET6, tok, bin) != 1) || (eq && !*eq))
 			return -1;
 		a->sources[n] = tok;
-		a->source_hellos[n] = eq ? eq : a->hello;
+		a->source_hellos[n] = eq; /* NULL: --hello, filled in at start */
 		n++;
 	}
 	a->sources[n] = a->source_hellos[n] = NULL;
@@ -805,7 +805,7 @@ static smtpbulk_t *start_engine(struct load_args *a, struct load_state *st, cons
 		smtpbulk_host_t h = {.sources = a->sources, .source_hellos = a->source_hellos};
 		for (size_t i = 0; a->sources[i]; i++)
 			if (!a->source_hellos[i])
-				a->source_hellos[i] = a->hello; /* --hello came after --source */
+				a->source_hellos[i] = a->hello; /* NULL too: the host's */
 		if (tool_split_target(target, name, sizeof(name), &h.port) != 0) {
 			fprintf(stderr, "smtpbulk load: bad target '%s'\n", target);
 			return NULL;

@@ -5,36 +5,22 @@
 #include <mutex>
 #include <string>
 
-extern "C" {
-#include "sink_server.h"
-}
-
 #include "engine_helpers.h"
+#include "own_sink.h"
 
 using namespace sbtest;
 
 namespace {
 
-struct OwnSink {
-  sink_server* srv = nullptr;
-  explicit OwnSink(sink_faults faults = {}, unsigned threads = 2) {
-    sink_options o{};
-    o.host = "127.0.0.1";
+// The faults given, on threads threads.
+struct OwnSink : OwnSinkServer {
+  explicit OwnSink(sink_faults faults = {}, unsigned threads = 2)
+      : OwnSinkServer(with(faults, threads)) {}
+  static sink_options with(sink_faults faults, unsigned threads) {
+    sink_options o = defaults();
     o.threads = threads;
-    o.backend = test_backend();
-    o.cfg.name = "sink.test";
-    o.cfg.size_max = 10000000;
     o.cfg.faults = faults;
-    const char* why = nullptr;
-    int rc = sink_server_start(&o, &srv, &why);
-    EXPECT_EQ(rc, 0) << why;
-  }
-  ~OwnSink() { sink_server_stop(srv); }
-  uint16_t port() const { return sink_server_port(srv); }
-  sink_totals totals() {
-    sink_totals t;
-    sink_server_totals(srv, &t);
-    return t;
+    return o;
   }
 };
 

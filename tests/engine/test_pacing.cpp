@@ -7,42 +7,21 @@
 #include <string>
 #include <vector>
 
-extern "C" {
-#include "sink_server.h"
-}
-
 #include "engine_helpers.h"
+#include "own_sink.h"
 #include "scripted_peer.h"
 
 using namespace sbtest;
 
 namespace {
 
-struct RateSink {
-  sink_server* srv = nullptr;
-  explicit RateSink(uint32_t max_rate = 0) {
-    sink_options o{};
-    o.host = "127.0.0.1";
-    o.threads = 2;
-    o.backend = test_backend();
+// Our sink, answering 421 4.7.0 beyond max_rate messages a second (0: never).
+struct RateSink : OwnSinkServer {
+  explicit RateSink(uint32_t max_rate = 0) : OwnSinkServer(with(max_rate)) {}
+  static sink_options with(uint32_t max_rate) {
+    sink_options o = defaults();
     o.max_rate = max_rate;
-    o.cfg.name = "sink.test";
-    o.cfg.size_max = 10000000;
-    const char* why = nullptr;
-    int rc = sink_server_start(&o, &srv, &why);
-    EXPECT_EQ(rc, 0) << why;
-  }
-  ~RateSink() { sink_server_stop(srv); }
-  uint16_t port() const { return sink_server_port(srv); }
-  sink_totals totals() {
-    sink_totals t;
-    sink_server_totals(srv, &t);
-    return t;
-  }
-  std::vector<uint64_t> per_second() {
-    std::vector<uint64_t> v(3600);
-    v.resize(sink_server_per_second(srv, v.data(), v.size()));
-    return v;
+    return o;
   }
 };
 

@@ -6,13 +6,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 
-extern "C" {
-#include "sink_server.h"
-}
-
 #include "engine_helpers.h"
+#include "own_sink.h"
 #include "scripted_peer.h"
 
 using namespace sbtest;
@@ -87,15 +85,11 @@ TEST(UnixSocket, TheHostIsAUnixDomainSocket) {
   char dir[] = "/tmp/sbtest-unix-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   std::string path = std::string(dir) + "/smtp.sock";
-  sink_options o{};
+  sink_options o = OwnSinkServer::defaults();
   o.unix_path = path.c_str();
   o.threads = 1;
-  o.backend = test_backend();
-  o.cfg.name = "sink.test";
-  o.cfg.size_max = 10000000;
-  sink_server* srv = nullptr;
-  const char* why = nullptr;
-  ASSERT_EQ(sink_server_start(&o, &srv, &why), 0) << why;
+  auto sink = std::make_unique<OwnSinkServer>(o);
+  ASSERT_NE(sink->srv, nullptr);
   std::string host = "unix:" + path;
   {
     TestEngine e(0, 4);
@@ -105,11 +99,9 @@ TEST(UnixSocket, TheHostIsAUnixDomainSocket) {
     ASSERT_TRUE(e.results.wait(200, 20000));
     EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], 200u);
   }
-  sink_totals t;
-  sink_server_totals(srv, &t);
-  EXPECT_EQ(t.messages, 200u);
-  sink_server_stop(srv);
-  rmdir(dir);
+  EXPECT_EQ(sink->totals().messages, 200u);
+  sink.reset();  // stops it, and it removes its socket file
+  EXPECT_EQ(rmdir(dir), 0);
 }
 
 TEST(UnixSocket, APathTooLongIsRefusedAtCreate) {
