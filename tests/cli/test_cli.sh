@@ -204,6 +204,15 @@ check "load bad --max-per-conn" status_is 2 "$bin" load --max-per-conn 0
 check "load bad --idle-close" status_is 2 "$bin" load --idle-close x
 check "load --max-per-conn" status_is 0 "$bin" load -m 100 -s 2 -q --json --max-per-conn 10 --backend "$backend"
 check "reconnected every 10 messages" /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/out')); sys.exit(0 if d['delivered'] == 100 and d['reconnects'] >= 8 else 1)"
+# Pacing and source addresses, against the built-in sink.
+check "load bad --limit-rate" status_is 2 "$bin" load --limit-rate 10/x
+check "load bad --limit-rate burst" status_is 2 "$bin" load --limit-rate 10/s:0
+check "load bad --source" status_is 2 "$bin" load --source 127.0.0.2,nope
+check "load --limit-rate" status_is 0 "$bin" load -m 60 -s 4 -q --json --limit-rate 100/s:10 --backend "$backend"
+check "paced: no faster than 100/s" /usr/bin/python3 -c "import sys; sys.exit(0 if $(json_get "['delivered']") == 60 and $(json_get "['elapsed_s']") >= 0.49 else 1)"
+check "load --source" status_is 0 "$bin" load -m 20 -s 2 -q --json --source 127.0.0.2=two.test,127.0.0.3 --backend "$backend"
+check "a source that is not local" status_is 1 "$bin" load -m 3 -s 1 -q --json --source 192.0.2.1 --retry-fail 1 --backend "$backend"
+check "it says why" grep -q "source address cannot be bound" "$tmp/err"
 # The circuit breaker: a sink that refuses every message's data with 4xx.
 check "load bad --breaker" status_is 2 "$bin" load --breaker x
 check "load bad --breaker-cooloff" status_is 2 "$bin" load --breaker-cooloff 0
