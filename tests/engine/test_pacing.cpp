@@ -121,21 +121,25 @@ TEST(Pacing, AThrottlingServerIsMetBelowItsLimit) {
   e.opts.throttle_cooloff_ms = 1000;
   e.opts.breaker_failures = 3;  // a throttle is no failure: the breaker stays shut
   ASSERT_EQ(e.start(), 0);
-  const int kMessages = 2000;
+  // About 6 s at the settled 250/s: well inside the ten quiet cool-offs (11 s)
+  // after which the host would climb on and meet the limit again.
+  const int kMessages = 1500;
   for (int i = 0; i < kMessages; i++) e.send({"r@example.com"}, kBody);
   ASSERT_TRUE(e.results.wait(kMessages / 2, 60000));
   uint64_t throttled_half = sink.totals().throttled;
+  // Slowed now. (Not asked at the end: on a slow machine the send outlasts the ten
+  // quiet cool-offs, after which the host climbs on and may be unpaced again.)
+  EXPECT_EQ(stats_of(e.sb).hosts_slowed, 1u);
   ASSERT_TRUE(e.results.wait(kMessages, 60000));
   EXPECT_EQ(e.results.by_status()[SMTPBULK_DELIVERED], (size_t)kMessages);
   EXPECT_EQ(e.results.duplicates(), 0u);
   EXPECT_GT(throttled_half, 0u);
-  // Settled: no throttle in the second half of the send (it takes 7 s).
+  // Settled: no throttle in the second half of the send.
   EXPECT_EQ(sink.totals().throttled, throttled_half);
   smtpbulk_stats_t st = stats_of(e.sb);
   EXPECT_GE(st.slowdowns, 1u);
   EXPECT_GE(st.throttled, st.slowdowns);
   EXPECT_EQ(st.breaker_opens, 0u);
-  EXPECT_EQ(st.hosts_slowed, 1u);
 }
 
 // Throttling replies that are no 421 (Outlook's 451 4.7.650, a text pattern of the
