@@ -38,6 +38,10 @@ const char *smtpbulk_strerror(int err)
 		return "host down: its transactions kept failing, probes too (circuit breaker)";
 	case SMTPBULK_ESOURCE:
 		return "the source address cannot be bound (not an address of this machine, or in use)";
+	case SMTPBULK_ENOLMTP:
+		return "the server refused LHLO: it does not speak LMTP";
+	case SMTPBULK_ENODSN:
+		return "the message asks for DSN and the server does not offer it";
 	default: break;
 	}
 	/* strerror() is not thread-safe in general, but glibc's returns static strings

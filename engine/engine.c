@@ -68,6 +68,7 @@ int sb_host_down_error(const struct sb_host *h)
 	case SMTPBULK_EAUTHPLAIN:
 	case SMTPBULK_EBREAKER:
 	case SMTPBULK_ESOURCE:
+	case SMTPBULK_ENOLMTP:
 		return err;
 	default:
 		return SMTPBULK_EHOSTDOWN;

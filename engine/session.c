@@ -612,6 +612,50 @@ static void learn_no_dot_pipe(struct sess *s, const struct smtp_reply *r)
 	s->no_dot_pipe = 1;
 }
 
+/*
+ * LMTP (RFC 2033 §4.2): after the data the server gives one reply per recipient it
+ * accepted, in their order, each that recipient's verdict. The first of them finds
+ * its expectation taken like any reply; while more are owed it goes back to the head
+ * of the queue (it was just taken off, so there is room), so the commands written
+ * behind the data keep their place.
+ */
+static void on_lmtp_final(struct sess *s, const struct sess_expect *e, struct sess_txn *t,
+			  const struct smtp_reply *r)
+{
+	struct sb_msg *m = t->m;
+	int cls = r->code / 100;
+	if (!t->lmtp_left)
+		t->lmtp_left = t->rcpt_ok ? (uint32_t)t->rcpt_ok : 1;
+	size_t i = t->lmtp_next;
+	while (i < m->n_rcpts && m->rcpt_recs[i].code / 100 != 2)
+		i++;
+	if (i < m->n_rcpts) {
+		sb_msg_record(m, i, r); /* its delivery, not its RCPT, is the verdict */
+		t->lmtp_next = (uint32_t)i + 1;
+	}
+	if (cls == 2)
+		t->lmtp_ok++;
+	else if (cls == 4)
+		t->rcpt_temp++;
+	/* The result's reply: the first acceptance, else the first refusal. */
+	if (!t->final_ok && (cls == 2 || !m->final.code))
+		sb_msg_record(m, SB_SLOT_FINAL, r);
+	t->final_ok |= cls == 2;
+	if (--t->lmtp_left > 0) {
+		s->fifo_head = (s->fifo_head + SESS_FIFO_MAX - 1) % SESS_FIFO_MAX;
+		s->fifo[s->fifo_head] = *e;
+		s->fifo_len++;
+		t->outstanding++;
+		return;
+	}
+	/* Every recipient has its verdict; the transaction is over on the server. */
+	t->final = 1;
+	s->final_refused = t->lmtp_ok == 0;
+	t->rcpt_ok = t->lmtp_ok;
+	if (!t->lmtp_ok)
+		txn_fail(t, t->rcpt_temp ? SMTPBULK_FAILED : SMTPBULK_REJECTED);
+}
+
 static void on_txn_reply(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
 {
 	struct sess_txn *t = &s->txns[e->txn];
@@ -719,6 +763,10 @@ static void on_txn_reply(struct sess *s, const struct sess_expect *e, const stru
 		break;
 	case EXP_DOT:
 	case EXP_BDAT:
+		if (s->cfg->lmtp && !t->failed && !t->dot_only) {
+			on_lmtp_final(s, e, t, r);
+			break;
+		}
 		s->final_refused = cls != 2;
 		if (!t->failed && !t->dot_only) {
 			sb_msg_record(m, SB_SLOT_FINAL, r);
@@ -890,7 +938,8 @@ static void say_ehlo(struct sess *s)
 {
 	char buf[SMTP_CMD_MAX];
 	set_state(s, SESS_EHLO);
-	out_cmd(s, buf, (size_t)smtp_cmd_ehlo(buf, sizeof(buf), s->cfg->hello));
+	out_cmd(s, buf, (size_t)(s->cfg->lmtp ? smtp_cmd_lhlo : smtp_cmd_ehlo)(buf, sizeof(buf),
+										s->cfg->hello));
 	expect(s, EXP_EHLO, 0, 0);
 }
 
@@ -927,6 +976,11 @@ static void on_ehlo(struct sess *s, const struct sess_expect *e, const struct sm
 	if (r->code / 100 == 2) {
 		smtp_caps_parse(r, &s->caps);
 		after_hello(s);
+	} else if (r->code / 100 == 5 && s->cfg->lmtp) {
+		/* LMTP has no HELO to fall back to: the server speaks SMTP, and would say
+		 * the same to every connection. */
+		slog(s, 7, "server refused LHLO (%d): it does not speak LMTP", r->code);
+		quit_fail(s, SMTPBULK_ENOLMTP, 1);
 	} else if (r->code / 100 == 5) {
 		/* An old server: fall back to HELO (RFC 5321 §3.2). */
 		set_state(s, SESS_HELO);

@@ -62,6 +62,8 @@ struct sess_cfg {
 	                                 NULL: the defaults */
 	unsigned throttle_retries; /* throttled transactions a message rides out free (and
 	                              ops->throttled is told); 0: a throttle is any 4xx */
+	uint8_t lmtp;          /* RFC 2033: LHLO, and a reply per accepted recipient after
+	                          the data */
 };
 
 struct sess;
@@ -147,6 +149,10 @@ struct sess_txn {
 	uint8_t throttled;     /* a reply to it asked to slow down */
 	uint8_t kept;          /* its MAIL got 503 because the server kept the refused
 	                          envelope before: its RCPT and BDAT go on in that one */
+	uint8_t final_ok;      /* LMTP: the result's reply is an acceptance already */
+	uint32_t lmtp_left;    /* LMTP: replies after the data still owed (0: none came) */
+	uint32_t lmtp_next;    /* LMTP: the recipient the next of them answers, at least */
+	uint32_t lmtp_ok;      /* LMTP: recipients accepted after the data */
 	smtpbulk_status_t status;
 	int error;
 	char *stuffed;         /* dot-stuffed copy of a body with '.'-lines (DATA only) */

@@ -90,6 +90,14 @@ int smtp_cmd_ehlo(char *buf, size_t cap, const char *name)
 	return finish(snprintf(buf, cap, "EHLO %s\r\n", name), cap);
 }
 
+int smtp_cmd_lhlo(char *buf, size_t cap, const char *name)
+{
+	int rc = smtp_check_hello(name);
+	if (rc)
+		return rc;
+	return finish(snprintf(buf, cap, "LHLO %s\r\n", name), cap);
+}
+
 int smtp_cmd_helo(char *buf, size_t cap, const char *name)
 {
 	int rc = smtp_check_hello(name);

@@ -36,6 +36,7 @@ int smtp_check_hello(const char *name);
 /* Each returns the command's length (CRLF included), -ENOSPC, or a validation error. */
 int smtp_cmd_ehlo(char *buf, size_t cap, const char *name);
 int smtp_cmd_helo(char *buf, size_t cap, const char *name);
+int smtp_cmd_lhlo(char *buf, size_t cap, const char *name); /* LMTP, RFC 2033 §4.1 */
 /* size 0: no SIZE= parameter. */
 int smtp_cmd_mail(char *buf, size_t cap, const char *from, uint64_t size, unsigned flags);
 int smtp_cmd_rcpt(char *buf, size_t cap, const char *rcpt);

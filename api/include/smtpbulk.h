@@ -81,6 +81,10 @@ enum smtpbulk_error {
 	SMTPBULK_ESOURCE = -1029,     /* a source address could not be bound: it is not an
 	                                 address of this machine (or is in use); the
 	                                 connection that had it gives up */
+	SMTPBULK_ENOLMTP = -1030,     /* the host is set to LMTP, and the server refused LHLO:
+	                                 it does not speak LMTP (the host's connections stop) */
+	SMTPBULK_ENODSN = -1031,      /* the message asks for DSN (RFC 3461), the server does
+	                                 not offer it and options.dsn_required is set */
 };
 
 /* For the retry counts that take it (the seed's "0 for unlimited"). */
@@ -162,6 +166,11 @@ typedef struct smtpbulk_host {
 	 * order, a NULL entry meaning the host's hello. Receivers check that the name
 	 * a source gives resolves to it. */
 	const char *const *source_hellos;
+	/* Nonzero: the host speaks LMTP (RFC 2033), as a local delivery agent does: LHLO
+	 * instead of EHLO, and after the data one reply per accepted recipient, each
+	 * that recipient's own verdict (some refused there: PARTIAL). Such servers listen
+	 * on a unix socket or on a port of their own (24 is usual), never on 25. */
+	int lmtp;
 } smtpbulk_host_t;
 
 typedef enum smtpbulk_backend {

@@ -4,7 +4,11 @@ AUTH (aiosmtpd's own PLAIN and LOGIN, plus XOAUTH2 and SCRAM-SHA-256 written her
 from RFC 7628 / RFC 5802, so our client meets an implementation that is not ours).
 
 Every MAIL, AUTH and message is written to --events as one line, saying whether the
-connection was TLS at that moment: the tests assert on what the server saw.
+connection was TLS at that moment, and every MAIL and RCPT argument as the client sent
+it (MAILARG, RCPTARG): the tests assert on what the server saw. --dsn offers DSN
+(RFC 3461) and takes its parameters; --lmtp speaks LMTP (aiosmtpd's own LMTP class),
+answering after the data for each recipient: local parts starting lmtp-temp get 452,
+lmtp-perm 550, others 250; --unix listens on a unix-domain socket instead of --port.
 Runs until SIGTERM.
 """
 import argparse
@@ -18,11 +22,15 @@ import ssl
 import sys
 import threading
 
-from aiosmtpd.controller import Controller
+from aiosmtpd.controller import Controller, UnixSocketController
+from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 p = argparse.ArgumentParser()
-p.add_argument("--port", type=int, required=True)
+p.add_argument("--port", type=int, default=0)
+p.add_argument("--unix", help="listen on this unix-domain socket path, not on --port")
+p.add_argument("--lmtp", action="store_true", help="speak LMTP (RFC 2033)")
+p.add_argument("--dsn", action="store_true", help="offer DSN (RFC 3461) and accept its parameters")
 p.add_argument("--tls", choices=["none", "smtps", "starttls"], default="none")
 p.add_argument("--cert")
 p.add_argument("--key")
@@ -79,7 +87,25 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):
         event(f"DATA tls={int(is_tls(server, session))} bytes={len(envelope.content)}")
-        return "250 OK queued"
+        if not args.lmtp:
+            return "250 OK queued"
+        # RFC 2033 §4.2: one reply per accepted recipient, in their order.
+        replies = []
+        for rcpt in envelope.rcpt_tos:
+            if rcpt.startswith("lmtp-temp"):
+                replies.append(f"452 4.2.2 <{rcpt}> mailbox full")
+            elif rcpt.startswith("lmtp-perm"):
+                replies.append(f"550 5.1.1 <{rcpt}> no such user here")
+            else:
+                replies.append(f"250 2.0.0 <{rcpt}> delivered")
+            event(f"LMTP {replies[-1]}")
+        return "\r\n".join(replies)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if args.dsn:
+            responses.insert(len(responses) - 1, "250-DSN")
+        return responses
 
     # RFC 7628: "user=" user ^A "auth=Bearer " token ^A ^A
     async def auth_XOAUTH2(self, server, argv):
@@ -136,7 +162,25 @@ def tls_context():
     return ctx
 
 
-class PeerController(Controller):
+class PeerSMTP(LMTP if args.lmtp else SMTP):
+    async def smtp_MAIL(self, arg):
+        event(f"MAILARG {arg}")
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg):
+        event(f"RCPTARG {arg}")
+        await super().smtp_RCPT(arg)
+
+    def _getparams(self, params):
+        # aiosmtpd knows no DSN: with --dsn its parameters are taken (and seen above).
+        result = super()._getparams(params)
+        if result is not None and args.dsn:
+            for key in ("RET", "ENVID", "NOTIFY", "ORCPT"):
+                result.pop(key, None)
+        return result
+
+
+class Factory:
     def factory(self):
         kw = dict(
             hostname="peer.test",
@@ -147,13 +191,24 @@ class PeerController(Controller):
         )
         if args.tls == "starttls":
             kw["tls_context"] = tls_context()
-        return SMTP(self.handler, **kw)
+        return PeerSMTP(self.handler, **kw)
 
 
-ctl = PeerController(
-    Handler(), hostname="127.0.0.1", port=args.port,
-    ssl_context=tls_context() if args.tls == "smtps" else None,
-    ready_timeout=10)
+class PeerController(Factory, Controller):
+    pass
+
+
+class PeerUnixController(Factory, UnixSocketController):
+    pass
+
+
+ssl_ctx = tls_context() if args.tls == "smtps" else None
+if args.unix:
+    ctl = PeerUnixController(Handler(), unix_socket=args.unix, ssl_context=ssl_ctx,
+                             ready_timeout=10)
+else:
+    ctl = PeerController(Handler(), hostname="127.0.0.1", port=args.port,
+                         ssl_context=ssl_ctx, ready_timeout=10)
 ctl.start()
 print("ready", flush=True)
 stop = threading.Event()

@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <fcntl.h>
@@ -315,8 +316,36 @@ void ScriptedPeer::serve(int fd, int index) {
   }
 }
 
+namespace {
+bool can_connect(uint16_t port, const std::string& unix_path) {
+  int fd;
+  bool up;
+  if (!unix_path.empty()) {
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", unix_path.c_str());
+    up = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  } else {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    up = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  }
+  close(fd);
+  return up;
+}
+}  // namespace
+
 int spawn_listening(const std::vector<std::string>& args, uint16_t port, int tries,
                     bool quiet_stderr) {
+  return spawn_listening_at(args, port, "", tries, quiet_stderr);
+}
+
+int spawn_listening_at(const std::vector<std::string>& args, uint16_t port,
+                       const std::string& unix_path, int tries, bool quiet_stderr) {
   int pid = fork();
   if (pid == 0) {
     std::vector<char*> argv;
@@ -332,14 +361,7 @@ int spawn_listening(const std::vector<std::string>& args, uint16_t port, int tri
   }
   if (pid < 0) return -1;
   for (int i = 0; i < tries; i++) {  // every 20 ms
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    bool up = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-    close(fd);
-    if (up) return pid;
+    if (can_connect(port, unix_path)) return pid;
     int status;
     if (waitpid(pid, &status, WNOHANG) == pid) return -1;  // it died: port taken?
     usleep(20000);
@@ -371,6 +393,26 @@ SmtpSink::SmtpSink(const std::vector<std::string>& extra_args) {
     pid_ = spawn_listening(args, port_, 100, /*quiet_stderr=*/false);
   }
   if (pid_ < 0 && error_.empty()) error_ = "smtp-sink did not start";
+}
+
+SmtpSink::SmtpSink(const std::string& unix_path, const std::vector<std::string>& extra_args) {
+  const char* bin = "/usr/sbin/smtp-sink";
+  struct stat st;
+  if (stat(bin, &st) != 0) {
+    error_ = "Postfix smtp-sink not found at /usr/sbin/smtp-sink: run scripts/setup-deps.sh";
+    return;
+  }
+  std::vector<std::string> args = {bin};
+  if (geteuid() == 0) {
+    args.push_back("-u");
+    args.push_back("nobody");
+  }
+  args.push_back("-c");
+  for (auto& a : extra_args) args.push_back(a);
+  args.push_back("unix:" + unix_path);
+  args.push_back("1024");
+  pid_ = spawn_listening_at(args, 0, unix_path, 100, /*quiet_stderr=*/false);
+  if (pid_ < 0) error_ = "smtp-sink did not start on " + unix_path;
 }
 
 SmtpSink::~SmtpSink() {

@@ -79,6 +79,9 @@ class ScriptedPeer {
 class SmtpSink {
  public:
   explicit SmtpSink(const std::vector<std::string>& extra_args = {});
+  // Listening on a unix-domain socket at unix_path instead (port() is 0). As root it
+  // runs as nobody: the socket's directory must let nobody create it.
+  SmtpSink(const std::string& unix_path, const std::vector<std::string>& extra_args);
   ~SmtpSink();
   bool ok() const { return pid_ > 0; }
   uint16_t port() const { return port_; }
@@ -99,5 +102,8 @@ uint16_t free_port();
 // 127.0.0.1:port. Its pid, or -1 (it died or never listened: it is killed and reaped).
 int spawn_listening(const std::vector<std::string>& args, uint16_t port, int tries,
                     bool quiet_stderr);
+// The same, waiting for a unix-domain socket at unix_path when it is not empty.
+int spawn_listening_at(const std::vector<std::string>& args, uint16_t port,
+                       const std::string& unix_path, int tries, bool quiet_stderr);
 
 }  // namespace sbtest

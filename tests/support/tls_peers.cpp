@@ -100,13 +100,16 @@ AioSmtpd::AioSmtpd(const std::vector<std::string>& args) {
   }
   close(efd);
   events_path_ = tmpl;
+  std::string unix_path;  // "--unix PATH": it listens there, not on a port
+  for (size_t i = 0; i + 1 < args.size(); i++)
+    if (args[i] == "--unix") unix_path = args[i + 1];
   for (int attempt = 0; attempt < 3 && pid_ < 0; attempt++) {
-    port_ = free_port();
+    port_ = unix_path.empty() ? free_port() : 0;
     std::vector<std::string> a = {py, script, "--port", std::to_string(port_), "--events",
                                   events_path_};
     a.insert(a.end(), args.begin(), args.end());
     // Up to 10 s: python and asyncio start slowly on a busy machine.
-    pid_ = spawn_listening(a, port_, 500, /*quiet_stderr=*/true);
+    pid_ = spawn_listening_at(a, port_, unix_path, 500, /*quiet_stderr=*/true);
   }
   if (pid_ < 0) error_ = "aiosmtpd did not start";
 }

@@ -31,7 +31,7 @@ int test_tls_contexts(struct WOLFSSL_CTX** server, struct WOLFSSL_CTX** client);
 
 // aiosmtpd, started by the constructor (bounded wait until it accepts connections),
 // stopped by the destructor. args: the options of tests/support/aiosmtpd_peer.py
-// after --port and --events.
+// after --port and --events (with "--unix PATH" it listens there; port() is 0).
 class AioSmtpd {
  public:
   explicit AioSmtpd(const std::vector<std::string>& args);

@@ -969,3 +969,92 @@ TEST_F(SessionTest, A421BeforeTheCommandLeftIsStillAClose) {
 }
 
 }  // namespace
+
+// LMTP: one reply per recipient accepted at RCPT, after BDAT LAST, in their order;
+// the MAIL pipelined behind it keeps its place in the queue of replies.
+TEST_F(SessionTest, LmtpRepliesPerAcceptedRecipientBehindPipelinedBdat) {
+  cfg_.lmtp = 1;
+  cfg_.pipeline = 2;
+  f_.queue.push_back(msg({"r1@x", "bad@x", "r3@x"}, "hi\r\n"));
+  f_.queue.push_back(msg({"s1@x"}, "yo\r\n"));
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  feed("220 hi\r\n");
+  EXPECT_EQ(take_output(), "LHLO client.test\r\n");
+  feed(kChunkEhlo);
+  EXPECT_EQ(take_output(),
+            "MAIL FROM:<a@b.test>\r\nRCPT TO:<r1@x>\r\nRCPT TO:<bad@x>\r\nRCPT TO:<r3@x>\r\n"
+            "BDAT 4 LAST\r\nhi\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<s1@x>\r\nBDAT 4 LAST\r\nyo\r\n");
+  feed("250 ok\r\n250 ok\r\n550 5.1.1 no\r\n250 ok\r\n");
+  // Two replies after the data (r1, r3), then the second transaction's three.
+  feed("250 2.0.0 r1 delivered\r\n");
+  EXPECT_TRUE(f_.done.empty());
+  feed("452 4.2.2 r3 over quota\r\n250 ok\r\n250 ok\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_PARTIAL);
+  EXPECT_EQ(f_.done[0].rcpt_codes, (std::vector<int>{250, 550, 452}));
+  EXPECT_EQ(f_.done[0].final_code, 250);
+  feed("250 2.0.0 s1 delivered\r\n");
+  ASSERT_EQ(f_.done.size(), 2u);
+  EXPECT_EQ(f_.done[1].st, SMTPBULK_DELIVERED);
+  EXPECT_EQ(s_.state, SESS_IDLE);
+}
+
+// Every recipient refused after the data: the message is refused, for good only if
+// every refusal was permanent.
+TEST_F(SessionTest, LmtpEveryRecipientRefusedAfterTheDot) {
+  cfg_.lmtp = 1;
+  cfg_.pipeline = 1;
+  f_.queue.push_back(msg({"r1@x", "r2@x"}, "hi\r\n"));
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  feed("220 hi\r\n");
+  EXPECT_EQ(take_output(), "LHLO client.test\r\n");
+  feed("250-x\r\n250 PIPELINING\r\n");
+  take_output();
+  feed("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(take_output(), "hi\r\n.\r\n");
+  feed("550 5.1.1 r1 unknown\r\n550 5.2.1 r2 disabled\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_REJECTED);
+  EXPECT_EQ(f_.done[0].final_code, 550);
+  EXPECT_EQ(f_.done[0].rcpt_codes, (std::vector<int>{550, 550}));
+}
+
+// A hostile LMTP server that answers the data once more than there were recipients:
+// a reply nobody asked for ends the connection; it never counts as a delivery.
+TEST_F(SessionTest, LmtpAnExtraReplyAfterTheDataIsAProtocolError) {
+  cfg_.lmtp = 1;
+  f_.queue.push_back(msg({"r1@x"}, "hi\r\n"));
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  feed("220 hi\r\n");
+  take_output();
+  feed("250 x\r\n");  // no PIPELINING: lockstep
+  EXPECT_EQ(take_output(), "MAIL FROM:<a@b.test>\r\n");
+  feed("250 ok\r\n");
+  EXPECT_EQ(take_output(), "RCPT TO:<r1@x>\r\n");
+  feed("250 ok\r\n");
+  EXPECT_EQ(take_output(), "DATA\r\n");
+  feed("354 go\r\n");
+  take_output();
+  feed("250 2.0.0 delivered\r\n250 2.0.0 and again\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);  // the one real reply
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_DELIVERED);
+  EXPECT_EQ(s_.state, SESS_CLOSED);
+  EXPECT_EQ(s_.error, SMTPBULK_EPROTO);
+}
+
+// An SMTP server answers LHLO with 500: no HELO behind the caller's back.
+TEST_F(SessionTest, LmtpLhloRefusedIsNoLmtp) {
+  cfg_.lmtp = 1;
+  sess_connecting(&s_);
+  sess_connected(&s_, 0);
+  feed("220 hi\r\n");
+  EXPECT_EQ(take_output(), "LHLO client.test\r\n");
+  feed("500 5.5.1 what\r\n");
+  EXPECT_EQ(take_output(), "QUIT\r\n");
+  feed("221 bye\r\n");
+  EXPECT_EQ(s_.error, SMTPBULK_ENOLMTP);
+  EXPECT_TRUE(sess_fatal(&s_));
+}
