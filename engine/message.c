@@ -15,6 +15,11 @@ static size_t align8(size_t n)
 	return (n + 7) & ~(size_t)7;
 }
 
+static unsigned rcpt_notify_of(const smtpbulk_message_t *m, size_t i)
+{
+	return m->rcpt_notify && m->rcpt_notify[i] ? m->rcpt_notify[i] : m->dsn_notify;
+}
+
 int sb_msg_new(struct sb_msg_pool *pool, const smtpbulk_message_t *m, struct sb_msg **out)
 {
 	char tmp[SMTP_PATH_MAX + 1];
@@ -38,6 +43,29 @@ int sb_msg_new(struct sb_msg_pool *pool, const smtpbulk_message_t *m, struct sb_
 		strings += (size_t)n + 1;
 	}
 
+	/* DSN: encoded once here, on the caller's thread; bad values are the caller's
+	 * error now, not a refusal later. */
+	const int dsn_fields = m->struct_size >= offsetof(smtpbulk_message_t, orcpts) +
+						       sizeof(m->orcpts);
+	char dbuf[SMTP_CMD_MAX];
+	size_t dsn_ptrs = 0;
+	if (dsn_fields) {
+		n = smtp_dsn_mail(dbuf, sizeof(dbuf), m->dsn_ret, m->envid);
+		if (n < 0)
+			return SMTPBULK_EBADPARAM;
+		strings += n ? (size_t)n + 1 : 0;
+		if (m->dsn_notify || m->rcpt_notify || m->orcpts) {
+			dsn_ptrs = m->n_rcpts;
+			for (size_t i = 0; i < m->n_rcpts; i++) {
+				n = smtp_dsn_rcpt(dbuf, sizeof(dbuf), rcpt_notify_of(m, i),
+						  m->orcpts ? m->orcpts[i] : NULL);
+				if (n < 0)
+					return SMTPBULK_EBADPARAM;
+				strings += n ? (size_t)n + 1 : 0;
+			}
+		}
+	}
+
 	/* The engine works on the canonical body (CRLF line ends, a final CRLF). A body
 	 * already in that form is borrowed as is when the caller allows, else copied; any
 	 * other is normalised into the message's block, here on the caller's thread. */
@@ -50,7 +78,8 @@ int sb_msg_new(struct sb_msg_pool *pool, const smtpbulk_message_t *m, struct sb_
 	size_t arena = 96 + 48 * m->n_rcpts;
 	size_t sz = align8(sizeof(struct sb_msg)) +
 		    align8(m->n_rcpts * sizeof(struct sb_reply_rec)) +
-		    align8(m->n_rcpts * sizeof(smtpbulk_rcpt_result_t)) + align8(arena) + strings +
+		    align8(m->n_rcpts * sizeof(smtpbulk_rcpt_result_t)) +
+		    align8(dsn_ptrs * sizeof(char *)) + align8(arena) + strings +
 		    (borrow ? 0 : canon_len);
 	uint8_t klass;
 	char *block = sb_msg_pool_get(pool, sz, &klass);
@@ -66,6 +95,10 @@ int sb_msg_new(struct sb_msg_pool *pool, const smtpbulk_message_t *m, struct sb_
 	p += align8(m->n_rcpts * sizeof(struct sb_reply_rec));
 	msg->rcpts = (smtpbulk_rcpt_result_t *)(void *)p;
 	p += align8(m->n_rcpts * sizeof(smtpbulk_rcpt_result_t));
+	if (dsn_ptrs) {
+		msg->rcpt_dsn = (const char **)(void *)p;
+		p += align8(dsn_ptrs * sizeof(char *));
+	}
 	msg->arena = p;
 	msg->arena_cap = arena;
 	p += align8(arena);
@@ -82,6 +115,22 @@ int sb_msg_new(struct sb_msg_pool *pool, const smtpbulk_message_t *m, struct sb_
 		if (smtp_has_8bit(p, (size_t)n))
 			msg->flags |= SB_MSG_UTF8ADDR;
 		p += n + 1;
+	}
+	/* Encoded again as counted above (into dbuf: the block has no byte to spare). */
+	if (dsn_fields && (n = smtp_dsn_mail(dbuf, sizeof(dbuf), m->dsn_ret, m->envid)) > 0) {
+		memcpy(p, dbuf, (size_t)n + 1);
+		msg->mail_dsn = p;
+		p += n + 1;
+	}
+	for (size_t i = 0; i < dsn_ptrs; i++) {
+		n = smtp_dsn_rcpt(dbuf, sizeof(dbuf), rcpt_notify_of(m, i),
+				  m->orcpts ? m->orcpts[i] : NULL);
+		msg->rcpt_dsn[i] = NULL;
+		if (n > 0) {
+			memcpy(p, dbuf, (size_t)n + 1);
+			msg->rcpt_dsn[i] = p;
+			p += n + 1;
+		}
 	}
 	if (borrow) {
 		msg->body = raw;

@@ -57,6 +57,10 @@ struct sb_msg {
 	                         allocates nothing per message, unless replies are long */
 	size_t arena_len, arena_cap;
 	smtpbulk_rcpt_result_t *rcpts; /* n_rcpts; .rcpt set at submit, replies at finish */
+	/* DSN parameters, encoded at submit (with their leading space) for a server that
+	 * offers DSN: NULL when the message asks for none. */
+	const char *mail_dsn;  /* " RET=... ENVID=..." */
+	const char **rcpt_dsn; /* n_rcpts entries, NULL for a recipient without any */
 	smtpbulk_result_t res;
 };
 

@@ -403,6 +403,7 @@ static void write_txn(struct sess *s, struct sess_txn *t)
 	unsigned slot = slot_of(s, t);
 	const struct sb_msg *m = t->m;
 	int lockstep = s->mode == 0;
+	int dsn = (s->caps.flags & SMTP_CAP_DSN) != 0; /* else sent without (start_txn) */
 	int n;
 
 	while (!t->failed && !t->data_written) {
@@ -416,7 +417,7 @@ static void write_txn(struct sess *s, struct sess_txn *t)
 				flags |= SMTP_MAIL_8BITMIME;
 			n = smtp_cmd_mail(buf, sizeof(buf), m->from,
 					  (s->caps.flags & SMTP_CAP_SIZE) ? (uint64_t)m->body_len : 0,
-					  flags);
+					  flags, dsn ? m->mail_dsn : NULL);
 			if (emit(s, t, buf, n, EXP_MAIL, 0) <= 0)
 				return;
 			t->mail_written = 1;
@@ -429,7 +430,8 @@ static void write_txn(struct sess *s, struct sess_txn *t)
 		if (lockstep && t->mail != 1)
 			return; /* a refusal is handled by the reply; wait for it */
 		if (t->rcpt_next < m->n_rcpts) {
-			n = smtp_cmd_rcpt(buf, sizeof(buf), m->rcpts[t->rcpt_next].rcpt);
+			n = smtp_cmd_rcpt(buf, sizeof(buf), m->rcpts[t->rcpt_next].rcpt,
+					  dsn && m->rcpt_dsn ? m->rcpt_dsn[t->rcpt_next] : NULL);
 			if (emit(s, t, buf, n, EXP_RCPT, (uint32_t)t->rcpt_next) <= 0)
 				return;
 			t->rcpt_next++;
@@ -496,6 +498,11 @@ static void start_txn(struct sess *s, struct sb_msg *m)
 	}
 	if ((m->flags & SB_MSG_UTF8ADDR) && !(s->caps.flags & SMTP_CAP_SMTPUTF8)) {
 		s->ops->done(s->ctx, s, m, SMTPBULK_REJECTED, SMTPBULK_EUTF8);
+		return;
+	}
+	if ((m->mail_dsn || m->rcpt_dsn) && !(s->caps.flags & SMTP_CAP_DSN) &&
+	    s->cfg->dsn_required) {
+		s->ops->done(s->ctx, s, m, SMTPBULK_REJECTED, SMTPBULK_ENODSN);
 		return;
 	}
 	/* The server may still hold a refused transaction: reset it first, in the same

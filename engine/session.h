@@ -64,6 +64,8 @@ struct sess_cfg {
 	                              ops->throttled is told); 0: a throttle is any 4xx */
 	uint8_t lmtp;          /* RFC 2033: LHLO, and a reply per accepted recipient after
 	                          the data */
+	uint8_t dsn_required;  /* a message with DSN parameters to a server without DSN
+	                          ends REJECTED (SMTPBULK_ENODSN); else they are left out */
 };
 
 struct sess;

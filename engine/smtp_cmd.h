@@ -10,8 +10,8 @@
 
 /* RFC 5321 §4.5.3.1.3: a path is at most 256 octets including the angle brackets. */
 #define SMTP_PATH_MAX 254
-/* The longest command we write: MAIL FROM:<254> plus parameters. */
-#define SMTP_CMD_MAX 512
+/* The longest command we write: MAIL FROM:<254> or RCPT TO:<254> plus parameters. */
+#define SMTP_CMD_MAX 1024 /* with DSN's ORCPT (500) and ENVID (100) */
 
 enum smtp_mail_flag {
 	SMTP_MAIL_8BITMIME = 1u << 0, /* add BODY=8BITMIME */
@@ -37,9 +37,27 @@ int smtp_check_hello(const char *name);
 int smtp_cmd_ehlo(char *buf, size_t cap, const char *name);
 int smtp_cmd_helo(char *buf, size_t cap, const char *name);
 int smtp_cmd_lhlo(char *buf, size_t cap, const char *name); /* LMTP, RFC 2033 §4.1 */
-/* size 0: no SIZE= parameter. */
-int smtp_cmd_mail(char *buf, size_t cap, const char *from, uint64_t size, unsigned flags);
-int smtp_cmd_rcpt(char *buf, size_t cap, const char *rcpt);
+/* size 0: no SIZE= parameter. params: NULL, or parameters made by smtp_dsn_mail() /
+ * smtp_dsn_rcpt() below (each with its leading space), written as they are. */
+int smtp_cmd_mail(char *buf, size_t cap, const char *from, uint64_t size, unsigned flags,
+		  const char *params);
+int smtp_cmd_rcpt(char *buf, size_t cap, const char *rcpt, const char *params);
+
+/* DSN (RFC 3461). The public SMTPBULK_DSN_* values. */
+#define SMTP_ENVID_MAX 100 /* §4.4: ENVID's xtext is at most 100 characters */
+#define SMTP_ORCPT_MAX 500 /* §4.2: ORCPT's value at most 500 */
+/* xtext (§4): bytes outside '!'..'~', '+' and '=' as "+HH". Returns the length
+ * written (NUL-terminated), or -ENOSPC. */
+int smtp_xtext(const char *in, char *out, size_t cap);
+/* " RET=FULL|HDRS ENVID=xtext" as asked (ret 0: no RET; envid NULL or "": none) into
+ * out: its length (0: nothing to add), SMTPBULK_EBADPARAM (a bad ret, an ENVID over
+ * SMTP_ENVID_MAX once encoded) or -ENOSPC. */
+int smtp_dsn_mail(char *out, size_t cap, unsigned ret, const char *envid);
+/* " NOTIFY=... ORCPT=type;xtext" (notify 0: no NOTIFY; orcpt NULL or "": none). The
+ * original recipient is an address, or "type;address" with its own address type
+ * (rfc822, utf-8); a bare one is rfc822. SMTPBULK_EBADPARAM: NEVER with another
+ * NOTIFY keyword, unknown bits, an ORCPT over SMTP_ORCPT_MAX once encoded. */
+int smtp_dsn_rcpt(char *out, size_t cap, unsigned notify, const char *orcpt);
 
 #define SMTP_CMD_DATA "DATA\r\n"
 #define SMTP_CMD_RSET "RSET\r\n"

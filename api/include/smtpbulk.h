@@ -476,6 +476,11 @@ typedef struct smtpbulk_options {
 	const char *const *throttle_patterns; /* NULL-terminated, case-insensitive
 	                             substrings of the reply text; NULL = the built-in
 	                             list (engine/outcome.h); copied by smtpbulk_create() */
+	/* DSN (added after 0.2.0): a message that asks for DSN (smtpbulk_message_t.dsn_*)
+	 * and meets a server that does not offer it is sent without the parameters (0),
+	 * or, nonzero, ends REJECTED with SMTPBULK_ENODSN (a notification it cannot
+	 * have is worth more to the caller than the delivery). */
+	int dsn_required;
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */
@@ -522,7 +527,33 @@ typedef struct smtpbulk_message {
 	uint64_t start_ns;         /* when the message's latency starts (CLOCK_MONOTONIC
 	                              nanoseconds, e.g. when it was scheduled or entered
 	                              your own queue); 0 = at smtpbulk_submit() */
+	/* Delivery status notifications, DSN (RFC 3461; added after 0.2.0). Sent where the
+	 * server offers DSN; where it does not, options.dsn_required decides. */
+	unsigned dsn_ret;          /* SMTPBULK_DSN_RET_*: what a bounce carries; 0 = the
+	                              server's choice (no RET) */
+	const char *envid;         /* ENVID, the id a DSN names the message by; NULL = none.
+	                              At most 100 characters once xtext-encoded */
+	unsigned dsn_notify;       /* SMTPBULK_NOTIFY_* for every recipient: NEVER alone, or
+	                              SUCCESS, FAILURE, DELAY together; 0 = none (the
+	                              server's default: failures) */
+	const unsigned *rcpt_notify; /* NULL, or n_rcpts values overriding dsn_notify, 0 in
+	                              an entry meaning dsn_notify */
+	const char *const *orcpts; /* NULL, or n_rcpts original recipients (ORCPT: the
+	                              address the mail was first sent to, when a forward
+	                              rewrote it), NULL entries for none; an address, or
+	                              "type;address" (bare: rfc822). xtext-encoded by us;
+	                              at most 500 characters so */
 } smtpbulk_message_t;
+
+/* DSN RET (RFC 3461 §4.3). */
+enum { SMTPBULK_DSN_RET_FULL = 1, SMTPBULK_DSN_RET_HDRS = 2 };
+/* DSN NOTIFY (RFC 3461 §4.1), bits. */
+enum {
+	SMTPBULK_NOTIFY_NEVER = 1u << 0,
+	SMTPBULK_NOTIFY_SUCCESS = 1u << 1,
+	SMTPBULK_NOTIFY_FAILURE = 1u << 2,
+	SMTPBULK_NOTIFY_DELAY = 1u << 3,
+};
 
 /** Submission flags. */
 enum {
@@ -536,7 +567,8 @@ enum {
  * After 0 is returned the message gets exactly one result. *id_out (may be NULL)
  * receives the id that its result carries.
  * Errors (no result follows): -EINVAL, -ENOMEM, -EAGAIN, SMTPBULK_EBADADDR,
- * SMTPBULK_ENOHOST, SMTPBULK_ESTOPPED.
+ * SMTPBULK_EBADPARAM (a DSN value: NOTIFY NEVER with another, an unknown RET, an ENVID
+ * or ORCPT too long), SMTPBULK_ENOHOST, SMTPBULK_ESTOPPED.
  */
 /*
  * Check an address by the rules smtpbulk_submit() applies (no CR, LF, NUL, '<' or '>'
