@@ -102,6 +102,15 @@ static void usage(FILE *f)
 		"                          spread over the connections, each with its own EHLO\n"
 		"                          NAME (default --hello); one that cannot be bound fails\n"
 		"                          its connections (no fallback to the default route)\n"
+		"      --lmtp              speak LMTP (RFC 2033: LHLO, a reply per recipient\n"
+		"                          after the data) to the target\n"
+		"DSN (RFC 3461; sent where the server offers DSN, else left out):\n"
+		"      --dsn-notify LIST   NOTIFY for every recipient: NEVER, or any of\n"
+		"                          SUCCESS,FAILURE,DELAY\n"
+		"      --dsn-ret FULL|HDRS what a bounce carries\n"
+		"      --envid             an ENVID per message (load-N)\n"
+		"      --dsn-required      a server without DSN: the messages are refused here\n"
+		"                          (SMTPBULK_ENODSN) instead of going without\n"
 		"Pacing (shared by every connection; a message waits in the queue for its turn):\n"
 		"      --limit-rate N[/s|/m|/h][:BURST]  at most N messages per second, minute\n"
 		"                          or hour, BURST at once after a quiet spell (default:\n"
@@ -243,6 +252,7 @@ enum {
 	OPT_IDLE_CLOSE,
 	OPT_LIMIT_RATE,
 	OPT_SOURCE,
+	OPT_LMTP, OPT_DSN_NOTIFY, OPT_DSN_RET, OPT_ENVID, OPT_DSN_REQUIRED,
 	OPT_THROTTLE_FACTOR,
 	OPT_THROTTLE_COOLOFF,
 	OPT_DEBUG_PATH, OPT_RFC5321, OPT_TLS, OPT_TLS_VERIFY, OPT_CA, OPT_TLS_NAME, OPT_CERT,
@@ -289,6 +299,11 @@ static const struct option longopts[] = {
 	{"idle-close", required_argument, NULL, OPT_IDLE_CLOSE},
 	{"limit-rate", required_argument, NULL, OPT_LIMIT_RATE},
 	{"source", required_argument, NULL, OPT_SOURCE},
+	{"lmtp", no_argument, NULL, OPT_LMTP},
+	{"dsn-notify", required_argument, NULL, OPT_DSN_NOTIFY},
+	{"dsn-ret", required_argument, NULL, OPT_DSN_RET},
+	{"envid", no_argument, NULL, OPT_ENVID},
+	{"dsn-required", no_argument, NULL, OPT_DSN_REQUIRED},
 	{"throttle-factor", required_argument, NULL, OPT_THROTTLE_FACTOR},
 	{"throttle-cooloff", required_argument, NULL, OPT_THROTTLE_COOLOFF},
 	{"debug-path", required_argument, NULL, OPT_DEBUG_PATH},
@@ -334,6 +349,8 @@ struct load_args {
 	char source_buf[2048];            /* --source, split in place */
 	const char *sources[SOURCES_MAX + 1], *source_hellos[SOURCES_MAX + 1];
 	uint64_t throttle_factor, throttle_cooloff_ms;
+	int lmtp, envid, dsn_required;
+	unsigned dsn_notify, dsn_ret; /* SMTPBULK_NOTIFY_* bits, SMTPBULK_DSN_RET_* */
 	int tls; /* -1 none, or TLS_* */
 	int tls_verify, auth_plaintext, no_resume;
 	const char *ca, *tls_name, *cert, *key, *sink_cert, *sink_key;
@@ -342,6 +359,33 @@ struct load_args {
 	char password[PASSWORD_BUF];      /* wiped once the library has its own copy */
 	char sink_password[PASSWORD_BUF]; /* the built-in sink's copy, wiped at the end */
 };
+
+/* --dsn-notify NEVER | SUCCESS,FAILURE,DELAY (any of them, any case). 0 or -1. */
+static int parse_notify(const char *v, unsigned *out)
+{
+	static const struct { const char *w; unsigned bit; } words[] = {
+		{"NEVER", SMTPBULK_NOTIFY_NEVER}, {"SUCCESS", SMTPBULK_NOTIFY_SUCCESS},
+		{"FAILURE", SMTPBULK_NOTIFY_FAILURE}, {"DELAY", SMTPBULK_NOTIFY_DELAY},
+	};
+	unsigned bits = 0;
+	while (*v) {
+		size_t n = strcspn(v, ",");
+		unsigned bit = 0;
+		for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+			if (n == strlen(words[i].w) && strncasecmp(v, words[i].w, n) == 0)
+				bit = words[i].bit;
+		if (!bit || (bits & bit))
+			return -1;
+		bits |= bit;
+		v += n;
+		if (*v == ',' && !*++v)
+			return -1; /* a trailing comma */
+	}
+	if (!bits || ((bits & SMTPBULK_NOTIFY_NEVER) && bits != SMTPBULK_NOTIFY_NEVER))
+		return -1; /* RFC 3461 §4.1: NEVER stands alone */
+	*out = bits;
+	return 0;
+}
 
 /* --source ADDR[=NAME],...: IPv4 or IPv6 addresses, each with an optional EHLO name
  * (the library checks the name). 0 or -1. */
@@ -435,6 +479,15 @@ static int set_run_option(struct load_args *a, int c, const char *v, const char 
 	case OPT_MAX_CONN_AGE: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->max_conn_age_ms)) *bad = "--max-conn-age"; break;
 	case OPT_IDLE_CLOSE: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->idle_close_ms)) *bad = "--idle-close"; break;
 	case OPT_SOURCE: if (parse_sources(a, v)) *bad = "--source"; break;
+	case OPT_LMTP: a->lmtp = 1; break;
+	case OPT_DSN_NOTIFY: if (parse_notify(v, &a->dsn_notify)) *bad = "--dsn-notify"; break;
+	case OPT_DSN_RET:
+		if (strcasecmp(v, "FULL") == 0) a->dsn_ret = SMTPBULK_DSN_RET_FULL;
+		else if (strcasecmp(v, "HDRS") == 0) a->dsn_ret = SMTPBULK_DSN_RET_HDRS;
+		else *bad = "--dsn-ret";
+		break;
+	case OPT_ENVID: a->envid = 1; break;
+	case OPT_DSN_REQUIRED: a->dsn_required = 1; break;
 	case OPT_LIMIT_RATE: if (tool_rate(v, &a->rate_n, &a->rate_per_ms, &a->rate_burst)) *bad = "--limit-rate"; break;
 	case OPT_THROTTLE_FACTOR: if (tool_u64(v, 1, 100, &a->throttle_factor)) *bad = "--throttle-factor"; break;
 	case OPT_THROTTLE_COOLOFF: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->throttle_cooloff_ms)) *bad = "--throttle-cooloff"; break;
@@ -733,6 +786,7 @@ static void make_options(const struct load_args *a, struct load_state *st,
 		o->breaker_failures = a->breaker ? (unsigned)a->breaker : SMTPBULK_UNLIMITED;
 	o->breaker_cooloff_ms = (unsigned)a->breaker_cooloff_ms;
 	o->max_per_conn = (unsigned)a->max_per_conn;
+	o->dsn_required = a->dsn_required;
 	o->max_conn_age_ms = (unsigned)a->max_conn_age_ms;
 	o->idle_close_ms = (unsigned)a->idle_close_ms;
 	o->host_rate = (smtpbulk_rate_t){a->rate_n, a->rate_per_ms, a->rate_burst};
@@ -800,9 +854,10 @@ static smtpbulk_t *start_engine(struct load_args *a, struct load_state *st, cons
 		o.callbacks = &cbs;
 	}
 	smtpbulk_t *sb;
-	if (a->sources[0]) { /* the host itself, to give it its sources */
+	if (a->sources[0] || a->lmtp) { /* the host itself, to give it its sources, LMTP */
 		char name[256];
-		smtpbulk_host_t h = {.sources = a->sources, .source_hellos = a->source_hellos};
+		smtpbulk_host_t h = {.sources = a->sources[0] ? a->sources : NULL,
+				     .source_hellos = a->source_hellos, .lmtp = a->lmtp};
 		for (size_t i = 0; a->sources[i]; i++)
 			if (!a->source_hellos[i])
 				a->source_hellos[i] = a->hello; /* NULL too: the host's */
@@ -886,8 +941,14 @@ static int submit_one(smtpbulk_t *sb, const struct load_args *a, struct generato
 {
 	for (uint64_t r = 0; r < a->rcpts; r++)
 		snprintf(g->addrs[r], g->alen, "%" PRIu64 "%s", m * a->rcpts + r + 1, a->to);
+	char envid[32];
+	if (a->envid)
+		snprintf(envid, sizeof(envid), "load-%" PRIu64, m + 1);
 	smtpbulk_message_t msg = {
 		.struct_size = sizeof(msg),
+		.dsn_ret = a->dsn_ret,
+		.envid = a->envid ? envid : NULL,
+		.dsn_notify = a->dsn_notify,
 		.from = a->from,
 		.rcpts = (const char *const *)g->addrs,
 		.n_rcpts = (size_t)a->rcpts,

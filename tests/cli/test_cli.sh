@@ -213,6 +213,21 @@ check "paced: no faster than 100/s" /usr/bin/python3 -c "import sys; sys.exit(0 
 check "load --source" status_is 0 "$bin" load -m 20 -s 2 -q --json --source 127.0.0.2=two.test,127.0.0.3 --backend "$backend"
 check "a source that is not local" status_is 1 "$bin" load -m 3 -s 1 -q --json --source 192.0.2.1 --retry-fail 1 --backend "$backend"
 check "it says why" grep -q "source address cannot be bound" "$tmp/err"
+# LMTP and DSN: against our sink --lmtp (per-recipient replies after the data), and
+# option errors.
+check "load bad --dsn-notify" status_is 2 "$bin" load --dsn-notify NEVER,DELAY
+check "load bad --dsn-notify word" status_is 2 "$bin" load --dsn-notify SOMETIMES
+check "load bad --dsn-ret" status_is 2 "$bin" load --dsn-ret ALL
+check "lmtp sink starts" start_sink --lmtp
+check "load --lmtp" status_is 0 "$bin" load -m 200 -s 2 -r 3 -q --json --lmtp --dsn-notify success,failure --dsn-ret HDRS --envid --backend "$backend" "127.0.0.1:$port"
+check "every one delivered over LMTP" [ "$(json_get "['delivered']")" = 200 ]
+check "plain load to an LMTP sink fails" status_is 1 "$bin" load -m 2 -s 1 -q --json --retry-fail 1 --backend "$backend" "127.0.0.1:$port"
+kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
+check "smtp sink starts" start_sink
+check "load --lmtp to SMTP: status 1" status_is 1 "$bin" load -m 2 -s 1 -q --json --lmtp --backend "$backend" "127.0.0.1:$port"
+check "it says LMTP" grep -q "does not speak LMTP" "$tmp/err"
+kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
+
 # The circuit breaker: a sink that refuses every message's data with 4xx.
 check "load bad --breaker" status_is 2 "$bin" load --breaker x
 check "load bad --breaker-cooloff" status_is 2 "$bin" load --breaker-cooloff 0
