@@ -39,8 +39,8 @@ const std::string kBody = "Subject: oauth\r\n\r\n" + std::string(200, 'x') + "\r
 // failure; every call counted (it runs on worker threads, several at once).
 struct TokenSource {
   std::string stale = "tok-A", fresh = "tok-A";
-  bool fail = false;
-  int result = 0;  // with fail: returned instead of a token
+  bool fail = false, fail_fresh = false;
+  int result = 0;  // with fail (or fail_fresh, for fresh = 1): returned instead of a token
   std::atomic<int> calls{0}, fresh_calls{0};
   std::mutex mu;
   std::set<std::string> hosts, users;
@@ -55,7 +55,7 @@ struct TokenSource {
       t->hosts.insert(host ? host : "(null)");
       t->users.insert(user ? user : "(null)");
     }
-    if (t->fail) return t->result;
+    if (t->fail || (fresh && t->fail_fresh)) return t->result;
     const std::string& tok = fresh ? t->fresh : t->stale;
     if (tok.size() > cap) return -1;
     memcpy(buf, tok.data(), tok.size());
@@ -334,6 +334,27 @@ TEST(OAuth, CallbackWithoutATokenFailsEveryMessageOnceWithEToken) {
   auto ev = peer.events();
   EXPECT_EQ(auth_log(ev, "XOAUTH2").lines.size(), 0u);  // nothing was sent to refuse
   EXPECT_EQ(auth_log(ev, "XOAUTH2").mails, 0);
+}
+
+// The token is refused and the callback has no fresh one: SMTPBULK_ETOKEN again, not
+// EAUTH (the server never saw a fresh token to refuse), within retry_fail.
+TEST(OAuth, NoFreshTokenAfterARefusalIsEToken) {
+  REQUIRE_CERTS();
+  AioSmtpd peer(peer_args({"--token", "tok-A"}));
+  ASSERT_TRUE(peer.ok()) << peer.error();
+  TokenSource src;
+  src.stale = "tok-expired";
+  src.fail_fresh = true;
+  src.result = -1;
+  OAuthEngine e(peer.port(), 2, "OAUTHBEARER", &src);
+  ASSERT_EQ(e.start(), 0);
+  ASSERT_TRUE(e.send_all(4));
+  e.expect_all(4, SMTPBULK_FAILED, SMTPBULK_ETOKEN);
+  AuthLog l = auth_log(peer.events(), "OAUTHBEARER");
+  EXPECT_EQ(l.mails, 0);
+  for (auto& kv : l.by_conn) EXPECT_EQ(kv.second, std::vector<std::string>{"bad"});
+  EXPECT_EQ(src.fresh_calls.load(), (int)l.by_conn.size());
+  EXPECT_LE(src.fresh_calls.load(), 2 * 2);  // connections x retry_fail
 }
 
 // A token of a JWT's size, as the static secret (no callback): the AUTH line is longer
