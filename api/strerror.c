@@ -42,6 +42,8 @@ const char *smtpbulk_strerror(int err)
 		return "the server refused LHLO: it does not speak LMTP";
 	case SMTPBULK_ENODSN:
 		return "the message asks for DSN and the server does not offer it";
+	case SMTPBULK_ETOKEN:
+		return "the token callback gave no bearer token (XOAUTH2, OAUTHBEARER)";
 	default: break;
 	}
 	/* strerror() is not thread-safe in general, but glibc's returns static strings

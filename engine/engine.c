@@ -69,6 +69,7 @@ int sb_host_down_error(const struct sb_host *h)
 	case SMTPBULK_EBREAKER:
 	case SMTPBULK_ESOURCE:
 	case SMTPBULK_ENOLMTP:
+	case SMTPBULK_ETOKEN:
 		return err;
 	default:
 		return SMTPBULK_EHOSTDOWN;

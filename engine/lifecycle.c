@@ -240,12 +240,22 @@ static int setup_sources(struct sb_host *h, const smtpbulk_host_t *in)
 	return 0;
 }
 
+/* A security struct from a header before the token callback ends where it begins. */
+#define SECURITY_SIZE_PRE_TOKEN offsetof(smtpbulk_security_t, token_cb)
+
 /* The host's TLS mode and AUTH, from its own security or the options'. */
-static int setup_security(struct sb_host *h, const smtpbulk_security_t *sec)
+static int setup_security(struct sb_host *h, const smtpbulk_security_t *caller)
 {
-	if (!sec)
+	if (!caller)
 		return 0;
-	if (sec->struct_size < sizeof(*sec) || sec->secure > SMTPBULK_SECURE_STARTTLS_REQUIRE)
+	/* The caller's struct, of whatever header it was built with; fields its header
+	 * lacked are 0. */
+	smtpbulk_security_t s, *sec = &s;
+	if (caller->struct_size < SECURITY_SIZE_PRE_TOKEN || caller->struct_size > sizeof(s))
+		return -EINVAL;
+	memset(&s, 0, sizeof(s));
+	memcpy(&s, caller, caller->struct_size);
+	if (sec->secure > SMTPBULK_SECURE_STARTTLS_REQUIRE)
 		return -EINVAL;
 	h->cfg.secure = sec->secure;
 	if (sec->secure != SMTPBULK_SECURE_NONE) {
@@ -263,17 +273,50 @@ static int setup_security(struct sb_host *h, const smtpbulk_security_t *sec)
 		mech = SESS_AUTH_AUTO;
 	else if ((mech = sasl_mech_from_name(sec->auth, strlen(sec->auth))) == SASL_NONE)
 		return -EINVAL;
-	if (!sec->user || !sec->secret || strlen(sec->user) > SASL_NAME_MAX ||
-	    strlen(sec->secret) > SASL_NAME_MAX || !*sec->user)
+	int token = mech != SESS_AUTH_AUTO && sasl_is_token((enum sasl_mech)mech);
+	/* A callback is the token's source: for another mechanism it would never be
+	 * asked, which is a mistake to say now rather than a login to fail later. */
+	if (sec->token_cb && !token)
+		return -EINVAL;
+	if (!sec->user || !*sec->user || strlen(sec->user) > SASL_NAME_MAX)
+		return -EINVAL;
+	if (!sec->token_cb &&
+	    (!sec->secret || strlen(sec->secret) > (token ? SASL_TOKEN_MAX : SASL_NAME_MAX)))
 		return -EINVAL;
 	h->auth_user = strdup(sec->user);
-	h->auth_secret = strdup(sec->secret);
+	h->auth_secret = strdup(sec->secret ? sec->secret : "");
 	if (!h->auth_user || !h->auth_secret)
 		return -ENOMEM;
 	h->auth.mech = mech;
 	h->auth.user = h->auth_user;
 	h->auth.secret = h->auth_secret;
 	h->auth.allow_plaintext = sec->auth_plaintext != 0;
+	h->auth.token_cb = sec->token_cb;
+	h->auth.token_arg = sec->token_arg;
+	h->auth.host = h->name;
+	if (h->addr.ss_family != AF_UNIX) { /* where RFC 7628 says the client connected */
+		h->auth.bearer_host = h->name;
+		h->auth.bearer_port = h->port;
+	}
+	if (token) {
+		/* The user, the host and a static token go into every AUTH line: they are
+		 * checked once, here (a callback's token on each connection). */
+		const char *t = sec->token_cb ? "x" : h->auth_secret;
+		struct sasl_client *c = malloc(sizeof(*c));
+		char *line = malloc(SASL_LINE_MAX);
+		int rc = c && line ? sasl_start_token(c, (enum sasl_mech)mech, h->auth_user, t,
+						      strlen(t), h->auth.bearer_host,
+						      h->auth.bearer_port, line, SASL_LINE_MAX)
+				   : -ENOMEM;
+		if (c)
+			sasl_clear(c);
+		if (line)
+			explicit_bzero(line, SASL_LINE_MAX);
+		free(c);
+		free(line);
+		if (rc < 0)
+			return rc == -ENOMEM ? rc : SMTPBULK_EBADPARAM;
+	}
 	h->cfg.auth = &h->auth;
 	return 0;
 }

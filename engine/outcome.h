@@ -8,7 +8,8 @@
  *  1. status DELIVERED or PARTIAL .......................................... delivered
  *  2. status CANCELLED; error ENOHOST, ESTOPPED, EBREAKER, ECANCELLED, EBADADDR,
  *     EBADPARAM, ESEQUENCE, EBACKEND, ETLSCONFIG (this side's TLS files), ESOURCE
- *     (a source address this machine does not have); or
+ *     (a source address this machine does not have), ETOKEN (the caller's token
+ *     callback had no token); or
  *     -ENOMEM, -EMFILE, -ENFILE, -EINVAL, -EBADF, -ENOSYS, -ECANCELED, -EPERM,
  *     -EACCES (this machine's trouble, not the network's) .................. local
  *  3. a 4xx or 5xx reply decided it:

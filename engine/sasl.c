@@ -24,7 +24,7 @@ static const struct {
 } names[] = {
 	{SASL_PLAIN, "PLAIN"},     {SASL_LOGIN, "LOGIN"},
 	{SASL_CRAM_MD5, "CRAM-MD5"}, {SASL_XOAUTH2, "XOAUTH2"},
-	{SASL_SCRAM_SHA_256, "SCRAM-SHA-256"},
+	{SASL_SCRAM_SHA_256, "SCRAM-SHA-256"}, {SASL_OAUTHBEARER, "OAUTHBEARER"},
 };
 
 const char *sasl_mech_name(enum sasl_mech m)
@@ -140,11 +140,76 @@ static int copy_name(char *dst, const char *src)
 	return 0;
 }
 
+/* A bearer token: visible ASCII only, so it can end neither a kvpair (^A) nor the
+ * line. RFC 6750's b64token (JWTs, Google's "ya29." tokens) is a subset: the check
+ * keeps out only what would break the framing. */
+static int token_ok(const char *t, size_t n)
+{
+	if (n == 0 || n > SASL_TOKEN_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)t[i] < 0x21 || (unsigned char)t[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+static int has_ctl(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 1;
+	return 0;
+}
+
+int sasl_start_token(struct sasl_client *c, enum sasl_mech mech, const char *user,
+		     const char *token, size_t token_len, const char *host, unsigned port,
+		     char *out, size_t cap)
+{
+	/* The largest response that still fits SASL_LINE_MAX once in base64. */
+	char buf[SASL_LINE_MAX / 4 * 3];
+	int rc, n;
+	memset(c, 0, sizeof(*c));
+	if (!sasl_is_token(mech))
+		return -EINVAL;
+	if ((rc = copy_name(c->user, user)) != 0)
+		return rc;
+	if (has_ctl(c->user) || !token || !token_ok(token, token_len) ||
+	    (host && (strlen(host) > SASL_NAME_MAX || has_ctl(host))) || port > 65535)
+		return SMTPBULK_EBADPARAM;
+	memcpy(c->secret, token, token_len);
+	c->secret[token_len] = '\0';
+	c->mech = mech;
+	if (mech == SASL_XOAUTH2) {
+		n = snprintf(buf, sizeof(buf), "user=%s\001auth=Bearer %s\001\001", c->user,
+			     c->secret);
+	} else { /* RFC 7628 §3.1: a GS2 header (RFC 5801), then key=value pairs */
+		char name[3 * SASL_NAME_MAX + 1], portkv[16] = "";
+		if (saslname(c->user, name, sizeof(name)) < 0)
+			return -ENOSPC;
+		if (port)
+			snprintf(portkv, sizeof(portkv), "port=%u\001", port);
+		n = snprintf(buf, sizeof(buf), "n,%s%s,\001%s%s%s%sauth=Bearer %s\001\001",
+			     *name ? "a=" : "", name, host ? "host=" : "", host ? host : "",
+			     host ? "\001" : "", portkv, c->secret);
+	}
+	const char *prefix = mech == SASL_XOAUTH2 ? "AUTH XOAUTH2 " : "AUTH OAUTHBEARER ";
+	if (n < 0 || (size_t)n >= sizeof(buf) ||
+	    strlen(prefix) + 4 * (((size_t)n + 2) / 3) + 2 > SASL_LINE_MAX)
+		rc = -ENOSPC;
+	else
+		rc = sasl_b64_line(prefix, buf, (size_t)n, out, cap);
+	explicit_bzero(buf, sizeof(buf)); /* it held the token */
+	return rc;
+}
+
 int sasl_start(struct sasl_client *c, enum sasl_mech mech, const char *user,
 	       const char *secret, const char *nonce, char *out, size_t cap)
 {
 	char buf[2 * SASL_NAME_MAX + 128];
 	int rc;
+	if (sasl_is_token(mech))
+		return sasl_start_token(c, mech, user, secret, secret ? strlen(secret) : 0, NULL,
+					0, out, cap);
 	memset(c, 0, sizeof(*c));
 	if ((rc = copy_name(c->user, user)) != 0 || (rc = copy_name(c->secret, secret)) != 0)
 		return rc;
@@ -163,14 +228,6 @@ int sasl_start(struct sasl_client *c, enum sasl_mech mech, const char *user,
 		return sasl_b64_line("AUTH LOGIN", "", 0, out, cap);
 	case SASL_CRAM_MD5:
 		return sasl_b64_line("AUTH CRAM-MD5", "", 0, out, cap);
-	case SASL_XOAUTH2: {
-		int n = snprintf(buf, sizeof(buf), "user=%s\001auth=Bearer %s\001\001", c->user,
-				 c->secret);
-		rc = n < 0 || (size_t)n >= sizeof(buf) ? -ENOSPC
-						       : sasl_b64_line("AUTH XOAUTH2 ", buf, (size_t)n, out, cap);
-		memset(buf, 0, sizeof(buf)); /* it held the token */
-		return rc;
-	}
 	case SASL_SCRAM_SHA_256: {
 		if (nonce) {
 			if (strlen(nonce) >= sizeof(c->cnonce) || strchr(nonce, ','))
@@ -314,6 +371,8 @@ int sasl_step(struct sasl_client *c, const char *challenge, size_t len, char *ou
 	}
 	case SASL_XOAUTH2: /* an error report (JSON): answer empty to get the final 535 */
 		return c->step == 1 ? sasl_b64_line("", "", 0, out, cap) : SASL_EDONE;
+	case SASL_OAUTHBEARER: /* the same, answered with one ^A (RFC 7628 §3.2.3) */
+		return c->step == 1 ? sasl_b64_line("", "\001", 1, out, cap) : SASL_EDONE;
 	case SASL_SCRAM_SHA_256:
 		if (c->step == 1)
 			return scram_first(c, dec, out, cap);

@@ -831,15 +831,68 @@ static void auth_fail(struct sess *s, int err, const char *why)
 {
 	slog(s, 7, "AUTH failed: %s (%s)", why, smtpbulk_strerror(err));
 	auth_end(s, err);
-	/* Only a 454 (EAUTHTEMP) may go better on another try: no mechanism in common,
-	 * plaintext refused and refused credentials hold for every connection. */
-	quit_fail(s, err, err != SMTPBULK_EAUTHTEMP && err != SMTPBULK_EAUTH ? 1 : s->fatal);
+	/* Only a 454 (EAUTHTEMP) or a token callback without a token (ETOKEN) may go
+	 * better on another try: no mechanism in common, plaintext refused and refused
+	 * credentials hold for every connection. */
+	quit_fail(s, err,
+		  err != SMTPBULK_EAUTHTEMP && err != SMTPBULK_EAUTH && err != SMTPBULK_ETOKEN
+			  ? 1
+			  : s->fatal);
+}
+
+/* smtp_caps' mechanism bits are sasl_mech's. */
+_Static_assert((unsigned)SASL_OAUTHBEARER == SMTP_AUTH_OAUTHBEARER &&
+		       (unsigned)SASL_XOAUTH2 == SMTP_AUTH_XOAUTH2,
+	       "smtp_caps and sasl number the mechanisms alike");
+
+/* Write AUTH for m. A token mechanism with a callback asks it for the token now (fresh:
+ * the last one was refused); the token is wiped from this stack at once, and from
+ * s->sasl (sasl_drop) when the exchange ends. */
+static void auth_send(struct sess *s, enum sasl_mech m, int fresh)
+{
+	const struct sess_auth *a = s->cfg->auth;
+	char line[SASL_LINE_MAX];
+	int n;
+	if (!s->sasl && !(s->sasl = calloc(1, sizeof(*s->sasl)))) {
+		conn_fail(s, -ENOMEM);
+		return;
+	}
+	if (sasl_is_token(m) && a->token_cb) {
+		char tok[SASL_TOKEN_MAX + 1];
+		int tl = a->token_cb(a->host, a->user, fresh, tok, SASL_TOKEN_MAX, a->token_arg);
+		if (tl <= 0 || tl > SASL_TOKEN_MAX) {
+			explicit_bzero(tok, sizeof(tok));
+			auth_fail(s, SMTPBULK_ETOKEN,
+				  tl > SASL_TOKEN_MAX ? "the token callback said more than it may"
+						      : "the token callback has no token");
+			return;
+		}
+		n = sasl_start_token(s->sasl, m, a->user, tok, (size_t)tl, a->bearer_host,
+				     a->bearer_port, line, sizeof(line));
+		explicit_bzero(tok, sizeof(tok));
+	} else if (sasl_is_token(m)) {
+		n = sasl_start_token(s->sasl, m, a->user, a->secret, strlen(a->secret),
+				     a->bearer_host, a->bearer_port, line, sizeof(line));
+	} else {
+		n = sasl_start(s->sasl, m, a->user, a->secret, NULL, line, sizeof(line));
+	}
+	if (n < 0 || !out_room(s, 1, (size_t)n)) {
+		int cb = a->token_cb && sasl_is_token(m);
+		explicit_bzero(line, sizeof(line));
+		auth_fail(s, cb ? SMTPBULK_ETOKEN : SMTPBULK_EAUTH,
+			  cb ? "the token callback's token is no bearer token (visible ASCII)"
+			     : "the credentials do not fit the mechanism");
+		return;
+	}
+	set_state(s, SESS_AUTH);
+	out_secret(s, line, (size_t)n, 5 + strlen(sasl_mech_name(m)));
+	expect(s, EXP_AUTH, 0, 0);
+	explicit_bzero(line, sizeof(line));
 }
 
 static void start_auth(struct sess *s)
 {
 	const struct sess_auth *a = s->cfg->auth;
-	char line[SASL_LINE_MAX];
 	if (!s->tls_on && !a->allow_plaintext) {
 		auth_fail(s, SMTPBULK_EAUTHPLAIN, "the connection is not TLS");
 		return;
@@ -848,27 +901,36 @@ static void start_auth(struct sess *s)
 		auth_fail(s, SMTPBULK_EAUTHMECH, "the server offers no AUTH");
 		return;
 	}
-	/* smtp_caps' mechanism bits are sasl_mech's. AUTO picks among those offered; a
-	 * mechanism asked by name is tried even when not listed (the seed's "force"). */
+	/* AUTO picks among those offered; a mechanism asked by name is tried even when
+	 * not listed (the seed's "force"). */
 	enum sasl_mech m = a->mech == SESS_AUTH_AUTO ? sasl_pick(s->caps.auth)
 						     : (enum sasl_mech)a->mech;
 	if (m == SASL_NONE) {
 		auth_fail(s, SMTPBULK_EAUTHMECH, "no mechanism both sides support");
 		return;
 	}
-	if (!(s->sasl = calloc(1, sizeof(*s->sasl)))) {
-		conn_fail(s, -ENOMEM);
-		return;
-	}
-	int n = sasl_start(s->sasl, m, a->user, a->secret, NULL, line, sizeof(line));
-	if (n < 0) {
-		auth_fail(s, SMTPBULK_EAUTH, "the credentials do not fit the mechanism");
-		return;
-	}
-	set_state(s, SESS_AUTH);
-	out_secret(s, line, (size_t)n, 5 + strlen(sasl_mech_name(m)));
-	expect(s, EXP_AUTH, 0, 0);
-	explicit_bzero(line, sizeof(line));
+	s->token_refused = 0; /* a new connection: its first token */
+	auth_send(s, m, 0);
+}
+
+/*
+ * A token mechanism's refusal (535, or a 5xx after the server's error report) is
+ * most often an expired token. With a callback, once per connection: ask it for a
+ * fresh one and AUTH again on this connection (RFC 4954 §4 lets a client try again
+ * after a failed AUTH). True when that is under way.
+ */
+static int auth_retry_fresh(struct sess *s, const struct smtp_reply *r)
+{
+	if (!s->sasl || !sasl_is_token(s->sasl->mech) || !s->cfg->auth->token_cb ||
+	    s->token_refused || (r->code != 535 && !(r->code / 100 == 5 && s->sasl->step > 0)))
+		return 0;
+	enum sasl_mech m = s->sasl->mech;
+	s->token_refused = 1;
+	sasl_clear(s->sasl); /* the refused token goes before the fresh one comes */
+	slog(s, 7, "AUTH %s refused (%d): asking for a fresh token", sasl_mech_name(m),
+	     r->code);
+	auth_send(s, m, 1);
+	return 1;
 }
 
 static void on_auth_reply(struct sess *s, const struct smtp_reply *r)
@@ -896,8 +958,8 @@ static void on_auth_reply(struct sess *s, const struct smtp_reply *r)
 			return;
 		}
 		s->authed = 1;
-		slog(s, 5, "authenticated as %s with %s", s->cfg->auth->user,
-		     sasl_mech_name(s->sasl->mech));
+		slog(s, 5, "authenticated as %s with %s%s", s->cfg->auth->user,
+		     sasl_mech_name(s->sasl->mech), s->token_refused ? " (a fresh token)" : "");
 		auth_end(s, 0);
 		become_ready(s);
 		return;
@@ -906,6 +968,8 @@ static void on_auth_reply(struct sess *s, const struct smtp_reply *r)
 		auth_fail(s, SMTPBULK_EAUTHTEMP, "the server says try later");
 		return;
 	}
+	if (auth_retry_fresh(s, r))
+		return;
 	/* 535: the credentials are wrong, and will be on every connection: stop them
 	 * all rather than storm the server with logins it refuses. */
 	if (r->code == 535)

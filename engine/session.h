@@ -29,6 +29,15 @@ struct sess_auth {
 	unsigned mech;         /* an enum sasl_mech, or SESS_AUTH_AUTO */
 	const char *user, *secret;
 	int allow_plaintext;   /* AUTH even where the connection is not TLS */
+	/* XOAUTH2 and OAUTHBEARER: the caller's token callback (smtpbulk_security_t;
+	 * NULL: secret is the token), called by the AUTH states on the session's worker:
+	 * once per connection, and once more after a refusal. */
+	int (*token_cb)(const char *host, const char *user, int fresh, char *buf, size_t cap,
+			void *arg);
+	void *token_arg;
+	const char *host;      /* the host's name, for token_cb */
+	const char *bearer_host; /* OAUTHBEARER's host= and port= (RFC 7628 §3.1); NULL */
+	unsigned bearer_port;    /* and 0 leave them out (a unix socket) */
 };
 
 /* The Secure modes are the public enum smtpbulk_secure (the seed's numbers, and 5). */
@@ -207,6 +216,8 @@ struct sess {
 	uint32_t replies;     /* complete replies taken, ever (it wraps): the timeouts
 	                         restart on these, not on bytes a slow server dribbles */
 	struct sasl_client *sasl; /* during AUTH only (it holds the secret) */
+	uint8_t token_refused; /* this connection's token was refused once: a fresh one
+	                          was asked for (set and reset by the AUTH states) */
 
 	struct sess_expect fifo[SESS_FIFO_MAX];
 	unsigned fifo_head, fifo_len;

@@ -24,6 +24,7 @@ static const struct {
 	{"CRAM-MD5", SMTP_AUTH_CRAM_MD5},
 	{"XOAUTH2", SMTP_AUTH_XOAUTH2},
 	{"SCRAM-SHA-256", SMTP_AUTH_SCRAM_SHA_256},
+	{"OAUTHBEARER", SMTP_AUTH_OAUTHBEARER},
 };
 
 static unsigned parse_mechs(const char *t, size_t len)

@@ -25,6 +25,7 @@ enum smtp_auth_mech {
 	SMTP_AUTH_CRAM_MD5 = 1u << 2,
 	SMTP_AUTH_XOAUTH2 = 1u << 3,
 	SMTP_AUTH_SCRAM_SHA_256 = 1u << 4,
+	SMTP_AUTH_OAUTHBEARER = 1u << 5, /* RFC 7628 */
 };
 
 struct smtp_caps {

@@ -141,8 +141,8 @@ static void usage(FILE *f)
 		"                          then speaks --tls too (needed for --tls without HOST)\n"
 		"                          and, with --auth, requires that account\n"
 		"      --auth MECH         AUTO (the strongest both sides have), PLAIN, LOGIN,\n"
-		"                          CRAM-MD5, XOAUTH2 (the password is the bearer token)\n"
-		"                          or SCRAM-SHA-256\n"
+		"                          CRAM-MD5, XOAUTH2 or OAUTHBEARER (the password is the\n"
+		"                          bearer token) or SCRAM-SHA-256\n"
 		"      --user NAME         the account for --auth\n"
 		"      --password-file FILE  the password (its first line); else the\n"
 		"                          SMTPBULK_PASSWORD environment variable. Never on the\n"
@@ -627,7 +627,7 @@ static int read_password(struct load_args *a)
 static int known_mechanism(const char *mech)
 {
 	static const char *const mechs[] = {"AUTO", "PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2",
-					    "SCRAM-SHA-256"};
+					    "SCRAM-SHA-256", "OAUTHBEARER"};
 	for (size_t i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++)
 		if (strcasecmp(mech, mechs[i]) == 0)
 			return 1;
@@ -651,7 +651,7 @@ static int check_auth(struct load_args *a)
 		return usage_error("the user name and password must be 1 to 255 bytes");
 	if (!known_mechanism(a->auth))
 		return usage_error("invalid value '%s' for --auth (AUTO, PLAIN, LOGIN, CRAM-MD5, "
-				   "XOAUTH2 or SCRAM-SHA-256)", a->auth);
+				   "XOAUTH2, OAUTHBEARER or SCRAM-SHA-256)", a->auth);
 	if (a->tls < 0 && !a->auth_plaintext)
 		return usage_error("--auth without --tls would send the password in the clear; "
 				   "add --auth-plaintext if that is what you want");

@@ -85,6 +85,9 @@ enum smtpbulk_error {
 	                                 it does not speak LMTP (the host's connections stop) */
 	SMTPBULK_ENODSN = -1031,      /* the message asks for DSN (RFC 3461), the server does
 	                                 not offer it and options.dsn_required is set */
+	SMTPBULK_ETOKEN = -1032,      /* the security's token_cb gave no token (it returned
+	                                 a negative value, 0, or more than it was allowed):
+	                                 the connection fails, and is retried */
 };
 
 /* For the retry counts that take it (the seed's "0 for unlimited"). */
@@ -122,13 +125,39 @@ typedef struct smtpbulk_security {
 	                           certificate; NULL = the host's name */
 	const char *auth;       /* NULL or "" = no AUTH; "AUTO" (the strongest mechanism
 	                           both sides support: SCRAM-SHA-256, CRAM-MD5, PLAIN,
-	                           LOGIN), or one of "PLAIN", "LOGIN", "CRAM-MD5",
-	                           "XOAUTH2", "SCRAM-SHA-256" */
+	                           LOGIN; never a token mechanism), or one of "PLAIN",
+	                           "LOGIN", "CRAM-MD5", "XOAUTH2", "SCRAM-SHA-256",
+	                           "OAUTHBEARER" (RFC 7628) */
 	const char *user;
-	const char *secret;     /* the password, or the bearer token for XOAUTH2; never
-	                           logged (the protocol trace shows "<redacted>") */
+	const char *secret;     /* the password, or the bearer token for XOAUTH2 and
+	                           OAUTHBEARER (up to 8192 bytes) when token_cb is NULL;
+	                           never logged (the protocol trace shows "<redacted>") */
 	int auth_plaintext;     /* nonzero: AUTH even on a connection without TLS;
 	                           otherwise such a connection fails (SMTPBULK_EAUTHPLAIN) */
+	/* Added after 0.2.0 (a struct_size from an older header ends before token_cb: no
+	 * callback). Bearer tokens expire while connections live, so for XOAUTH2 and
+	 * OAUTHBEARER the token may come from token_cb instead of secret (which is then
+	 * not used and may be NULL; token_cb with any other mechanism, AUTO included, is
+	 * -EINVAL at create).
+	 * It is asked once per new connection, before its AUTH: host is the host's name
+	 * (smtpbulk_host_t.host), user the user above, fresh 0. It writes the token into
+	 * buf (at most cap bytes, 8192; visible ASCII; no NUL needed) and returns its
+	 * length. A negative value, 0, more than cap or a token with a space or control
+	 * character means it has none: that connection fails with SMTPBULK_ETOKEN and is
+	 * retried like any connection that failed (retry_fail, reconnect_ms), asking again.
+	 * When the server refuses a token (535, or an error report), the callback is asked
+	 * once more for that connection with fresh nonzero (the token it gave was refused:
+	 * get a new one) and AUTH goes again on the same connection, as RFC 4954 allows. A
+	 * second refusal is SMTPBULK_EAUTH, as a wrong password is: no other connection
+	 * of the host logs in again. The engine wipes its copies of the token when the
+	 * AUTH exchange ends and never logs it.
+	 * Threads: called on a worker thread, concurrently for connections on different
+	 * workers (token_arg must be safe for that); while it runs, every connection of
+	 * that worker waits. So it must not block long: hand out a cached token that is
+	 * refreshed elsewhere before it expires; a refresh on fresh = 1 is the exception. */
+	int (*token_cb)(const char *host, const char *user, int fresh, char *buf, size_t cap,
+			void *arg);
+	void *token_arg;
 } smtpbulk_security_t;
 
 /**

@@ -651,7 +651,8 @@ TEST_P(AiosmtpdAuth, MechanismLogsInOverStartTls) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Mechanisms, AiosmtpdAuth,
-                         ::testing::Values("PLAIN", "LOGIN", "XOAUTH2", "SCRAM-SHA-256", "AUTO"),
+                         ::testing::Values("PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER", "SCRAM-SHA-256",
+                                           "AUTO"),
                          [](const ::testing::TestParamInfo<const char*>& i) {
                            std::string n = i.param;
                            for (auto& ch : n)

@@ -13,12 +13,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const enum sasl_mech mechs[] = {SASL_PLAIN, SASL_LOGIN, SASL_CRAM_MD5, SASL_XOAUTH2,
-					       SASL_SCRAM_SHA_256};
+					       SASL_SCRAM_SHA_256, SASL_OAUTHBEARER};
 	struct sasl_client c;
 	char out[SASL_LINE_MAX];
 	if (size == 0)
 		return 0;
-	enum sasl_mech m = mechs[data[0] % 5];
+	enum sasl_mech m = mechs[data[0] % (sizeof(mechs) / sizeof(mechs[0]))];
 	if (sasl_start(&c, m, "user", "pencil", "rOprNGfwEbeRWgbNEkqO", out, sizeof(out)) <= 0)
 		abort();
 	const char *p = (const char *)data + 1, *end = (const char *)data + size;

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """aiosmtpd as a test peer for smtpbulk: plaintext, STARTTLS or implicit TLS, with
-AUTH (aiosmtpd's own PLAIN and LOGIN, plus XOAUTH2 and SCRAM-SHA-256 written here
-from RFC 7628 / RFC 5802, so our client meets an implementation that is not ours).
+AUTH (aiosmtpd's own PLAIN and LOGIN, plus XOAUTH2, OAUTHBEARER and SCRAM-SHA-256
+written here from Google's XOAUTH2 page, RFC 7628 and RFC 5802, so our client meets an
+implementation that is not ours).
 
 Every MAIL, AUTH and message is written to --events as one line, saying whether the
 connection was TLS at that moment, and every MAIL and RCPT argument as the client sent
@@ -9,6 +10,8 @@ it (MAILARG, RCPTARG): the tests assert on what the server saw. --dsn offers DSN
 (RFC 3461) and takes its parameters; --lmtp speaks LMTP (aiosmtpd's own LMTP class),
 answering after the data for each recipient: local parts starting lmtp-temp get 452,
 lmtp-perm 550, others 250; --unix listens on a unix-domain socket instead of --port.
+The token mechanisms' lines also say which connection (conn=, numbered from 1 in the
+order they came) and which AUTH on it (n=), so a test counts logins per connection.
 Runs until SIGTERM.
 """
 import argparse
@@ -16,6 +19,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import os
 import signal
 import ssl
@@ -24,7 +28,7 @@ import threading
 
 from aiosmtpd.controller import Controller, UnixSocketController
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 p = argparse.ArgumentParser()
 p.add_argument("--port", type=int, default=0)
@@ -40,6 +44,12 @@ p.add_argument("--auth-plaintext", action="store_true", help="allow AUTH without
 p.add_argument("--scram-bad-signature", action="store_true",
                help="answer SCRAM with a wrong server signature (a man in the middle)")
 p.add_argument("--client-ca", help="require a client certificate signed by this CA")
+p.add_argument("--token", action="append", default=[],
+               help="a bearer token XOAUTH2 and OAUTHBEARER accept (repeatable); "
+                    "none given: --password is the one")
+p.add_argument("--refuse-first-token", action="store_true",
+               help="refuse the first token AUTH of every connection, as a server does "
+                    "a token that expired while the client held it")
 p.add_argument("--events", required=True)
 args = p.parse_args()
 
@@ -77,6 +87,21 @@ def authenticator(server, session, envelope, mechanism, auth_data):
     return AuthResult(success=ok, handled=False)  # handled=True would send no reply
 
 
+def token_event_fields(server):
+    """conn= this connection's number, n= which token AUTH on it this is."""
+    return f"conn={server.conn_id} n={server.token_auths}"
+
+
+def token_ok(server, auth):
+    """The "auth" value carries an accepted bearer token, unless this is the first
+    token AUTH of the connection and --refuse-first-token says no to those."""
+    server.token_auths += 1
+    if args.refuse_first_token and server.token_auths == 1:
+        return False
+    accepted = args.token or [args.password]
+    return auth is not None and auth.startswith("Bearer ") and auth[7:] in accepted
+
+
 class Handler:
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         event(f"MAIL tls={int(is_tls(server, session))} client={client_cn(server)} "
@@ -107,18 +132,52 @@ class Handler:
             responses.insert(len(responses) - 1, "250-DSN")
         return responses
 
-    # RFC 7628: "user=" user ^A "auth=Bearer " token ^A ^A
+    # Google's XOAUTH2: "user=" user ^A "auth=Bearer " token ^A ^A; a refusal is a 334
+    # with an error report (JSON), answered with an empty line, then 535.
     async def auth_XOAUTH2(self, server, argv):
         if len(argv) < 2:
             return AuthResult(success=False, handled=False)
         raw = base64.b64decode(argv[1])
         parts = dict(kv.split("=", 1) for kv in raw.decode().split("\x01") if "=" in kv)
-        ok = parts.get("user") == args.user and parts.get("auth") == f"Bearer {args.password}"
-        event(f"AUTH XOAUTH2 {'ok' if ok else 'bad'} tls={int(is_tls(server, server.session))}")
+        ok = parts.get("user") == args.user and token_ok(server, parts.get("auth"))
+        where = token_event_fields(server)
         if ok:
+            event(f"AUTH XOAUTH2 ok tls={int(is_tls(server, server.session))} {where}")
             return AuthResult(success=True)
-        await server.challenge_auth(b'{"status":"401","schemes":"bearer"}')
-        return AuthResult(success=False, handled=False)
+        reply = await server.challenge_auth(b'{"status":"401","schemes":"bearer"}')
+        event(f"AUTH XOAUTH2 bad tls={int(is_tls(server, server.session))} {where} "
+              f"reply={'empty' if reply == b'' else 'other'}")
+        return AuthResult(success=False, handled=reply is MISSING)
+
+    # RFC 7628 3.1: gs2-header ^A *(key "=" value ^A) ^A, the GS2 header "n,a=" authzid ","
+    # (RFC 5801 saslname); a refusal is an error report (3.2.2), which the client must
+    # answer with a single ^A (3.2.3) before the server's 535.
+    async def auth_OAUTHBEARER(self, server, argv):
+        if len(argv) < 2:
+            return AuthResult(success=False, handled=False)
+        raw = base64.b64decode(argv[1]).decode()
+        header, sep, rest = raw.partition(",\x01")
+        flag, _, authzid = header.partition(",")
+        user = authzid[2:].replace("=2C", ",").replace("=3D", "=") if authzid else ""
+        kvs = rest.split("\x01")
+        # "k=v" ^A ... "k=v" ^A ^A: the split ends with two empty strings
+        framed = (sep and flag == "n" and (not authzid or authzid.startswith("a="))
+                  and len(kvs) >= 3 and kvs[-2:] == ["", ""]
+                  and all("=" in kv for kv in kvs[:-2]))
+        parts = dict(kv.split("=", 1) for kv in kvs[:-2]) if framed else {}
+        ok = framed and user == args.user and token_ok(server, parts.get("auth"))
+        where = (f"{token_event_fields(server)} host={parts.get('host', '-')} "
+                 f"port={parts.get('port', '-')}")
+        if ok:
+            event(f"AUTH OAUTHBEARER ok tls={int(is_tls(server, server.session))} {where}")
+            return AuthResult(success=True)
+        report = (b'{"status":"invalid_token","scope":"mail",'
+                  b'"openid-configuration":"https://peer.test/.well-known/openid-configuration"}')
+        reply = await server.challenge_auth(report)
+        answer = "kvsep" if reply == b"\x01" else "other"
+        event(f"AUTH OAUTHBEARER bad tls={int(is_tls(server, server.session))} {where} "
+              f"reply={answer}")
+        return AuthResult(success=False, handled=reply is MISSING)
 
     # RFC 5802 with SHA-256 (RFC 7677), server side.
     async def auth_SCRAM__SHA__256(self, server, argv):
@@ -163,6 +222,18 @@ def tls_context():
 
 
 class PeerSMTP(LMTP if args.lmtp else SMTP):
+    """aiosmtpd's SMTP (or LMTP), with RFC 4954's 12,288 octets for an AUTH line (bearer
+    tokens of a few kilobytes) instead of 512, and the counters the token mechanisms
+    log."""
+    line_length_limit = 12288
+    conn_ids = itertools.count(1)
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.command_size_limits["AUTH"] = 12288
+        self.conn_id = next(PeerSMTP.conn_ids)
+        self.token_auths = 0
+
     async def smtp_MAIL(self, arg):
         event(f"MAILARG {arg}")
         await super().smtp_MAIL(arg)

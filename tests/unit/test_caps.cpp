@@ -19,14 +19,15 @@ TEST(Caps, AllKnownKeywords) {
   auto c = caps_of(
       "250-mx.test Hello\r\n250-PIPELINING\r\n250-SIZE 35882577\r\n250-8BITMIME\r\n"
       "250-SMTPUTF8\r\n250-CHUNKING\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n"
-      "250-STARTTLS\r\n250 AUTH PLAIN LOGIN CRAM-MD5 XOAUTH2 SCRAM-SHA-256\r\n");
+      "250-STARTTLS\r\n250 AUTH PLAIN LOGIN CRAM-MD5 XOAUTH2 SCRAM-SHA-256 OAUTHBEARER\r\n");
   unsigned all = SMTP_CAP_PIPELINING | SMTP_CAP_SIZE | SMTP_CAP_8BITMIME | SMTP_CAP_SMTPUTF8 |
                  SMTP_CAP_CHUNKING | SMTP_CAP_DSN | SMTP_CAP_ENHANCED | SMTP_CAP_STARTTLS |
                  SMTP_CAP_AUTH;
   EXPECT_EQ(c.flags, all);
   EXPECT_EQ(c.size_max, 35882577u);
   EXPECT_EQ(c.auth, (unsigned)(SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN | SMTP_AUTH_CRAM_MD5 |
-                               SMTP_AUTH_XOAUTH2 | SMTP_AUTH_SCRAM_SHA_256));
+                               SMTP_AUTH_XOAUTH2 | SMTP_AUTH_SCRAM_SHA_256 |
+                               SMTP_AUTH_OAUTHBEARER));
 }
 
 TEST(Caps, CaseInsensitiveAndOldAuthForm) {

@@ -246,13 +246,14 @@ TEST(Outcome, EveryErrorCodeWithoutAReply) {
       {SMTPBULK_EAUTHMECH, POL},    {SMTPBULK_EAUTHPLAIN, POL},  {SMTPBULK_ETLSCONFIG, LOCAL},
       {SMTPBULK_EBREAKER, LOCAL},
       {SMTPBULK_ESOURCE, LOCAL},    {SMTPBULK_ENOLMTP, PROTO},   {SMTPBULK_ENODSN, LOCAL},
+      {SMTPBULK_ETOKEN, LOCAL},
   };  // ESERVER without its reply: by the status (FAILED)
   std::set<int> seen;
   for (const auto& e : kErr) {
     seen.insert(e.err);
     EXPECT_EQ(cat(FAIL, e.err, 0, "", ""), e.want) << e.err;
   }
-  for (int code = SMTPBULK_ENODSN; code <= SMTPBULK_EBADADDR; code++)  // the newest first
+  for (int code = SMTPBULK_ETOKEN; code <= SMTPBULK_EBADADDR; code++)  // the newest first
     EXPECT_TRUE(seen.count(code)) << "no row for " << code;
   EXPECT_EQ(cat(REJ, SRV, 0, "", ""), OTHER);
   EXPECT_EQ(cat(FAIL, -1099, 0, "", ""), SOFT);  // a code from a later version

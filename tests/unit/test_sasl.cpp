@@ -1,6 +1,7 @@
 // SASL client mechanisms against the RFCs' own examples.
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <string>
 
 extern "C" {
@@ -62,6 +63,112 @@ TEST(Sasl, Xoauth2) {
   EXPECT_EQ(step(&c, "eyJzdGF0dXMiOiI0MDEifQ=="), "\r\n");  // an error report: answer empty
 }
 
+namespace {
+
+// RFC 7628 §4.1's token.
+constexpr const char* kRfcToken = "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==";
+
+std::string start_token(sasl_client* c, sasl_mech m, const char* user, const std::string& token,
+                        const char* host, unsigned port, int* rc = nullptr) {
+  char out[SASL_LINE_MAX];
+  int n = sasl_start_token(c, m, user, token.data(), token.size(), host, port, out, sizeof(out));
+  if (rc) *rc = n;
+  return n > 0 ? std::string(out, (size_t)n) : "";
+}
+
+std::string b64(const std::string& raw) {
+  char out[SASL_LINE_MAX];
+  int n = sasl_b64_line("", raw.data(), raw.size(), out, sizeof(out));
+  return n > 2 ? std::string(out, (size_t)n - 2) : "";
+}
+
+}  // namespace
+
+TEST(Sasl, OauthbearerRfc7628Example) {
+  sasl_client c;
+  // §4.1 (IMAP, port 143): "n,a=user@example.com,^Ahost=server.example.com^Aport=143^A
+  // auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==^A^A", base64 as the RFC prints it.
+  EXPECT_EQ(start_token(&c, SASL_OAUTHBEARER, "user@example.com", kRfcToken,
+                        "server.example.com", 143),
+            "AUTH OAUTHBEARER bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBv"
+            "cnQ9MTQzAWF1dGg9QmVhcmVyIHZGOWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB"
+            "\r\n");
+  // §4.3: the server's error report {"status":"invalid_token","scope":"example_scope",
+  // "openid-configuration":"https://example.com/.well-known/openid-configuration"} is
+  // answered with a single ^A ("AQ=="), and nothing after it.
+  int rc;
+  EXPECT_EQ(step(&c,
+                 "eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJleGFtcGxlX3Njb3BlIiwib3BlbmlkLWNvbmZp"
+                 "Z3VyYXRpb24iOiJodHRwczovL2V4YW1wbGUuY29tLy53ZWxsLWtub3duL29wZW5pZC1jb25maWd1cmF0aW9uIn0=",
+                 &rc),
+            "AQ==\r\n");
+  EXPECT_EQ(c.step, 1u);  // the session tells a refusal after the report by this
+  step(&c, "", &rc);
+  EXPECT_EQ(rc, SASL_EDONE);
+  sasl_clear(&c);
+  EXPECT_EQ(c.secret[0], '\0');
+}
+
+TEST(Sasl, OauthbearerHostAndPortAreOptionalAndTheNameIsEscaped) {
+  sasl_client c;
+  // The SMTP submission port, as in the RFC's SMTP example.
+  EXPECT_EQ(start_token(&c, SASL_OAUTHBEARER, "user@example.com", kRfcToken,
+                        "server.example.com", 587),
+            "AUTH OAUTHBEARER " +
+                b64(std::string("n,a=user@example.com,\1host=server.example.com\1port=587\1"
+                                "auth=Bearer ") + kRfcToken + "\1\1") + "\r\n");
+  EXPECT_EQ(start_token(&c, SASL_OAUTHBEARER, "u@e.com", "tok", nullptr, 0),
+            "AUTH OAUTHBEARER " + b64("n,a=u@e.com,\1auth=Bearer tok\1\1") + "\r\n");
+  EXPECT_EQ(start_token(&c, SASL_OAUTHBEARER, "u@e.com", "tok", "mx.test", 0),
+            "AUTH OAUTHBEARER " + b64("n,a=u@e.com,\1host=mx.test\1auth=Bearer tok\1\1") + "\r\n");
+  // ',' and '=' are GS2 syntax (RFC 5801 saslname).
+  EXPECT_EQ(start_token(&c, SASL_OAUTHBEARER, "a,b=c", "tok", nullptr, 0),
+            "AUTH OAUTHBEARER " + b64("n,a=a=2Cb=3Dc,\1auth=Bearer tok\1\1") + "\r\n");
+  // No user: no authzid.
+  EXPECT_EQ(start_token(&c, SASL_OAUTHBEARER, "", "tok", nullptr, 0),
+            "AUTH OAUTHBEARER " + b64("n,,\1auth=Bearer tok\1\1") + "\r\n");
+  // Through sasl_start, the static secret: no host, no port.
+  EXPECT_EQ(start(&c, SASL_OAUTHBEARER, "u@e.com", "tok"),
+            "AUTH OAUTHBEARER " + b64("n,a=u@e.com,\1auth=Bearer tok\1\1") + "\r\n");
+}
+
+TEST(Sasl, TokenMechanismsRefuseWhatWouldBreakTheFraming) {
+  sasl_client c;
+  int rc;
+  for (sasl_mech m : {SASL_XOAUTH2, SASL_OAUTHBEARER}) {
+    for (std::string bad : {std::string(""), std::string("to\1ken"), std::string("a b"),
+                            std::string("tok\r\nMAIL FROM:<x>"), std::string("t\0k", 3),
+                            std::string("t\x80k")}) {
+      start_token(&c, m, "u", bad, nullptr, 0, &rc);
+      EXPECT_EQ(rc, SMTPBULK_EBADPARAM) << sasl_mech_name(m) << " token of " << bad.size();
+    }
+    start_token(&c, m, "u\1x", "tok", nullptr, 0, &rc);
+    EXPECT_EQ(rc, SMTPBULK_EBADPARAM);
+    start_token(&c, m, "u", "tok", "mx\1test", 0, &rc);
+    EXPECT_EQ(rc, SMTPBULK_EBADPARAM);
+    start_token(&c, m, "u", std::string(SASL_TOKEN_MAX + 1, 'a'), nullptr, 0, &rc);
+    EXPECT_EQ(rc, SMTPBULK_EBADPARAM);
+    // A token of SASL_TOKEN_MAX fits with a short name; with the longest name and host
+    // the line would pass RFC 4954's 12,288 octets: -ENOSPC, not a line the server refuses.
+    std::string line = start_token(&c, m, "u", std::string(SASL_TOKEN_MAX, 'a'), "mx.test", 25, &rc);
+    EXPECT_GT(rc, 0);
+    EXPECT_LE(line.size(), (size_t)SASL_LINE_MAX);
+    std::string longname(SASL_NAME_MAX, ',');  // escaped to three times its length
+    line = start_token(&c, m, longname.c_str(), std::string(SASL_TOKEN_MAX, 'a'),
+                       std::string(SASL_NAME_MAX, 'h').c_str(), 65535, &rc);
+    if (m == SASL_OAUTHBEARER)
+      EXPECT_EQ(rc, -ENOSPC);
+    else  // XOAUTH2 has no host and no escaping: its longest line fits
+      EXPECT_LE(line.size(), (size_t)SASL_LINE_MAX);
+  }
+  char out[SASL_LINE_MAX];
+  EXPECT_EQ(sasl_start_token(&c, SASL_PLAIN, "u", "t", 1, nullptr, 0, out, sizeof(out)), -EINVAL);
+  // A 2 KB token (a JWT's size) through sasl_start's static secret path too.
+  std::string jwt = "eyJ0eXAiOiJKV1Qi." + std::string(2000, 'x') + ".sig-_~+/=";
+  EXPECT_EQ(start(&c, SASL_XOAUTH2, "u", jwt.c_str()),
+            "AUTH XOAUTH2 " + b64("user=u\1auth=Bearer " + jwt + "\1\1") + "\r\n");
+}
+
 TEST(Sasl, ScramSha256Rfc7677) {
   sasl_client c;
   // RFC 7677 §3: user "user", password "pencil", client nonce "rOprNGfwEbeRWgbNEkqO".
@@ -112,8 +219,15 @@ TEST(Sasl, PickAndNames) {
   EXPECT_EQ(sasl_pick(SASL_PLAIN | SASL_LOGIN | SASL_CRAM_MD5), SASL_CRAM_MD5);
   EXPECT_EQ(sasl_pick(SASL_LOGIN | SASL_PLAIN), SASL_PLAIN);
   EXPECT_EQ(sasl_pick(SASL_XOAUTH2), SASL_NONE);  // needs a token: only by name
+  EXPECT_EQ(sasl_pick(SASL_OAUTHBEARER | SASL_XOAUTH2), SASL_NONE);
+  EXPECT_EQ(sasl_pick(SASL_OAUTHBEARER | SASL_LOGIN), SASL_LOGIN);
   EXPECT_EQ(sasl_mech_from_name("cram-md5", 8), SASL_CRAM_MD5);
+  EXPECT_EQ(sasl_mech_from_name("OAUTHBEARER", 11), SASL_OAUTHBEARER);
+  EXPECT_EQ(sasl_mech_from_name("oauthbearer", 11), SASL_OAUTHBEARER);
   EXPECT_STREQ(sasl_mech_name(SASL_SCRAM_SHA_256), "SCRAM-SHA-256");
+  EXPECT_STREQ(sasl_mech_name(SASL_OAUTHBEARER), "OAUTHBEARER");
+  EXPECT_TRUE(sasl_is_token(SASL_XOAUTH2) && sasl_is_token(SASL_OAUTHBEARER));
+  EXPECT_FALSE(sasl_is_token(SASL_PLAIN) || sasl_is_token(SASL_SCRAM_SHA_256));
 }
 
 TEST(Sasl, BadInput) {
