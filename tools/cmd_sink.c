@@ -42,6 +42,9 @@ static void usage(FILE *f)
 		"                         since the start, over all threads; the next MAIL in\n"
 		"                         that second gets '421 4.7.0 Rate limit exceeded' and\n"
 		"                         the connection is closed (counted as throttled)\n"
+		"  --max-rcpts N          take at most N recipients per transaction; beyond, RCPT\n"
+		"                         gets '452 4.5.3 Error: too many recipients' (as\n"
+		"                         Postfix's smtpd_recipient_limit; LMTP: at most 100)\n"
 		"  --threads N            server threads, one ring each (default: one per CPU)\n"
 		"  --max-messages N       stop after accepting N messages\n"
 		"  --size BYTES           SIZE to advertise (default 104857600)\n"
@@ -115,6 +118,7 @@ int cmd_sink(int argc, char **argv)
 		{"starttls-inject", no_argument, NULL, 15},
 		{"max-rate", required_argument, NULL, 16},
 		{"lmtp", no_argument, NULL, 17},
+		{"max-rcpts", required_argument, NULL, 18},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -181,6 +185,7 @@ int cmd_sink(int argc, char **argv)
 		case 15: o.cfg.faults.starttls_inject = 1; break;
 		case 16: if (tool_u64(optarg, 1, UINT32_MAX, &v)) bad = "--max-rate"; else o.max_rate = (uint32_t)v; break;
 		case 17: o.cfg.lmtp = 1; break;
+		case 18: if (tool_u64(optarg, 1, UINT32_MAX, &v)) bad = "--max-rcpts"; else o.cfg.max_rcpts = (unsigned)v; break;
 		case 'h': usage(stdout); return 0;
 		default:
 			sink_say("unknown option or missing value: %s (try smtpbulk sink --help)",

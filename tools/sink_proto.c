@@ -388,7 +388,8 @@ static void command(struct sink_conn *c, const char *line, size_t len)
 			reply(c, "550 5.1.1 sink: recipient rejected (fault injection)\r\n");
 		else if (r < f->reject_rcpt + f->tempfail_rcpt)
 			reply(c, "450 4.2.1 sink: recipient deferred (fault injection)\r\n");
-		else if (c->cfg->lmtp && lmtp_keep(c, line, len) != 0)
+		else if ((c->cfg->max_rcpts && c->rcpts_ok >= c->cfg->max_rcpts) ||
+			 (c->cfg->lmtp && lmtp_keep(c, line, len) != 0))
 			reply(c, "452 4.5.3 Error: too many recipients\r\n");
 		else {
 			c->rcpts_ok++;

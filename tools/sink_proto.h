@@ -35,6 +35,9 @@ struct sink_cfg {
 	int starttls;            /* offer STARTTLS (the server loop does the handshake) */
 	int lmtp;                /* speak LMTP (RFC 2033): LHLO, one reply per recipient
 	                            after the data */
+	unsigned max_rcpts;      /* recipients a transaction takes, then 452 4.5.3 (as
+	                            Postfix's smtpd_recipient_limit); 0: no limit (LMTP
+	                            keeps at most SINK_LMTP_RCPTS) */
 	/* --max-rate and the per-second counts, shared by every connection of every thread
 	 * (sink_rate.h); NULL: neither (unit tests that do not ask for them). */
 	struct sink_rate *rate;
