@@ -244,6 +244,8 @@ int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st,
 		       struct latency_hist *lat)
 {
 	int code = SMTPBULK_CB_DEFAULT;
+	/* Recipients an earlier transaction delivered make a later failure PARTIAL. */
+	st = sb_msg_merged_status(msg, st);
 	msg->res.host = host ? host->name : NULL;
 	msg->res.port = host ? host->port : 0;
 	msg->res.host_index = host_idx;

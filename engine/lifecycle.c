@@ -367,6 +367,7 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 	h->cfg.max_per_conn = sb->opts.max_per_conn;
 	h->cfg.lmtp = in->lmtp != 0;
 	h->cfg.dsn_required = sb->opts.dsn_required != 0;
+	h->cfg.retry_temp_rcpts = sb->opts.retry_temp_rcpts != 0;
 	h->cfg.throttle_patterns = (const char *const *)sb->throttle_patterns;
 	h->cfg.throttle_retries = sb->opts.throttle_factor_pct < 100 ? sb->opts.throttle_retries : 0;
 	const smtpbulk_rate_t *rate = in->rate.messages ? &in->rate : &sb->opts.host_rate;

@@ -179,11 +179,40 @@ void sb_msg_free(struct sb_msg *msg)
 
 void sb_msg_reset_replies(struct sb_msg *msg)
 {
-	struct sb_reply_rec none = {0, NO_OFF, NO_OFF};
+	struct sb_reply_rec none = {0, NO_OFF, NO_OFF, SB_RCPT_PENDING};
 	msg->final = none;
+	if (!msg->rcpts_done) {
+		for (size_t i = 0; i < msg->n_rcpts; i++)
+			msg->rcpt_recs[i] = none;
+		msg->arena_len = 0;
+		return;
+	}
+	/* The settled keep their texts in the arena, which keeps growing: by at most a
+	 * transaction's replies per attempt, and attempts are bounded. */
 	for (size_t i = 0; i < msg->n_rcpts; i++)
-		msg->rcpt_recs[i] = none;
-	msg->arena_len = 0;
+		if (!sb_rcpt_done(&msg->rcpt_recs[i]))
+			msg->rcpt_recs[i] = none;
+}
+
+void sb_msg_rcpt_settle(struct sb_msg *msg, size_t i, enum sb_rcpt_state st)
+{
+	struct sb_reply_rec *rec = &msg->rcpt_recs[i];
+	if (sb_rcpt_done(rec))
+		return;
+	rec->state = (uint8_t)st;
+	msg->rcpts_done++;
+	if (st == SB_RCPT_DELIVERED)
+		msg->rcpts_delivered++;
+}
+
+smtpbulk_status_t sb_msg_merged_status(const struct sb_msg *msg, smtpbulk_status_t st)
+{
+	if (!msg->rcpts_done)
+		return st; /* one transaction decided it all, as it said */
+	if (st == SMTPBULK_DELIVERED || st == SMTPBULK_PARTIAL)
+		return msg->rcpts_delivered == msg->n_rcpts ? SMTPBULK_DELIVERED
+							    : SMTPBULK_PARTIAL;
+	return msg->rcpts_delivered ? SMTPBULK_PARTIAL : st;
 }
 
 static int arena_reserve(struct sb_msg *msg, size_t more)

@@ -25,12 +25,29 @@ enum sb_msg_flag {
 	SB_MSG_HEAP_ARENA = 1u << 4, /* reply texts outgrew the block: arena is malloc'd */
 };
 
+/* A recipient's standing across the transactions of its message. A message's later
+ * transactions send only its PENDING recipients: those refused for good or delivered
+ * keep the verdict an earlier one gave them (a 452 "too many recipients" split, a
+ * retry of the 4xx ones). */
+enum sb_rcpt_state {
+	SB_RCPT_PENDING = 0,   /* to be sent (again) */
+	SB_RCPT_SPLIT = 1,     /* this transaction: "too many recipients", for the next */
+	SB_RCPT_DELIVERED = 2, /* accepted in a transaction whose data was accepted */
+	SB_RCPT_REFUSED = 3,   /* refused for good (5xx), or 4xx with no retry left */
+};
+
 /* Where a reply is kept: an offset into the text arena, so the arena may grow. */
 struct sb_reply_rec {
 	int code;
 	uint32_t enh_off;  /* UINT32_MAX = none */
 	uint32_t text_off; /* UINT32_MAX = none */
+	uint8_t state;     /* recipients: enum sb_rcpt_state */
 };
+
+static inline int sb_rcpt_done(const struct sb_reply_rec *rec)
+{
+	return rec->state >= SB_RCPT_DELIVERED;
+}
 
 struct sb_msg {
 	struct sbq_node node; /* submission / completion queue link */
@@ -51,6 +68,8 @@ struct sb_msg {
 	unsigned closes;      /* 421s it rode out */
 	unsigned throttles;   /* throttling replies it rode out (free of charge) */
 	uint64_t paced_ns;    /* how long its connection waited for a pacer to take it */
+	uint32_t rcpts_done;  /* recipients with a verdict from a transaction before */
+	uint32_t rcpts_delivered; /* of which delivered */
 	struct sb_reply_rec final;
 	struct sb_reply_rec *rcpt_recs; /* n_rcpts */
 	char *arena;          /* reply texts, NUL-separated: inside this block, so a worker
@@ -77,8 +96,17 @@ void sb_msg_free(struct sb_msg *msg);
 #define SB_SLOT_FINAL ((size_t)-1)
 int sb_msg_record(struct sb_msg *msg, size_t slot, const struct smtp_reply *r);
 
-/* Forget the replies of an attempt that will be retried. */
+/* Forget the replies of an attempt that will be retried: all of them, or where some
+ * recipients have their verdict already (rcpts_done), the others' and the final. */
 void sb_msg_reset_replies(struct sb_msg *msg);
+
+/* Give recipient i its verdict (SB_RCPT_DELIVERED or SB_RCPT_REFUSED), once. */
+void sb_msg_rcpt_settle(struct sb_msg *msg, size_t i, enum sb_rcpt_state st);
+
+/* The status of the message as a whole, given the one its last transaction (or what
+ * ended it) decided: recipients delivered by earlier transactions make it PARTIAL
+ * where the last one failed; DELIVERED only when every recipient was. */
+smtpbulk_status_t sb_msg_merged_status(const struct sb_msg *msg, smtpbulk_status_t st);
 
 /* Fill msg->res (pointers into the arena) for delivery. */
 void sb_msg_finish(struct sb_msg *msg, smtpbulk_status_t status, int error);

@@ -429,6 +429,8 @@ static void write_txn(struct sess *s, struct sess_txn *t)
 		}
 		if (lockstep && t->mail != 1)
 			return; /* a refusal is handled by the reply; wait for it */
+		while (t->rcpt_next < m->n_rcpts && sb_rcpt_done(&m->rcpt_recs[t->rcpt_next]))
+			t->rcpt_next++; /* an earlier transaction settled it */
 		if (t->rcpt_next < m->n_rcpts) {
 			n = smtp_cmd_rcpt(buf, sizeof(buf), m->rcpts[t->rcpt_next].rcpt,
 					  dsn && m->rcpt_dsn ? m->rcpt_dsn[t->rcpt_next] : NULL);
@@ -525,6 +527,10 @@ static void start_txn(struct sess *s, struct sb_msg *m)
 	memset(t, 0, sizeof(*t));
 	t->m = m;
 	t->same_from = same_from;
+	t->rcpt_last = m->n_rcpts - 1;
+	if (m->rcpts_done) /* a further transaction: only those without a verdict */
+		while (t->rcpt_last > 0 && sb_rcpt_done(&m->rcpt_recs[t->rcpt_last]))
+			t->rcpt_last--;
 	s->txn_len++;
 	set_state(s, SESS_TXN);
 	write_txn(s, t);
@@ -553,6 +559,60 @@ unsigned sess_pump(struct sess *s)
 	return taken;
 }
 
+/*
+ * The data of t was accepted: settle each recipient it sent — delivered (2xx), or
+ * refused for good (5xx, a 4xx that is not to be retried) — but those that go in a
+ * further transaction: "too many recipients", and with retry_temp_rcpts the other
+ * 4xx. Returns how many are left for one.
+ */
+static size_t settle_accepted(struct sess *s, struct sess_txn *t)
+{
+	struct sb_msg *m = t->m;
+	for (size_t i = 0; i <= t->rcpt_last && i < m->n_rcpts; i++) {
+		const struct sb_reply_rec *rec = &m->rcpt_recs[i];
+		if (sb_rcpt_done(rec) || rec->state == SB_RCPT_SPLIT)
+			continue;
+		if (rec->code / 100 == 2)
+			sb_msg_rcpt_settle(m, i, SB_RCPT_DELIVERED);
+		else if (rec->code / 100 != 4 || !s->cfg->retry_temp_rcpts)
+			sb_msg_rcpt_settle(m, i, SB_RCPT_REFUSED);
+	}
+	return m->n_rcpts - m->rcpts_done;
+}
+
+/* Give the recipients still without a verdict the last one they got. */
+static void settle_rest(struct sb_msg *m)
+{
+	for (size_t i = 0; i < m->n_rcpts; i++)
+		sb_msg_rcpt_settle(m, i, SB_RCPT_REFUSED);
+}
+
+/* A message whose data was accepted with recipients left over (settle_accepted): a
+ * further transaction at once for a full one, after defer_ms for 4xx recipients
+ * (counted), else its result. 1 when it goes again. */
+static int txn_more(struct sess *s, struct sess_txn *t, size_t left)
+{
+	struct sb_msg *m = t->m;
+	if (t->rcpt_split) {
+		/* Not counted: each such transaction delivers one recipient at least, so
+		 * a message has at most n_rcpts of them. */
+		slog(s, 7, "message %llu: the server took %zu recipients in a transaction, "
+			   "%zu go in a further one",
+		     (unsigned long long)m->id, t->rcpt_ok, left);
+		m->free_tries++;
+		s->ops->requeue(s->ctx, s, m);
+		return 1;
+	}
+	if (s->ops->defer && m->attempts - m->free_tries < s->cfg->max_attempts) {
+		slog(s, 7, "message %llu: %zu recipients refused for now go again",
+		     (unsigned long long)m->id, left);
+		s->ops->defer(s->ctx, s, m);
+		return 1;
+	}
+	settle_rest(m);
+	return 0;
+}
+
 /* The oldest transaction has every reply it will get: deliver its result. */
 static void txn_complete(struct sess *s)
 {
@@ -566,8 +626,14 @@ static void txn_complete(struct sess *s)
 		s->clean = 0; /* refused before the data: the server may hold the envelope */
 	else if (t->final && s->txn_len == 0)
 		s->clean = 1; /* the last one out ended with its final reply */
-	if (t->final && !t->failed)
-		st = t->rcpt_ok == m->n_rcpts ? SMTPBULK_DELIVERED : SMTPBULK_PARTIAL;
+	size_t left = 0;
+	if (t->final && !t->failed) {
+		if (!m->rcpts_done && !t->rcpt_split && !(t->rcpt_temp && s->cfg->retry_temp_rcpts))
+			st = t->rcpt_ok == m->n_rcpts ? SMTPBULK_DELIVERED : SMTPBULK_PARTIAL;
+		else /* several transactions make its result (sb_msg_merged_status) */
+			st = (left = settle_accepted(s, t)) ? SMTPBULK_PARTIAL
+			     : sb_msg_merged_status(m, SMTPBULK_DELIVERED);
+	}
 	if (t->final && s->window < s->cfg->window) {
 		s->window++; /* replies come in time again: so does the window */
 		hl_grow_window(s->cfg->learned, s->cfg->window);
@@ -590,6 +656,10 @@ static void txn_complete(struct sess *s)
 		txn_end(s, 1);
 	else if (!(t->mail == 1 && t->rcpt_ok == 0 && t->rcpt_temp))
 		txn_end(s, 0);
+	if (left && txn_more(s, t, left))
+		goto next;
+	if (left)
+		st = sb_msg_merged_status(m, SMTPBULK_DELIVERED);
 	if (t->failed && st == SMTPBULK_FAILED && err == SMTPBULK_ESERVER && s->ops->defer &&
 	    m->attempts - m->free_tries < s->cfg->max_attempts)
 		s->ops->defer(s->ctx, s, m); /* a 4xx: tried again after a pause */
@@ -634,8 +704,9 @@ static void on_lmtp_final(struct sess *s, const struct sess_expect *e, struct se
 	if (!t->lmtp_left)
 		t->lmtp_left = t->rcpt_ok ? (uint32_t)t->rcpt_ok : 1;
 	size_t i = t->lmtp_next;
-	while (i < m->n_rcpts && m->rcpt_recs[i].code / 100 != 2)
-		i++;
+	while (i < m->n_rcpts &&
+	       (m->rcpt_recs[i].code / 100 != 2 || sb_rcpt_done(&m->rcpt_recs[i])))
+		i++; /* refused at RCPT, or settled by a transaction before */
 	if (i < m->n_rcpts) {
 		sb_msg_record(m, i, r); /* its delivery, not its RCPT, is the verdict */
 		t->lmtp_next = (uint32_t)i + 1;
@@ -733,11 +804,17 @@ static void on_txn_reply(struct sess *s, const struct sess_expect *e, const stru
 		if (cls == 2) {
 			t->rcpt_ok++;
 		} else {
-			if (cls == 4)
+			if (t->mail == 1 && smtp_reply_too_many_rcpts(r)) {
+				/* The transaction is full: this one goes in the next. */
+				m->rcpt_recs[e->arg].state = SB_RCPT_SPLIT;
+				t->rcpt_split++;
 				t->rcpt_temp++;
+			} else if (cls == 4) {
+				t->rcpt_temp++;
+			}
 			/* The last recipient refused and none accepted: the transaction is
 			 * over. Permanent only if every refusal was. */
-			if (e->arg + 1 == m->n_rcpts && t->rcpt_ok == 0 && !t->failed) {
+			if (e->arg == t->rcpt_last && t->rcpt_ok == 0 && !t->failed) {
 				sb_msg_record(m, SB_SLOT_FINAL, r);
 				txn_fail(t, t->rcpt_temp ? SMTPBULK_FAILED : SMTPBULK_REJECTED);
 			}

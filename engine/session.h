@@ -75,6 +75,8 @@ struct sess_cfg {
 	                          the data */
 	uint8_t dsn_required;  /* a message with DSN parameters to a server without DSN
 	                          ends REJECTED (SMTPBULK_ENODSN); else they are left out */
+	uint8_t retry_temp_rcpts; /* a PARTIAL message's 4xx recipients go again (defer),
+	                          alone, while max_attempts allows */
 };
 
 struct sess;
@@ -143,8 +145,11 @@ struct sess_expect {
 /* One mail transaction in flight on a connection. */
 struct sess_txn {
 	struct sb_msg *m;
-	size_t rcpt_next;      /* RCPTs written */
+	size_t rcpt_next;      /* the recipient the next RCPT is for (the message's
+	                          settled recipients are skipped: sb_rcpt_done) */
+	size_t rcpt_last;      /* the last recipient it sends */
 	size_t rcpt_ok, rcpt_temp;
+	size_t rcpt_split;     /* of rcpt_temp: "too many recipients", for a next one */
 	unsigned outstanding;  /* replies still expected for it */
 	int8_t mail;           /* 0 no reply yet, 1 accepted, -1 refused */
 	uint8_t mail_written, data_written, body_queued;

@@ -145,14 +145,10 @@ int smtp_reply_next_line(const struct smtp_reply *r, size_t *pos, int skip_enh,
 	return 1;
 }
 
-int smtp_reply_says_too_many(const struct smtp_reply *r)
+/* Does a line of r's text hold needle (lower case), whatever its case? */
+static int text_has(const struct smtp_reply *r, const char *needle)
 {
-	static const char needle[] = "too many";
-	const size_t nl = sizeof(needle) - 1;
-	if (r->code / 100 != 4)
-		return 0;
-	if (r->enh && r->enh_len == 5 && memcmp(r->enh, "4.5.3", 5) == 0)
-		return 1;
+	const size_t nl = strlen(needle);
 	size_t pos = 0, len;
 	const char *t;
 	while (smtp_reply_next_line(r, &pos, 1, &t, &len))
@@ -164,4 +160,24 @@ int smtp_reply_says_too_many(const struct smtp_reply *r)
 				return 1;
 		}
 	return 0;
+}
+
+int smtp_reply_says_too_many(const struct smtp_reply *r)
+{
+	if (r->code / 100 != 4)
+		return 0;
+	if (r->enh && r->enh_len == 5 && memcmp(r->enh, "4.5.3", 5) == 0)
+		return 1;
+	return text_has(r, "too many");
+}
+
+int smtp_reply_too_many_rcpts(const struct smtp_reply *r)
+{
+	/* RFC 5321 §4.5.3.1.10: 452; RFC 821 said 552, which a client is to take as
+	 * the same temporary refusal. */
+	if (r->code != 452 && r->code != 552)
+		return 0;
+	if (r->enh && r->enh_len == 5 && memcmp(r->enh + 1, ".5.3", 4) == 0)
+		return 1;
+	return text_has(r, "too many recipients");
 }

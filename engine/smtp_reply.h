@@ -52,6 +52,15 @@ int smtp_reply_next_line(const struct smtp_reply *r, size_t *pos, int skip_enh,
  */
 int smtp_reply_says_too_many(const struct smtp_reply *r);
 
+/*
+ * A reply to RCPT that refuses the recipient only because the transaction has as many
+ * as the server takes (Postfix's "452 4.5.3 Error: too many recipients"): 452, or the
+ * 552 of RFC 821 (a temporary refusal all the same, RFC 5321 §4.5.3.1.10), with the
+ * enhanced code X.5.3 or "too many recipients" in its text. The recipient goes in a
+ * further transaction of the same message. 1 or 0.
+ */
+int smtp_reply_too_many_rcpts(const struct smtp_reply *r);
+
 /* Length of an enhanced status code "c.sss.ddd" at the start of s whose class is cls
  * (2, 4 or 5), followed by a space or the end; 0 if there is none. */
 size_t smtp_enhanced_code_len(const char *s, size_t len, int cls);

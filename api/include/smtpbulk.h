@@ -510,6 +510,14 @@ typedef struct smtpbulk_options {
 	 * or, nonzero, ends REJECTED with SMTPBULK_ENODSN (a notification it cannot
 	 * have is worth more to the caller than the delivery). */
 	int dsn_required;
+	/* A message some of whose recipients got a 4xx (a full mailbox, greylisting)
+	 * while others were delivered ends PARTIAL (0), or, nonzero, goes again after
+	 * defer_ms with those recipients alone, counted against max_attempts; its one
+	 * result merges every transaction's (DELIVERED once all are delivered). Either
+	 * way a recipient refused with "452 4.5.3 too many recipients" is sent in a
+	 * further transaction of the same message at once, not counted: the server takes
+	 * only so many per transaction (RFC 5321 §4.5.3.1.10). */
+	int retry_temp_rcpts;
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */

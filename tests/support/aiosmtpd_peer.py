@@ -10,6 +10,10 @@ it (MAILARG, RCPTARG): the tests assert on what the server saw. --dsn offers DSN
 (RFC 3461) and takes its parameters; --lmtp speaks LMTP (aiosmtpd's own LMTP class),
 answering after the data for each recipient: local parts starting lmtp-temp get 452,
 lmtp-perm 550, others 250; --unix listens on a unix-domain socket instead of --port.
+--max-rcpts N refuses recipients beyond N in a transaction the way Postfix's
+smtpd_recipient_limit does (452 4.5.3); local parts starting greylist get 450 4.2.0 the
+first time each address is seen, tempfail always, rcpt-perm 550 5.1.1 (not under
+--lmtp, whose recipients answer after the data); DATA lines list the recipients.
 The token mechanisms' lines also say which connection (conn=, numbered from 1 in the
 order they came) and which AUTH on it (n=), so a test counts logins per connection.
 Runs until SIGTERM.
@@ -50,6 +54,8 @@ p.add_argument("--token", action="append", default=[],
 p.add_argument("--refuse-first-token", action="store_true",
                help="refuse the first token AUTH of every connection, as a server does "
                     "a token that expired while the client held it")
+p.add_argument("--max-rcpts", type=int, default=0,
+               help="refuse recipients beyond this many per transaction (452 4.5.3)")
 p.add_argument("--events", required=True)
 args = p.parse_args()
 
@@ -102,7 +108,25 @@ def token_ok(server, auth):
     return auth is not None and auth.startswith("Bearer ") and auth[7:] in accepted
 
 
+greylisted = set()
+
+
 class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if args.max_rcpts and len(envelope.rcpt_tos) >= args.max_rcpts:
+            return "452 4.5.3 Error: too many recipients"
+        if not args.lmtp:
+            if address.startswith("greylist") and address not in greylisted:
+                greylisted.add(address)
+                return "450 4.2.0 <%s>: Recipient address rejected: Greylisted" % address
+            if address.startswith("tempfail"):
+                return "451 4.3.0 <%s>: Temporary lookup failure" % address
+            if address.startswith("rcpt-perm"):
+                return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         event(f"MAIL tls={int(is_tls(server, session))} client={client_cn(server)} "
               f"from={address}")
@@ -111,7 +135,8 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        event(f"DATA tls={int(is_tls(server, session))} bytes={len(envelope.content)}")
+        event(f"DATA tls={int(is_tls(server, session))} bytes={len(envelope.content)} "
+              f"rcpts={','.join(envelope.rcpt_tos)}")
         if not args.lmtp:
             return "250 OK queued"
         # RFC 2033 §4.2: one reply per accepted recipient, in their order.

@@ -122,3 +122,22 @@ TEST(Reply, SaysTooMany) {
   EXPECT_FALSE(says("552 5.5.3 Too many recipients\r\n"));  // permanent: not this
   EXPECT_FALSE(says("452 too man\r\n"));
 }
+
+// A recipient refused for a full transaction goes in the next one; another 452 (a full
+// mailbox, a full disk) is a 4xx like any other.
+TEST(Reply, TooManyRecipients) {
+  auto says = [](const std::string& s) {
+    smtp_reply r;
+    EXPECT_GT(parse(s, &r), 0) << s;
+    return smtp_reply_too_many_rcpts(&r);
+  };
+  EXPECT_TRUE(says("452 4.5.3 Error: too many recipients\r\n"));        // Postfix
+  EXPECT_TRUE(says("452 4.5.3 Too many recipients\r\n"));
+  EXPECT_TRUE(says("452 Too many recipients\r\n"));                     // no enhanced code
+  EXPECT_TRUE(says("552 5.5.3 Too many recipients\r\n"));               // RFC 821's code
+  EXPECT_TRUE(says("452-4.5.3 recipient limit\r\n452 4.5.3 reached\r\n"));
+  EXPECT_FALSE(says("452 4.2.2 Mailbox full\r\n"));
+  EXPECT_FALSE(says("452 4.3.1 Insufficient system storage\r\n"));
+  EXPECT_FALSE(says("451 4.5.3 too many recipients\r\n"));              // not its code
+  EXPECT_FALSE(says("550 5.5.3 Too many recipients\r\n"));
+}

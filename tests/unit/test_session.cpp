@@ -214,6 +214,60 @@ TEST_F(SessionTest, PartialRecipients) {
   EXPECT_EQ(f_.done[0].rcpt_codes, (std::vector<int>{250, 550}));
 }
 
+// "Too many recipients": the transaction goes on with those accepted, and the message
+// comes back (requeue, not done) for a further one that sends only the rest; its
+// result then merges both.
+TEST_F(SessionTest, TooManyRecipientsSplitTheMessage) {
+  sb_msg* m = msg({"a@x", "b@x", "c@x"}, "b\r\n");
+  f_.queue.push_back(m);
+  connect_ready();
+  take_output();
+  feed("250 ok\r\n");
+  EXPECT_EQ(take_output(), "RCPT TO:<a@x>\r\n");
+  feed("250 ok\r\n");
+  take_output();
+  feed("550 5.1.1 no such user\r\n");
+  EXPECT_EQ(take_output(), "RCPT TO:<c@x>\r\n");
+  feed("452 4.5.3 Error: too many recipients\r\n");
+  EXPECT_EQ(take_output(), "DATA\r\n");
+  feed("354 go\r\n");
+  take_output();
+  feed("250 ok\r\n");
+  EXPECT_TRUE(f_.done.empty());
+  ASSERT_EQ(f_.requeued.size(), 1u);
+  EXPECT_EQ(m->rcpts_done, 2u);
+  EXPECT_EQ(m->rcpts_delivered, 1u);
+  f_.queue.push_back(m);
+  sess_pump(&s_);
+  EXPECT_EQ(take_output(), "MAIL FROM:<a@b.test> SIZE=3\r\n");
+  feed("250 ok\r\n");
+  EXPECT_EQ(take_output(), "RCPT TO:<c@x>\r\n");  // a and b have their verdict
+  feed("250 ok\r\n");
+  EXPECT_EQ(take_output(), "DATA\r\n");
+  feed("354 go\r\n");
+  take_output();
+  feed("250 ok\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_PARTIAL);
+  EXPECT_EQ(f_.done[0].rcpt_codes, (std::vector<int>{250, 550, 250}));
+  EXPECT_EQ(m->attempts, 2u);
+  EXPECT_EQ(m->free_tries, 1u);  // the split is not counted against max_attempts
+}
+
+// A server that takes no recipient at all ("too many" to the first) is a 4xx for
+// the message: it is not split forever.
+TEST_F(SessionTest, TooManyRecipientsToTheFirstIsATemporaryFailure) {
+  f_.queue.push_back(msg({"a@x"}, "b\r\n"));
+  connect_ready();
+  take_output();
+  feed("250 ok\r\n");
+  take_output();
+  feed("452 4.5.3 Error: too many recipients\r\n");
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(f_.done[0].st, SMTPBULK_FAILED);
+  EXPECT_TRUE(f_.requeued.empty());
+}
+
 TEST_F(SessionTest, AllRecipientsRefusedThenRsetAndReuse) {
   f_.queue.push_back(msg({"bad@x"}, "b\r\n"));
   f_.queue.push_back(msg({"ok@x"}, "b\r\n"));
