@@ -210,7 +210,11 @@ static struct sb_msg *take_one(struct conn_env *env, struct sbq *q)
 	int busy = 0;
 	if (sbq_dequeue(q, &n, 1, &busy) == 1) {
 		sb_engine_dequeued(env->sb, 1);
-		return sb_msg_of_node(n);
+		struct sb_msg *m = sb_msg_of_node(n);
+		if (!m->res.phases.queued_ns) /* the first take only: a retry's wait is not */
+			m->res.phases.queued_ns =
+				env->now > m->start_ns ? env->now - m->start_ns : 1;
+		return m;
 	}
 	if (busy)
 		env->queue_busy = 1;
@@ -1283,6 +1287,7 @@ int conn_new(struct conn_env *env, unsigned h, unsigned k, unsigned slot, struct
 	sb_transport_plain(&c->xp, &conn_endpoint, c);
 	sess_init(&c->sess, host->n_src ? &host->src_cfg[k % host->n_src] : &host->cfg,
 		  env->sb->cbs.read ? &conn_sess_ops_read : &conn_sess_ops, c, h, k);
+	c->sess.clock = &env->now; /* read once per loop turn: phases to that grain */
 	*out = c;
 	return 0;
 }

@@ -296,4 +296,5 @@ void sb_msg_finish(struct sb_msg *msg, smtpbulk_status_t status, int error)
 	msg->res.n_rcpts = msg->n_rcpts;
 	msg->res.attempts = msg->attempts;
 	msg->res.id = msg->id;
+	msg->res.phases.paced_ns = msg->paced_ns;
 }

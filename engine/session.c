@@ -54,12 +54,66 @@ static void slog(struct sess *s, int level, const char *fmt, ...)
 	s->ops->log(s->ctx, s, level, line);
 }
 
+/* The connection's setup phases end where its state changes: the time since the last
+ * change goes to the phase of the state it leaves. */
+static void time_phase(struct sess *s)
+{
+	uint64_t now = *s->clock, d = now > s->at_phase ? now - s->at_phase : 0;
+	switch (s->state) {
+	case SESS_CONNECTING: s->times.connect_ns += d; break;
+	case SESS_STARTTLS: /* the STARTTLS exchange is part of getting TLS up */
+	case SESS_TLS: s->times.tls_ns += d; break;
+	case SESS_GREETING: s->times.greeting_ns += d; break;
+	case SESS_EHLO:
+	case SESS_HELO: s->times.ehlo_ns += d; break;
+	case SESS_AUTH: s->times.auth_ns += d; break;
+	default: break;
+	}
+	s->at_phase = now;
+}
+
 /* This is the only way to change a session's state. */
 static void set_state(struct sess *s, enum sess_state st)
 {
-	if (s->state != st)
+	if (s->state != st) {
 		slog(s, 10, "state %s -> %s", sess_state_name(s->state), sess_state_name(st));
+		if (s->clock)
+			time_phase(s);
+	}
 	s->state = st;
+}
+
+static uint64_t sess_now(const struct sess *s)
+{
+	return s->clock ? *s->clock : 0;
+}
+
+/* The time from *prev to at (0 when at never came), and at is the next *prev. */
+static uint64_t span(uint64_t *prev, uint64_t at)
+{
+	if (!at)
+		return 0;
+	uint64_t d = at > *prev ? at - *prev : 0;
+	*prev = at;
+	return d;
+}
+
+/* Where t's time went, and its connection's setup, into its message's result. */
+static void time_txn(const struct sess *s, const struct sess_txn *t)
+{
+	if (!s->clock)
+		return;
+	smtpbulk_phases_t *p = &t->m->res.phases;
+	uint64_t prev = t->at_start;
+	p->mail_ns = span(&prev, t->at_mail);
+	p->rcpt_ns = span(&prev, t->at_rcpt);
+	p->data_ns = span(&prev, t->at_data);
+	p->dot_ns = span(&prev, t->at_dot);
+	p->connect_ns = s->times.connect_ns;
+	p->tls_ns = s->times.tls_ns;
+	p->greeting_ns = s->times.greeting_ns;
+	p->ehlo_ns = s->times.ehlo_ns;
+	p->auth_ns = s->times.auth_ns;
 }
 
 int sess_init(struct sess *s, const struct sess_cfg *cfg, const struct sess_ops *ops,
@@ -527,6 +581,7 @@ static void start_txn(struct sess *s, struct sb_msg *m)
 	memset(t, 0, sizeof(*t));
 	t->m = m;
 	t->same_from = same_from;
+	t->at_start = sess_now(s);
 	t->rcpt_last = m->n_rcpts - 1;
 	if (m->rcpts_done) /* a further transaction: only those without a verdict */
 		while (t->rcpt_last > 0 && sb_rcpt_done(&m->rcpt_recs[t->rcpt_last]))
@@ -620,6 +675,7 @@ static void txn_complete(struct sess *s)
 	struct sb_msg *m = t->m;
 	smtpbulk_status_t st = t->status;
 	int err = t->error;
+	time_txn(s, t);
 	free(t->stuffed);
 	t->stuffed = NULL;
 	if (!t->final && t->failed)
@@ -753,6 +809,15 @@ static void on_txn_reply(struct sess *s, const struct sess_expect *e, const stru
 		t->again = 1;
 		s->clean = 0;
 		goto finished;
+	}
+	if (s->clock) {
+		uint64_t now = *s->clock;
+		switch (e->kind) {
+		case EXP_MAIL: t->at_mail = now; break;
+		case EXP_RCPT: t->at_rcpt = now; break;
+		case EXP_DATA: t->at_data = now; break;
+		default: t->at_dot = now; break; /* DOT, BDAT: the last LMTP reply's */
+		}
 	}
 	switch (e->kind) {
 	case EXP_MAIL:
@@ -1341,7 +1406,9 @@ void sess_connecting(struct sess *s)
 	s->quit_err = 0;
 	s->out_total = s->out_handed = s->out_taken = 0;
 	memset(&s->caps, 0, sizeof(s->caps));
+	memset(&s->times, 0, sizeof(s->times));
 	set_state(s, SESS_CONNECTING);
+	s->at_phase = sess_now(s); /* also when it was CONNECTING already (a retry) */
 }
 
 void sess_connected(struct sess *s, int err)

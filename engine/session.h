@@ -172,6 +172,13 @@ struct sess_txn {
 	smtpbulk_status_t status;
 	int error;
 	char *stuffed;         /* dot-stuffed copy of a body with '.'-lines (DATA only) */
+	/* When it started and its replies came (the session's clock; 0: not yet). */
+	uint64_t at_start, at_mail, at_rcpt, at_data, at_dot;
+};
+
+/* How long the connection's setup took (smtpbulk_phases_t's connection part). */
+struct sess_times {
+	uint64_t connect_ns, tls_ns, greeting_ns, ehlo_ns, auth_ns;
 };
 
 #define SESS_TXN_MAX 16
@@ -223,6 +230,11 @@ struct sess {
 	struct sasl_client *sasl; /* during AUTH only (it holds the secret) */
 	uint8_t token_refused; /* this connection's token was refused once: a fresh one
 	                          was asked for (set and reset by the AUTH states) */
+	/* Timings (smtpbulk_phases_t): the worker's clock, read where a phase begins or
+	 * ends (NULL: none is kept, as in tests without one). */
+	const uint64_t *clock;
+	uint64_t at_phase;    /* when the connection phase in progress began */
+	struct sess_times times; /* this connection's setup, reset at each connect */
 
 	struct sess_expect fifo[SESS_FIFO_MAX];
 	unsigned fifo_head, fifo_len;

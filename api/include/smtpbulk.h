@@ -263,6 +263,28 @@ typedef struct smtpbulk_rcpt_result {
 } smtpbulk_rcpt_result_t;
 
 /**
+ * Where a message's time went, in nanoseconds (0: that phase did not happen). The
+ * transaction phases are those of its last transaction and follow each other: from
+ * its start (MAIL written) to the MAIL reply, then to the last RCPT reply, then to the
+ * 354 for DATA (0 with BDAT), then to the final reply; with pipelining the later ones
+ * are short, as their replies come together. latency_ns minus queued, paced and these
+ * is roughly what earlier attempts and their pauses cost. The connection phases are those of
+ * the connection that carried the last transaction, once, when it was set up.
+ */
+typedef struct smtpbulk_phases {
+	uint64_t queued_ns;  /* from submit (or start_ns) until a connection first took
+	                        it; pacing waits happen in the queue, so are counted here */
+	uint64_t paced_ns;   /* of that and later waits, the time its connection waited
+	                        for a pacer to let it start (all attempts) */
+	uint64_t mail_ns, rcpt_ns, data_ns, dot_ns;
+	uint64_t connect_ns; /* connect() to connected */
+	uint64_t tls_ns;     /* the TLS handshake (implicit or after STARTTLS); 0: none */
+	uint64_t greeting_ns; /* connected (or TLS up, implicit TLS) to the 220 */
+	uint64_t ehlo_ns;    /* EHLO (or LHLO, HELO) to its reply; both with STARTTLS */
+	uint64_t auth_ns;    /* AUTH to its outcome; 0: none */
+} smtpbulk_phases_t;
+
+/**
  * The one final result of a message. With a result callback it is valid only during
  * the call; from smtpbulk_poll() it lives until smtpbulk_result_free().
  */
@@ -283,6 +305,7 @@ typedef struct smtpbulk_result {
 	void *user_data;        /* the message's user_data */
 	/* Added after 0.2.0 (the library allocates results, so they may grow): */
 	smtpbulk_category_t category; /* what kind of outcome, beside the status */
+	smtpbulk_phases_t phases;     /* where its time went */
 } smtpbulk_result_t;
 
 /** The category of one reply, as a result decided by it would get (e.g. a refused

@@ -30,11 +30,6 @@ namespace {
 
 const std::string kBody = "Subject: oauth\r\n\r\n" + std::string(200, 'x') + "\r\n";
 
-#define REQUIRE_CERTS()                                 \
-  do {                                                  \
-    if (!test_certs().ok) FAIL() << test_certs().error; \
-  } while (0)
-
 // The caller's side of the callback: a token for fresh = 0 and one for fresh = 1, or a
 // failure; every call counted (it runs on worker threads, several at once).
 struct TokenSource {

@@ -31,11 +31,6 @@ namespace {
 
 const std::string kBody = "Subject: tls\r\n\r\n" + std::string(300, 'x') + "\r\n";
 
-#define REQUIRE_CERTS()                                      \
-  do {                                                       \
-    if (!test_certs().ok) FAIL() << test_certs().error;      \
-  } while (0)
-
 // Our sink, in-process, speaking TLS.
 struct TlsSink {
   sink_server* srv = nullptr;

@@ -105,6 +105,8 @@ struct Result {
   int host_index = -2, connection = -2;
   void* user_data = nullptr;
   smtpbulk_category_t category = SMTPBULK_CAT_OTHER;
+  uint64_t latency_ns = 0;
+  smtpbulk_phases_t phases{};
 };
 
 inline Result copy_result(const smtpbulk_result_t* r) {
@@ -124,6 +126,8 @@ inline Result copy_result(const smtpbulk_result_t* r) {
   x.connection = r->connection;
   x.user_data = r->user_data;
   x.category = r->category;
+  x.latency_ns = r->latency_ns;
+  x.phases = r->phases;
   return x;
 }
 

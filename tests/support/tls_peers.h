@@ -25,6 +25,12 @@ struct TestCerts {
 // Made on first use; later calls return the same files.
 const TestCerts& test_certs();
 
+// In a test: fail it (not skip) when the certificates could not be made.
+#define REQUIRE_CERTS()                                 \
+  do {                                                  \
+    if (!sbtest::test_certs().ok) FAIL() << sbtest::test_certs().error; \
+  } while (0)
+
 // A server context with the test certificate and a client context trusting the test
 // CA (engine/tls.h); 0, or the first failure. The caller frees both.
 int test_tls_contexts(struct WOLFSSL_CTX** server, struct WOLFSSL_CTX** client);
