@@ -58,7 +58,8 @@ static void slog(struct sess *s, int level, const char *fmt, ...)
  * change goes to the phase of the state it leaves. */
 static void time_phase(struct sess *s)
 {
-	uint64_t now = *s->clock, d = now > s->at_phase ? now - s->at_phase : 0;
+	/* At least 1: a phase that happened within one loop turn still happened. */
+	uint64_t now = *s->clock, d = now > s->at_phase ? now - s->at_phase : 1;
 	switch (s->state) {
 	case SESS_CONNECTING: s->times.connect_ns += d; break;
 	case SESS_STARTTLS: /* the STARTTLS exchange is part of getting TLS up */
@@ -88,12 +89,13 @@ static uint64_t sess_now(const struct sess *s)
 	return s->clock ? *s->clock : 0;
 }
 
-/* The time from *prev to at (0 when at never came), and at is the next *prev. */
+/* The time from *prev to at (0 when at never came; at least 1 when it came within the
+ * same loop turn, as pipelined replies do), and at is the next *prev. */
 static uint64_t span(uint64_t *prev, uint64_t at)
 {
 	if (!at)
 		return 0;
-	uint64_t d = at > *prev ? at - *prev : 0;
+	uint64_t d = at > *prev ? at - *prev : 1;
 	*prev = at;
 	return d;
 }

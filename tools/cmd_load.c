@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 
 #include "commands.h"
+#include "load_phases.h"
 #include "sink_server.h"
 #include "smtpbulk.h"
 #include "tool_util.h"
@@ -160,7 +161,13 @@ static void usage(FILE *f)
 		"trouble after the retries, or cancelled), timed out; deferred (4xx retries),\n"
 		"hangs and reconnects; TLS handshakes (and how many resumed); elapsed, msgs/s,\n"
 		"MB/s, latency percentiles and the client's CPU time (without the built-in\n"
-		"sink's). The first few undelivered messages are named on stderr with why.\n"
+		"sink's); the count of each outcome category (delivered, hard_bounce, soft,\n"
+		"throttled, policy, too_large, protocol, network, local, other); and p50/p99\n"
+		"of each phase that happened: queued, paced, connect, tls, greeting, ehlo,\n"
+		"auth (once per connection), mail, rcpt, data, dot (the waits for those\n"
+		"replies, once per message). --json has them as \"categories\" and\n"
+		"\"phases_ms\".NAME.{p50,p99,samples}. The first few undelivered messages are\n"
+		"named on stderr with why.\n"
 		"exit status: 0 every message delivered, 1 some not delivered, 2 usage error,\n"
 		"             3 could not start\n");
 }
@@ -176,6 +183,8 @@ struct load_state {
 	int reconnect_code;
 	_Atomic uint32_t passed[CONN_TRACK]; /* messages passed per connection (any host) */
 	_Atomic uint64_t by_status[6];
+	_Atomic uint64_t by_category[SMTPBULK_CAT_OTHER + 1];
+	struct load_phases *phases; /* set before the start; load_phases.h says who adds */
 	_Atomic uint64_t printed;
 };
 
@@ -184,6 +193,9 @@ static void on_result(const smtpbulk_result_t *r, void *arg)
 	struct load_state *st = arg;
 	if ((unsigned)r->status < 6)
 		atomic_fetch_add_explicit(&st->by_status[r->status], 1, memory_order_relaxed);
+	if ((unsigned)r->category <= SMTPBULK_CAT_OTHER)
+		atomic_fetch_add_explicit(&st->by_category[r->category], 1, memory_order_relaxed);
+	load_phases_record(st->phases, r);
 	/* Show the first few failures, -q or not (they are errors): enough to see what is
 	 * wrong, never a flood. */
 	if (r->status != SMTPBULK_DELIVERED && atomic_fetch_add(&st->printed, 1) < 5)
@@ -968,6 +980,8 @@ struct load_report {
 	smtpbulk_counters_t counters;
 	uint64_t tls_handshakes, tls_resumed;
 	smtpbulk_latency_t latency; /* ms */
+	uint64_t by_category[SMTPBULK_CAT_OTHER + 1];
+	struct load_phase_pct phases[LP_COUNT];
 	double elapsed_s, msgs_per_s, mb_per_s;
 	double cpu_user_s, cpu_sys_s, cpu_us_per_msg; /* the client's: the sink's taken out */
 };
@@ -1049,6 +1063,9 @@ static void stop_engine(smtpbulk_t *sb, const struct load_state *st, struct load
 		smtpbulk_stats_free(stats);
 	}
 	smtpbulk_free(sb);
+	for (int i = 0; i <= SMTPBULK_CAT_OTHER; i++)
+		rep->by_category[i] = atomic_load(&st->by_category[i]);
+	load_phases_get(st->phases, rep->phases);
 	rep->delivered = atomic_load(&st->by_status[SMTPBULK_DELIVERED]);
 	rep->partial = atomic_load(&st->by_status[SMTPBULK_PARTIAL]);
 	rep->rejected = atomic_load(&st->by_status[SMTPBULK_REJECTED]);
@@ -1068,17 +1085,25 @@ static int run_load(struct load_args *a, struct sink_server *sink, const char *t
 	int rc = check_tls_files(a);
 	if (rc)
 		return rc;
-	smtpbulk_t *sb = start_engine(a, &st, target);
-	if (!sb)
+	if (!(st.phases = load_phases_new())) {
+		fprintf(stderr, "smtpbulk load: out of memory\n");
 		return LOAD_NOSTART;
+	}
+	smtpbulk_t *sb = start_engine(a, &st, target);
+	if (!sb) {
+		load_phases_free(st.phases);
+		return LOAD_NOSTART;
+	}
 	if (make_generator(a, &g) != 0) {
 		fprintf(stderr, "smtpbulk load: out of memory\n");
 		smtpbulk_free(sb);
+		load_phases_free(st.phases);
 		return LOAD_NOSTART;
 	}
 	run(sb, a, sink, &g, rep);
 	stop_engine(sb, &st, rep);
 	free_generator(&g); /* only now: the engine borrowed the body */
+	load_phases_free(st.phases);
 	return 0;
 }
 
@@ -1096,12 +1121,48 @@ static void report_json(const struct load_args *a, const struct load_report *r,
 	       ", \"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f"
 	       ", \"p999\": %.3f, \"max\": %.3f}, \"cpu_user_s\": %.3f, \"cpu_sys_s\": %.3f"
 	       ", \"cpu_us_per_msg\": %.2f, \"sessions\": %" PRIu64 ", \"pipeline\": %" PRIu64
-	       ", \"target\": \"%s\", \"builtin_sink\": %s}\n",
+	       ", \"target\": \"%s\", \"builtin_sink\": %s",
 	       r->sent, r->delivered, r->partial, r->rejected, r->failed, r->timed_out,
 	       cn->deferred, cn->hangs, cn->global_hangs, cn->reconnects, r->tls_handshakes,
 	       r->tls_resumed, r->elapsed_s, r->msgs_per_s, r->mb_per_s, l->p50, l->p90, l->p99,
 	       l->p999, l->max, r->cpu_user_s, r->cpu_sys_s, r->cpu_us_per_msg, a->sessions,
 	       a->pipeline, target, a->host ? "false" : "true");
+	printf(", \"categories\": {");
+	for (int i = 0; i <= SMTPBULK_CAT_OTHER; i++)
+		printf("%s\"%s\": %" PRIu64, i ? ", " : "",
+		       smtpbulk_category_name((smtpbulk_category_t)i), r->by_category[i]);
+	printf("}, \"phases_ms\": {");
+	for (int i = 0; i < LP_COUNT; i++)
+		printf("%s\"%s\": {\"p50\": %.3f, \"p99\": %.3f, \"samples\": %" PRIu64 "}",
+		       i ? ", " : "", load_phase_name((enum load_phase)i), r->phases[i].p50_ms,
+		       r->phases[i].p99_ms, r->phases[i].samples);
+	printf("}}\n");
+}
+
+/* The categories that happened, and a compact table of the phases that did. */
+static void report_outcomes(const struct load_report *r)
+{
+	int n = 0;
+	for (int i = 0; i <= SMTPBULK_CAT_OTHER; i++)
+		if (r->by_category[i])
+			printf("%s%s %" PRIu64, n++ ? "  " : "categories  ",
+			       smtpbulk_category_name((smtpbulk_category_t)i), r->by_category[i]);
+	if (n)
+		printf("\n");
+	/* 11 columns of 10 at most: the lines fit their buffers. */
+	char head[160] = "phase ms", p50[160] = "     p50", p99[160] = "     p99";
+	size_t hl = 8;
+	for (int i = 0; i < LP_COUNT; i++) {
+		const struct load_phase_pct *ph = &r->phases[i];
+		if (!ph->samples)
+			continue;
+		snprintf(head + hl, sizeof(head) - hl, " %9s", load_phase_name((enum load_phase)i));
+		snprintf(p50 + hl, sizeof(p50) - hl, " %9.3f", ph->p50_ms);
+		snprintf(p99 + hl, sizeof(p99) - hl, " %9.3f", ph->p99_ms);
+		hl += 10;
+	}
+	if (hl > 8)
+		printf("%s\n%s\n%s\n", head, p50, p99);
 }
 
 static void report_text(const struct load_args *a, const struct load_report *r)
@@ -1120,6 +1181,7 @@ static void report_text(const struct load_args *a, const struct load_report *r)
 	       r->tls_resumed, r->elapsed_s, r->msgs_per_s, r->mb_per_s, l->p50, l->p90, l->p99,
 	       l->p999, l->max, r->cpu_user_s, r->cpu_sys_s, r->cpu_us_per_msg,
 	       a->host ? "" : "  [built-in sink's CPU excluded]");
+	report_outcomes(r);
 }
 
 int cmd_load(int argc, char **argv)

@@ -263,7 +263,8 @@ typedef struct smtpbulk_rcpt_result {
 } smtpbulk_rcpt_result_t;
 
 /**
- * Where a message's time went, in nanoseconds (0: that phase did not happen). The
+ * Where a message's time went, in nanoseconds (0: that phase did not happen; 1: it
+ * took less than the worker's clock grain, one turn of its loop). The
  * transaction phases are those of its last transaction and follow each other: from
  * its start (MAIL written) to the MAIL reply, then to the last RCPT reply, then to the
  * 354 for DATA (0 with BDAT), then to the final reply; with pipelining the later ones

@@ -59,6 +59,16 @@ for mode in 0 1; do
   check "load -P $mode" status_is 0 "$bin" load -P "$mode" -m 500 -s 2 --backend "$backend" --json
   check "load -P $mode delivered" [ "$(json_get "['delivered']")" = 500 ]
 done
+# Per-category counts and per-phase percentiles: lockstep, every message has each
+# transaction phase once, and each connection that carried one its setup once.
+check "load -P 0" status_is 0 "$bin" load -P 0 -m 500 -s 2 --backend "$backend" --json
+check "load -P 0 categories" [ "$(json_get "['categories']['delivered']")" = 500 ]
+check "load -P 0 categories sum" /usr/bin/python3 -c "import json,sys; sys.exit(0 if sum(json.load(open('$tmp/out'))['categories'].values()) == 500 else 1)"
+for ph in mail rcpt data dot queued; do
+  check "load -P 0 phase $ph per message" [ "$(json_get "['phases_ms']['$ph']['samples']")" = 500 ]
+done
+check "load -P 0 phase connect per connection" /usr/bin/python3 -c "import json,sys; p=json.load(open('$tmp/out'))['phases_ms']; sys.exit(0 if 1 <= p['connect']['samples'] <= 2 and p['greeting']['samples'] == p['connect']['samples'] and p['tls']['samples'] == 0 and all(p[k]['p50'] <= p[k]['p99'] for k in p) else 1)"
+check "load text report: categories and phases" bash -c "'$bin' load -P 0 -m 50 -s 2 --backend '$backend' > '$tmp/text' && grep -q '^categories  delivered 50\$' '$tmp/text' && grep -q '^phase ms .* connect .* mail .* dot' '$tmp/text' && grep -q '^     p99 ' '$tmp/text'"
 if [ "$backend" = io_uring ]; then
   check "load receives pooled by default" bash -c "'$bin' load -m 50 -s 2 -q -d 5 --backend io_uring 2>&1 | grep -q 'multishot pooled receives'"
   check "load --plain-recv" bash -c "'$bin' load -m 50 -s 2 -q -d 5 --backend io_uring --plain-recv 2>&1 | grep -q ' plain receives'"
@@ -98,6 +108,7 @@ check "sink counted 2000" grep -q '"messages": 2000' "$tmp/sink.out"
 check "sink with faults starts" start_sink --reject-rcpt 100
 check "load vs rejecting sink: status 1" status_is 1 "$bin" load -m 200 -s 2 -q --json --backend "$backend" "127.0.0.1:$port"
 check "every one rejected" [ "$(json_get "['rejected']")" = 200 ]
+check "rejected: categories count them" /usr/bin/python3 -c "import json,sys; c=json.load(open('$tmp/out'))['categories']; sys.exit(0 if sum(c.values()) == 200 and c['delivered'] == 0 else 1)"
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 check "sink printed counts on SIGTERM" grep -q '"connections": 2' "$tmp/sink.out"
 
