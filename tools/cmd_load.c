@@ -86,6 +86,10 @@ static void usage(FILE *f)
 		"      --max-attempts N    transactions per message after 4xx replies or\n"
 		"                          connection trouble (default 3)\n"
 		"      --defer SEC         pause before a 4xx retry, doubled each time (default 1)\n"
+		"      --retry-temp-rcpts  a message some of whose recipients got a 4xx is sent\n"
+		"                          again to those alone after --defer (counted against\n"
+		"                          --max-attempts); without it such a message ends\n"
+		"                          PARTIAL\n"
 		"      --breaker N         circuit breaker: after N transactions in a row that end\n"
 		"                          without a verdict (4xx, 421, lost, garbled), the host\n"
 		"                          takes none for --breaker-cooloff, then one probe\n"
@@ -264,7 +268,7 @@ enum {
 	OPT_IDLE_CLOSE,
 	OPT_LIMIT_RATE,
 	OPT_SOURCE,
-	OPT_LMTP, OPT_DSN_NOTIFY, OPT_DSN_RET, OPT_ENVID, OPT_DSN_REQUIRED,
+	OPT_LMTP, OPT_DSN_NOTIFY, OPT_DSN_RET, OPT_ENVID, OPT_DSN_REQUIRED, OPT_RETRY_TEMP_RCPTS,
 	OPT_THROTTLE_FACTOR,
 	OPT_THROTTLE_COOLOFF,
 	OPT_DEBUG_PATH, OPT_RFC5321, OPT_TLS, OPT_TLS_VERIFY, OPT_CA, OPT_TLS_NAME, OPT_CERT,
@@ -316,6 +320,7 @@ static const struct option longopts[] = {
 	{"dsn-ret", required_argument, NULL, OPT_DSN_RET},
 	{"envid", no_argument, NULL, OPT_ENVID},
 	{"dsn-required", no_argument, NULL, OPT_DSN_REQUIRED},
+	{"retry-temp-rcpts", no_argument, NULL, OPT_RETRY_TEMP_RCPTS},
 	{"throttle-factor", required_argument, NULL, OPT_THROTTLE_FACTOR},
 	{"throttle-cooloff", required_argument, NULL, OPT_THROTTLE_COOLOFF},
 	{"debug-path", required_argument, NULL, OPT_DEBUG_PATH},
@@ -361,7 +366,7 @@ struct load_args {
 	char source_buf[2048];            /* --source, split in place */
 	const char *sources[SOURCES_MAX + 1], *source_hellos[SOURCES_MAX + 1];
 	uint64_t throttle_factor, throttle_cooloff_ms;
-	int lmtp, envid, dsn_required;
+	int lmtp, envid, dsn_required, retry_temp_rcpts;
 	unsigned dsn_notify, dsn_ret; /* SMTPBULK_NOTIFY_* bits, SMTPBULK_DSN_RET_* */
 	int tls; /* -1 none, or TLS_* */
 	int tls_verify, auth_plaintext, no_resume;
@@ -500,6 +505,7 @@ static int set_run_option(struct load_args *a, int c, const char *v, const char 
 		break;
 	case OPT_ENVID: a->envid = 1; break;
 	case OPT_DSN_REQUIRED: a->dsn_required = 1; break;
+	case OPT_RETRY_TEMP_RCPTS: a->retry_temp_rcpts = 1; break;
 	case OPT_LIMIT_RATE: if (tool_rate(v, &a->rate_n, &a->rate_per_ms, &a->rate_burst)) *bad = "--limit-rate"; break;
 	case OPT_THROTTLE_FACTOR: if (tool_u64(v, 1, 100, &a->throttle_factor)) *bad = "--throttle-factor"; break;
 	case OPT_THROTTLE_COOLOFF: if (tool_seconds_ms(v, 1, UINT32_MAX, &a->throttle_cooloff_ms)) *bad = "--throttle-cooloff"; break;
@@ -799,6 +805,7 @@ static void make_options(const struct load_args *a, struct load_state *st,
 	o->breaker_cooloff_ms = (unsigned)a->breaker_cooloff_ms;
 	o->max_per_conn = (unsigned)a->max_per_conn;
 	o->dsn_required = a->dsn_required;
+	o->retry_temp_rcpts = a->retry_temp_rcpts;
 	o->max_conn_age_ms = (unsigned)a->max_conn_age_ms;
 	o->idle_close_ms = (unsigned)a->idle_close_ms;
 	o->host_rate = (smtpbulk_rate_t){a->rate_n, a->rate_per_ms, a->rate_burst};

@@ -109,8 +109,16 @@ check "sink with faults starts" start_sink --reject-rcpt 100
 check "load vs rejecting sink: status 1" status_is 1 "$bin" load -m 200 -s 2 -q --json --backend "$backend" "127.0.0.1:$port"
 check "every one rejected" [ "$(json_get "['rejected']")" = 200 ]
 check "rejected: categories count them" /usr/bin/python3 -c "import json,sys; c=json.load(open('$tmp/out'))['categories']; sys.exit(0 if sum(c.values()) == 200 and c['delivered'] == 0 else 1)"
+
 kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 check "sink printed counts on SIGTERM" grep -q '"connections": 2' "$tmp/sink.out"
+
+check "sink temp-failing recipients starts" start_sink --tempfail-rcpt 30
+check "load without --retry-temp-rcpts: some partial" status_is 1 "$bin" load -m 200 -s 2 -r 3 -q --json --max-attempts 1 --backend "$backend" "127.0.0.1:$port"
+check "partial counted" /usr/bin/python3 -c "import json,sys; sys.exit(0 if json.load(open('$tmp/out'))['partial'] > 0 else 1)"
+check "load --retry-temp-rcpts: all delivered" status_is 0 "$bin" load -m 200 -s 2 -r 3 -q --json --retry-temp-rcpts --max-attempts 30 --defer 0.01 --backend "$backend" "127.0.0.1:$port"
+check "retried recipients: deferred counted" /usr/bin/python3 -c "import json,sys; d=json.load(open('$tmp/out')); sys.exit(0 if d['delivered'] == 200 and d['deferred'] > 0 else 1)"
+kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null
 
 # AUTH in the sink, checked by another client: Python's smtplib logs in with each
 # mechanism (CRAM-MD5 verifies the sink's challenge handling end to end) and sends.
