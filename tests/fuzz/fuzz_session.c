@@ -66,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const struct sess_auth auth = {
 		.mech = SESS_AUTH_AUTO, .user = "fuzz", .secret = "pw", .allow_plaintext = 1,
 	};
-	int secure_byte = 0;
+	int secure_byte = 0, use_clock = 0;
 	if (size > 0) { /* the first byte picks the pipeline mode and window */
 		cfg.pipeline = data[0] % 3;
 		cfg.window = 1 + (data[0] / 3) % 4;
@@ -74,14 +74,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		data++;
 		size--;
 	}
+	int more_byte = 0;
 	if (secure_byte && size > 0) { /* then a byte for the Secure mode and AUTH */
 		cfg.secure = data[0] % 6;
 		cfg.auth = (data[0] / 6) & 1 ? &auth : NULL;
+		more_byte = data[0] & 0x80; /* (below 0x80: as before) */
+		data++;
+		size--;
+	}
+	if (more_byte && size > 0) { /* then LMTP, 4xx-recipient retries, a clock */
+		cfg.lmtp = data[0] & 1;
+		cfg.retry_temp_rcpts = (data[0] >> 1) & 1;
+		use_clock = (data[0] >> 2) & 1;
 		data++;
 		size--;
 	}
 	if (sess_init(&s, &cfg, &ops, &c, 0, 0))
 		abort();
+	static uint64_t clock_ns; /* a worker's clock: it moves on with every chunk */
+	if (use_clock)
+		s.clock = &clock_ns;
 	sess_connecting(&s);
 	sess_connected(&s, 0);
 	size_t off = 0;
@@ -102,6 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			sess_hang(&s);
 			break;
 		}
+		clock_ns += 1000 + data[off];
 		size_t chunk = 1 + data[off] % 64;
 		int pooled = data[off] & 0x80; /* as from io_uring's buffer pool */
 		off++;

@@ -20,6 +20,10 @@ static size_t run(const uint8_t *data, size_t size, size_t piece, char *out, siz
 		 * any split alike: the handshake is the server loop's, not fuzzed here) */
 		.starttls = size && (data[0] & 2),
 		.faults = {10, 10, 10, 10, 10, 10, 0, 0, 0, 0, size && (data[0] & 4)},
+		/* LMTP (a reply per recipient after the data) on the fourth bit, a limit of
+		 * two recipients (452 4.5.3 beyond) on the fifth */
+		.lmtp = size && (data[0] & 8),
+		.max_rcpts = size && (data[0] & 16) ? 2 : 0,
 	};
 	size_t o = 0, off = 0;
 	sink_conn_init(&c, &cfg, 42);
