@@ -22,9 +22,10 @@ cmake --preset release >/dev/null
 cmake --build --preset release --target smtpbulk_cli >/dev/null
 NEW=./build/release/smtpbulk
 tmp=$(mktemp -d)
-sink_pid=
+SMTPBULK=$NEW  # the sink is the current tree's for both clients
+. bench/lib.sh
 cleanup() {
-  if [ -n "$sink_pid" ]; then kill "$sink_pid" 2>/dev/null || true; wait "$sink_pid" 2>/dev/null || true; fi
+  stop_sink
   git worktree remove --force "$tmp/old" >/dev/null 2>&1 || true
   rm -rf "$tmp"
 }
@@ -39,24 +40,11 @@ mkdir -p bench/results
 csv=bench/results/compare.csv
 echo "server,client,workers,sessions,messages,round,elapsed_s,msgs_per_s,cpu_us_per_msg" > "$csv"
 
-start_sink() { # server
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  local u=(); [ "$(id -u)" -eq 0 ] && u=(-u nobody)
-  if [ "$1" = smtp-sink ]; then
-    /usr/sbin/smtp-sink "${u[@]}" -c "127.0.0.1:$port" 1024 >/dev/null &
-  else
-    "$NEW" sink -q --threads 1 --listen "127.0.0.1:$port" &
-  fi
-  sink_pid=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.05; done
-  echo "$1 did not start" >&2; exit 1
-}
-stop_sink() { kill "$sink_pid" 2>/dev/null || true; wait "$sink_pid" 2>/dev/null || true; sink_pid=; }
 
 one() { # server client binary workers sessions n round
   local server=$1 client=$2 bin=$3 workers=$4 sessions=$5 n=$6 round=$7 w=() tf
   [ "$workers" != default ] && w=(--workers "$workers")
-  start_sink "$server"
+  start_server "$server"
   tf=$(mktemp)
   /usr/bin/time -o "$tf" -f "%e %U %S" "$bin" load -q -P 2 "${w[@]}" -s "$sessions" -m "$n" \
     -l "$SIZE" "127.0.0.1:$port" >/dev/null || echo "warning: $client exited non-zero" >&2

@@ -40,29 +40,14 @@ mkdir -p bench/results
 csv=bench/results/pacing.csv
 tmp=$(mktemp -d)
 
-sink_pid=
-stop_sink() {
-  if [ -n "$sink_pid" ]; then
-    kill "$sink_pid" 2>/dev/null || true
-    wait "$sink_pid" 2>/dev/null || true  # its status is the signal's: not an error
-    sink_pid=
-  fi
-}
+. bench/lib.sh
 trap 'stop_sink; rm -rf "$tmp"' EXIT
-
-start_sink() { # JSON file
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  $b sink -q --json --threads 1 --listen "127.0.0.1:$port" > "$1" &
-  sink_pid=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.05; done
-  echo "sink did not start" >&2; exit 1
-}
 
 # One load against a fresh sink: $1 is the prefix of its output files ($1.load, $1.sink,
 # $1.time); the rest are load options. Bounded: three times the planned time and 30 s.
 load() {
   local out=$1; shift
-  start_sink "$out.sink"
+  start_server smtpbulk-sink --json > "$out.sink"
   /usr/bin/time -o "$out.time" -f "%e %U %S" timeout $((3 * SECS + 30)) \
     "$b" load -q --json -s "$SESSIONS" -l "$SIZE" "$@" "127.0.0.1:$port" > "$out.load" || \
     echo "warning: load $* exited non-zero" >&2

@@ -19,32 +19,13 @@ mkdir -p bench/results
 csv=bench/results/results.csv
 echo "server,client,mode,sessions,messages,elapsed_s,msgs_per_s,cpu_user_s,cpu_sys_s,cpu_us_per_msg" > "$csv"
 
-sink_pid=
-stop_sink() {
-  if [ -n "$sink_pid" ]; then
-    kill "$sink_pid" 2>/dev/null || true
-    wait "$sink_pid" 2>/dev/null || true  # its status is the signal's: not an error
-    sink_pid=
-  fi
-}
+. bench/lib.sh
 trap stop_sink EXIT
 server=smtp-sink
-start_sink() {
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  local u=(); [ "$(id -u)" -eq 0 ] && u=(-u nobody)
-  if [ "$server" = smtp-sink ]; then
-    /usr/sbin/smtp-sink "${u[@]}" -c "127.0.0.1:$port" 1024 >/dev/null &
-  else
-    ./build/release/smtpbulk sink -q --threads 1 --listen "127.0.0.1:$port" &
-  fi
-  sink_pid=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.05; done
-  echo "smtp-sink did not start" >&2; exit 1
-}
 
 run() { # client mode sessions messages command...
   local client=$1 mode=$2 sessions=$3 n=$4; shift 4
-  start_sink
+  start_server "$server"
   local tf; tf=$(mktemp)
   /usr/bin/time -o "$tf" -f "%e %U %S" "$@" "127.0.0.1:$port" >/dev/null || \
     echo "warning: $client mode $mode exited non-zero" >&2

@@ -16,14 +16,7 @@ b=./build/release/smtpbulk
 mkdir -p bench/results
 csv=bench/results/tls.csv
 tmp=$(mktemp -d)
-sink_pid=
-stop_sink() {
-  if [ -n "$sink_pid" ]; then
-    kill "$sink_pid" 2>/dev/null || true
-    wait "$sink_pid" 2>/dev/null || true
-    sink_pid=
-  fi
-}
+. bench/lib.sh
 trap 'stop_sink; rm -rf "$tmp"' EXIT
 
 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
@@ -34,15 +27,9 @@ ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
   openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem \
     -days 2 -extfile ext) >/dev/null 2>&1
 
-start_sink() { # sink options...
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  $b sink -q --threads 1 --listen "127.0.0.1:$port" "$@" &
-  sink_pid=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.05; done
-  echo "sink did not start" >&2; exit 1
-}
 tls_sink() { # none|smtps|starttls
-  if [ "$1" = none ]; then start_sink; else start_sink --tls "$1" --cert "$tmp/srv.pem" --key "$tmp/srv.key"; fi
+  if [ "$1" = none ]; then start_server smtpbulk-sink
+  else start_server smtpbulk-sink --tls "$1" --cert "$tmp/srv.pem" --key "$tmp/srv.key"; fi
 }
 tls_load() { # none|smtps|starttls
   [ "$1" = none ] || echo "--tls $1 --tls-verify --ca $tmp/ca.pem --tls-name localhost"
