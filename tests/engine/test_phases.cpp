@@ -2,7 +2,8 @@
 // back one reply of each phase makes that phase at least as long as it held it back,
 // and the phases never add up to more than the message's latency. The TLS and AUTH
 // phases against aiosmtpd with STARTTLS and a login; queued and paced with pacing.
-// Only lower bounds the server itself enforces are asserted: no timing of ours is.
+// Only lower bounds the server itself enforces are asserted (less a grain for a worker
+// that handles a reply late): no timing of ours is.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -19,6 +20,11 @@ namespace {
 const std::string kBody = "Subject: phases\r\n\r\nhello\r\n";
 constexpr uint64_t kMs = 1000000;
 constexpr int kHold = 120;  // ms each scripted reply is held back
+// A reply is stamped when its worker handles it (the clock read after each wait), which
+// on a busy machine may be a little after it came: the phase after it looks that much
+// shorter.
+constexpr uint64_t kGrain = 10 * kMs;
+constexpr uint64_t kHeld = kHold * kMs - kGrain;  // what a held reply's phase is at least
 
 void hold() { std::this_thread::sleep_for(std::chrono::milliseconds(kHold)); }
 
@@ -59,14 +65,14 @@ TEST(Phases, EachPhaseIsAtLeastWhatTheServerHeldItBack) {
     ASSERT_EQ(r.status, SMTPBULK_DELIVERED) << r.code << " " << r.text;
     const smtpbulk_phases_t& p = r.phases;
     EXPECT_GT(p.connect_ns, 0u);
-    EXPECT_GE(p.greeting_ns, 6 * 30 * kMs);
-    EXPECT_GE(p.ehlo_ns, kHold * kMs);
+    EXPECT_GE(p.greeting_ns, 6 * 30 * kMs - kGrain);
+    EXPECT_GE(p.ehlo_ns, kHeld);
     EXPECT_EQ(p.tls_ns, 0u);
     EXPECT_EQ(p.auth_ns, 0u);
-    EXPECT_GE(p.mail_ns, kHold * kMs);
-    EXPECT_GE(p.rcpt_ns, kHold * kMs);
-    EXPECT_GE(p.data_ns, kHold * kMs);
-    EXPECT_GE(p.dot_ns, kHold * kMs);
+    EXPECT_GE(p.mail_ns, kHeld);
+    EXPECT_GE(p.rcpt_ns, kHeld);
+    EXPECT_GE(p.data_ns, kHeld);
+    EXPECT_GE(p.dot_ns, kHeld);
     EXPECT_GT(p.queued_ns, 0u);
     EXPECT_EQ(p.paced_ns, 0u);
     // The connection's setup came before the transaction; both within the latency.
@@ -88,8 +94,8 @@ TEST(Phases, BdatHasNoDataPhase) {
   Result r = e.wait_one(id, 20000);
   ASSERT_EQ(r.status, SMTPBULK_DELIVERED) << r.code << " " << r.text;
   EXPECT_EQ(r.phases.data_ns, 0u);
-  EXPECT_GE(r.phases.dot_ns, kHold * kMs);
-  EXPECT_GE(r.phases.rcpt_ns, kHold * kMs);
+  EXPECT_GE(r.phases.dot_ns, kHeld);
+  EXPECT_GE(r.phases.rcpt_ns, kHeld);
 }
 
 // A second message on the same connection carries that connection's setup times too
@@ -106,9 +112,9 @@ TEST(Phases, EveryMessageOfAConnectionCarriesItsSetup) {
   ASSERT_EQ(rb.status, SMTPBULK_DELIVERED);
   EXPECT_EQ(ra.phases.greeting_ns, rb.phases.greeting_ns);
   EXPECT_EQ(ra.phases.ehlo_ns, rb.phases.ehlo_ns);
-  EXPECT_GE(rb.phases.mail_ns, kHold * kMs);
+  EXPECT_GE(rb.phases.mail_ns, kHeld);
   // b waited in the queue at least while a's transaction ran (lockstep, one connection).
-  EXPECT_GE(rb.phases.queued_ns, 4 * kHold * kMs);
+  EXPECT_GE(rb.phases.queued_ns, 4 * kHeld);
 }
 
 // With a pacer of 5 a second and no burst, the third of three messages waits for the
