@@ -18,19 +18,6 @@ extern "C" {
 
 using namespace sbtest;
 
-namespace {
-smtpbulk_stats_t stats_of(smtpbulk_t* sb) {
-  smtpbulk_stats_t* st = nullptr;
-  smtpbulk_stats_t copy{};
-  if (smtpbulk_get_stats(sb, &st) == 0) {
-    copy = *st;
-    copy.hosts = nullptr;
-    smtpbulk_stats_free(st);
-  }
-  return copy;
-}
-}  // namespace
-
 TEST(Soak, SenderControlsMixedEveryMessageOneResult) {
   const char* b = std::getenv("SMTPBULK_TEST_BACKEND");
   if (b && !strcmp(b, "io_uring_plain")) GTEST_SKIP() << "the receive path is not the point";

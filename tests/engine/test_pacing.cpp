@@ -27,17 +27,6 @@ struct RateSink : OwnSinkServer {
 
 const std::string kBody = "Subject: paced\r\n\r\nhello\r\n";
 
-smtpbulk_stats_t stats_of(smtpbulk_t* sb) {
-  smtpbulk_stats_t* st = nullptr;
-  smtpbulk_stats_t copy{};
-  if (smtpbulk_get_stats(sb, &st) == 0) {
-    copy = *st;
-    copy.hosts = nullptr;
-    smtpbulk_stats_free(st);
-  }
-  return copy;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }

@@ -190,6 +190,18 @@ class Collector {
 };
 
 // A message for any host, from s@x.test unless told otherwise.
+// The engine's stats' totals, copied (hosts left out); zeros when it has none.
+inline smtpbulk_stats_t stats_of(smtpbulk_t* sb) {
+  smtpbulk_stats_t* st = nullptr;
+  smtpbulk_stats_t copy{};
+  if (smtpbulk_get_stats(sb, &st) == 0) {
+    copy = *st;
+    copy.hosts = nullptr;
+    smtpbulk_stats_free(st);
+  }
+  return copy;
+}
+
 inline smtpbulk_message_t make_msg(const char* const* rcpts, size_t n, const void* body = "",
                                    size_t len = 0, unsigned flags = 0,
                                    const char* from = "s@x.test") {
