@@ -44,6 +44,8 @@ const char *smtpbulk_strerror(int err)
 		return "the message asks for DSN and the server does not offer it";
 	case SMTPBULK_ETOKEN:
 		return "the token callback gave no bearer token (XOAUTH2, OAUTHBEARER)";
+	case SMTPBULK_EJOURNAL:
+		return "the journal file holds a line smtpbulk did not write";
 	default: break;
 	}
 	/* strerror() is not thread-safe in general, but glibc's returns static strings

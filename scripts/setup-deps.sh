@@ -8,6 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git   # toolchain
   clang                                              # the clang preset and fuzzers
   liburing-dev liburcu-dev libwolfssl-dev            # the library's dependencies
+  libjansson-dev                                     # JSON: the journal, send's manifests
   libgtest-dev                                       # tests
   postfix                                            # smtp-sink, smtp-source: test peers
   python3-aiosmtpd openssl                            # TLS/AUTH test peer, test certs

@@ -88,6 +88,9 @@ enum smtpbulk_error {
 	SMTPBULK_ETOKEN = -1032,      /* the security's token_cb gave no token (it returned
 	                                 a negative value, 0, or more than it was allowed):
 	                                 the connection fails, and is retried */
+	/* -1033..-1039: the one-off commands (VRFY, EXPN, ...). */
+	SMTPBULK_EJOURNAL = -1040,    /* a journal file holds a line this library did not
+	                                 write (smtpbulk_send.h) */
 };
 
 /* For the retry counts that take it (the seed's "0 for unlimited"). */

@@ -1,0 +1,101 @@
+/*
+ * libsmtpbulk's sending machinery beyond the engine: what `smtpbulk send` is made of,
+ * for programs that run their own mailings.
+ *
+ *  - smtpbulk_queue_id(): the server's queue id in a final reply (Postfix "queued as
+ *    X", Exim "id=X", Sendmail and OpenSMTPD, Exchange, Gmail, qmail, Haraka, SES).
+ *  - The journal: one JSON line per final result, appended, written and fsync'd in
+ *    batches by a thread of its own, read back on open so a rerun knows what is final.
+ *
+ * Functions return 0 or a negative error code (errno values, SMTPBULK_E*); none prints.
+ */
+#ifndef SMTPBULK_SEND_H
+#define SMTPBULK_SEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "smtpbulk.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * The queue id a server gave in its final reply text (the text of smtpbulk_reply_t,
+ * without the code and enhanced code), copied to out as a NUL-terminated string.
+ * Returns 0, -ENOENT when the text has none this parser knows, -ENOSPC when it does
+ * not fit cap (out then holds ""), -EINVAL for NULL arguments or cap 0.
+ * Recognised: "queued as X" (Postfix), "id=X" (Exim), "InternalId=X" (Exchange),
+ * "qp X" (qmail), "queued (X)" / "Queued as X" (Haraka and others), "X Message
+ * accepted" (Sendmail, OpenSMTPD), "OK <seconds> X" (Gmail), "Ok X" with a long id
+ * (Amazon SES). An id is 1 to 127 characters of letters, digits and ".-_@:+=/".
+ */
+int smtpbulk_queue_id(const char *text, char *out, size_t cap);
+
+/** A journal (opaque). Any thread may record into it; one closes it. */
+typedef struct smtpbulk_journal smtpbulk_journal_t;
+
+/**
+ * Open (create) a journal at path for appending, reading what it holds first: each
+ * line's id and verdict go into an index that smtpbulk_journal_lookup() answers
+ * from (about 32 bytes per message id: ids are kept as 64-bit hashes). A last line
+ * cut short by a crash (no newline) is removed: that result was not durable, and its
+ * message will be sent again. flush_ms: the longest a recorded line waits before it
+ * is written and fsync'd (0 = 200); it is also written as soon as 64 KiB wait.
+ * Returns 0, -EINVAL, -ENOMEM, a negative errno of open/read/ftruncate, or
+ * SMTPBULK_EJOURNAL when a line is not one this library wrote (*bad_line, if not
+ * NULL, says which, from 1).
+ */
+int smtpbulk_journal_open(const char *path, unsigned flush_ms, smtpbulk_journal_t **out,
+			  uint64_t *bad_line);
+
+/** One line of the journal. */
+typedef struct smtpbulk_journal_entry {
+	size_t struct_size;     /* sizeof(smtpbulk_journal_entry_t) */
+	const char *id;         /* the message's id in its input (required) */
+	const smtpbulk_result_t *result; /* its final result; NULL: it never went out */
+	const char *error;      /* result NULL: why (bad input: the reason) */
+	const char *position;   /* where in the input, e.g. "list.jsonl:12"; NULL: none */
+	uint64_t input_hash;    /* of the input record, to notice a changed input; 0: none */
+	int64_t next_attempt;   /* a deferred message's next try (Unix seconds); 0: none */
+} smtpbulk_journal_entry_t;
+
+/**
+ * Record one final line (copied; written within flush_ms). Any thread. The line has
+ * id, status (a result's status name, or "bad_input" without a result), category,
+ * code, enhanced, text, queue_id (parsed from the final reply), host, attempts,
+ * latency_ms, rcpts (per recipient code and text), position, hash, next_attempt, at.
+ * Returns 0, -EINVAL, -ENOMEM, or the error of an earlier failed write (the journal
+ * is then broken: what was recorded since may be lost, and the caller should stop).
+ */
+int smtpbulk_journal_record(smtpbulk_journal_t *j, const smtpbulk_journal_entry_t *e);
+
+/** What the journal holds for one id (its last line). */
+typedef struct smtpbulk_journal_state {
+	int bad_input;               /* the last line is a bad-input line */
+	smtpbulk_status_t status;    /* otherwise: its status */
+	uint64_t input_hash;         /* the hash recorded with it (0: none) */
+	int64_t next_attempt;        /* 0: none */
+} smtpbulk_journal_state_t;
+
+/** 0 and *out, or -ENOENT (no line for id), -EINVAL. Any thread. */
+int smtpbulk_journal_lookup(smtpbulk_journal_t *j, const char *id, smtpbulk_journal_state_t *out);
+
+/** Lines the journal held when opened, and lines recorded since. */
+void smtpbulk_journal_counts(smtpbulk_journal_t *j, uint64_t *read, uint64_t *recorded);
+
+/** Write and fsync what waits now. Returns 0 or the negative errno of the failure. */
+int smtpbulk_journal_flush(smtpbulk_journal_t *j);
+
+/** Flush, fsync, stop the writer thread and free. Returns what the last flush did. */
+int smtpbulk_journal_close(smtpbulk_journal_t *j);
+
+/** A 64-bit hash (FNV-1a) of a record, for entries' input_hash (never 0). */
+uint64_t smtpbulk_hash64(const void *data, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
