@@ -356,7 +356,7 @@ static char *line_of(const smtpbulk_journal_entry_t *e)
 	/* Invalid UTF-8 in a server's text makes json_string() NULL: set_new then fails
 	 * and the field is left out rather than the line. */
 	(void)bad;
-	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
 	json_decref(o);
 	return s;
 }

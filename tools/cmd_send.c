@@ -1,0 +1,569 @@
+/* smtpbulk send: real mail from a JSONL manifest to one server, every final result in a
+ * journal, a rerun sending only what has no final result yet. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "send_manifest.h"
+#include "smtpbulk.h"
+#include "smtpbulk_send.h"
+#include "tool_util.h"
+
+enum { SEND_OK = 0, SEND_UNDELIVERED = 1, SEND_USAGE = 2, SEND_NOSTART = 3, SEND_INPUT = 4 };
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: smtpbulk send [options] HOST[:PORT] [MANIFEST]\n"
+		"\n"
+		"Send the messages of a JSONL manifest (a file, or standard input when it is\n"
+		"'-' or not given) to one SMTP server over many connections. One message per\n"
+		"line:\n"
+		"  {\"id\": \"m1\", \"from\": \"a@example.com\", \"to\": [\"b@example.org\"], \"raw\": \"...\"}\n"
+		"  {\"from\": \"a@example.com\", \"to\": \"c@example.org\", \"file\": \"msg.eml\"}\n"
+		"\"raw\" is the message itself (headers and body, LF or CRLF), \"file\" a path to\n"
+		"one (relative to the working directory); \"id\" is optional (default: the line\n"
+		"number); \"from\" may be \"\" for the null sender. The input is read as it is\n"
+		"sent: memory stays bounded by --queue-bound whatever its size.\n"
+		"\n"
+		"  -j, --journal FILE      append one JSON line per final result (id, status,\n"
+		"                          category, code, enhanced, text, queue_id, host,\n"
+		"                          attempts, latency_ms, rcpts, position, hash), and a\n"
+		"                          line per bad input record; on a rerun with the same\n"
+		"                          journal, what has a final line is not sent again\n"
+		"      --retry-failed      with --journal: send again what ended failed or\n"
+		"                          timed_out\n"
+		"      --flush SEC         journal lines are written and fsync'd at least this\n"
+		"                          often (default 0.2)\n"
+		"  -s, --sessions N        concurrent connections (default 8)\n"
+		"  -P, --pipeline 0|1|2    as in smtpbulk load (default 2)\n"
+		"  -w, --window N          transactions in flight per connection, 1-16 (default 8)\n"
+		"      --workers N         worker threads (default: one per CPU)\n"
+		"      --backend NAME      auto, io_uring or epoll (default auto)\n"
+		"      --hello NAME        EHLO name (default: this machine's host name)\n"
+		"      --timeout SEC       per-reply timeout (default 30)\n"
+		"      --max-attempts N    transactions per message after 4xx replies or trouble\n"
+		"                          (default 3)\n"
+		"      --defer SEC         pause before a 4xx retry, doubled each time (default 1)\n"
+		"      --limit-rate N[/s|/m|/h][:BURST]  at most N messages per second, minute\n"
+		"                          or hour\n"
+		"      --max-per-conn N    messages per connection, then QUIT and reconnect\n"
+		"      --queue-bound N     messages read ahead of the sending (default 10000)\n"
+		"      --max-size BYTES    the largest message accepted (default 52428800)\n"
+		"      --drain SEC         on SIGINT/SIGTERM, how long messages in flight may take\n"
+		"                          to finish before they are cancelled (default 30)\n"
+		"  -q, --quiet             no summary (errors only)\n"
+		"      --json              the summary as one JSON object on stdout\n"
+		"  -h, --help              this text\n"
+		"\n"
+		"A bad record (not JSON, a missing field, a bad address, an unreadable file, a\n"
+		"duplicate id) gets its own journal line with status bad_input, the reason and\n"
+		"its position (FILE:LINE), and sending goes on. A record whose id has a final\n"
+		"line but whose content changed since (another hash) is not sent, and said.\n"
+		"SIGINT or SIGTERM: no more input is read, what is in flight gets --drain to\n"
+		"finish, the journal is flushed and the summary printed; cancelled messages\n"
+		"get no journal line (a rerun sends them). A second signal exits at once.\n"
+		"exit status: 0 every message delivered, 1 some not, 2 usage error, 3 could not\n"
+		"             start, 4 input errors (bad records, changed input)\n");
+}
+
+/* One message in flight: what its result needs for the journal. Made by the main
+ * thread, freed by the worker that hands its result. */
+struct pending {
+	char *id;
+	char *body;
+	uint64_t hash;
+	char position[64];
+};
+
+/* Shared with the engine's workers (on_result): journal and args are set before the
+ * start; the atomics are anyone's to add to. */
+struct send_state {
+	smtpbulk_journal_t *journal;
+	_Atomic uint64_t by_status[6];
+	_Atomic uint64_t journal_errors;
+	_Atomic int journal_err;
+};
+
+static volatile sig_atomic_t signals;
+
+static void on_signal(int sig)
+{
+	if (signals++)
+		_exit(128 + sig); /* a second one: at once (what was fsync'd stays) */
+}
+
+static void on_result(const smtpbulk_result_t *r, void *arg)
+{
+	struct send_state *st = arg;
+	struct pending *p = r->user_data;
+	if ((unsigned)r->status < 6)
+		atomic_fetch_add_explicit(&st->by_status[r->status], 1, memory_order_relaxed);
+	/* Cancelled (a stop): not a result of sending; a rerun sends it. */
+	if (st->journal && r->status != SMTPBULK_CANCELLED) {
+		smtpbulk_journal_entry_t e = {.struct_size = sizeof(e), .id = p->id, .result = r,
+					      .position = p->position, .input_hash = p->hash};
+		int rc = smtpbulk_journal_record(st->journal, &e);
+		if (rc) {
+			int z = 0;
+			atomic_compare_exchange_strong(&st->journal_err, &z, rc);
+			atomic_fetch_add(&st->journal_errors, 1);
+		}
+	}
+	free(p->id);
+	free(p->body);
+	free(p);
+}
+
+struct send_args {
+	const char *target, *manifest, *journal, *hello;
+	uint64_t sessions, pipeline, window, workers, timeout_ms, max_attempts, defer_ms;
+	uint64_t max_per_conn, bound, max_size, flush_ms, drain_ms;
+	unsigned rate_n, rate_per_ms, rate_burst;
+	int backend, retry_failed, quiet, json, help;
+	int have_pipeline;
+};
+
+enum {
+	OPT_RETRY_FAILED = 256, OPT_FLUSH, OPT_WORKERS, OPT_BACKEND, OPT_HELLO, OPT_TIMEOUT,
+	OPT_MAX_ATTEMPTS, OPT_DEFER, OPT_LIMIT_RATE, OPT_MAX_PER_CONN, OPT_BOUND, OPT_MAX_SIZE,
+	OPT_DRAIN, OPT_JSON,
+};
+
+static const struct option long_opts[] = {
+	{"journal", required_argument, NULL, 'j'},
+	{"retry-failed", no_argument, NULL, OPT_RETRY_FAILED},
+	{"flush", required_argument, NULL, OPT_FLUSH},
+	{"sessions", required_argument, NULL, 's'},
+	{"pipeline", required_argument, NULL, 'P'},
+	{"window", required_argument, NULL, 'w'},
+	{"workers", required_argument, NULL, OPT_WORKERS},
+	{"backend", required_argument, NULL, OPT_BACKEND},
+	{"hello", required_argument, NULL, OPT_HELLO},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
+	{"defer", required_argument, NULL, OPT_DEFER},
+	{"limit-rate", required_argument, NULL, OPT_LIMIT_RATE},
+	{"max-per-conn", required_argument, NULL, OPT_MAX_PER_CONN},
+	{"queue-bound", required_argument, NULL, OPT_BOUND},
+	{"max-size", required_argument, NULL, OPT_MAX_SIZE},
+	{"drain", required_argument, NULL, OPT_DRAIN},
+	{"quiet", no_argument, NULL, 'q'},
+	{"json", no_argument, NULL, OPT_JSON},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	tool_vline(stderr, "smtpbulk send: ", fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (try smtpbulk send --help)\n");
+	return SEND_USAGE;
+}
+
+static int set_option(struct send_args *a, int c, const char *v)
+{
+	int bad = 0;
+	switch (c) {
+	case 'j': a->journal = v; break;
+	case OPT_RETRY_FAILED: a->retry_failed = 1; break;
+	case OPT_FLUSH: bad = tool_seconds_ms(v, 1, 60000, &a->flush_ms); break;
+	case 's': bad = tool_u64(v, 1, 65535, &a->sessions); break;
+	case 'P': bad = tool_u64(v, 0, 2, &a->pipeline); break;
+	case 'w': bad = tool_u64(v, 1, 16, &a->window); break;
+	case OPT_WORKERS: bad = tool_u64(v, 1, 1024, &a->workers); break;
+	case OPT_BACKEND: bad = tool_backend(v, &a->backend); break;
+	case OPT_HELLO: a->hello = v; bad = !*v || strpbrk(v, "\r\n <>") != NULL; break;
+	case OPT_TIMEOUT: bad = tool_seconds_ms(v, 1, UINT32_MAX, &a->timeout_ms); break;
+	case OPT_MAX_ATTEMPTS: bad = tool_u64(v, 1, 1000, &a->max_attempts); break;
+	case OPT_DEFER: bad = tool_seconds_ms(v, 1, UINT32_MAX, &a->defer_ms); break;
+	case OPT_LIMIT_RATE: bad = tool_rate(v, &a->rate_n, &a->rate_per_ms, &a->rate_burst); break;
+	case OPT_MAX_PER_CONN: bad = tool_u64(v, 1, UINT32_MAX, &a->max_per_conn); break;
+	case OPT_BOUND: bad = tool_u64(v, 1, 100000000, &a->bound); break;
+	case OPT_MAX_SIZE: bad = tool_u64(v, 1, 1ull << 32, &a->max_size); break;
+	case OPT_DRAIN: bad = tool_seconds_ms(v, 0, 3600000, &a->drain_ms); break;
+	case 'q': a->quiet = 1; break;
+	case OPT_JSON: a->json = 1; break;
+	case 'h': a->help = 1; break;
+	default: return -1;
+	}
+	return bad ? -1 : 0;
+}
+
+static const char *option_name(int c)
+{
+	static char buf[40];
+	for (const struct option *o = long_opts; o->name; o++)
+		if (o->val == c) {
+			snprintf(buf, sizeof(buf), "--%s", o->name);
+			return buf;
+		}
+	return "an option";
+}
+
+static int parse_args(int argc, char **argv, struct send_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->sessions = 8;
+	a->pipeline = 2;
+	a->window = 8;
+	a->bound = 10000;
+	a->max_size = 50ull << 20;
+	a->flush_ms = 200;
+	a->drain_ms = 30000;
+	a->timeout_ms = 30000;
+	a->max_attempts = 3;
+	a->defer_ms = 1000;
+	opterr = 0;
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, "j:s:P:w:qh", long_opts, NULL)) != -1) {
+		if (c == '?' || c == ':')
+			return usage_error("unknown option or missing value: %s", argv[optind - 1]);
+		if (set_option(a, c, optarg))
+			return usage_error("bad value '%s' for %s", optarg ? optarg : "",
+					   option_name(c));
+	}
+	if (a->help)
+		return 0;
+	if (optind >= argc)
+		return usage_error("no target: give HOST[:PORT] (or unix:/PATH)");
+	a->target = argv[optind++];
+	if (tool_target_ok(a->target))
+		return usage_error("bad target '%s': HOST[:PORT], [IPv6]:PORT or unix:/PATH", a->target);
+	if (optind < argc)
+		a->manifest = argv[optind++];
+	if (optind < argc)
+		return usage_error("one manifest at most (got '%s' too)", argv[optind]);
+	if (a->retry_failed && !a->journal)
+		return usage_error("--retry-failed needs --journal");
+	return 0;
+}
+
+static smtpbulk_t *start_engine(const struct send_args *a, struct send_state *st)
+{
+	smtpbulk_options_t o;
+	smtpbulk_options_init(&o);
+	o.connections = (unsigned)a->sessions;
+	o.pipeline = (unsigned)a->pipeline;
+	o.window = (unsigned)a->window;
+	o.workers = (unsigned)a->workers;
+	o.backend = (smtpbulk_backend_t)a->backend;
+	o.hello = a->hello;
+	o.timeout_ms = (unsigned)a->timeout_ms;
+	o.max_attempts = (unsigned)a->max_attempts;
+	o.defer_ms = (unsigned)a->defer_ms;
+	o.max_per_conn = (unsigned)a->max_per_conn;
+	o.queue_bound = (size_t)a->bound;
+	o.host_rate = (smtpbulk_rate_t){a->rate_n, a->rate_per_ms, a->rate_burst};
+	o.on_result = on_result;
+	o.result_arg = st;
+	smtpbulk_t *sb = smtpbulk_new(a->target, &o);
+	if (!sb)
+		fprintf(stderr, "smtpbulk send: cannot start for '%s': %s\n", a->target,
+			smtpbulk_strerror(-errno));
+	return sb;
+}
+
+struct run_counts {
+	uint64_t records, submitted, skipped_final, skipped_undelivered, bad, changed;
+};
+
+/* A bad record's own journal line (and a line on stderr for the first few). */
+static void bad_record(struct send_state *st, const struct send_args *a, struct run_counts *n,
+		       const char *id, const char *pos, uint64_t hash, const char *why)
+{
+	n->bad++;
+	if (n->bad <= 5)
+		fprintf(stderr, "smtpbulk send: %s: %s\n", pos, why);
+	if (!st->journal)
+		return;
+	smtpbulk_journal_entry_t e = {.struct_size = sizeof(e), .id = id, .error = why,
+				      .position = pos, .input_hash = hash};
+	int rc = smtpbulk_journal_record(st->journal, &e);
+	if (rc) {
+		int z = 0;
+		atomic_compare_exchange_strong(&st->journal_err, &z, rc);
+	}
+	(void)a;
+}
+
+/* Whether the journal already settles this record: 1 skip, 0 send, -1 changed input,
+ * 2 its line is a bad-input line. */
+static int settled(const struct send_args *a, struct send_state *st, const char *id,
+		   uint64_t hash, struct run_counts *n)
+{
+	smtpbulk_journal_state_t js;
+	if (!st->journal || smtpbulk_journal_lookup(st->journal, id, &js) != 0)
+		return 0;
+	if (js.input_hash && js.input_hash != hash)
+		return -1;
+	if (js.bad_input)
+		return 2;
+	int failed = js.status == SMTPBULK_FAILED || js.status == SMTPBULK_TIMED_OUT ||
+		     js.status == SMTPBULK_CANCELLED;
+	if (failed && a->retry_failed)
+		return 0;
+	if (js.status == SMTPBULK_DELIVERED)
+		n->skipped_final++;
+	else
+		n->skipped_undelivered++;
+	return 1;
+}
+
+/* Ids of this run, as 64-bit hashes: a second record with one is a bad record. */
+struct id_set {
+	uint64_t *keys;
+	size_t cap, used;
+};
+
+static int id_set_add(struct id_set *s, uint64_t key) /* 1 added, 0 there, -1 ENOMEM */
+{
+	if ((s->used + 1) * 4 > s->cap * 3) {
+		size_t cap = s->cap ? s->cap * 2 : 4096;
+		uint64_t *k = calloc(cap, sizeof(*k));
+		if (!k)
+			return -1;
+		for (size_t i = 0; i < s->cap; i++)
+			if (s->keys[i]) {
+				size_t j = (size_t)(s->keys[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
+				while (k[j])
+					j = (j + 1) & (cap - 1);
+				k[j] = s->keys[i];
+			}
+		free(s->keys);
+		s->keys = k;
+		s->cap = cap;
+	}
+	size_t j = (size_t)(key * 0x9E3779B97F4A7C15ull) & (s->cap - 1);
+	while (s->keys[j] && s->keys[j] != key)
+		j = (j + 1) & (s->cap - 1);
+	if (s->keys[j])
+		return 0;
+	s->keys[j] = key;
+	s->used++;
+	return 1;
+}
+
+static int submit_record(smtpbulk_t *sb, struct send_record *r, const char *pos, uint64_t hash)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->id = r->id;
+	p->body = r->body;
+	p->hash = hash;
+	snprintf(p->position, sizeof(p->position), "%s", pos);
+	smtpbulk_message_t m = {
+		.struct_size = sizeof(m), .from = r->from, .rcpts = (const char *const *)r->to,
+		.n_rcpts = r->n_to, .body = r->body, .body_len = r->body_len, .host = -1,
+		.flags = SMTPBULK_MSG_BORROW_BODY, .user_data = p,
+	};
+	int rc = smtpbulk_submit(sb, &m, 0, NULL);
+	if (rc) {
+		free(p);
+		return rc; /* r still owns id and body */
+	}
+	r->id = NULL; /* the pending's now, until its result */
+	r->body = NULL;
+	return 0;
+}
+
+/* Read the manifest and submit; stops at its end, a signal, or a failed submit. */
+static int feed(smtpbulk_t *sb, FILE *in, const char *name, const struct send_args *a,
+		struct send_state *st, struct run_counts *n)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	uint64_t lineno = 0;
+	struct id_set ids = {0};
+	int rc = 0;
+	while (!signals && (len = getline(&line, &cap, in)) >= 0) {
+		lineno++;
+		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		if (len == 0)
+			continue; /* blank lines are no records */
+		n->records++;
+		char pos[64], why[512];
+		snprintf(pos, sizeof(pos), "%.40s:%" PRIu64, name, lineno);
+		uint64_t hash = smtpbulk_hash64(line, (size_t)len);
+		struct send_record r;
+		if (send_manifest_parse(line, (size_t)len, lineno, (size_t)a->max_size, &r, why,
+					sizeof(why))) {
+			/* Journaled by its position; a rerun over the same record says nothing
+			 * new, and does not write it again. */
+			if (settled(a, st, pos, hash, n) == 2) {
+				n->bad++;
+				continue;
+			}
+			bad_record(st, a, n, pos, pos, hash, why);
+			continue;
+		}
+		int added = id_set_add(&ids, smtpbulk_hash64(r.id, strlen(r.id)));
+		if (added == 0 && settled(a, st, pos, hash, n) == 2) {
+			n->bad++; /* said on an earlier run */
+			send_record_free(&r);
+			continue;
+		}
+		if (added <= 0) {
+			snprintf(why, sizeof(why), added ? "out of memory" : "duplicate id \"%.200s\"", r.id);
+			bad_record(st, a, n, pos, pos, hash, why);
+			send_record_free(&r);
+			continue;
+		}
+		int s = settled(a, st, r.id, hash, n);
+		if (s == 2)
+			s = 0; /* it could not be submitted last time: it goes now */
+		if (s < 0) {
+			n->changed++;
+			if (n->changed <= 5)
+				fprintf(stderr, "smtpbulk send: %s: id \"%s\" has a final line in the "
+					"journal, but the record changed since: not sent\n", pos, r.id);
+		}
+		if (s) {
+			send_record_free(&r);
+			continue;
+		}
+		rc = submit_record(sb, &r, pos, hash);
+		if (rc) {
+			snprintf(why, sizeof(why), "not submitted: %s", smtpbulk_strerror(rc));
+			bad_record(st, a, n, r.id, pos, hash, why);
+			send_record_free(&r);
+			if (rc == -ENOMEM || rc == SMTPBULK_ESTOPPED)
+				break;
+			rc = 0;
+			continue;
+		}
+		send_record_free(&r);
+		n->submitted++;
+	}
+	if (!rc && ferror(in)) {
+		fprintf(stderr, "smtpbulk send: reading %s: %s\n", name, strerror(errno));
+		rc = -EIO;
+	}
+	free(line);
+	free(ids.keys);
+	return rc;
+}
+
+static void report(const struct send_args *a, const struct send_state *st,
+		   const struct run_counts *n, double elapsed)
+{
+	uint64_t d = st->by_status[SMTPBULK_DELIVERED], p = st->by_status[SMTPBULK_PARTIAL],
+		 rj = st->by_status[SMTPBULK_REJECTED], f = st->by_status[SMTPBULK_FAILED],
+		 t = st->by_status[SMTPBULK_TIMED_OUT], c = st->by_status[SMTPBULK_CANCELLED];
+	if (a->json) {
+		printf("{\"records\": %" PRIu64 ", \"submitted\": %" PRIu64 ", \"delivered\": %" PRIu64
+		       ", \"partial\": %" PRIu64 ", \"rejected\": %" PRIu64 ", \"failed\": %" PRIu64
+		       ", \"timed_out\": %" PRIu64 ", \"cancelled\": %" PRIu64
+		       ", \"bad_input\": %" PRIu64 ", \"changed\": %" PRIu64
+		       ", \"skipped_delivered\": %" PRIu64 ", \"skipped_undelivered\": %" PRIu64
+		       ", \"elapsed_s\": %.3f, \"msgs_per_s\": %.1f}\n",
+		       n->records, n->submitted, d, p, rj, f, t, c, n->bad, n->changed,
+		       n->skipped_final, n->skipped_undelivered, elapsed,
+		       elapsed > 0 ? (double)n->submitted / elapsed : 0.0);
+	} else if (!a->quiet) {
+		printf("records %" PRIu64 "  sent %" PRIu64 "  delivered %" PRIu64 "  partial %" PRIu64
+		       "  rejected %" PRIu64 "  failed %" PRIu64 "  timed out %" PRIu64
+		       "  cancelled %" PRIu64 "\n"
+		       "bad input %" PRIu64 "  changed %" PRIu64 "  already final: delivered %" PRIu64
+		       ", not delivered %" PRIu64 "\nelapsed %.3f s  %.0f msgs/s\n",
+		       n->records, n->submitted, d, p, rj, f, t, c, n->bad, n->changed,
+		       n->skipped_final, n->skipped_undelivered, elapsed,
+		       elapsed > 0 ? (double)n->submitted / elapsed : 0.0);
+	}
+}
+
+int cmd_send(int argc, char **argv)
+{
+	struct send_args a;
+	int rc = parse_args(argc, argv, &a);
+	if (rc)
+		return rc;
+	if (a.help) {
+		usage(stdout);
+		return SEND_OK;
+	}
+	FILE *in = stdin;
+	const char *name = "stdin";
+	if (a.manifest && strcmp(a.manifest, "-") != 0) {
+		if (!(in = fopen(a.manifest, "r"))) {
+			fprintf(stderr, "smtpbulk send: %s: %s\n", a.manifest, strerror(errno));
+			return SEND_NOSTART;
+		}
+		name = a.manifest;
+	}
+	struct send_state st;
+	memset(&st, 0, sizeof(st));
+	if (a.journal) {
+		uint64_t bad_line = 0;
+		rc = smtpbulk_journal_open(a.journal, (unsigned)a.flush_ms, &st.journal, &bad_line);
+		if (rc) {
+			if (rc == SMTPBULK_EJOURNAL)
+				fprintf(stderr, "smtpbulk send: %s line %" PRIu64 ": not a journal line "
+					"of smtpbulk: refusing to append to it\n", a.journal, bad_line);
+			else
+				fprintf(stderr, "smtpbulk send: journal %s: %s\n", a.journal,
+					smtpbulk_strerror(rc));
+			if (in != stdin)
+				fclose(in);
+			return SEND_NOSTART;
+		}
+	}
+	smtpbulk_t *sb = start_engine(&a, &st);
+	if (!sb) {
+		smtpbulk_journal_close(st.journal);
+		if (in != stdin)
+			fclose(in);
+		return SEND_NOSTART;
+	}
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	struct run_counts n = {0};
+	uint64_t t0 = tool_now_ns();
+	int frc = feed(sb, in, name, &a, &st, &n);
+	/* What is in flight gets all the time it needs, or --drain once a signal came. */
+	uint64_t stop_at = 0;
+	while (smtpbulk_drain(sb, 100) == -ETIMEDOUT) {
+		if (signals && !stop_at)
+			stop_at = tool_now_ns() + a.drain_ms * 1000000ull;
+		if (stop_at && tool_now_ns() >= stop_at) {
+			fprintf(stderr, "smtpbulk send: stopping: cancelling what did not finish "
+				"within --drain\n");
+			break;
+		}
+	}
+	smtpbulk_free(sb); /* what is left ends CANCELLED; idle connections say QUIT */
+	double elapsed = (double)(tool_now_ns() - t0) / 1e9;
+	int jrc = st.journal ? smtpbulk_journal_close(st.journal) : 0;
+	if (!jrc)
+		jrc = atomic_load(&st.journal_err);
+	if (jrc)
+		fprintf(stderr, "smtpbulk send: journal %s: %s: it may lack results\n", a.journal,
+			smtpbulk_strerror(jrc));
+	if (in != stdin)
+		fclose(in);
+	report(&a, &st, &n, elapsed);
+	if (frc || jrc)
+		return SEND_NOSTART;
+	if (n.bad || n.changed)
+		return SEND_INPUT;
+	uint64_t delivered = st.by_status[SMTPBULK_DELIVERED];
+	return delivered == n.submitted && !n.skipped_undelivered ? SEND_OK : SEND_UNDELIVERED;
+}

@@ -1,0 +1,196 @@
+#include "send_manifest.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "smtpbulk.h"
+
+void send_record_free(struct send_record *r)
+{
+	free(r->id);
+	free(r->from);
+	for (size_t i = 0; i < r->n_to; i++)
+		free(r->to[i]);
+	free(r->to);
+	free(r->body);
+	memset(r, 0, sizeof(*r));
+}
+
+__attribute__((format(printf, 4, 5))) static int fail(struct send_record *r, char *why,
+						       size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, cap, fmt, ap);
+	va_end(ap);
+	send_record_free(r);
+	return -1;
+}
+
+/* The whole file at path, at most max bytes. */
+static int read_file(const char *path, size_t max, char **out, size_t *len, char *why, size_t cap)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		snprintf(why, cap, "file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+		fclose(f);
+		snprintf(why, cap, "file %s: not a regular file", path);
+		return -1;
+	}
+	if (st.st_size > (off_t)max) {
+		fclose(f);
+		snprintf(why, cap, "file %s: %lld bytes, more than --max-size %zu", path,
+			 (long long)st.st_size, max);
+		return -1;
+	}
+	char *b = malloc((size_t)st.st_size + 1);
+	size_t n = b ? fread(b, 1, (size_t)st.st_size + 1, f) : 0;
+	int err = ferror(f);
+	fclose(f);
+	if (!b || err || n > (size_t)st.st_size) { /* it grew while read: not a snapshot */
+		free(b);
+		snprintf(why, cap, "file %s: %s", path, !b ? "out of memory" : "read failed");
+		return -1;
+	}
+	if (n == 0) {
+		free(b);
+		snprintf(why, cap, "file %s: empty", path);
+		return -1;
+	}
+	*out = b;
+	*len = n;
+	return 0;
+}
+
+/* Beyond the library's rules (no CR, LF, NUL, brackets inside): no blanks either, as
+ * RFC 5321 has none outside a quoted local part, which a manifest has no need for. */
+static int addr_ok(const char *a)
+{
+	return strpbrk(a, " \t") == NULL;
+}
+
+static int add_rcpt(struct send_record *r, json_t *v, char *why, size_t cap)
+{
+	const char *a = json_string_value(v);
+	if (!a)
+		return snprintf(why, cap, "\"to\": every recipient must be a string"), -1;
+	if (!addr_ok(a) || smtpbulk_check_address(a) <= 0)
+		return snprintf(why, cap, "\"to\": bad address \"%.200s\"", a), -1;
+	char **t = realloc(r->to, (r->n_to + 1) * sizeof(*t));
+	if (!t || !(t[r->n_to] = strdup(a))) {
+		if (t)
+			r->to = t;
+		return snprintf(why, cap, "out of memory"), -1;
+	}
+	r->to = t;
+	r->n_to++;
+	return 0;
+}
+
+int send_manifest_parse(const char *line, size_t len, uint64_t lineno, size_t max_body,
+			struct send_record *r, char *why, size_t cap)
+{
+	memset(r, 0, sizeof(*r));
+	json_error_t jerr;
+	json_t *o = json_loadb(line, len, 0, &jerr);
+	if (!o)
+		return fail(r, why, cap, "not JSON: %s (column %d)", jerr.text, jerr.column);
+	int rc = -1;
+	if (!json_is_object(o)) {
+		fail(r, why, cap, "not a JSON object");
+		goto out;
+	}
+	json_t *id = json_object_get(o, "id");
+	char num[32];
+	if (json_is_integer(id))
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+	else
+		snprintf(num, sizeof(num), "%" PRIu64, lineno);
+	if (id && !json_is_string(id) && !json_is_integer(id)) {
+		fail(r, why, cap, "\"id\" must be a string or a number");
+		goto out;
+	}
+	const char *ids = json_is_string(id) ? json_string_value(id) : num;
+	if (!*ids || strlen(ids) > 200 || strpbrk(ids, "\r\n")) {
+		fail(r, why, cap, "\"id\" must be 1 to 200 characters on one line");
+		goto out;
+	}
+	json_t *from = json_object_get(o, "from");
+	if (!json_is_string(from)) {
+		fail(r, why, cap, "\"from\" is missing or not a string");
+		goto out;
+	}
+	const char *fs = json_string_value(from);
+	if (!addr_ok(fs) || smtpbulk_check_address(fs) < 0) {
+		fail(r, why, cap, "\"from\": bad address \"%.200s\"", fs);
+		goto out;
+	}
+	if (!(r->id = strdup(ids)) || !(r->from = strdup(fs))) {
+		fail(r, why, cap, "out of memory");
+		goto out;
+	}
+	json_t *to = json_object_get(o, "to");
+	if (json_is_string(to)) {
+		if (add_rcpt(r, to, why, cap)) {
+			send_record_free(r);
+			goto out;
+		}
+	} else if (json_is_array(to)) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(to, i, v) {
+			if (add_rcpt(r, v, why, cap)) {
+				send_record_free(r);
+				goto out;
+			}
+		}
+	}
+	if (!r->n_to) {
+		fail(r, why, cap, "no recipients (\"to\")");
+		goto out;
+	}
+	json_t *raw = json_object_get(o, "raw"), *file = json_object_get(o, "file");
+	if ((raw != NULL) == (file != NULL)) {
+		fail(r, why, cap, "exactly one of \"raw\" and \"file\" is needed");
+		goto out;
+	}
+	if (raw) {
+		if (!json_is_string(raw) || json_string_length(raw) == 0) {
+			fail(r, why, cap, "\"raw\" must be a non-empty string");
+			goto out;
+		}
+		if (json_string_length(raw) > max_body) {
+			fail(r, why, cap, "\"raw\": more than --max-size %zu bytes", max_body);
+			goto out;
+		}
+		r->body_len = json_string_length(raw);
+		if (!(r->body = malloc(r->body_len))) {
+			fail(r, why, cap, "out of memory");
+			goto out;
+		}
+		memcpy(r->body, json_string_value(raw), r->body_len);
+	} else {
+		if (!json_is_string(file)) {
+			fail(r, why, cap, "\"file\" must be a path");
+			goto out;
+		}
+		if (read_file(json_string_value(file), max_body, &r->body, &r->body_len, why, cap)) {
+			send_record_free(r);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	return rc;
+}

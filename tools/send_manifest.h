@@ -1,0 +1,29 @@
+/*
+ * smtpbulk send's JSONL manifest: one message per line,
+ *   {"id": "...", "from": "a@x", "to": ["b@y", ...], "raw": "..."}   or  "file": "path"
+ * "id" is optional (a string or a number; else the line number), "from" may be "" (the
+ * null sender), "to" a list or one string. A bad line gets a reason, never a guess.
+ */
+#ifndef SB_SEND_MANIFEST_H
+#define SB_SEND_MANIFEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct send_record {
+	char *id;
+	char *from;
+	char **to;
+	size_t n_to;
+	char *body; /* the message: "raw", or the file read whole */
+	size_t body_len;
+};
+
+/* One line (without its newline) into *r. Returns 0, or -1 with why (a sentence, into
+ * why[cap]) and *r empty. File paths are read as given (relative: to the working
+ * directory); a file larger than max_body is refused. */
+int send_manifest_parse(const char *line, size_t len, uint64_t lineno, size_t max_body,
+			struct send_record *r, char *why, size_t cap);
+void send_record_free(struct send_record *r);
+
+#endif
