@@ -565,5 +565,7 @@ int cmd_send(int argc, char **argv)
 	if (n.bad || n.changed)
 		return SEND_INPUT;
 	uint64_t delivered = st.by_status[SMTPBULK_DELIVERED];
-	return delivered == n.submitted && !n.skipped_undelivered ? SEND_OK : SEND_UNDELIVERED;
+	/* A stop leaves the rest of the input unsent: not "every message delivered". */
+	return delivered == n.submitted && !n.skipped_undelivered && !signals ? SEND_OK
+									    : SEND_UNDELIVERED;
 }

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# smtpbulk send end to end: a manifest with good and bad records against our sink and
+# aiosmtpd, the journal and reruns (skip what is final, --retry-failed, changed input),
+# kill -9 at five moments with every record ending with exactly one journal line and
+# the server-side duplicates within the in-flight bound, and SIGTERM.
+# usage: test_send.sh SMTPBULK BACKEND PEER_SCRIPT
+set -uo pipefail
+bin=$1 backend=$2 peer=$3
+fails=0 passes=0
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+check() { # name, then a command that must succeed
+  local name=$1; shift
+  if "$@"; then passes=$((passes + 1)); else echo "FAIL: $name" >&2; fails=$((fails + 1)); fi
+}
+status_is() { # want, command...
+  local want=$1; shift
+  "$@" >"$tmp/out" 2>"$tmp/err"; local got=$?
+  [ "$got" -eq "$want" ] || { echo "  exit $got, want $want: $*" >&2; head -5 "$tmp/err" >&2; return 1; }
+}
+py() { /usr/bin/python3 - "$@"; }
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { # port: until it accepts, 30 s at most
+  for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "  nothing listens on $1" >&2; return 1
+}
+send() { "$bin" send --backend "$backend" "$@"; }
+
+# Our sink, its totals printed on SIGTERM.
+start_sink() { # args...
+  sink_port=$(free_port)
+  "$bin" sink --listen "127.0.0.1:$sink_port" --threads 1 --backend "$backend" --json "$@" \
+    >"$tmp/sink.out" 2>"$tmp/sink.err" &
+  sink_pid=$!; pids+=("$sink_pid")
+  wait_port "$sink_port"
+}
+stop_sink() { kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null; }
+sink_messages() { py "$tmp/sink.out" <<'PY'
+import json, sys
+print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["messages"])
+PY
+}
+
+# A manifest of N good records (half inline, half from a file), then one of each kind
+# of bad record.
+make_manifest() { # file N
+  printf 'Subject: from a file\n\nbody\n' > "$tmp/m.eml"
+  py "$1" "$2" "$tmp/m.eml" <<'PY'
+import json, sys
+path, n, eml = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(path, "w") as f:
+    for i in range(n):
+        rec = {"id": f"m{i}", "from": "a@example.com", "to": [f"r{i}@example.org"]}
+        if i % 2: rec["raw"] = f"Subject: {i}\n\nhello {i}\n"
+        else: rec["file"] = eml
+        f.write(json.dumps(rec) + "\n")
+PY
+}
+add_bad_records() { # file
+  cat >> "$1" <<'EOF'
+this is not JSON
+["an", "array"]
+{"id": "b1", "from": "a@example.com", "to": [], "raw": "x"}
+{"id": "b2", "from": "a@example.com", "to": ["c@example.org"], "file": "/nonexistent/m.eml"}
+{"id": "m3", "from": "a@example.com", "to": ["c@example.org"], "raw": "a duplicate id"}
+{"id": "b3", "from": "not an address@", "to": ["c@example.org"], "raw": "x"}
+{"id": "b4", "to": ["c@example.org"], "raw": "x"}
+{"id": "b5", "from": "a@example.com", "to": ["c@example.org"]}
+EOF
+}
+journal_check() { # journal records want_delivered: one line per id, counts; prints problems
+  py "$@" <<'PY'
+import json, sys
+path, records, want = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ids, last = {}, {}
+for line in open(path):
+    d = json.loads(line)
+    ids[d["id"]] = ids.get(d["id"], 0) + 1
+    last[d["id"]] = d
+twice = [i for i, c in ids.items() if c > 1]
+delivered = sum(1 for d in last.values() if d["status"] == "delivered")
+ok = not twice and len(ids) == records and delivered == want
+if not ok:
+    print(f"  journal: {len(ids)} ids (want {records}), {delivered} delivered (want {want}),"
+          f" {len(twice)} with more than one line: {twice[:5]}", file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+}
+
+# ---- usage --------------------------------------------------------------------------
+check "send --help" status_is 0 "$bin" send --help
+check "send --help names the journal" grep -q -- "--journal FILE" "$tmp/out"
+check "send without a target" status_is 2 "$bin" send
+check "send bad option" status_is 2 "$bin" send --frobnicate 127.0.0.1:1
+check "send bad value" status_is 2 "$bin" send -s 0 127.0.0.1:1
+check "send bad value: one line naming it" grep -q -- "--sessions" "$tmp/err"
+check "send --retry-failed without --journal" status_is 2 "$bin" send --retry-failed 127.0.0.1:1
+check "send missing manifest" status_is 3 "$bin" send 127.0.0.1:1 "$tmp/nonexistent.jsonl"
+printf 'garbage\n' > "$tmp/notjournal"
+check "send refuses a foreign journal" status_is 3 "$bin" send -j "$tmp/notjournal" 127.0.0.1:1 /dev/null
+check "foreign journal untouched" [ "$(cat "$tmp/notjournal")" = garbage ]
+
+# ---- good and bad records, reruns --------------------------------------------------
+N=3000
+make_manifest "$tmp/m.jsonl" $N
+add_bad_records "$tmp/m.jsonl"
+records=$((N + 8))
+start_sink
+check "send: input errors are status 4" status_is 4 send -q -j "$tmp/j.jsonl" "127.0.0.1:$sink_port" "$tmp/m.jsonl"
+check "journal: a line per record, every good one delivered" journal_check "$tmp/j.jsonl" $records $N
+check "each bad kind has its reason" py "$tmp/j.jsonl" <<'PY'
+import json, sys
+bad = {d["position"].split(":")[-1]: d["error"] for d in map(json.loads, open(sys.argv[1])) if d["status"] == "bad_input"}
+want = ["not JSON", "not a JSON object", "no recipients", "/nonexistent/m.eml", "duplicate id", "bad address", "\"from\"", "\"raw\" and \"file\""]
+got = [bad.get(str(3001 + i), "") for i in range(8)]
+miss = [(w, g) for w, g in zip(want, got) if w not in g]
+if miss: print("  ", miss, file=sys.stderr)
+sys.exit(1 if miss else 0)
+PY
+check "queue ids: none from our sink" bash -c "! grep -q queue_id '$tmp/j.jsonl'"
+check "send: rerun sends nothing" status_is 4 send --json -j "$tmp/j.jsonl" "127.0.0.1:$sink_port" "$tmp/m.jsonl"
+check "rerun: all skipped as delivered" py "$tmp/out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if d["submitted"] == 0 and d["skipped_delivered"] == 3000 and d["bad_input"] == 8 else 1)
+PY
+check "rerun: no line added" [ "$(wc -l < "$tmp/j.jsonl")" -eq $records ]
+sed -i 's/hello 7\\n"/hello seven\\n"/' "$tmp/m.jsonl"
+check "changed record: status 4" status_is 4 send -q -j "$tmp/j.jsonl" "127.0.0.1:$sink_port" "$tmp/m.jsonl"
+check "changed record: said" grep -q 'id "m7" has a final line in the journal, but the record changed' "$tmp/err"
+stop_sink
+check "sink got each good message once" [ "$(sink_messages)" -eq $N ]
+
+# Without a journal: just send; all delivered is status 0.
+make_manifest "$tmp/small.jsonl" 200
+start_sink
+check "send from stdin, no journal" status_is 0 bash -c "'$bin' send -q --backend $backend 127.0.0.1:$sink_port < '$tmp/small.jsonl'"
+stop_sink
+check "stdin: 200 at the sink" [ "$(sink_messages)" -eq 200 ]
+
+# ---- --retry-failed: a sink that temp-fails 30% of recipients, one attempt each ----
+make_manifest "$tmp/r.jsonl" 500
+start_sink --tempfail-rcpt 30
+check "send: some failed is status 1" status_is 1 send -q -j "$tmp/rj.jsonl" --max-attempts 1 "127.0.0.1:$sink_port" "$tmp/r.jsonl"
+check "some failed in the journal" grep -q '"status":"failed"' "$tmp/rj.jsonl"
+check "rerun without --retry-failed sends nothing" status_is 1 send --json -j "$tmp/rj.jsonl" "127.0.0.1:$sink_port" "$tmp/r.jsonl"
+check "rerun without --retry-failed: none submitted" py "$tmp/out" <<'PY'
+import json, sys
+sys.exit(0 if json.load(open(sys.argv[1]))["submitted"] == 0 else 1)
+PY
+stop_sink
+start_sink
+check "--retry-failed: the rest delivered" status_is 0 send -q -j "$tmp/rj.jsonl" --retry-failed "127.0.0.1:$sink_port" "$tmp/r.jsonl"
+check "--retry-failed: every id's last line delivered" py "$tmp/rj.jsonl" <<'PY'
+import json, sys
+last = {}
+for d in map(json.loads, open(sys.argv[1])): last[d["id"]] = d["status"]
+sys.exit(0 if len(last) == 500 and set(last.values()) == {"delivered"} else 1)
+PY
+stop_sink
+
+# ---- kill -9 at five moments, against aiosmtpd (it names each message's recipients) --
+K=2000 BOUND=50 SESSIONS=4
+make_manifest "$tmp/k.jsonl" $K
+aport=$(free_port)
+/usr/bin/python3 "$peer" --port "$aport" --events "$tmp/events" >/dev/null 2>&1 &
+apid=$!; pids+=("$apid")
+check "aiosmtpd up" wait_port "$aport"
+lines() { [ -f "$tmp/kj.jsonl" ] && wc -l < "$tmp/kj.jsonl" || echo 0; }
+for at in 150 500 900 1300 1700; do
+  # (the binary itself in the background, so that the kill reaches it, not a subshell)
+  "$bin" send --backend "$backend" -q -j "$tmp/kj.jsonl" --flush 0.02 --queue-bound $BOUND -s $SESSIONS -P 1 \
+    "127.0.0.1:$aport" "$tmp/k.jsonl" >/dev/null 2>&1 &
+  sp=$!
+  for _ in $(seq 1500); do [ "$(lines)" -ge $at ] && break; kill -0 $sp 2>/dev/null || break; sleep 0.02; done
+  n=$(lines)
+  kill -9 $sp 2>/dev/null; wait $sp 2>/dev/null
+  check "killed at $at journal lines (had $n, the run not over)" [ "$n" -ge $at ] && [ "$n" -lt $K ]
+  check "after kill at $at: every journal line whole" py "$tmp/kj.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]): json.loads(line)
+PY
+done
+check "the rerun after the kills finishes" status_is 0 send -q -j "$tmp/kj.jsonl" --queue-bound $BOUND -s $SESSIONS -P 1 "127.0.0.1:$aport" "$tmp/k.jsonl"
+check "after 5 kills: exactly one journal line per record, all delivered" journal_check "$tmp/kj.jsonl" $K $K
+# What the server received twice: at most what was in flight at each kill — the queue
+# bound, one per session, and the results not yet flushed (0.02 s of them; 100 here).
+check "duplicates within 5 x the in-flight bound" py "$tmp/events" $K $((5 * (BOUND + SESSIONS + 100))) <<'PY'
+import sys, collections
+events, k, bound = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+seen = collections.Counter()
+for line in open(events):
+    if line.startswith("DATA ") and "rcpts=" in line:
+        for r in line.split("rcpts=", 1)[1].strip().split(","): seen[r] += 1
+missing = [f"r{i}@example.org" for i in range(k) if seen[f"r{i}@example.org"] == 0]
+dups = sum(c - 1 for c in seen.values() if c > 1)
+print(f"  kill -9 x5: {dups} messages received twice (bound {bound}), {len(missing)} never", file=sys.stderr)
+sys.exit(0 if not missing and dups <= bound else 1)
+PY
+
+# ---- SIGTERM: stop reading, finish what is in flight, flush, summary ---------------
+rm -f "$tmp/tj.jsonl"
+"$bin" send --backend "$backend" --json -j "$tmp/tj.jsonl" --queue-bound $BOUND -s $SESSIONS -P 1 "127.0.0.1:$aport" "$tmp/k.jsonl" >"$tmp/term.out" 2>&1 &
+sp=$!
+for _ in $(seq 1500); do [ -f "$tmp/tj.jsonl" ] && [ "$(wc -l < "$tmp/tj.jsonl")" -ge 300 ] && break; sleep 0.02; done
+kill -TERM $sp
+wait $sp; rc=$?
+check "SIGTERM: it exits (not killed by the signal), status 1 (not all sent)" [ $rc -eq 1 ]
+check "SIGTERM: summary printed" grep -q '"submitted"' "$tmp/term.out"
+check "SIGTERM: every submitted message has its line or was cancelled" py "$tmp/term.out" "$tmp/tj.jsonl" <<'PY'
+import json, sys
+s = json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])
+lines = sum(1 for _ in open(sys.argv[2]))
+ok = lines == s["submitted"] - s["cancelled"] and s["submitted"] < 2000
+if not ok: print("  ", s, lines, file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+check "after SIGTERM the rerun completes" status_is 0 send -q -j "$tmp/tj.jsonl" -s $SESSIONS -P 1 "127.0.0.1:$aport" "$tmp/k.jsonl"
+check "after SIGTERM: one line per record" journal_check "$tmp/tj.jsonl" $K $K
+
+echo "send: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]
