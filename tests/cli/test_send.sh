@@ -140,6 +140,29 @@ check "send from stdin, no journal" status_is 0 bash -c "'$bin' send -q --backen
 stop_sink
 check "stdin: 200 at the sink" [ "$(sink_messages)" -eq 200 ]
 
+# ---- 100,000 records, through our sink and through Postfix smtp-sink ----------------
+py "$tmp/big.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(100000):
+        f.write(json.dumps({"id": f"b{i}", "from": "a@example.com", "to": [f"r{i}@example.org"],
+                            "raw": f"Subject: {i}\n\n" + "x" * 200 + "\n"}) + "\n")
+PY
+start_sink
+check "100k records to our sink" status_is 0 send -q -j "$tmp/big1.jsonl" "127.0.0.1:$sink_port" "$tmp/big.jsonl"
+stop_sink
+check "100k: our sink took each once" [ "$(sink_messages)" -eq 100000 ]
+check "100k: one delivered line each" journal_check "$tmp/big1.jsonl" 100000 100000
+pport=$(free_port)
+u=(); [ "$(id -u)" -eq 0 ] && u=(-u nobody)
+/usr/sbin/smtp-sink "${u[@]}" "127.0.0.1:$pport" 1024 >/dev/null 2>&1 &
+ppid_=$!; pids+=("$ppid_")
+check "smtp-sink up" wait_port "$pport"
+check "100k records to Postfix smtp-sink" status_is 0 send -q -j "$tmp/big2.jsonl" "127.0.0.1:$pport" "$tmp/big.jsonl"
+check "100k via smtp-sink: one delivered line each" journal_check "$tmp/big2.jsonl" 100000 100000
+kill "$ppid_"; wait "$ppid_" 2>/dev/null
+rm -f "$tmp"/big*.jsonl
+
 # ---- --retry-failed: a sink that temp-fails 30% of recipients, one attempt each ----
 make_manifest "$tmp/r.jsonl" 500
 start_sink --tempfail-rcpt 30
