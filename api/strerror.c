@@ -46,6 +46,12 @@ const char *smtpbulk_strerror(int err)
 		return "the token callback gave no bearer token (XOAUTH2, OAUTHBEARER)";
 	case SMTPBULK_EJOURNAL:
 		return "the journal file holds a line smtpbulk did not write";
+	case SMTPBULK_EMESSAGE:
+		return "not a mail message (no header block)";
+	case SMTPBULK_ENOSENDER:
+		return "the message has no From or Sender header for the envelope sender";
+	case SMTPBULK_ENORCPTS:
+		return "the message has no To, Cc or Bcc recipients";
 	default: break;
 	}
 	/* strerror() is not thread-safe in general, but glibc's returns static strings

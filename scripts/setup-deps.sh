@@ -9,6 +9,7 @@ packages=(
   clang                                              # the clang preset and fuzzers
   liburing-dev liburcu-dev libwolfssl-dev            # the library's dependencies
   libjansson-dev                                     # JSON: the journal, send's manifests
+  libgmime-3.0-dev                                   # MIME: message files' envelopes
   libgtest-dev                                       # tests
   postfix                                            # smtp-sink, smtp-source: test peers
   python3-aiosmtpd openssl                            # TLS/AUTH test peer, test certs

@@ -91,6 +91,9 @@ enum smtpbulk_error {
 	/* -1033..-1039: the one-off commands (VRFY, EXPN, ...). */
 	SMTPBULK_EJOURNAL = -1040,    /* a journal file holds a line this library did not
 	                                 write (smtpbulk_send.h) */
+	SMTPBULK_EMESSAGE = -1041,    /* not a mail message (smtpbulk_mailfile_parse()) */
+	SMTPBULK_ENOSENDER = -1042,   /* a message without From or Sender, and no sender given */
+	SMTPBULK_ENORCPTS = -1043,    /* a message without To, Cc or Bcc recipients */
 };
 
 /* For the retry counts that take it (the seed's "0 for unlimited"). */

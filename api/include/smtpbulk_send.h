@@ -4,6 +4,8 @@
  *
  *  - smtpbulk_queue_id(): the server's queue id in a final reply (Postfix "queued as
  *    X", Exim "id=X", Sendmail and OpenSMTPD, Exchange, Gmail, qmail, Haraka, SES).
+ *  - smtpbulk_mailfile_parse() and the mbox reader: a message file's envelope from
+ *    its headers (From/Sender, To/Cc/Bcc), Bcc removed from what is sent.
  *  - The journal: one JSON line per final result, appended, written and fsync'd in
  *    batches by a thread of its own, read back on open so a rerun knows what is final.
  *
@@ -90,6 +92,43 @@ int smtpbulk_journal_flush(smtpbulk_journal_t *j);
 
 /** Flush, fsync, stop the writer thread and free. Returns what the last flush did. */
 int smtpbulk_journal_close(smtpbulk_journal_t *j);
+
+/**
+ * A message and the envelope its headers give, as `sendmail -t` takes it: the sender
+ * from From (its first mailbox), else Sender; the recipients from To, Cc and Bcc
+ * (group members included, each address once); the message as it goes out, with its
+ * Bcc header removed and everything else as it was (parsed with GMime).
+ */
+typedef struct smtpbulk_mailfile {
+	char *from;
+	char **rcpts;
+	size_t n_rcpts;
+	char *data; /* NUL-terminated too */
+	size_t len;
+} smtpbulk_mailfile_t;
+
+/**
+ * Parse one message (RFC 5322). from: the envelope sender to use instead of the
+ * headers' (NULL: the headers'). Returns 0 and *out (free it with
+ * smtpbulk_mailfile_free()), -EINVAL, -ENOMEM, SMTPBULK_EMESSAGE, SMTPBULK_ENOSENDER,
+ * SMTPBULK_ENORCPTS, or SMTPBULK_EBADADDR (an address smtpbulk_submit() would refuse).
+ */
+int smtpbulk_mailfile_parse(const void *msg, size_t len, const char *from,
+			    smtpbulk_mailfile_t *out);
+void smtpbulk_mailfile_free(smtpbulk_mailfile_t *m);
+
+/** An mbox being read, one message at a time (bounded memory for any size). */
+typedef struct smtpbulk_mbox smtpbulk_mbox_t;
+/** 0, or a negative errno of open(). */
+int smtpbulk_mbox_open(const char *path, smtpbulk_mbox_t **out);
+/**
+ * The next message: 0 and *out (as smtpbulk_mailfile_parse() makes it) with *index its
+ * number in the file from 1; 1 at the end; or a negative code for this message alone
+ * (the next call goes on with the one after it), *index set.
+ */
+int smtpbulk_mbox_next(smtpbulk_mbox_t *mb, const char *from, smtpbulk_mailfile_t *out,
+		       uint64_t *index);
+void smtpbulk_mbox_close(smtpbulk_mbox_t *mb);
 
 /** A 64-bit hash (FNV-1a) of a record, for entries' input_hash (never 0). */
 uint64_t smtpbulk_hash64(const void *data, size_t len);
