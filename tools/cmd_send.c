@@ -1,8 +1,9 @@
-/* smtpbulk send: real mail from a JSONL manifest to one server, every final result in a
- * journal, a rerun sending only what has no final result yet. */
+/* smtpbulk send: real mail from a JSONL manifest or from message files to one server,
+ * every final result in a journal, a rerun sending only what has no final result yet. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "send_mail_source.h"
 #include "send_manifest.h"
 #include "smtpbulk.h"
 #include "smtpbulk_send.h"
@@ -23,6 +25,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: smtpbulk send [options] HOST[:PORT] [MANIFEST]\n"
+		"       smtpbulk send [options] --mail HOST[:PORT] PATH...\n"
 		"\n"
 		"Send the messages of a JSONL manifest (a file, or standard input when it is\n"
 		"'-' or not given) to one SMTP server over many connections. One message per\n"
@@ -34,6 +37,16 @@ static void usage(FILE *f)
 		"number); \"from\" may be \"\" for the null sender. The input is read as it is\n"
 		"sent: memory stays bounded by --queue-bound whatever its size.\n"
 		"\n"
+		"With --mail, the PATHs are messages (RFC 5322) with their envelope in their\n"
+		"headers, as sendmail -t takes it: the sender from From (else Sender), the\n"
+		"recipients from To, Cc and Bcc; the Bcc header is not sent. A PATH is a\n"
+		"message file, an mbox (its first line starts \"From \"), a directory of\n"
+		"message files (not recursive; names starting '.' skipped) or a Maildir (its\n"
+		"cur/ and new/). A message's id is its path, or PATH#N for an mbox's N-th.\n"
+		"\n"
+		"  -m, --mail              the operands after HOST are message files (above)\n"
+		"      --from ADDR         with --mail: the envelope sender for every message,\n"
+		"                          instead of the headers' ('' for the null sender)\n"
 		"  -j, --journal FILE      append one JSON line per final result (id, status,\n"
 		"                          category, code, enhanced, text, queue_id, host,\n"
 		"                          attempts, latency_ms, rcpts, position, hash), and a\n"
@@ -65,8 +78,9 @@ static void usage(FILE *f)
 		"  -h, --help              this text\n"
 		"\n"
 		"A bad record (not JSON, a missing field, a bad address, an unreadable file, a\n"
-		"duplicate id) gets its own journal line with status bad_input, the reason and\n"
-		"its position (FILE:LINE), and sending goes on. A record whose id has a final\n"
+		"duplicate id, a message file without sender or recipients) gets its own\n"
+		"journal line with status bad_input, the reason and its position (FILE:LINE, or\n"
+		"the message file's path), and sending goes on. A record whose id has a final\n"
 		"line but whose content changed since (another hash) is not sent, and said.\n"
 		"SIGINT or SIGTERM: no more input is read, what is in flight gets --drain to\n"
 		"finish, the journal is flushed and the summary printed; cancelled messages\n"
@@ -81,7 +95,7 @@ struct pending {
 	char *id;
 	char *body;
 	uint64_t hash;
-	char position[64];
+	char *position;
 };
 
 /* Shared with the engine's workers (on_result): journal and args are set before the
@@ -120,26 +134,31 @@ static void on_result(const smtpbulk_result_t *r, void *arg)
 	}
 	free(p->id);
 	free(p->body);
+	free(p->position);
 	free(p);
 }
 
 struct send_args {
-	const char *target, *manifest, *journal, *hello;
+	const char *target, *manifest, *journal, *hello, *from;
+	char *const *paths; /* --mail: the operands after the target */
+	size_t n_paths;
 	uint64_t sessions, pipeline, window, workers, timeout_ms, max_attempts, defer_ms;
 	uint64_t max_per_conn, bound, max_size, flush_ms, drain_ms;
 	unsigned rate_n, rate_per_ms, rate_burst;
-	int backend, retry_failed, quiet, json, help;
+	int backend, retry_failed, quiet, json, help, mail;
 	int have_pipeline;
 };
 
 enum {
 	OPT_RETRY_FAILED = 256, OPT_FLUSH, OPT_WORKERS, OPT_BACKEND, OPT_HELLO, OPT_TIMEOUT,
 	OPT_MAX_ATTEMPTS, OPT_DEFER, OPT_LIMIT_RATE, OPT_MAX_PER_CONN, OPT_BOUND, OPT_MAX_SIZE,
-	OPT_DRAIN, OPT_JSON,
+	OPT_DRAIN, OPT_JSON, OPT_FROM,
 };
 
 static const struct option long_opts[] = {
 	{"journal", required_argument, NULL, 'j'},
+	{"mail", no_argument, NULL, 'm'},
+	{"from", required_argument, NULL, OPT_FROM},
 	{"retry-failed", no_argument, NULL, OPT_RETRY_FAILED},
 	{"flush", required_argument, NULL, OPT_FLUSH},
 	{"sessions", required_argument, NULL, 's'},
@@ -177,6 +196,11 @@ static int set_option(struct send_args *a, int c, const char *v)
 	int bad = 0;
 	switch (c) {
 	case 'j': a->journal = v; break;
+	case 'm': a->mail = 1; break;
+	case OPT_FROM:
+		a->from = v;
+		bad = smtpbulk_check_address(v) < 0 || strpbrk(v, " \t") != NULL;
+		break;
 	case OPT_RETRY_FAILED: a->retry_failed = 1; break;
 	case OPT_FLUSH: bad = tool_seconds_ms(v, 1, 60000, &a->flush_ms); break;
 	case 's': bad = tool_u64(v, 1, 65535, &a->sessions); break;
@@ -228,7 +252,7 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 	opterr = 0;
 	optind = 1;
 	int c;
-	while ((c = getopt_long(argc, argv, "j:s:P:w:qh", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "j:ms:P:w:qh", long_opts, NULL)) != -1) {
 		if (c == '?' || c == ':')
 			return usage_error("unknown option or missing value: %s", argv[optind - 1]);
 		if (set_option(a, c, optarg))
@@ -242,10 +266,22 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 	a->target = argv[optind++];
 	if (tool_target_ok(a->target))
 		return usage_error("bad target '%s': HOST[:PORT], [IPv6]:PORT or unix:/PATH", a->target);
-	if (optind < argc)
-		a->manifest = argv[optind++];
-	if (optind < argc)
-		return usage_error("one manifest at most (got '%s' too)", argv[optind]);
+	if (a->mail) {
+		if (optind >= argc)
+			return usage_error("--mail: no PATH (a message file, an mbox, a directory "
+					   "or a Maildir)");
+		a->paths = argv + optind;
+		a->n_paths = (size_t)(argc - optind);
+	} else {
+		if (optind < argc)
+			a->manifest = argv[optind++];
+		if (optind < argc)
+			return usage_error("one manifest at most (got '%s' too; message files "
+					   "need --mail)", argv[optind]);
+		if (a->from)
+			return usage_error("--from is for --mail (a manifest names its sender "
+					   "per record)");
+	}
 	if (a->retry_failed && !a->journal)
 		return usage_error("--retry-failed needs --journal");
 	return 0;
@@ -300,17 +336,18 @@ static void bad_record(struct send_state *st, const struct send_args *a, struct 
 }
 
 /* Whether the journal already settles this record: 1 skip, 0 send, -1 changed input,
- * 2 its line is a bad-input line. */
+ * 2 its line is a bad-input line of this very record, 3 of another content at the same
+ * place (a record fixed since, or bad in another way). */
 static int settled(const struct send_args *a, struct send_state *st, const char *id,
 		   uint64_t hash, struct run_counts *n)
 {
 	smtpbulk_journal_state_t js;
 	if (!st->journal || smtpbulk_journal_lookup(st->journal, id, &js) != 0)
 		return 0;
+	if (js.bad_input)
+		return js.input_hash && hash && js.input_hash != hash ? 3 : 2;
 	if (js.input_hash && js.input_hash != hash)
 		return -1;
-	if (js.bad_input)
-		return 2;
 	int failed = js.status == SMTPBULK_FAILED || js.status == SMTPBULK_TIMED_OUT ||
 		     js.status == SMTPBULK_CANCELLED;
 	if (failed && a->retry_failed)
@@ -359,12 +396,13 @@ static int id_set_add(struct id_set *s, uint64_t key) /* 1 added, 0 there, -1 EN
 static int submit_record(smtpbulk_t *sb, struct send_record *r, const char *pos, uint64_t hash)
 {
 	struct pending *p = calloc(1, sizeof(*p));
-	if (!p)
+	if (!p || !(p->position = strdup(pos))) {
+		free(p);
 		return -ENOMEM;
+	}
 	p->id = r->id;
 	p->body = r->body;
 	p->hash = hash;
-	snprintf(p->position, sizeof(p->position), "%s", pos);
 	smtpbulk_message_t m = {
 		.struct_size = sizeof(m), .from = r->from, .rcpts = (const char *const *)r->to,
 		.n_rcpts = r->n_to, .body = r->body, .body_len = r->body_len, .host = -1,
@@ -372,6 +410,7 @@ static int submit_record(smtpbulk_t *sb, struct send_record *r, const char *pos,
 	};
 	int rc = smtpbulk_submit(sb, &m, 0, NULL);
 	if (rc) {
+		free(p->position);
 		free(p);
 		return rc; /* r still owns id and body */
 	}
@@ -380,29 +419,60 @@ static int submit_record(smtpbulk_t *sb, struct send_record *r, const char *pos,
 	return 0;
 }
 
-/* Read the manifest and submit; stops at its end, a signal, or a failed submit. */
-static int feed(smtpbulk_t *sb, FILE *in, const char *name, const struct send_args *a,
+/* Where the records come from: the lines of a manifest, or message files. */
+struct input {
+	FILE *in;                 /* a manifest, or NULL */
+	const char *name;
+	char *line;
+	size_t cap;
+	uint64_t lineno;
+	struct mail_source *mail; /* --mail, or NULL */
+};
+
+/* The next record: 0 and *r, 1 at the end, -1 a bad one (why), -2 the input could not
+ * be read (said). pos names it either way; *hash is its content's. */
+static int next_record(struct input *in, const struct send_args *a, struct send_record *r,
+		       uint64_t *hash, char *pos, size_t pos_cap, char *why, size_t why_cap)
+{
+	if (in->mail)
+		return mail_source_next(in->mail, r, hash, pos, pos_cap, why, why_cap);
+	ssize_t len;
+	do {
+		if ((len = getline(&in->line, &in->cap, in->in)) < 0) {
+			if (!ferror(in->in))
+				return 1;
+			fprintf(stderr, "smtpbulk send: reading %s: %s\n", in->name, strerror(errno));
+			return -2;
+		}
+		in->lineno++;
+		while (len && (in->line[len - 1] == '\n' || in->line[len - 1] == '\r'))
+			in->line[--len] = '\0';
+	} while (len == 0); /* blank lines are no records */
+	snprintf(pos, pos_cap, "%.200s:%" PRIu64, in->name, in->lineno);
+	*hash = smtpbulk_hash64(in->line, (size_t)len);
+	return send_manifest_parse(in->line, (size_t)len, in->lineno, (size_t)a->max_size, r, why,
+				   why_cap) ? -1 : 0;
+}
+
+/* Read the input and submit; stops at its end, a signal, or a failed submit. */
+static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 		struct send_state *st, struct run_counts *n)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	uint64_t lineno = 0;
 	struct id_set ids = {0};
 	int rc = 0;
-	while (!signals && (len = getline(&line, &cap, in)) >= 0) {
-		lineno++;
-		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-			line[--len] = '\0';
-		if (len == 0)
-			continue; /* blank lines are no records */
-		n->records++;
-		char pos[64], why[512];
-		snprintf(pos, sizeof(pos), "%.40s:%" PRIu64, name, lineno);
-		uint64_t hash = smtpbulk_hash64(line, (size_t)len);
+	char pos[PATH_MAX + 32], why[PATH_MAX + 512];
+	while (!signals) {
 		struct send_record r;
-		if (send_manifest_parse(line, (size_t)len, lineno, (size_t)a->max_size, &r, why,
-					sizeof(why))) {
+		uint64_t hash;
+		int got = next_record(in, a, &r, &hash, pos, sizeof(pos), why, sizeof(why));
+		if (got == 1)
+			break;
+		if (got == -2) {
+			rc = -EIO;
+			break;
+		}
+		n->records++;
+		if (got < 0) {
 			/* Journaled by its position; a rerun over the same record says nothing
 			 * new, and does not write it again. */
 			if (settled(a, st, pos, hash, n) == 2) {
@@ -425,7 +495,7 @@ static int feed(smtpbulk_t *sb, FILE *in, const char *name, const struct send_ar
 			continue;
 		}
 		int s = settled(a, st, r.id, hash, n);
-		if (s == 2)
+		if (s >= 2)
 			s = 0; /* it could not be submitted last time: it goes now */
 		if (s < 0) {
 			n->changed++;
@@ -450,11 +520,6 @@ static int feed(smtpbulk_t *sb, FILE *in, const char *name, const struct send_ar
 		send_record_free(&r);
 		n->submitted++;
 	}
-	if (!rc && ferror(in)) {
-		fprintf(stderr, "smtpbulk send: reading %s: %s\n", name, strerror(errno));
-		rc = -EIO;
-	}
-	free(line);
 	free(ids.keys);
 	return rc;
 }
@@ -487,6 +552,14 @@ static void report(const struct send_args *a, const struct send_state *st,
 	}
 }
 
+static void close_input(struct input *in)
+{
+	if (in->in && in->in != stdin)
+		fclose(in->in);
+	free(in->line);
+	mail_source_close(in->mail);
+}
+
 int cmd_send(int argc, char **argv)
 {
 	struct send_args a;
@@ -497,14 +570,19 @@ int cmd_send(int argc, char **argv)
 		usage(stdout);
 		return SEND_OK;
 	}
-	FILE *in = stdin;
-	const char *name = "stdin";
-	if (a.manifest && strcmp(a.manifest, "-") != 0) {
-		if (!(in = fopen(a.manifest, "r"))) {
+	struct input in = {.in = stdin, .name = "stdin"};
+	if (a.mail) {
+		in.in = NULL;
+		if (mail_source_open(a.paths, a.n_paths, a.from, (size_t)a.max_size, &in.mail)) {
+			fprintf(stderr, "smtpbulk send: out of memory\n");
+			return SEND_NOSTART;
+		}
+	} else if (a.manifest && strcmp(a.manifest, "-") != 0) {
+		if (!(in.in = fopen(a.manifest, "r"))) {
 			fprintf(stderr, "smtpbulk send: %s: %s\n", a.manifest, strerror(errno));
 			return SEND_NOSTART;
 		}
-		name = a.manifest;
+		in.name = a.manifest;
 	}
 	struct send_state st;
 	memset(&st, 0, sizeof(st));
@@ -518,16 +596,14 @@ int cmd_send(int argc, char **argv)
 			else
 				fprintf(stderr, "smtpbulk send: journal %s: %s\n", a.journal,
 					smtpbulk_strerror(rc));
-			if (in != stdin)
-				fclose(in);
+			close_input(&in);
 			return SEND_NOSTART;
 		}
 	}
 	smtpbulk_t *sb = start_engine(&a, &st);
 	if (!sb) {
 		smtpbulk_journal_close(st.journal);
-		if (in != stdin)
-			fclose(in);
+		close_input(&in);
 		return SEND_NOSTART;
 	}
 	struct sigaction sa = {.sa_handler = on_signal};
@@ -537,7 +613,7 @@ int cmd_send(int argc, char **argv)
 
 	struct run_counts n = {0};
 	uint64_t t0 = tool_now_ns();
-	int frc = feed(sb, in, name, &a, &st, &n);
+	int frc = feed(sb, &in, &a, &st, &n);
 	/* What is in flight gets all the time it needs, or --drain once a signal came. */
 	uint64_t stop_at = 0;
 	while (smtpbulk_drain(sb, 100) == -ETIMEDOUT) {
@@ -557,8 +633,7 @@ int cmd_send(int argc, char **argv)
 	if (jrc)
 		fprintf(stderr, "smtpbulk send: journal %s: %s: it may lack results\n", a.journal,
 			smtpbulk_strerror(jrc));
-	if (in != stdin)
-		fclose(in);
+	close_input(&in);
 	report(&a, &st, &n, elapsed);
 	if (frc || jrc)
 		return SEND_NOSTART;

@@ -34,7 +34,7 @@ __attribute__((format(printf, 4, 5))) static int fail(struct send_record *r, cha
 }
 
 /* The whole file at path, at most max bytes. */
-static int read_file(const char *path, size_t max, char **out, size_t *len, char *why, size_t cap)
+int send_read_file(const char *path, size_t max, char **out, size_t *len, char *why, size_t cap)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f) {
@@ -67,6 +67,7 @@ static int read_file(const char *path, size_t max, char **out, size_t *len, char
 		snprintf(why, cap, "file %s: empty", path);
 		return -1;
 	}
+	b[n] = '\0';
 	*out = b;
 	*len = n;
 	return 0;
@@ -184,7 +185,7 @@ int send_manifest_parse(const char *line, size_t len, uint64_t lineno, size_t ma
 			fail(r, why, cap, "\"file\" must be a path");
 			goto out;
 		}
-		if (read_file(json_string_value(file), max_body, &r->body, &r->body_len, why, cap)) {
+		if (send_read_file(json_string_value(file), max_body, &r->body, &r->body_len, why, cap)) {
 			send_record_free(r);
 			goto out;
 		}

@@ -26,4 +26,8 @@ int send_manifest_parse(const char *line, size_t len, uint64_t lineno, size_t ma
 			struct send_record *r, char *why, size_t cap);
 void send_record_free(struct send_record *r);
 
+/* The whole regular file at path (at most max bytes, not empty) into *out (malloc'd,
+ * NUL-terminated too) and *len. Returns 0, or -1 with why. */
+int send_read_file(const char *path, size_t max, char **out, size_t *len, char *why, size_t cap);
+
 #endif

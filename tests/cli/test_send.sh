@@ -2,7 +2,8 @@
 # smtpbulk send end to end: a manifest with good and bad records against our sink and
 # aiosmtpd, the journal and reruns (skip what is final, --retry-failed, changed input),
 # kill -9 at five moments with every record ending with exactly one journal line and
-# the server-side duplicates within the in-flight bound, and SIGTERM.
+# the server-side duplicates within the in-flight bound, SIGTERM, and --mail (message
+# files, a directory, a Maildir, an mbox: the envelope from the headers, Bcc not sent).
 # usage: test_send.sh SMTPBULK BACKEND PEER_SCRIPT
 set -uo pipefail
 bin=$1 backend=$2 peer=$3
@@ -242,6 +243,93 @@ sys.exit(0 if ok else 1)
 PY
 check "after SIGTERM the rerun completes" status_is 0 send -q -j "$tmp/tj.jsonl" -s $SESSIONS -P 1 "127.0.0.1:$aport" "$tmp/k.jsonl"
 check "after SIGTERM: one line per record" journal_check "$tmp/tj.jsonl" $K $K
+
+# ---- --mail: message files, a directory, a Maildir and an mbox, against aiosmtpd ----
+check "--mail without a path" status_is 2 "$bin" send --mail 127.0.0.1:1
+check "--from without --mail" status_is 2 "$bin" send --from a@example.com 127.0.0.1:1 /dev/null
+check "--from a bad address" status_is 2 "$bin" send --mail --from 'a b@c' 127.0.0.1:1 x.eml
+check "send --help names --mail" bash -c "'$bin' send --help | grep -q -- '--mail'"
+mt="$tmp/mail"; mkdir -p "$mt/md/cur" "$mt/md/new" "$mt/md/tmp" "$mt/dir/sub" "$tmp/saved"
+printf 'From: Ann <ann@example.com>\nTo: b@example.org, "C" <c@example.org>\nCc: grp: d@example.org;\nBcc: secret@example.org\nSubject: one\n\nthe body\n' > "$mt/one.eml"
+printf 'From: ann@example.com\nTo: md1@example.org\nSubject: maildir cur\n\nx\n' > "$mt/md/cur/1.host:2,S"
+printf 'From: ann@example.com\nTo: md2@example.org\nSubject: maildir cur 2\n\nx\n' > "$mt/md/cur/2.host:2,"
+printf 'From: ann@example.com\nTo: md3@example.org\nSubject: maildir new\n\nx\n' > "$mt/md/new/3.host"
+printf 'From: ann@example.com\nTo: tmp@example.org\nSubject: maildir tmp\n\nx\n' > "$mt/md/tmp/4.host"
+printf 'From: ann@example.com\nTo: dir1@example.org\nSubject: dir 1\n\nx\n' > "$mt/dir/a.eml"
+printf 'Sender: sender@example.com\nTo: dir2@example.org\nSubject: dir 2\n\nx\n' > "$mt/dir/b.eml"
+printf 'From: ann@example.com\nTo: dot@example.org\nSubject: hidden\n\nx\n' > "$mt/dir/.hidden"
+printf 'From: ann@example.com\nTo: sub@example.org\nSubject: in a subdirectory\n\nx\n' > "$mt/dir/sub/c.eml"
+printf 'To: nofrom@example.org\nSubject: no sender\n\nx\n' > "$mt/dir/nofrom.eml"
+printf 'From: ann@example.com\nSubject: no recipients\n\nx\n' > "$mt/dir/norcpt.eml"
+: > "$mt/dir/empty.eml"
+{ printf 'From MAILER-DAEMON Thu Jan  1 00:00:00 2026\nFrom: ann@example.com\nTo: mb1@example.org\nSubject: mbox 1\n\nhi\n\n'
+  printf 'From MAILER-DAEMON Thu Jan  1 00:00:00 2026\nFrom: ann@example.com\nSubject: mbox 2 without recipients\n\nhi\n\n'
+  printf 'From MAILER-DAEMON Thu Jan  1 00:00:00 2026\nFrom: ann@example.com\nTo: mb3@example.org\nSubject: mbox 3\n\nhi\n'; } > "$mt/box.mbox"
+mport=$(free_port)
+/usr/bin/python3 "$peer" --port "$mport" --events "$tmp/mevents" --save-dir "$tmp/saved" >/dev/null 2>&1 &
+mpid=$!; pids+=("$mpid")
+check "aiosmtpd (saving messages) up" wait_port "$mport"
+( cd "$mt" && status_is 4 "$bin" send --backend "$backend" -q -j "$tmp/mj.jsonl" --mail "127.0.0.1:$mport" one.eml md dir box.mbox missing.eml ); check "--mail: input errors are status 4" [ $? -eq 0 ]
+check "--mail: one journal line per message, the right ones delivered or bad" py "$tmp/mj.jsonl" <<'PY'
+import json, sys
+got = {d["id"]: (d["status"], d.get("error", "")) for d in map(json.loads, open(sys.argv[1]))}
+want = {"one.eml": "delivered", "md/cur/1.host:2,S": "delivered", "md/cur/2.host:2,": "delivered",
+        "md/new/3.host": "delivered", "dir/a.eml": "delivered", "dir/b.eml": "delivered",
+        "box.mbox#1": "delivered", "box.mbox#3": "delivered",
+        "dir/nofrom.eml": "bad_input", "dir/norcpt.eml": "bad_input", "dir/empty.eml": "bad_input",
+        "box.mbox#2": "bad_input", "missing.eml": "bad_input"}
+reasons = {"dir/nofrom.eml": "From or Sender", "dir/norcpt.eml": "recipients", "dir/empty.eml": "empty",
+           "box.mbox#2": "recipients", "missing.eml": "No such file"}
+bad = [(k, got.get(k), v) for k, v in want.items() if got.get(k, ("",))[0] != v]
+bad += [(k, got[k][1]) for k, r in reasons.items() if k in got and r not in got[k][1]]
+extra = set(got) - set(want)
+if bad or extra: print("  ", bad, extra, file=sys.stderr)
+sys.exit(0 if not bad and not extra and sum(1 for _ in open(sys.argv[1])) == len(want) else 1)
+PY
+check "--mail: the envelope from the headers (From, Sender; To, Cc, a group, Bcc)" py "$tmp/mevents" <<'PY'
+import sys
+mails = [l.split("from=", 1)[1].strip() for l in open(sys.argv[1]) if l.startswith("MAIL ")]
+rcpts = [l.split("rcpts=", 1)[1].strip() for l in open(sys.argv[1]) if l.startswith("DATA ")]
+ok = sorted(mails) == sorted(["ann@example.com"] * 7 + ["sender@example.com"]) and \
+     "b@example.org,c@example.org,d@example.org,secret@example.org" in rcpts and \
+     not [r for r in rcpts if "tmp@" in r or "dot@" in r or "sub@" in r] and len(rcpts) == 8
+if not ok: print("  ", mails, rcpts, file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+check "--mail: the Bcc header was not sent, the rest was" py "$tmp/saved" <<'PY'
+import os, sys
+d = sys.argv[1]
+one = [open(os.path.join(d, f), "rb").read() for f in os.listdir(d)]
+one = [m for m in one if b"Subject: one" in m]
+ok = len(one) == 1 and b"secret@" not in one[0] and b"Bcc" not in one[0] and \
+     b"the body" in one[0] and b"To: b@example.org" in one[0] and b"Cc: grp: d@example.org;" in one[0]
+if not ok: print("  ", one, file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+( cd "$mt" && status_is 4 "$bin" send --backend "$backend" --json -j "$tmp/mj.jsonl" --mail "127.0.0.1:$mport" one.eml md dir box.mbox missing.eml && cp "$tmp/out" "$tmp/mrerun" ); check "--mail rerun: status 4 again" [ $? -eq 0 ]
+check "--mail rerun: nothing sent, nothing journaled again" py "$tmp/mrerun" "$tmp/mj.jsonl" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+ok = d["submitted"] == 0 and d["skipped_delivered"] == 8 and d["bad_input"] == 5 and sum(1 for _ in open(sys.argv[2])) == 13
+if not ok: print("  ", d, file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+printf 'From: ann@example.com\nTo: nofrom@example.org\nSubject: no sender, fixed\n\nx\n' > "$mt/dir/nofrom.eml"
+( cd "$mt" && status_is 0 "$bin" send --backend "$backend" -q -j "$tmp/mj.jsonl" --mail "127.0.0.1:$mport" dir/nofrom.eml one.eml ); check "--mail: a file fixed since is sent on the rerun" [ $? -eq 0 ]
+check "--mail: the fixed file's last line is delivered" py "$tmp/mj.jsonl" <<'PY'
+import json, sys
+last = {}
+for d in map(json.loads, open(sys.argv[1])): last[d["id"]] = d["status"]
+sys.exit(0 if last["dir/nofrom.eml"] == "delivered" and len(last) == 13 else 1)
+PY
+: > "$tmp/mevents"
+check "--mail --from: one sender for all" status_is 0 send -q --mail --from bounce@example.net "127.0.0.1:$mport" "$mt/md"
+check "--mail --from: MAIL FROM is it" py "$tmp/mevents" <<'PY'
+import sys
+mails = [l.split("from=", 1)[1].strip() for l in open(sys.argv[1]) if l.startswith("MAIL ")]
+sys.exit(0 if mails == ["bounce@example.net"] * 3 else 1)
+PY
+kill "$mpid"; wait "$mpid" 2>/dev/null
 
 echo "send: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

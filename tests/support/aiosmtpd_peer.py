@@ -10,7 +10,7 @@ it (MAILARG, RCPTARG): the tests assert on what the server saw. --dsn offers DSN
 (RFC 3461) and takes its parameters; --lmtp speaks LMTP (aiosmtpd's own LMTP class),
 answering after the data for each recipient: local parts starting lmtp-temp get 452,
 lmtp-perm 550, others 250; --unix listens on a unix-domain socket instead of --port.
---max-rcpts N refuses recipients beyond N in a transaction the way Postfix's
+--save-dir DIR keeps each message as it arrived. --max-rcpts N refuses recipients beyond N in a transaction the way Postfix's
 smtpd_recipient_limit does (452 4.5.3); local parts starting greylist get 450 4.2.0 the
 first time each address is seen, tempfail always, rcpt-perm 550 5.1.1 (not under
 --lmtp, whose recipients answer after the data); DATA lines list the recipients.
@@ -56,11 +56,13 @@ p.add_argument("--refuse-first-token", action="store_true",
                     "a token that expired while the client held it")
 p.add_argument("--max-rcpts", type=int, default=0,
                help="refuse recipients beyond this many per transaction (452 4.5.3)")
+p.add_argument("--save-dir", help="write each message received to DIR/N.eml (N from 1)")
 p.add_argument("--events", required=True)
 args = p.parse_args()
 
 lock = threading.Lock()
 events = open(args.events, "a", buffering=1)
+saved = itertools.count(1)
 
 
 def event(line):
@@ -135,6 +137,11 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if args.save_dir:  # before its event, so a test that saw the event finds the file
+            with lock:
+                n = next(saved)
+            with open(os.path.join(args.save_dir, f"{n}.eml"), "wb") as f:
+                f.write(envelope.original_content or envelope.content)
         event(f"DATA tls={int(is_tls(server, session))} bytes={len(envelope.content)} "
               f"rcpts={','.join(envelope.rcpt_tos)}")
         if not args.lmtp:
