@@ -80,6 +80,28 @@ static const char *first_mailbox(InternetAddressList *l)
 	return NULL;
 }
 
+/* An mbox's escaping undone (mboxrd): a line ">From ", ">>From "... loses one '>'. The
+ * "From " lines were escaped by whoever wrote the mbox; the server should get the
+ * message as it was. (An mboxo writer left ">From " lines of the message itself as they
+ * were, so those come out one '>' short: the format cannot tell them apart.) */
+static size_t unescape_from(char *s, size_t len)
+{
+	size_t r = 0, w = 0;
+	while (r < len) {
+		size_t q = r; /* a line starts at r */
+		while (q < len && s[q] == '>')
+			q++;
+		if (q > r && len - q >= 5 && memcmp(s + q, "From ", 5) == 0)
+			r++;
+		while (r < len && s[r] != '\n')
+			s[w++] = s[r++];
+		if (r < len)
+			s[w++] = s[r++];
+	}
+	s[w] = '\0';
+	return w;
+}
+
 /* msg's envelope into *out; raw/len: its bytes as read (sent unchanged unless a Bcc
  * must go), or NULL (an mbox message: written out by GMime). */
 static int envelope_of(GMimeMessage *msg, const char *raw, size_t len, const char *from,
@@ -131,6 +153,8 @@ static int envelope_of(GMimeMessage *msg, const char *raw, size_t len, const cha
 	}
 	g_free(s);
 	out->len = strlen(out->data);
+	if (!raw)
+		out->len = unescape_from(out->data, out->len);
 	return 0;
 fail:
 	smtpbulk_mailfile_free(out);

@@ -163,6 +163,27 @@ TEST(Mbox, MessagesOneByOneABadOneFailsAlone) {
   smtpbulk_mbox_close(mb);
 }
 
+TEST(Mbox, EscapedFromLinesAreUnescaped) {
+  TmpFile f(
+      "From ann@example.org Mon Jan  1 00:00:00 2026\n"
+      "From: ann@example.org\nTo: one@example.net\nSubject: 1\n\n"
+      "line one\n>From the start\n>>From quoted\n> From not an escape\n>Fromage\nend\n");
+  ASSERT_FALSE(f.path.empty());
+  smtpbulk_mbox_t* mb = nullptr;
+  ASSERT_EQ(smtpbulk_mbox_open(f.path.c_str(), &mb), 0);
+  smtpbulk_mailfile_t m{};
+  uint64_t ix = 0;
+  ASSERT_EQ(smtpbulk_mbox_next(mb, nullptr, &m, &ix), 0);
+  std::string d(m.data, m.len);
+  EXPECT_EQ(d.size(), strlen(m.data));
+  EXPECT_NE(d.find("\nFrom the start\n"), std::string::npos) << d;
+  EXPECT_NE(d.find("\n>From quoted\n"), std::string::npos) << d;
+  EXPECT_NE(d.find("\n> From not an escape\n"), std::string::npos) << d;
+  EXPECT_NE(d.find("\n>Fromage\n"), std::string::npos) << d;
+  smtpbulk_mailfile_free(&m);
+  smtpbulk_mbox_close(mb);
+}
+
 TEST(Mbox, MissingFileIsAnErrno) {
   smtpbulk_mbox_t* mb = nullptr;
   EXPECT_EQ(smtpbulk_mbox_open("/nonexistent/mbox", &mb), -ENOENT);
