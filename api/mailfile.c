@@ -1,25 +1,17 @@
 /*
  * A message file's envelope from its headers, as `sendmail -t` takes it, and an mbox
  * read one message at a time: GMime parses (headers, address lists, groups, encoded
- * words, the mbox "From " lines); this file only decides what the envelope is. GMime's
- * one home in the library.
+ * words, the mbox "From " lines); this file only decides what the envelope is.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <gmime/gmime.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "gmime_once.h"
 #include "smtpbulk_send.h"
-
-static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
-
-static void gmime_start(void)
-{
-	g_mime_init();
-}
 
 void smtpbulk_mailfile_free(smtpbulk_mailfile_t *m)
 {
@@ -169,7 +161,7 @@ int smtpbulk_mailfile_parse(const void *data, size_t len, const char *from,
 	memset(out, 0, sizeof(*out));
 	if (len == 0)
 		return SMTPBULK_EMESSAGE;
-	pthread_once(&gmime_once, gmime_start);
+	sb_gmime_once();
 	GMimeStream *st = g_mime_stream_mem_new_with_buffer(data, len);
 	if (!st)
 		return -ENOMEM;
@@ -195,7 +187,7 @@ int smtpbulk_mbox_open(const char *path, smtpbulk_mbox_t **out)
 	if (!path || !out)
 		return -EINVAL;
 	*out = NULL;
-	pthread_once(&gmime_once, gmime_start);
+	sb_gmime_once();
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;

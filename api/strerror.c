@@ -52,6 +52,10 @@ const char *smtpbulk_strerror(int err)
 		return "the message has no From or Sender header for the envelope sender";
 	case SMTPBULK_ENORCPTS:
 		return "the message has no To, Cc or Bcc recipients";
+	case SMTPBULK_ENOVAR:
+		return "a template variable has no value";
+	case SMTPBULK_EHEADERVAL:
+		return "a template value with a line break or NUL would go into a header";
 	default: break;
 	}
 	/* strerror() is not thread-safe in general, but glibc's returns static strings

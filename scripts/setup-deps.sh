@@ -9,7 +9,8 @@ packages=(
   clang                                              # the clang preset and fuzzers
   liburing-dev liburcu-dev libwolfssl-dev            # the library's dependencies
   libjansson-dev                                     # JSON: the journal, send's manifests
-  libgmime-3.0-dev                                   # MIME: message files' envelopes
+  libgmime-3.0-dev                                   # MIME: message files' envelopes, mail merge
+  libcsv-dev                                         # CSV: send's mail-merge recipient lists
   libgtest-dev                                       # tests
   postfix                                            # smtp-sink, smtp-source: test peers
   python3-aiosmtpd openssl                            # TLS/AUTH test peer, test certs

@@ -94,6 +94,10 @@ enum smtpbulk_error {
 	SMTPBULK_EMESSAGE = -1041,    /* not a mail message (smtpbulk_mailfile_parse()) */
 	SMTPBULK_ENOSENDER = -1042,   /* a message without From or Sender, and no sender given */
 	SMTPBULK_ENORCPTS = -1043,    /* a message without To, Cc or Bcc recipients */
+	SMTPBULK_ENOVAR = -1050,      /* a template's {{name}} has no value
+	                                 (smtpbulk_template_render()) */
+	SMTPBULK_EHEADERVAL = -1051,  /* a template value with a line break (or NUL) would go
+	                                 into a header: refused, it could add headers */
 };
 
 /* For the retry counts that take it (the seed's "0 for unlimited"). */

@@ -130,6 +130,29 @@ int smtpbulk_mbox_next(smtpbulk_mbox_t *mb, const char *from, smtpbulk_mailfile_
 		       uint64_t *index);
 void smtpbulk_mbox_close(smtpbulk_mbox_t *mb);
 
+/** A template variable for smtpbulk_template_render(): {{name}} becomes value. */
+typedef struct smtpbulk_var {
+	const char *name;
+	const char *value; /* UTF-8; NULL is "" */
+} smtpbulk_var_t;
+
+/**
+ * A message from a template (mail merge): every {{name}} (blanks inside the braces
+ * allowed; a name is letters, digits, '_', '-', '.') becomes its value, in the headers
+ * and in the body. A header that is no longer ASCII is encoded per RFC 2047 (GMime):
+ * From, To, Cc, Bcc, Reply-To, Sender and their Resent- forms as address lists (the
+ * display names encoded, the addresses as they are), the others as text. The body
+ * gets the values as they are: a template with non-ASCII in its body should say its
+ * charset and transfer encoding. "{{" that starts no variable stays as it is.
+ * Returns 0 and *out (malloc'd, NUL-terminated; *out_len), or SMTPBULK_ENOVAR (the
+ * name into missing, missing_cap bytes, when given), SMTPBULK_EHEADERVAL (a value
+ * with CR or LF for a header), SMTPBULK_EMESSAGE (an address header that is not
+ * addresses once filled), -EINVAL, -ENOMEM. Pure: any thread.
+ */
+int smtpbulk_template_render(const char *tpl, size_t len, const smtpbulk_var_t *vars,
+			     size_t n_vars, char **out, size_t *out_len, char *missing,
+			     size_t missing_cap);
+
 /** A 64-bit hash (FNV-1a) of a record, for entries' input_hash (never 0). */
 uint64_t smtpbulk_hash64(const void *data, size_t len);
 
