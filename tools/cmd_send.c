@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "send_mail_source.h"
 #include "send_manifest.h"
+#include "send_merge_source.h"
 #include "smtpbulk.h"
 #include "smtpbulk_send.h"
 #include "tool_util.h"
@@ -26,6 +27,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: smtpbulk send [options] HOST[:PORT] [MANIFEST]\n"
 		"       smtpbulk send [options] --mail HOST[:PORT] PATH...\n"
+		"       smtpbulk send [options] --template MSG --recipients LIST.csv HOST[:PORT]\n"
 		"\n"
 		"Send the messages of a JSONL manifest (a file, or standard input when it is\n"
 		"'-' or not given) to one SMTP server over many connections. One message per\n"
@@ -44,9 +46,20 @@ static void usage(FILE *f)
 		"message files (not recursive; names starting '.' skipped) or a Maildir (its\n"
 		"cur/ and new/). A message's id is its path, or PATH#N for an mbox's N-th.\n"
 		"\n"
+		"Mail merge: --template MSG --recipients LIST.csv sends one message per row of\n"
+		"the CSV, whose first row names the columns: {{column}} in MSG's headers and body\n"
+		"becomes the row's value (a header that is no longer ASCII is RFC 2047-encoded;\n"
+		"a value with a line break for a header is refused), and the envelope comes\n"
+		"from the filled headers as with --mail. A row's id is its \"id\" column, else\n"
+		"LIST.csv:N (N its row number, the header being 1). A manifest record may also\n"
+		"name \"template\": PATH with \"vars\": {...} instead of \"raw\" or \"file\".\n"
+		"\n"
 		"  -m, --mail              the operands after HOST are message files (above)\n"
-		"      --from ADDR         with --mail: the envelope sender for every message,\n"
-		"                          instead of the headers' ('' for the null sender)\n"
+		"      --template MSG      with --recipients: the message to fill per row\n"
+		"      --recipients CSV    with --template: one message per row\n"
+		"      --from ADDR         with --mail or --template: the envelope sender for\n"
+		"                          every message, instead of the headers' ('' for the\n"
+		"                          null sender)\n"
 		"  -j, --journal FILE      append one JSON line per final result (id, status,\n"
 		"                          category, code, enhanced, text, queue_id, host,\n"
 		"                          attempts, latency_ms, rcpts, position, hash), and a\n"
@@ -78,7 +91,8 @@ static void usage(FILE *f)
 		"  -h, --help              this text\n"
 		"\n"
 		"A bad record (not JSON, a missing field, a bad address, an unreadable file, a\n"
-		"duplicate id, a message file without sender or recipients) gets its own\n"
+		"duplicate id, a message file without sender or recipients, a CSV row with too\n"
+		"few or too many fields, a template variable without a column) gets its own\n"
 		"journal line with status bad_input, the reason and its position (FILE:LINE, or\n"
 		"the message file's path), and sending goes on. A record whose id has a final\n"
 		"line but whose content changed since (another hash) is not sent, and said.\n"
@@ -139,7 +153,7 @@ static void on_result(const smtpbulk_result_t *r, void *arg)
 }
 
 struct send_args {
-	const char *target, *manifest, *journal, *hello, *from;
+	const char *target, *manifest, *journal, *hello, *from, *tpl, *csv;
 	char *const *paths; /* --mail: the operands after the target */
 	size_t n_paths;
 	uint64_t sessions, pipeline, window, workers, timeout_ms, max_attempts, defer_ms;
@@ -152,13 +166,15 @@ struct send_args {
 enum {
 	OPT_RETRY_FAILED = 256, OPT_FLUSH, OPT_WORKERS, OPT_BACKEND, OPT_HELLO, OPT_TIMEOUT,
 	OPT_MAX_ATTEMPTS, OPT_DEFER, OPT_LIMIT_RATE, OPT_MAX_PER_CONN, OPT_BOUND, OPT_MAX_SIZE,
-	OPT_DRAIN, OPT_JSON, OPT_FROM,
+	OPT_DRAIN, OPT_JSON, OPT_FROM, OPT_TEMPLATE, OPT_RECIPIENTS,
 };
 
 static const struct option long_opts[] = {
 	{"journal", required_argument, NULL, 'j'},
 	{"mail", no_argument, NULL, 'm'},
 	{"from", required_argument, NULL, OPT_FROM},
+	{"template", required_argument, NULL, OPT_TEMPLATE},
+	{"recipients", required_argument, NULL, OPT_RECIPIENTS},
 	{"retry-failed", no_argument, NULL, OPT_RETRY_FAILED},
 	{"flush", required_argument, NULL, OPT_FLUSH},
 	{"sessions", required_argument, NULL, 's'},
@@ -197,6 +213,8 @@ static int set_option(struct send_args *a, int c, const char *v)
 	switch (c) {
 	case 'j': a->journal = v; break;
 	case 'm': a->mail = 1; break;
+	case OPT_TEMPLATE: a->tpl = v; break;
+	case OPT_RECIPIENTS: a->csv = v; break;
 	case OPT_FROM:
 		a->from = v;
 		bad = smtpbulk_check_address(v) < 0 || strpbrk(v, " \t") != NULL;
@@ -266,7 +284,14 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 	a->target = argv[optind++];
 	if (tool_target_ok(a->target))
 		return usage_error("bad target '%s': HOST[:PORT], [IPv6]:PORT or unix:/PATH", a->target);
-	if (a->mail) {
+	if (!a->tpl != !a->csv)
+		return usage_error("--template and --recipients go together");
+	if (a->tpl && a->mail)
+		return usage_error("--mail or --template, not both");
+	if (a->tpl) {
+		if (optind < argc)
+			return usage_error("with --template, no manifest (got '%s')", argv[optind]);
+	} else if (a->mail) {
 		if (optind >= argc)
 			return usage_error("--mail: no PATH (a message file, an mbox, a directory "
 					   "or a Maildir)");
@@ -279,8 +304,8 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 			return usage_error("one manifest at most (got '%s' too; message files "
 					   "need --mail)", argv[optind]);
 		if (a->from)
-			return usage_error("--from is for --mail (a manifest names its sender "
-					   "per record)");
+			return usage_error("--from is for --mail and --template (a manifest "
+					   "names its sender per record)");
 	}
 	if (a->retry_failed && !a->journal)
 		return usage_error("--retry-failed needs --journal");
@@ -427,6 +452,7 @@ struct input {
 	size_t cap;
 	uint64_t lineno;
 	struct mail_source *mail; /* --mail, or NULL */
+	struct merge_source *merge; /* --template, or NULL */
 };
 
 /* The next record: 0 and *r, 1 at the end, -1 a bad one (why), -2 the input could not
@@ -436,6 +462,12 @@ static int next_record(struct input *in, const struct send_args *a, struct send_
 {
 	if (in->mail)
 		return mail_source_next(in->mail, r, hash, pos, pos_cap, why, why_cap);
+	if (in->merge) {
+		int rc = merge_source_next(in->merge, r, hash, pos, pos_cap, why, why_cap);
+		if (rc == -2)
+			fprintf(stderr, "smtpbulk send: %s\n", why);
+		return rc;
+	}
 	ssize_t len;
 	do {
 		if ((len = getline(&in->line, &in->cap, in->in)) < 0) {
@@ -558,6 +590,7 @@ static void close_input(struct input *in)
 		fclose(in->in);
 	free(in->line);
 	mail_source_close(in->mail);
+	merge_source_close(in->merge);
 }
 
 int cmd_send(int argc, char **argv)
@@ -571,7 +604,16 @@ int cmd_send(int argc, char **argv)
 		return SEND_OK;
 	}
 	struct input in = {.in = stdin, .name = "stdin"};
-	if (a.mail) {
+	if (a.tpl) {
+		char why[PATH_MAX + 256];
+		in.in = NULL;
+		if (merge_source_open(a.tpl, a.csv, a.from, (size_t)a.max_size, &in.merge, why,
+				      sizeof(why))) {
+			fprintf(stderr, "smtpbulk send: %s\n", why);
+			close_input(&in);
+			return SEND_NOSTART;
+		}
+	} else if (a.mail) {
 		in.in = NULL;
 		if (mail_source_open(a.paths, a.n_paths, a.from, (size_t)a.max_size, &in.mail)) {
 			fprintf(stderr, "smtpbulk send: out of memory\n");

@@ -98,6 +98,103 @@ static int add_rcpt(struct send_record *r, json_t *v, char *why, size_t cap)
 	return 0;
 }
 
+/* The last template read: records of one mailing name the same file, read once. Main
+ * thread only (the manifest is parsed there). */
+static struct {
+	char *path, *data;
+	size_t len;
+} tpl_cache;
+
+static int template_text(const char *path, size_t max, const char **data, size_t *len,
+			 char *why, size_t cap)
+{
+	if (!tpl_cache.path || strcmp(tpl_cache.path, path) != 0) {
+		char *d, *p;
+		size_t n;
+		if (send_read_file(path, max, &d, &n, why, cap))
+			return -1;
+		if (!(p = strdup(path))) {
+			free(d);
+			return snprintf(why, cap, "out of memory"), -1;
+		}
+		free(tpl_cache.path);
+		free(tpl_cache.data);
+		tpl_cache.path = p;
+		tpl_cache.data = d;
+		tpl_cache.len = n;
+	}
+	*data = tpl_cache.data;
+	*len = tpl_cache.len;
+	return 0;
+}
+
+int send_render(const char *tpl, size_t tpl_len, const smtpbulk_var_t *vars, size_t n,
+		size_t max_body, char **body, size_t *body_len, char *why, size_t cap)
+{
+	char missing[128];
+	int rc = smtpbulk_template_render(tpl, tpl_len, vars, n, body, body_len, missing,
+					  sizeof(missing));
+	if (rc == SMTPBULK_ENOVAR)
+		return snprintf(why, cap, "template variable {{%s}} has no value", missing), -1;
+	if (rc)
+		return snprintf(why, cap, "template: %s", smtpbulk_strerror(rc)), -1;
+	if (*body_len > max_body) {
+		free(*body);
+		*body = NULL;
+		return snprintf(why, cap, "the message is more than --max-size %zu bytes", max_body), -1;
+	}
+	return 0;
+}
+
+/* "template": a path, "vars": an object of strings (numbers and booleans as JSON
+ * writes them). */
+static int from_template(struct send_record *r, json_t *tpl, json_t *vars, size_t max_body,
+			 char *why, size_t cap)
+{
+	if (!json_is_string(tpl))
+		return snprintf(why, cap, "\"template\" must be a path"), -1;
+	if (vars && !json_is_object(vars))
+		return snprintf(why, cap, "\"vars\" must be an object"), -1;
+	const char *data;
+	size_t len;
+	if (template_text(json_string_value(tpl), max_body, &data, &len, why, cap))
+		return -1;
+	size_t n = vars ? json_object_size(vars) : 0, i = 0;
+	smtpbulk_var_t *v = calloc(n ? n : 1, sizeof(*v));
+	char **owned = calloc(n ? n : 1, sizeof(*owned));
+	int rc = v && owned ? 0 : -1;
+	if (rc)
+		snprintf(why, cap, "out of memory");
+	const char *key;
+	json_t *val;
+	if (vars)
+		json_object_foreach(vars, key, val) {
+			if (rc)
+				break;
+			v[i].name = key;
+			if (json_is_string(val)) {
+				v[i].value = json_string_value(val);
+			} else if (json_is_number(val) || json_is_boolean(val)) {
+				owned[i] = json_dumps(val, JSON_ENCODE_ANY);
+				v[i].value = owned[i];
+				if (!owned[i])
+					rc = -1, snprintf(why, cap, "out of memory");
+			} else {
+				rc = -1;
+				snprintf(why, cap, "\"vars\": \"%.100s\" must be a string or a number",
+					 key);
+			}
+			i++;
+		}
+	if (!rc)
+		rc = send_render(data, len, v, n, max_body, &r->body, &r->body_len, why, cap);
+	for (size_t k = 0; owned && k < n; k++)
+		free(owned[k]);
+	free(owned);
+	free(v);
+	return rc;
+}
+
 int send_manifest_parse(const char *line, size_t len, uint64_t lineno, size_t max_body,
 			struct send_record *r, char *why, size_t cap)
 {
@@ -160,9 +257,10 @@ int send_manifest_parse(const char *line, size_t len, uint64_t lineno, size_t ma
 		fail(r, why, cap, "no recipients (\"to\")");
 		goto out;
 	}
-	json_t *raw = json_object_get(o, "raw"), *file = json_object_get(o, "file");
-	if ((raw != NULL) == (file != NULL)) {
-		fail(r, why, cap, "exactly one of \"raw\" and \"file\" is needed");
+	json_t *raw = json_object_get(o, "raw"), *file = json_object_get(o, "file"),
+	       *tpl = json_object_get(o, "template");
+	if ((raw != NULL) + (file != NULL) + (tpl != NULL) != 1) {
+		fail(r, why, cap, "exactly one of \"template\", \"raw\" and \"file\" is needed");
 		goto out;
 	}
 	if (raw) {
@@ -180,7 +278,7 @@ int send_manifest_parse(const char *line, size_t len, uint64_t lineno, size_t ma
 			goto out;
 		}
 		memcpy(r->body, json_string_value(raw), r->body_len);
-	} else {
+	} else if (file) {
 		if (!json_is_string(file)) {
 			fail(r, why, cap, "\"file\" must be a path");
 			goto out;
@@ -189,6 +287,9 @@ int send_manifest_parse(const char *line, size_t len, uint64_t lineno, size_t ma
 			send_record_free(r);
 			goto out;
 		}
+	} else if (from_template(r, tpl, json_object_get(o, "vars"), max_body, why, cap)) {
+		send_record_free(r);
+		goto out;
 	}
 	rc = 0;
 out:

@@ -1,6 +1,7 @@
 /*
  * smtpbulk send's JSONL manifest: one message per line,
  *   {"id": "...", "from": "a@x", "to": ["b@y", ...], "raw": "..."}   or  "file": "path"
+ *   or "template": "path", "vars": {"name": "value", ...}   (mail merge, {{name}})
  * "id" is optional (a string or a number; else the line number), "from" may be "" (the
  * null sender), "to" a list or one string. A bad line gets a reason, never a guess.
  */
@@ -9,6 +10,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "smtpbulk_send.h"
 
 struct send_record {
 	char *id;
@@ -28,6 +31,11 @@ void send_record_free(struct send_record *r);
 
 /* The whole regular file at path (at most max bytes, not empty) into *out (malloc'd,
  * NUL-terminated too) and *len. Returns 0, or -1 with why. */
+/* A template filled (smtpbulk_template_render()) into *body, at most max_body bytes.
+ * Returns 0, or -1 with why (a missing variable named). */
+int send_render(const char *tpl, size_t tpl_len, const smtpbulk_var_t *vars, size_t n,
+		size_t max_body, char **body, size_t *body_len, char *why, size_t cap);
+
 int send_read_file(const char *path, size_t max, char **out, size_t *len, char *why, size_t cap);
 
 #endif

@@ -3,7 +3,9 @@
 # aiosmtpd, the journal and reruns (skip what is final, --retry-failed, changed input),
 # kill -9 at five moments with every record ending with exactly one journal line and
 # the server-side duplicates within the in-flight bound, SIGTERM, and --mail (message
-# files, a directory, a Maildir, an mbox: the envelope from the headers, Bcc not sent).
+# files, a directory, a Maildir, an mbox: the envelope from the headers, Bcc not sent),
+# and mail merge (10,000 CSV rows with non-ASCII names, decoded back from what the
+# server received; bad rows, a header injection refused).
 # usage: test_send.sh SMTPBULK BACKEND PEER_SCRIPT
 set -uo pipefail
 bin=$1 backend=$2 peer=$3
@@ -330,6 +332,89 @@ mails = [l.split("from=", 1)[1].strip() for l in open(sys.argv[1]) if l.startswi
 sys.exit(0 if mails == ["bounce@example.net"] * 3 else 1)
 PY
 kill "$mpid"; wait "$mpid" 2>/dev/null
+
+# ---- mail merge: --template and --recipients, 10,000 rows with non-ASCII names ------
+check "--template without --recipients" status_is 2 "$bin" send --template x.eml 127.0.0.1:1
+check "--template with --mail" status_is 2 "$bin" send --template x.eml --recipients x.csv --mail 127.0.0.1:1 y
+check "--template: a missing CSV cannot start" status_is 3 "$bin" send --template "$mt/one.eml" --recipients "$tmp/none.csv" 127.0.0.1:1
+printf 'From: News <news@example.com>\nTo: "{{name}}" <{{email}}>\nSubject: Hallo {{name}}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nDear {{ name }},\nyour code is {{code}}.\n' > "$tmp/merge.eml"
+M=10000
+py "$tmp/merge.csv" $M <<'PY'
+import csv, sys
+names = ["Jürgen Müller", "Zoë Ångström", "Łukasz Żółć", "山田 太郎", "Smith, John", "Ольга", "O'Brien"]
+with open(sys.argv[1], "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["email", "name", "code"])
+    for i in range(int(sys.argv[2])):
+        w.writerow([f"m{i}@example.org", f"{names[i % len(names)]} {i}", f"C{i}"])
+    w.writerow(["short@example.org", "only two"])                        # too few fields
+    w.writerow(["inj@example.org", "x\nBcc: victim@example.net", "C"])   # a header injection
+    w.writerow(["not an address", "Bad", "C"])                           # a bad address
+    w.writerow(["a@example.org", "too", "many", "fields"])               # too many fields
+PY
+rm -rf "$tmp/saved"; mkdir -p "$tmp/saved"
+gport=$(free_port)
+/usr/bin/python3 "$peer" --port "$gport" --events "$tmp/gevents" --save-dir "$tmp/saved" >/dev/null 2>&1 &
+gpid=$!; pids+=("$gpid")
+check "aiosmtpd for the merge up" wait_port "$gport"
+check "merge: bad rows make status 4" status_is 4 send -q -j "$tmp/gj.jsonl" --template "$tmp/merge.eml" --recipients "$tmp/merge.csv" "127.0.0.1:$gport"
+check "merge: one journal line per row, every good one delivered" journal_check "$tmp/gj.jsonl" $((M + 4)) $M
+check "merge: each bad row has its reason and its row number" py "$tmp/gj.jsonl" $M <<'PY'
+import json, sys
+m = int(sys.argv[2])
+bad = {d["position"].rsplit(":", 1)[1]: d["error"] for d in map(json.loads, open(sys.argv[1])) if d["status"] == "bad_input"}
+want = {str(m + 2): "2 fields", str(m + 3): "line break", str(m + 4): "", str(m + 5): "4 fields"}
+miss = [(k, w, bad.get(k)) for k, w in want.items() if k not in bad or w not in bad[k]]
+if miss or len(bad) != 4: print("  ", miss, bad, file=sys.stderr)
+sys.exit(0 if not miss and len(bad) == 4 else 1)
+PY
+check "merge: the injected Bcc reached no one" bash -c "! grep -q victim '$tmp/gevents'"
+check "merge: what the server got decodes to each row's name (headers ASCII, RFC 2047)" py "$tmp/saved" $M <<'PY'
+import email, email.policy, os, sys
+d, m = sys.argv[1], int(sys.argv[2])
+names = ["Jürgen Müller", "Zoë Ångström", "Łukasz Żółć", "山田 太郎", "Smith, John", "Ольга", "O'Brien"]
+files = os.listdir(d)
+bad = []
+for f in files:
+    raw = open(os.path.join(d, f), "rb").read()
+    head, _, body = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.partition(b"\n\n")
+    if any(c >= 0x80 for c in head): bad.append((f, "8-bit header")); continue
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    to = msg["To"].addresses[0]
+    i = int(to.addr_spec[1:].split("@")[0])
+    name = f"{names[i % len(names)]} {i}"
+    if to.display_name != name or str(msg["Subject"]) != f"Hallo {name}":
+        bad.append((f, to.display_name, str(msg["Subject"]), name))
+    elif f"Dear {name},\nyour code is C{i}.".encode() not in body.replace(b"\r\n", b"\n"):
+        bad.append((f, "body", body[:80]))
+if bad or len(files) != m: print(f"  {len(files)} messages, {len(bad)} wrong: {bad[:3]}", file=sys.stderr)
+sys.exit(0 if not bad and len(files) == m else 1)
+PY
+check "merge: a rerun sends nothing" status_is 4 send --json -j "$tmp/gj.jsonl" --template "$tmp/merge.eml" --recipients "$tmp/merge.csv" "127.0.0.1:$gport"
+check "merge rerun: none submitted" py "$tmp/out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if d["submitted"] == 0 and d["skipped_delivered"] == 10000 else 1)
+PY
+printf 'id,email\nx1,a@example.org\nx2,b@example.org\n' > "$tmp/few.csv"
+check "merge: a variable without a column is each row's error" status_is 4 send -q -j "$tmp/fj.jsonl" --template "$tmp/merge.eml" --recipients "$tmp/few.csv" "127.0.0.1:$gport"
+check "merge: both rows say which variable, by their id column's position" py "$tmp/fj.jsonl" <<'PY'
+import json, sys
+lines = list(map(json.loads, open(sys.argv[1])))
+ok = len(lines) == 2 and all(d["status"] == "bad_input" and "{{name}}" in d["error"] for d in lines)
+if not ok: print("  ", lines, file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+printf 'From: {{from}}\nTo: {{to}}\nSubject: t {{n}}\n\nrow {{n}}\n' > "$tmp/mt.eml"
+printf '{"id": "t1", "from": "a@example.com", "to": ["t1@example.org"], "template": "%s", "vars": {"from": "a@example.com", "to": "t1@example.org", "n": 7}}\n{"id": "t2", "from": "a@example.com", "to": ["t2@example.org"], "template": "%s", "vars": {"n": 8}}\n' "$tmp/mt.eml" "$tmp/mt.eml" > "$tmp/tm.jsonl"
+check "manifest template records: one sent, one without a variable" status_is 4 send -q -j "$tmp/tmj.jsonl" "127.0.0.1:$gport" "$tmp/tm.jsonl"
+check "manifest template: t1 delivered, t2 names its missing variable" py "$tmp/tmj.jsonl" <<'PY'
+import json, sys
+d = {x["id"]: x for x in map(json.loads, open(sys.argv[1]))}
+ok = d["t1"]["status"] == "delivered" and d.get("t2", d.get(next((k for k in d if k.endswith(":2")), ""), {})).get("status") == "bad_input"
+sys.exit(0 if ok else 1)
+PY
+kill "$gpid"; wait "$gpid" 2>/dev/null
 
 echo "send: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]
