@@ -11,6 +11,7 @@ packages=(
   libjansson-dev                                     # JSON: the journal, send's manifests
   libgmime-3.0-dev                                   # MIME: message files' envelopes, mail merge
   libcsv-dev                                         # CSV: send's mail-merge recipient lists
+  libmicrohttpd-dev curl                             # send --metrics over HTTP; curl scrapes it in tests
   libgtest-dev                                       # tests
   postfix                                            # smtp-sink, smtp-source: test peers
   python3-aiosmtpd openssl                            # TLS/AUTH test peer, test certs

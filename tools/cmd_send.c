@@ -10,12 +10,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "commands.h"
 #include "send_mail_source.h"
+#include "send_live.h"
 #include "send_manifest.h"
 #include "send_merge_source.h"
+#include "send_metrics.h"
+#include "send_progress.h"
 #include "smtpbulk.h"
 #include "smtpbulk_send.h"
 #include "tool_util.h"
@@ -86,6 +90,12 @@ static void usage(FILE *f)
 		"      --max-size BYTES    the largest message accepted (default 52428800)\n"
 		"      --drain SEC         on SIGINT/SIGTERM, how long messages in flight may take\n"
 		"                          to finish before they are cancelled (default 30)\n"
+		"      --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+		"                          while sending (port 0: any; the address is said on\n"
+		"                          stderr): results by status, category and host, in\n"
+		"                          flight, queue depth, pace, a latency histogram\n"
+		"      --no-progress       no progress line (there is one only when stderr is\n"
+		"                          a terminal, and not with -q or --json)\n"
 		"  -q, --quiet             no summary (errors only)\n"
 		"      --json              the summary as one JSON object on stdout\n"
 		"  -h, --help              this text\n"
@@ -116,7 +126,7 @@ struct pending {
  * start; the atomics are anyone's to add to. */
 struct send_state {
 	smtpbulk_journal_t *journal;
-	_Atomic uint64_t by_status[6];
+	struct send_live live; /* by_status: the workers'; the input counts: the main thread's */
 	_Atomic uint64_t journal_errors;
 	_Atomic int journal_err;
 };
@@ -133,8 +143,7 @@ static void on_result(const smtpbulk_result_t *r, void *arg)
 {
 	struct send_state *st = arg;
 	struct pending *p = r->user_data;
-	if ((unsigned)r->status < 6)
-		atomic_fetch_add_explicit(&st->by_status[r->status], 1, memory_order_relaxed);
+	send_live_result(&st->live, r);
 	/* Cancelled (a stop): not a result of sending; a rerun sends it. */
 	if (st->journal && r->status != SMTPBULK_CANCELLED) {
 		smtpbulk_journal_entry_t e = {.struct_size = sizeof(e), .id = p->id, .result = r,
@@ -153,20 +162,20 @@ static void on_result(const smtpbulk_result_t *r, void *arg)
 }
 
 struct send_args {
-	const char *target, *manifest, *journal, *hello, *from, *tpl, *csv;
+	const char *target, *manifest, *journal, *hello, *from, *tpl, *csv, *metrics;
 	char *const *paths; /* --mail: the operands after the target */
 	size_t n_paths;
 	uint64_t sessions, pipeline, window, workers, timeout_ms, max_attempts, defer_ms;
 	uint64_t max_per_conn, bound, max_size, flush_ms, drain_ms;
 	unsigned rate_n, rate_per_ms, rate_burst;
-	int backend, retry_failed, quiet, json, help, mail;
+	int backend, retry_failed, quiet, json, help, mail, no_progress;
 	int have_pipeline;
 };
 
 enum {
 	OPT_RETRY_FAILED = 256, OPT_FLUSH, OPT_WORKERS, OPT_BACKEND, OPT_HELLO, OPT_TIMEOUT,
 	OPT_MAX_ATTEMPTS, OPT_DEFER, OPT_LIMIT_RATE, OPT_MAX_PER_CONN, OPT_BOUND, OPT_MAX_SIZE,
-	OPT_DRAIN, OPT_JSON, OPT_FROM, OPT_TEMPLATE, OPT_RECIPIENTS,
+	OPT_DRAIN, OPT_JSON, OPT_FROM, OPT_TEMPLATE, OPT_RECIPIENTS, OPT_METRICS, OPT_NO_PROGRESS,
 };
 
 static const struct option long_opts[] = {
@@ -174,6 +183,8 @@ static const struct option long_opts[] = {
 	{"mail", no_argument, NULL, 'm'},
 	{"from", required_argument, NULL, OPT_FROM},
 	{"template", required_argument, NULL, OPT_TEMPLATE},
+	{"metrics", required_argument, NULL, OPT_METRICS},
+	{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
 	{"recipients", required_argument, NULL, OPT_RECIPIENTS},
 	{"retry-failed", no_argument, NULL, OPT_RETRY_FAILED},
 	{"flush", required_argument, NULL, OPT_FLUSH},
@@ -214,6 +225,14 @@ static int set_option(struct send_args *a, int c, const char *v)
 	case 'j': a->journal = v; break;
 	case 'm': a->mail = 1; break;
 	case OPT_TEMPLATE: a->tpl = v; break;
+	case OPT_METRICS: {
+		const char *colon = strrchr(v, ':');
+		uint64_t port;
+		a->metrics = v;
+		bad = !colon || colon == v || tool_u64(colon + 1, 0, 65535, &port);
+		break;
+	}
+	case OPT_NO_PROGRESS: a->no_progress = 1; break;
 	case OPT_RECIPIENTS: a->csv = v; break;
 	case OPT_FROM:
 		a->from = v;
@@ -337,12 +356,9 @@ static smtpbulk_t *start_engine(const struct send_args *a, struct send_state *st
 	return sb;
 }
 
-struct run_counts {
-	uint64_t records, submitted, skipped_final, skipped_undelivered, bad, changed;
-};
 
 /* A bad record's own journal line (and a line on stderr for the first few). */
-static void bad_record(struct send_state *st, const struct send_args *a, struct run_counts *n,
+static void bad_record(struct send_state *st, const struct send_args *a, struct send_live *n,
 		       const char *id, const char *pos, uint64_t hash, const char *why)
 {
 	n->bad++;
@@ -364,7 +380,7 @@ static void bad_record(struct send_state *st, const struct send_args *a, struct 
  * 2 its line is a bad-input line of this very record, 3 of another content at the same
  * place (a record fixed since, or bad in another way). */
 static int settled(const struct send_args *a, struct send_state *st, const char *id,
-		   uint64_t hash, struct run_counts *n)
+		   uint64_t hash, struct send_live *n)
 {
 	smtpbulk_journal_state_t js;
 	if (!st->journal || smtpbulk_journal_lookup(st->journal, id, &js) != 0)
@@ -453,6 +469,7 @@ struct input {
 	uint64_t lineno;
 	struct mail_source *mail; /* --mail, or NULL */
 	struct merge_source *merge; /* --template, or NULL */
+	struct send_live *live;     /* where the bytes read go (input_pos) */
 };
 
 /* The next record: 0 and *r, 1 at the end, -1 a bad one (why), -2 the input could not
@@ -481,6 +498,9 @@ static int next_record(struct input *in, const struct send_args *a, struct send_
 			in->line[--len] = '\0';
 	} while (len == 0); /* blank lines are no records */
 	snprintf(pos, pos_cap, "%.200s:%" PRIu64, in->name, in->lineno);
+	long at = ftell(in->in);
+	if (at > 0)
+		atomic_store_explicit(&in->live->input_pos, (uint64_t)at, memory_order_relaxed);
 	*hash = smtpbulk_hash64(in->line, (size_t)len);
 	return send_manifest_parse(in->line, (size_t)len, in->lineno, (size_t)a->max_size, r, why,
 				   why_cap) ? -1 : 0;
@@ -488,7 +508,7 @@ static int next_record(struct input *in, const struct send_args *a, struct send_
 
 /* Read the input and submit; stops at its end, a signal, or a failed submit. */
 static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
-		struct send_state *st, struct run_counts *n)
+		struct send_state *st, struct send_live *n)
 {
 	struct id_set ids = {0};
 	int rc = 0;
@@ -557,11 +577,11 @@ static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 }
 
 static void report(const struct send_args *a, const struct send_state *st,
-		   const struct run_counts *n, double elapsed)
+		   const struct send_live *n, double elapsed)
 {
-	uint64_t d = st->by_status[SMTPBULK_DELIVERED], p = st->by_status[SMTPBULK_PARTIAL],
-		 rj = st->by_status[SMTPBULK_REJECTED], f = st->by_status[SMTPBULK_FAILED],
-		 t = st->by_status[SMTPBULK_TIMED_OUT], c = st->by_status[SMTPBULK_CANCELLED];
+	uint64_t d = st->live.by_status[SMTPBULK_DELIVERED], p = st->live.by_status[SMTPBULK_PARTIAL],
+		 rj = st->live.by_status[SMTPBULK_REJECTED], f = st->live.by_status[SMTPBULK_FAILED],
+		 t = st->live.by_status[SMTPBULK_TIMED_OUT], c = st->live.by_status[SMTPBULK_CANCELLED];
 	if (a->json) {
 		printf("{\"records\": %" PRIu64 ", \"submitted\": %" PRIu64 ", \"delivered\": %" PRIu64
 		       ", \"partial\": %" PRIu64 ", \"rejected\": %" PRIu64 ", \"failed\": %" PRIu64
@@ -603,7 +623,9 @@ int cmd_send(int argc, char **argv)
 		usage(stdout);
 		return SEND_OK;
 	}
-	struct input in = {.in = stdin, .name = "stdin"};
+	struct send_state st;
+	memset(&st, 0, sizeof(st));
+	struct input in = {.in = stdin, .name = "stdin", .live = &st.live};
 	if (a.tpl) {
 		char why[PATH_MAX + 256];
 		in.in = NULL;
@@ -625,9 +647,10 @@ int cmd_send(int argc, char **argv)
 			return SEND_NOSTART;
 		}
 		in.name = a.manifest;
+		struct stat sst;
+		if (fstat(fileno(in.in), &sst) == 0 && S_ISREG(sst.st_mode))
+			st.live.input_size = (uint64_t)sst.st_size;
 	}
-	struct send_state st;
-	memset(&st, 0, sizeof(st));
 	if (a.journal) {
 		uint64_t bad_line = 0;
 		rc = smtpbulk_journal_open(a.journal, (unsigned)a.flush_ms, &st.journal, &bad_line);
@@ -653,9 +676,27 @@ int cmd_send(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	struct run_counts n = {0};
+	struct send_live *n = &st.live;
+	struct send_metrics *metrics = NULL;
+	if (a.metrics) {
+		char why[256];
+		unsigned port = 0;
+		double rate = a.rate_per_ms ? (double)a.rate_n * 1000.0 / a.rate_per_ms : 0;
+		if (send_metrics_start(a.metrics, sb, n, rate, &metrics, &port, why, sizeof(why))) {
+			fprintf(stderr, "smtpbulk send: %s\n", why);
+			smtpbulk_free(sb);
+			smtpbulk_journal_close(st.journal);
+			close_input(&in);
+			return SEND_NOSTART;
+		}
+		fprintf(stderr, "smtpbulk send: metrics at http://%.*s:%u/metrics\n",
+			(int)(strrchr(a.metrics, ':') - a.metrics), a.metrics, port);
+	}
+	struct send_progress *progress = NULL;
+	if (!a.quiet && !a.json && !a.no_progress)
+		send_progress_start(STDERR_FILENO, n, &progress); /* none: not a terminal */
 	uint64_t t0 = tool_now_ns();
-	int frc = feed(sb, &in, &a, &st, &n);
+	int frc = feed(sb, &in, &a, &st, n);
 	/* What is in flight gets all the time it needs, or --drain once a signal came. */
 	uint64_t stop_at = 0;
 	while (smtpbulk_drain(sb, 100) == -ETIMEDOUT) {
@@ -667,6 +708,8 @@ int cmd_send(int argc, char **argv)
 			break;
 		}
 	}
+	send_progress_stop(progress);
+	send_metrics_stop(metrics);
 	smtpbulk_free(sb); /* what is left ends CANCELLED; idle connections say QUIT */
 	double elapsed = (double)(tool_now_ns() - t0) / 1e9;
 	int jrc = st.journal ? smtpbulk_journal_close(st.journal) : 0;
@@ -676,13 +719,13 @@ int cmd_send(int argc, char **argv)
 		fprintf(stderr, "smtpbulk send: journal %s: %s: it may lack results\n", a.journal,
 			smtpbulk_strerror(jrc));
 	close_input(&in);
-	report(&a, &st, &n, elapsed);
+	report(&a, &st, n, elapsed);
 	if (frc || jrc)
 		return SEND_NOSTART;
-	if (n.bad || n.changed)
+	if (n->bad || n->changed)
 		return SEND_INPUT;
-	uint64_t delivered = st.by_status[SMTPBULK_DELIVERED];
+	uint64_t delivered = st.live.by_status[SMTPBULK_DELIVERED];
 	/* A stop leaves the rest of the input unsent: not "every message delivered". */
-	return delivered == n.submitted && !n.skipped_undelivered && !signals ? SEND_OK
+	return delivered == n->submitted && !n->skipped_undelivered && !signals ? SEND_OK
 									    : SEND_UNDELIVERED;
 }

@@ -5,7 +5,8 @@
 # the server-side duplicates within the in-flight bound, SIGTERM, and --mail (message
 # files, a directory, a Maildir, an mbox: the envelope from the headers, Bcc not sent),
 # and mail merge (10,000 CSV rows with non-ASCII names, decoded back from what the
-# server received; bad rows, a header injection refused).
+# server received; bad rows, a header injection refused), --metrics scraped with curl
+# while sending, and the progress line in a pseudo-terminal (script(1)).
 # usage: test_send.sh SMTPBULK BACKEND PEER_SCRIPT
 set -uo pipefail
 bin=$1 backend=$2 peer=$3
@@ -415,6 +416,73 @@ ok = d["t1"]["status"] == "delivered" and d.get("t2", d.get(next((k for k in d i
 sys.exit(0 if ok else 1)
 PY
 kill "$gpid"; wait "$gpid" 2>/dev/null
+
+# ---- --metrics, scraped with curl while sending; the progress line on a pty --------
+check "--metrics without a port" status_is 2 "$bin" send --metrics 127.0.0.1 127.0.0.1:1
+make_manifest "$tmp/p.jsonl" 2000
+start_sink --delay 100 --delay-ms 3
+hport=$(free_port)
+"$bin" send --backend "$backend" -q -s 2 -w 1 --metrics "127.0.0.1:$hport" "127.0.0.1:$sink_port" "$tmp/p.jsonl" 2>"$tmp/herr" &
+hp=$!
+check "metrics endpoint up" wait_port "$hport"
+rm -f "$tmp"/scrape.*
+k=0
+for _ in $(seq 400); do  # 20 s at most: until the run ends, a scrape each 50 ms
+  kill -0 $hp 2>/dev/null || break
+  curl -sf --max-time 5 "http://127.0.0.1:$hport/metrics" > "$tmp/scrape.$k" 2>/dev/null && k=$((k + 1))
+  sleep 0.05
+done
+check "metrics: another path is 404" bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:$hport/nothing)\" = 404 ] || ! kill -0 $hp 2>/dev/null"
+wait $hp; hrc=$?
+check "metrics run: all delivered" [ $hrc -eq 0 ]
+check "metrics: the address said on stderr" grep -q "metrics at http://127.0.0.1:$hport/metrics" "$tmp/herr"
+stop_sink
+check "metrics: scrapes mid-run are consistent and move forward" py "$tmp" "$k" <<'PY'
+import os, re, sys
+d, k = sys.argv[1], int(sys.argv[2])
+line = re.compile(r'^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$')
+scrapes, problems = [], []
+for i in range(k):
+    m = {}
+    for l in open(os.path.join(d, f"scrape.{i}")):
+        l = l.rstrip("\n")
+        if not l or l.startswith("# HELP ") or l.startswith("# TYPE "): continue
+        g = line.match(l)
+        if not g: problems.append(f"not exposition format: {l!r}"); continue
+        m[g[1] + (g[2] or "")] = float(g[3])
+    scrapes.append(m)
+for m in scrapes:
+    st = sum(v for n, v in m.items() if n.startswith("smtpbulk_send_messages_total{"))
+    cat = sum(v for n, v in m.items() if n.startswith("smtpbulk_send_messages_by_category_total{"))
+    bk = [v for n, v in m.items() if n.startswith("smtpbulk_send_latency_seconds_bucket{")]
+    if bk != sorted(bk) or bk[-1] != m["smtpbulk_send_latency_seconds_count"] or st != cat:
+        problems.append(("inconsistent", st, cat, bk[-1:]))
+    if not any(n.startswith('smtpbulk_host_messages_total{host="127.0.0.1:') for n in m):
+        problems.append("no host label")
+mid = [m["smtpbulk_send_messages_total{status=\"delivered\"}"] for m in scrapes
+       if 0 < m["smtpbulk_send_messages_total{status=\"delivered\"}"] < 2000]
+inflight = max((m["smtpbulk_send_in_flight"] for m in scrapes), default=0)
+if len(mid) < 2 or mid != sorted(mid) or mid[0] == mid[-1] or inflight <= 0:
+    problems.append(("not seen moving", mid[:3], mid[-3:], inflight))
+print(f"  {k} scrapes, {len(mid)} mid-run, in flight up to {inflight:.0f}", file=sys.stderr)
+if problems: print("  ", problems[:5], file=sys.stderr)
+sys.exit(1 if problems else 0)
+PY
+start_sink --delay 100 --delay-ms 3
+script -qfec "'$bin' send --backend $backend -s 2 -w 1 127.0.0.1:$sink_port '$tmp/p.jsonl'" /dev/null > "$tmp/pty.out" 2>&1
+check "progress on a terminal: the run ends delivered" [ $? -eq 0 ]
+check "progress on a terminal: counts, rate and ETA redrawn in place" py "$tmp/pty.out" <<'PY'
+import re, sys
+out = open(sys.argv[1], "rb").read().decode("utf-8", "replace")
+lines = [l for l in out.split("\r") if l.startswith("sent ")]
+eta = [l for l in lines if re.search(r"delivered \d+ .* msgs/s .*% .*ETA \d+:\d\d:\d\d", l)]
+ok = len(eta) >= 2 and "\x1b[K" in out and "records 2000" in out
+if not ok: print("  ", repr(out[:300]), file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+check "no progress line when stderr is no terminal" status_is 0 send -s 2 -w 1 "127.0.0.1:$sink_port" "$tmp/p.jsonl"
+check "no progress line: stderr empty" [ ! -s "$tmp/err" ]
+stop_sink
 
 echo "send: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]
