@@ -29,6 +29,7 @@ struct slot {
 	uint64_t key; /* the id's hash; 0: empty */
 	uint64_t input_hash;
 	int64_t next_attempt;
+	uint32_t deferrals; /* lines of this id with a next attempt */
 	int8_t status; /* smtpbulk_status_t, or -1: bad input */
 };
 
@@ -103,6 +104,8 @@ static int index_put(struct smtpbulk_journal *j, const char *id, int status,
 	s->status = (int8_t)status;
 	s->input_hash = input_hash;
 	s->next_attempt = next_attempt;
+	if (next_attempt && s->deferrals < UINT32_MAX)
+		s->deferrals++;
 	return 0;
 }
 
@@ -411,6 +414,7 @@ int smtpbulk_journal_lookup(smtpbulk_journal_t *j, const char *id, smtpbulk_jour
 		out->status = s->status < 0 ? SMTPBULK_FAILED : (smtpbulk_status_t)s->status;
 		out->input_hash = s->input_hash;
 		out->next_attempt = s->next_attempt;
+		out->deferrals = s->deferrals;
 	}
 	pthread_mutex_unlock(&j->mu);
 	return rc;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -70,7 +71,16 @@ static void usage(FILE *f)
 		"                          line per bad input record; on a rerun with the same\n"
 		"                          journal, what has a final line is not sent again\n"
 		"      --retry-failed      with --journal: send again what ended failed or\n"
-		"                          timed_out\n"
+		"                          timed_out, due or not\n"
+		"      --resume            with --journal: send what has no final line and what\n"
+		"                          failed for now (4xx, trouble, timeout) and is due:\n"
+		"                          its next_attempt time has come\n"
+		"      --retry-schedule LIST  after a message's k-th temporary failure, its\n"
+		"                          next attempt comes the k-th interval later (units s,\n"
+		"                          m, h, d); past the last it has given up (no\n"
+		"                          next_attempt). Default 30m,1h,2h,4h,8h,16h,24h,24h,24h\n"
+		"                          (RFC 5321 4.5.4.1: 30 minutes at least, 4-5 days in\n"
+		"                          all); none: no next attempts\n"
 		"      --flush SEC         journal lines are written and fsync'd at least this\n"
 		"                          often (default 0.2)\n"
 		"  -s, --sessions N        concurrent connections (default 8)\n"
@@ -120,6 +130,7 @@ struct pending {
 	char *body;
 	uint64_t hash;
 	char *position;
+	uint32_t deferrals; /* retry intervals it used on earlier runs (the journal's count) */
 };
 
 /* Shared with the engine's workers (on_result): journal and args are set before the
@@ -127,6 +138,8 @@ struct pending {
 struct send_state {
 	smtpbulk_journal_t *journal;
 	struct send_live live; /* by_status: the workers'; the input counts: the main thread's */
+	const int64_t *schedule; /* seconds to the next attempt after the k-th deferral */
+	size_t n_schedule;
 	_Atomic uint64_t journal_errors;
 	_Atomic int journal_err;
 };
@@ -148,6 +161,11 @@ static void on_result(const smtpbulk_result_t *r, void *arg)
 	if (st->journal && r->status != SMTPBULK_CANCELLED) {
 		smtpbulk_journal_entry_t e = {.struct_size = sizeof(e), .id = p->id, .result = r,
 					      .position = p->position, .input_hash = p->hash};
+		/* A temporary failure gets its next try (RFC 5321 4.5.4.1), until the
+		 * schedule is used up: then it has given up. */
+		if ((r->status == SMTPBULK_FAILED || r->status == SMTPBULK_TIMED_OUT) &&
+		    p->deferrals < st->n_schedule)
+			e.next_attempt = (int64_t)time(NULL) + st->schedule[p->deferrals];
 		int rc = smtpbulk_journal_record(st->journal, &e);
 		if (rc) {
 			int z = 0;
@@ -168,14 +186,17 @@ struct send_args {
 	uint64_t sessions, pipeline, window, workers, timeout_ms, max_attempts, defer_ms;
 	uint64_t max_per_conn, bound, max_size, flush_ms, drain_ms;
 	unsigned rate_n, rate_per_ms, rate_burst;
-	int backend, retry_failed, quiet, json, help, mail, no_progress;
+	int backend, retry_failed, quiet, json, help, mail, no_progress, resume;
+	int64_t schedule[32];
+	size_t n_schedule;
 	int have_pipeline;
 };
 
 enum {
 	OPT_RETRY_FAILED = 256, OPT_FLUSH, OPT_WORKERS, OPT_BACKEND, OPT_HELLO, OPT_TIMEOUT,
 	OPT_MAX_ATTEMPTS, OPT_DEFER, OPT_LIMIT_RATE, OPT_MAX_PER_CONN, OPT_BOUND, OPT_MAX_SIZE,
-	OPT_DRAIN, OPT_JSON, OPT_FROM, OPT_TEMPLATE, OPT_RECIPIENTS, OPT_METRICS, OPT_NO_PROGRESS,
+	OPT_DRAIN, OPT_JSON, OPT_FROM, OPT_TEMPLATE, OPT_RECIPIENTS, OPT_METRICS, OPT_NO_PROGRESS, OPT_RESUME,
+	OPT_SCHEDULE,
 };
 
 static const struct option long_opts[] = {
@@ -187,6 +208,8 @@ static const struct option long_opts[] = {
 	{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
 	{"recipients", required_argument, NULL, OPT_RECIPIENTS},
 	{"retry-failed", no_argument, NULL, OPT_RETRY_FAILED},
+	{"resume", no_argument, NULL, OPT_RESUME},
+	{"retry-schedule", required_argument, NULL, OPT_SCHEDULE},
 	{"flush", required_argument, NULL, OPT_FLUSH},
 	{"sessions", required_argument, NULL, 's'},
 	{"pipeline", required_argument, NULL, 'P'},
@@ -218,6 +241,39 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
 	return SEND_USAGE;
 }
 
+/* "30m,1h,2h": seconds each (units s, m, h, d; a bare number is seconds); "none": empty.
+ * Returns 0, or -1. */
+static int parse_schedule(const char *v, int64_t *out, size_t cap, size_t *n)
+{
+	*n = 0;
+	if (strcmp(v, "none") == 0)
+		return 0;
+	const char *p = v;
+	for (;;) {
+		char *end;
+		errno = 0;
+		unsigned long long x = strtoull(p, &end, 10);
+		if (end == p || errno || *n == cap)
+			return -1;
+		int64_t unit = 1;
+		switch (*end) {
+		case 's': end++; break;
+		case 'm': unit = 60; end++; break;
+		case 'h': unit = 3600; end++; break;
+		case 'd': unit = 86400; end++; break;
+		default: break;
+		}
+		if (x > 366ull * 86400 / (unsigned long long)unit)
+			return -1;
+		out[(*n)++] = (int64_t)x * unit;
+		if (*end == '\0')
+			return 0;
+		if (*end != ',')
+			return -1;
+		p = end + 1;
+	}
+}
+
 static int set_option(struct send_args *a, int c, const char *v)
 {
 	int bad = 0;
@@ -239,6 +295,8 @@ static int set_option(struct send_args *a, int c, const char *v)
 		bad = smtpbulk_check_address(v) < 0 || strpbrk(v, " \t") != NULL;
 		break;
 	case OPT_RETRY_FAILED: a->retry_failed = 1; break;
+	case OPT_RESUME: a->resume = 1; break;
+	case OPT_SCHEDULE: bad = parse_schedule(v, a->schedule, 32, &a->n_schedule); break;
 	case OPT_FLUSH: bad = tool_seconds_ms(v, 1, 60000, &a->flush_ms); break;
 	case 's': bad = tool_u64(v, 1, 65535, &a->sessions); break;
 	case 'P': bad = tool_u64(v, 0, 2, &a->pipeline); break;
@@ -286,6 +344,8 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 	a->timeout_ms = 30000;
 	a->max_attempts = 3;
 	a->defer_ms = 1000;
+	/* RFC 5321 4.5.4.1: at least 30 minutes between tries, give up after 4-5 days. */
+	parse_schedule("30m,1h,2h,4h,8h,16h,24h,24h,24h", a->schedule, 32, &a->n_schedule);
 	opterr = 0;
 	optind = 1;
 	int c;
@@ -328,6 +388,8 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 	}
 	if (a->retry_failed && !a->journal)
 		return usage_error("--retry-failed needs --journal");
+	if (a->resume && !a->journal)
+		return usage_error("--resume needs --journal");
 	return 0;
 }
 
@@ -378,13 +440,17 @@ static void bad_record(struct send_state *st, const struct send_args *a, struct 
 
 /* Whether the journal already settles this record: 1 skip, 0 send, -1 changed input,
  * 2 its line is a bad-input line of this very record, 3 of another content at the same
- * place (a record fixed since, or bad in another way). */
+ * place (a record fixed since, or bad in another way). *deferrals: its count so far. */
 static int settled(const struct send_args *a, struct send_state *st, const char *id,
-		   uint64_t hash, struct send_live *n)
+		   uint64_t hash, struct send_live *n, uint32_t *deferrals)
 {
 	smtpbulk_journal_state_t js;
+	if (deferrals)
+		*deferrals = 0;
 	if (!st->journal || smtpbulk_journal_lookup(st->journal, id, &js) != 0)
 		return 0;
+	if (deferrals)
+		*deferrals = js.deferrals;
 	if (js.bad_input)
 		return js.input_hash && hash && js.input_hash != hash ? 3 : 2;
 	if (js.input_hash && js.input_hash != hash)
@@ -393,6 +459,12 @@ static int settled(const struct send_args *a, struct send_state *st, const char 
 		     js.status == SMTPBULK_CANCELLED;
 	if (failed && a->retry_failed)
 		return 0;
+	if (failed && a->resume && js.next_attempt) {
+		if (js.next_attempt <= (int64_t)time(NULL))
+			return 0; /* due */
+		n->not_due++;
+		return 1;
+	}
 	if (js.status == SMTPBULK_DELIVERED)
 		n->skipped_final++;
 	else
@@ -434,7 +506,8 @@ static int id_set_add(struct id_set *s, uint64_t key) /* 1 added, 0 there, -1 EN
 	return 1;
 }
 
-static int submit_record(smtpbulk_t *sb, struct send_record *r, const char *pos, uint64_t hash)
+static int submit_record(smtpbulk_t *sb, struct send_record *r, const char *pos, uint64_t hash,
+			 uint32_t deferrals)
 {
 	struct pending *p = calloc(1, sizeof(*p));
 	if (!p || !(p->position = strdup(pos))) {
@@ -444,6 +517,7 @@ static int submit_record(smtpbulk_t *sb, struct send_record *r, const char *pos,
 	p->id = r->id;
 	p->body = r->body;
 	p->hash = hash;
+	p->deferrals = deferrals;
 	smtpbulk_message_t m = {
 		.struct_size = sizeof(m), .from = r->from, .rcpts = (const char *const *)r->to,
 		.n_rcpts = r->n_to, .body = r->body, .body_len = r->body_len, .host = -1,
@@ -527,7 +601,7 @@ static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 		if (got < 0) {
 			/* Journaled by its position; a rerun over the same record says nothing
 			 * new, and does not write it again. */
-			if (settled(a, st, pos, hash, n) == 2) {
+			if (settled(a, st, pos, hash, n, NULL) == 2) {
 				n->bad++;
 				continue;
 			}
@@ -535,7 +609,7 @@ static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 			continue;
 		}
 		int added = id_set_add(&ids, smtpbulk_hash64(r.id, strlen(r.id)));
-		if (added == 0 && settled(a, st, pos, hash, n) == 2) {
+		if (added == 0 && settled(a, st, pos, hash, n, NULL) == 2) {
 			n->bad++; /* said on an earlier run */
 			send_record_free(&r);
 			continue;
@@ -546,7 +620,8 @@ static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 			send_record_free(&r);
 			continue;
 		}
-		int s = settled(a, st, r.id, hash, n);
+		uint32_t deferrals;
+		int s = settled(a, st, r.id, hash, n, &deferrals);
 		if (s >= 2)
 			s = 0; /* it could not be submitted last time: it goes now */
 		if (s < 0) {
@@ -559,7 +634,7 @@ static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 			send_record_free(&r);
 			continue;
 		}
-		rc = submit_record(sb, &r, pos, hash);
+		rc = submit_record(sb, &r, pos, hash, deferrals);
 		if (rc) {
 			snprintf(why, sizeof(why), "not submitted: %s", smtpbulk_strerror(rc));
 			bad_record(st, a, n, r.id, pos, hash, why);
@@ -588,18 +663,19 @@ static void report(const struct send_args *a, const struct send_state *st,
 		       ", \"timed_out\": %" PRIu64 ", \"cancelled\": %" PRIu64
 		       ", \"bad_input\": %" PRIu64 ", \"changed\": %" PRIu64
 		       ", \"skipped_delivered\": %" PRIu64 ", \"skipped_undelivered\": %" PRIu64
+		       ", \"not_due\": %" PRIu64
 		       ", \"elapsed_s\": %.3f, \"msgs_per_s\": %.1f}\n",
 		       n->records, n->submitted, d, p, rj, f, t, c, n->bad, n->changed,
-		       n->skipped_final, n->skipped_undelivered, elapsed,
+		       n->skipped_final, n->skipped_undelivered, n->not_due, elapsed,
 		       elapsed > 0 ? (double)n->submitted / elapsed : 0.0);
 	} else if (!a->quiet) {
 		printf("records %" PRIu64 "  sent %" PRIu64 "  delivered %" PRIu64 "  partial %" PRIu64
 		       "  rejected %" PRIu64 "  failed %" PRIu64 "  timed out %" PRIu64
 		       "  cancelled %" PRIu64 "\n"
 		       "bad input %" PRIu64 "  changed %" PRIu64 "  already final: delivered %" PRIu64
-		       ", not delivered %" PRIu64 "\nelapsed %.3f s  %.0f msgs/s\n",
+		       ", not delivered %" PRIu64 "  not due yet %" PRIu64 "\nelapsed %.3f s  %.0f msgs/s\n",
 		       n->records, n->submitted, d, p, rj, f, t, c, n->bad, n->changed,
-		       n->skipped_final, n->skipped_undelivered, elapsed,
+		       n->skipped_final, n->skipped_undelivered, n->not_due, elapsed,
 		       elapsed > 0 ? (double)n->submitted / elapsed : 0.0);
 	}
 }
@@ -665,6 +741,8 @@ int cmd_send(int argc, char **argv)
 			return SEND_NOSTART;
 		}
 	}
+	st.schedule = a.schedule;
+	st.n_schedule = a.n_schedule;
 	smtpbulk_t *sb = start_engine(&a, &st);
 	if (!sb) {
 		smtpbulk_journal_close(st.journal);
@@ -726,6 +804,7 @@ int cmd_send(int argc, char **argv)
 		return SEND_INPUT;
 	uint64_t delivered = st.live.by_status[SMTPBULK_DELIVERED];
 	/* A stop leaves the rest of the input unsent: not "every message delivered". */
-	return delivered == n->submitted && !n->skipped_undelivered && !signals ? SEND_OK
+	return delivered == n->submitted && !n->skipped_undelivered && !n->not_due && !signals
+		       ? SEND_OK
 									    : SEND_UNDELIVERED;
 }

@@ -27,7 +27,8 @@ struct send_live {
 	_Atomic uint64_t latency[SEND_LAT_BOUNDS + 1]; /* per bucket, not cumulative */
 	_Atomic uint64_t latency_sum_us;
 	/* The input, counted by the main thread: */
-	_Atomic uint64_t records, submitted, skipped_final, skipped_undelivered, bad, changed;
+	_Atomic uint64_t records, submitted, skipped_final, skipped_undelivered, bad, changed,
+		not_due;
 	_Atomic uint64_t input_pos, input_size; /* a manifest's bytes read, its size (0: unknown) */
 };
 

@@ -72,7 +72,7 @@ static void draw(struct send_progress *p, double rate, double elapsed)
 		double total = (double)recs / (frac > 0 && frac < 1 ? frac : 1);
 		double ended = (double)(done + bad + send_live_get(&l->skipped_final) +
 					send_live_get(&l->skipped_undelivered) +
-					send_live_get(&l->changed));
+					send_live_get(&l->changed) + send_live_get(&l->not_due));
 		double left = total - ended;
 		ADD("  %.0f%%", total > 0 ? 100.0 * (ended < total ? ended : total) / total : 0.0);
 		if (rate > 0 && left > 0) {

@@ -79,6 +79,8 @@ typedef struct smtpbulk_journal_state {
 	smtpbulk_status_t status;    /* otherwise: its status */
 	uint64_t input_hash;         /* the hash recorded with it (0: none) */
 	int64_t next_attempt;        /* 0: none */
+	uint32_t deferrals;          /* its lines with a next_attempt, all runs together:
+	                                how many retry intervals it has used */
 } smtpbulk_journal_state_t;
 
 /** 0 and *out, or -ENOENT (no line for id), -EINVAL. Any thread. */

@@ -265,3 +265,33 @@ TEST(Journal, BadArguments) {
   EXPECT_EQ(smtpbulk_hash64("", 0) != 0, true);
   EXPECT_NE(smtpbulk_hash64("a", 1), smtpbulk_hash64("b", 1));
 }
+
+TEST(Journal, DeferralsCountedOverRuns) {
+  TmpDir d;
+  std::string path = d.path + "/j.jsonl";
+  FakeResult f(SMTPBULK_FAILED, 451, "4.3.0", "try later");
+  for (int run = 0; run < 2; run++) {
+    smtpbulk_journal_t* j = nullptr;
+    ASSERT_EQ(smtpbulk_journal_open(path.c_str(), 10, &j, nullptr), 0);
+    smtpbulk_journal_state_t js{};
+    if (run == 1) {
+      ASSERT_EQ(smtpbulk_journal_lookup(j, "m1", &js), 0);
+      EXPECT_EQ(js.deferrals, 2u) << "read back from the file";
+      EXPECT_EQ(js.next_attempt, 2000);
+      ASSERT_EQ(smtpbulk_journal_lookup(j, "m2", &js), 0);
+      EXPECT_EQ(js.deferrals, 0u);
+    }
+    auto e = entry("m1", &f.r);
+    e.next_attempt = 1000 + 1000 * run;
+    ASSERT_EQ(smtpbulk_journal_record(j, &e), 0);
+    if (run == 0) {
+      e.next_attempt = 2000;
+      ASSERT_EQ(smtpbulk_journal_record(j, &e), 0);
+      auto e2 = entry("m2", &f.r);  // given up: no next attempt
+      ASSERT_EQ(smtpbulk_journal_record(j, &e2), 0);
+    }
+    ASSERT_EQ(smtpbulk_journal_lookup(j, "m1", &js), 0);
+    EXPECT_EQ(js.deferrals, run == 0 ? 2u : 3u);
+    ASSERT_EQ(smtpbulk_journal_close(j), 0);
+  }
+}
