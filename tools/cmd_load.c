@@ -23,6 +23,7 @@
 #include "load_phases.h"
 #include "sink_server.h"
 #include "smtpbulk.h"
+#include "tool_security.h"
 #include "tool_util.h"
 
 static void usage(FILE *f)
@@ -176,7 +177,6 @@ static void usage(FILE *f)
 		"             3 could not start\n");
 }
 
-enum { TLS_SMTPS, TLS_STARTTLS, TLS_STARTTLS_OPT };
 
 #define CONN_TRACK 4096 /* --reconnect-every counts per connection index up to this */
 
@@ -271,10 +271,8 @@ enum {
 	OPT_LMTP, OPT_DSN_NOTIFY, OPT_DSN_RET, OPT_ENVID, OPT_DSN_REQUIRED, OPT_RETRY_TEMP_RCPTS,
 	OPT_THROTTLE_FACTOR,
 	OPT_THROTTLE_COOLOFF,
-	OPT_DEBUG_PATH, OPT_RFC5321, OPT_TLS, OPT_TLS_VERIFY, OPT_CA, OPT_TLS_NAME, OPT_CERT,
-	OPT_KEY, OPT_TLS_MIN, OPT_SINK_CERT, OPT_SINK_KEY, OPT_AUTH, OPT_USER,
-	OPT_PASSWORD_FILE, OPT_AUTH_PLAINTEXT, OPT_RECONNECT_EVERY, OPT_NO_TLS_RESUME,
-	OPT_PASSWORD,
+	OPT_DEBUG_PATH, OPT_RFC5321, OPT_SINK_CERT, OPT_SINK_KEY, OPT_RECONNECT_EVERY,
+	OPT_NO_TLS_RESUME,
 };
 
 static const char shortopts[] = "s:m:r:l:P:w:f:t:qd:h";
@@ -325,27 +323,16 @@ static const struct option longopts[] = {
 	{"throttle-cooloff", required_argument, NULL, OPT_THROTTLE_COOLOFF},
 	{"debug-path", required_argument, NULL, OPT_DEBUG_PATH},
 	{"rfc5321-timeouts", no_argument, NULL, OPT_RFC5321},
-	{"tls", required_argument, NULL, OPT_TLS},
-	{"tls-verify", no_argument, NULL, OPT_TLS_VERIFY},
-	{"ca", required_argument, NULL, OPT_CA},
-	{"tls-name", required_argument, NULL, OPT_TLS_NAME},
-	{"cert", required_argument, NULL, OPT_CERT},
-	{"key", required_argument, NULL, OPT_KEY},
-	{"tls-min", required_argument, NULL, OPT_TLS_MIN},
 	{"sink-cert", required_argument, NULL, OPT_SINK_CERT},
 	{"sink-key", required_argument, NULL, OPT_SINK_KEY},
-	{"auth", required_argument, NULL, OPT_AUTH},
-	{"user", required_argument, NULL, OPT_USER},
-	{"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
-	{"auth-plaintext", no_argument, NULL, OPT_AUTH_PLAINTEXT},
 	{"reconnect-every", required_argument, NULL, OPT_RECONNECT_EVERY},
 	{"no-tls-resume", no_argument, NULL, OPT_NO_TLS_RESUME},
-	{"password", required_argument, NULL, OPT_PASSWORD},
 	{"help", no_argument, NULL, 'h'},
+	TOOL_SECURITY_LONGOPTS,
 	{NULL, 0, NULL, 0},
 };
 
-enum { PASSWORD_BUF = 512, SOURCES_MAX = 64 }; /* 255 bytes are allowed: room to see that one is longer */
+enum { PASSWORD_BUF = TOOL_PASSWORD_BUF, SOURCES_MAX = 64 }; /* 255 bytes are allowed: room to see that one is longer */
 
 /* The command line, parsed and checked. The engine copies what it needs; the built-in
  * sink borrows sink_password until it stops. */
@@ -368,12 +355,11 @@ struct load_args {
 	uint64_t throttle_factor, throttle_cooloff_ms;
 	int lmtp, envid, dsn_required, retry_temp_rcpts;
 	unsigned dsn_notify, dsn_ret; /* SMTPBULK_NOTIFY_* bits, SMTPBULK_DSN_RET_* */
-	int tls; /* -1 none, or TLS_* */
-	int tls_verify, auth_plaintext, no_resume;
-	const char *ca, *tls_name, *cert, *key, *sink_cert, *sink_key;
-	const char *auth, *user, *password_file;
-	uint64_t tls_min, reconnect_every;
-	char password[PASSWORD_BUF];      /* wiped once the library has its own copy */
+	struct tool_security sec;         /* --tls..., --auth...: the password wiped once
+	                                     the library has its own copy */
+	int no_resume;
+	const char *sink_cert, *sink_key;
+	uint64_t reconnect_every;
 	char sink_password[PASSWORD_BUF]; /* the built-in sink's copy, wiped at the end */
 };
 
@@ -453,7 +439,7 @@ static void set_defaults(struct load_args *a)
 	a->from = "sender@example.com";
 	a->to = "rcpt@example.com";
 	a->backend = SMTPBULK_BACKEND_AUTO;
-	a->tls = -1;
+	tool_security_init(&a->sec);
 }
 
 /* One option of the generator, the engine or its timeouts, with its value v. Returns
@@ -521,32 +507,11 @@ static int set_run_option(struct load_args *a, int c, const char *v, const char 
 static int set_tls_option(struct load_args *a, int c, const char *v, const char **bad)
 {
 	switch (c) {
-	case OPT_TLS:
-		if (!strcmp(v, "none")) a->tls = -1;
-		else if (!strcmp(v, "smtps")) a->tls = TLS_SMTPS;
-		else if (!strcmp(v, "starttls")) a->tls = TLS_STARTTLS;
-		else if (!strcmp(v, "starttls-optional")) a->tls = TLS_STARTTLS_OPT;
-		else *bad = "--tls";
-		break;
-	case OPT_TLS_VERIFY: a->tls_verify = 1; break;
-	case OPT_CA: a->ca = v; break;
-	case OPT_TLS_NAME: a->tls_name = v; break;
-	case OPT_CERT: a->cert = v; break;
-	case OPT_KEY: a->key = v; break;
-	case OPT_TLS_MIN:
-		if (!strcmp(v, "1.2")) a->tls_min = 12;
-		else if (!strcmp(v, "1.3")) a->tls_min = 13;
-		else *bad = "--tls-min";
-		break;
 	case OPT_SINK_CERT: a->sink_cert = v; break;
 	case OPT_SINK_KEY: a->sink_key = v; break;
-	case OPT_AUTH: a->auth = v; break;
-	case OPT_USER: if (!*v) *bad = "--user"; else a->user = v; break;
-	case OPT_PASSWORD_FILE: a->password_file = v; break;
-	case OPT_AUTH_PLAINTEXT: a->auth_plaintext = 1; break;
 	case OPT_RECONNECT_EVERY: if (tool_u64(v, 1, UINT32_MAX, &a->reconnect_every)) *bad = "--reconnect-every"; break;
 	case OPT_NO_TLS_RESUME: a->no_resume = 1; break;
-	default: return -1;
+	default: return tool_security_option(&a->sec, c, v, bad) > 0 ? -1 : 0;
 	}
 	return 0;
 }
@@ -565,7 +530,7 @@ static int parse_args(int argc, char **argv, struct load_args *a)
 			a->help = 1;
 			return 0;
 		}
-		if (c == OPT_PASSWORD)
+		if (c == TOOL_OPT_PASSWORD)
 			return usage_error("no --password: a command line is visible to every local "
 					   "user; use --password-file FILE or SMTPBULK_PASSWORD");
 		if (set_run_option(a, c, optarg, &bad) != 0 && set_tls_option(a, c, optarg, &bad) != 0)
@@ -585,22 +550,19 @@ static int parse_args(int argc, char **argv, struct load_args *a)
 	return 0;
 }
 
-/* TLS options that make no sense together are a usage error, not a surprise later. */
-static int check_tls(const struct load_args *a)
+/* TLS and AUTH options that make no sense together are a usage error, not a surprise
+ * later; the password is read here, so a missing one is one too. */
+static int check_tls(struct load_args *a)
 {
-	if (a->tls_verify && a->tls != TLS_SMTPS && a->tls != TLS_STARTTLS)
-		return usage_error("--tls-verify needs --tls smtps or starttls (an optional STARTTLS "
-				   "that may fall back to plaintext cannot be verified)");
-	if ((a->ca || a->tls_name || a->cert || a->key || a->tls_min) && a->tls < 0)
-		return usage_error("--ca, --tls-name, --cert, --key and --tls-min need --tls");
-	if (a->ca && !a->tls_verify)
-		return usage_error("--ca is for --tls-verify");
-	if (!a->cert != !a->key || !a->sink_cert != !a->sink_key)
+	char why[512];
+	if (!a->sink_cert != !a->sink_key)
 		return usage_error("a certificate needs its key (--cert with --key, --sink-cert "
 				   "with --sink-key)");
-	if (a->sink_cert && (a->host || a->tls < 0))
+	if (tool_security_check(&a->sec, why, sizeof(why)))
+		return usage_error("%s", why);
+	if (a->sink_cert && (a->host || a->sec.tls < 0))
 		return usage_error("--sink-cert is for the built-in sink (no HOST) with --tls");
-	if (!a->host && a->tls >= 0 && !a->sink_cert)
+	if (!a->host && a->sec.tls >= 0 && !a->sink_cert)
 		return usage_error("--tls without HOST needs --sink-cert FILE --sink-key FILE for "
 				   "the built-in sink");
 	return 0;
@@ -614,65 +576,6 @@ static int check_reconnect(const struct load_args *a)
 				   "twice)");
 	if (a->no_resume && !a->reconnect_every)
 		return usage_error("--no-tls-resume is for --reconnect-every");
-	return 0;
-}
-
-/* The --auth password: the first line of --password-file, else SMTPBULK_PASSWORD.
- * Never the command line (see --password). Returns 0 or LOAD_USAGE. */
-static int read_password(struct load_args *a)
-{
-	const char *env = getenv("SMTPBULK_PASSWORD");
-	if (!a->password_file) {
-		if (!env)
-			return usage_error("--auth needs a password: --password-file FILE or the "
-					   "SMTPBULK_PASSWORD environment variable");
-		snprintf(a->password, sizeof(a->password), "%s", env);
-		return 0;
-	}
-	FILE *pf = fopen(a->password_file, "r");
-	if (!pf || !fgets(a->password, sizeof(a->password), pf)) {
-		usage_error("cannot read a password from %s: %s", a->password_file,
-			    pf ? "the file is empty" : strerror(errno));
-		if (pf)
-			fclose(pf);
-		return LOAD_USAGE;
-	}
-	fclose(pf);
-	a->password[strcspn(a->password, "\r\n")] = '\0';
-	return 0;
-}
-
-static int known_mechanism(const char *mech)
-{
-	static const char *const mechs[] = {"AUTO", "PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2",
-					    "SCRAM-SHA-256", "OAUTHBEARER"};
-	for (size_t i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++)
-		if (strcasecmp(mech, mechs[i]) == 0)
-			return 1;
-	return 0;
-}
-
-/* --auth, --user and the password, read here so a missing one is a usage error. */
-static int check_auth(struct load_args *a)
-{
-	if (!a->auth != !a->user)
-		return usage_error("--auth and --user go together");
-	if (!a->auth) {
-		if (a->password_file || a->auth_plaintext)
-			return usage_error("--password-file and --auth-plaintext are for --auth");
-		return 0;
-	}
-	int rc = read_password(a);
-	if (rc)
-		return rc;
-	if (!*a->password || strlen(a->password) > 255 || strlen(a->user) > 255)
-		return usage_error("the user name and password must be 1 to 255 bytes");
-	if (!known_mechanism(a->auth))
-		return usage_error("invalid value '%s' for --auth (AUTO, PLAIN, LOGIN, CRAM-MD5, "
-				   "XOAUTH2, OAUTHBEARER or SCRAM-SHA-256)", a->auth);
-	if (a->tls < 0 && !a->auth_plaintext)
-		return usage_error("--auth without --tls would send the password in the clear; "
-				   "add --auth-plaintext if that is what you want");
 	return 0;
 }
 
@@ -697,7 +600,7 @@ static int check_args(struct load_args *a)
 {
 	int rc;
 	if ((rc = check_tls(a)) != 0 || (rc = check_reconnect(a)) != 0 ||
-	    (rc = check_auth(a)) != 0 || (rc = check_addresses(a)) != 0)
+	    (rc = check_addresses(a)) != 0)
 		return rc;
 	return 0;
 }
@@ -729,13 +632,13 @@ static int start_builtin_sink(struct load_args *a, struct sink_server **sink, ch
 	so.backend = a->backend;
 	so.cfg.name = "sink.smtpbulk.invalid";
 	so.cfg.size_max = 1ull << 31;
-	so.tls = a->tls == TLS_SMTPS ? SINK_TLS_IMPLICIT
-		 : a->tls >= 0 ? SINK_TLS_STARTTLS : SINK_TLS_NONE;
+	so.tls = a->sec.tls == TOOL_TLS_SMTPS ? SINK_TLS_IMPLICIT
+		 : a->sec.tls >= 0 ? SINK_TLS_STARTTLS : SINK_TLS_NONE;
 	so.cert_file = a->sink_cert;
 	so.key_file = a->sink_key;
-	if (a->auth) { /* its own copy: ours is wiped as soon as the engine has one */
-		memcpy(a->sink_password, a->password, sizeof(a->sink_password));
-		so.cfg.auth_user = a->user;
+	if (a->sec.auth) { /* its own copy: ours is wiped as soon as the engine has one */
+		memcpy(a->sink_password, a->sec.password, sizeof(a->sink_password));
+		so.cfg.auth_user = a->sec.user;
 		so.cfg.auth_pass = a->sink_password;
 	}
 	int rc = sink_server_start(&so, sink, &why);
@@ -762,12 +665,11 @@ static int start_target(struct load_args *a, struct sink_server **sink, char *ta
  * name the file here instead. */
 static int check_tls_files(const struct load_args *a)
 {
-	const char *files[] = {a->ca, a->cert, a->key};
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
-		if (files[i] && access(files[i], R_OK) != 0) {
-			fprintf(stderr, "smtpbulk load: cannot read %s: %s\n", files[i], strerror(errno));
-			return LOAD_USAGE;
-		}
+	char why[512];
+	if (tool_security_check_files(&a->sec, why, sizeof(why))) {
+		fprintf(stderr, "smtpbulk load: %s\n", why);
+		return LOAD_USAGE;
+	}
 	return 0;
 }
 
@@ -818,45 +720,6 @@ static void make_options(const struct load_args *a, struct load_state *st,
 	o->result_arg = st;
 }
 
-static unsigned secure_mode(const struct load_args *a)
-{
-	if (a->tls == TLS_SMTPS)
-		return a->tls_verify ? SMTPBULK_SECURE_SMTPS_VERIFY : SMTPBULK_SECURE_SMTPS;
-	if (a->tls == TLS_STARTTLS)
-		return a->tls_verify ? SMTPBULK_SECURE_STARTTLS_VERIFY
-				     : SMTPBULK_SECURE_STARTTLS_REQUIRE;
-	if (a->tls == TLS_STARTTLS_OPT)
-		return SMTPBULK_SECURE_STARTTLS;
-	return SMTPBULK_SECURE_NONE;
-}
-
-/* TLS and AUTH into the options; sec is pointed to, so it must live until create. */
-static void add_security(const struct load_args *a, smtpbulk_options_t *o,
-			 smtpbulk_security_t *sec)
-{
-	*sec = (smtpbulk_security_t){
-		.struct_size = sizeof(*sec),
-		.secure = secure_mode(a),
-		.tls_name = a->tls_name,
-		.auth = a->auth,
-		.user = a->user,
-		.secret = a->auth ? a->password : NULL,
-		.auth_plaintext = a->auth_plaintext,
-	};
-	if (sec->secure != SMTPBULK_SECURE_NONE || a->auth)
-		o->security = sec;
-	if (a->ca) {
-		struct stat sst;
-		if (stat(a->ca, &sst) == 0 && S_ISDIR(sst.st_mode))
-			o->tls_ca_dir = a->ca;
-		else
-			o->tls_ca_file = a->ca;
-	}
-	o->tls_cert_file = a->cert;
-	o->tls_key_file = a->key;
-	o->tls_min_version = (unsigned)a->tls_min;
-}
-
 /* Create and start the engine; the password is wiped here, whatever happens, since
  * the library keeps its own copy. NULL after saying why. */
 static smtpbulk_t *start_engine(struct load_args *a, struct load_state *st, const char *target)
@@ -865,7 +728,7 @@ static smtpbulk_t *start_engine(struct load_args *a, struct load_state *st, cons
 	smtpbulk_security_t sec;
 	smtpbulk_callbacks_t cbs = {.struct_size = sizeof(cbs), .arg = st}; /* copied */
 	make_options(a, st, &o);
-	add_security(a, &o, &sec);
+	tool_security_apply(&a->sec, &o, &sec);
 	if (a->reconnect_every) {
 		st->reconnect_every = a->reconnect_every;
 		st->reconnect_code = a->no_resume ? SMTPBULK_CB_RESTART : SMTPBULK_CB_RECONNECT;
@@ -891,7 +754,7 @@ static smtpbulk_t *start_engine(struct load_args *a, struct load_state *st, cons
 	} else {
 		sb = smtpbulk_new(target, &o);
 	}
-	explicit_bzero(a->password, sizeof(a->password));
+	tool_security_wipe(&a->sec);
 	if (!sb)
 		fprintf(stderr, "smtpbulk load: cannot start for '%s': %s\n", target,
 			smtpbulk_strerror(-errno));
@@ -1211,7 +1074,7 @@ int cmd_load(int argc, char **argv)
 	if (rc == 0)
 		rc = run_load(&a, sink, target, &rep);
 	sink_server_stop(sink);
-	explicit_bzero(a.password, sizeof(a.password));
+	tool_security_wipe(&a.sec);
 	explicit_bzero(a.sink_password, sizeof(a.sink_password));
 	if (rc)
 		return rc;

@@ -23,6 +23,7 @@
 #include "send_progress.h"
 #include "smtpbulk.h"
 #include "smtpbulk_send.h"
+#include "tool_security.h"
 #include "tool_util.h"
 
 enum { SEND_OK = 0, SEND_UNDELIVERED = 1, SEND_USAGE = 2, SEND_NOSTART = 3, SEND_INPUT = 4 };
@@ -97,6 +98,22 @@ static void usage(FILE *f)
 		"                          or hour\n"
 		"      --max-per-conn N    messages per connection, then QUIT and reconnect\n"
 		"      --queue-bound N     messages read ahead of the sending (default 10000)\n"
+		"      --tls MODE          none (default), smtps (TLS from the first byte),\n"
+		"                          starttls (STARTTLS or nothing is sent),\n"
+		"                          starttls-optional (STARTTLS when offered)\n"
+		"      --tls-verify        check the server's certificate chain and name\n"
+		"      --ca PATH           trusted CAs (a PEM file or a directory; default: the\n"
+		"                          system's)\n"
+		"      --tls-name NAME     the name sent as SNI and checked (default: HOST)\n"
+		"      --cert FILE --key FILE  a client certificate\n"
+		"      --tls-min 1.2|1.3   lowest TLS version accepted (default 1.2)\n"
+		"      --auth MECH         AUTO, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, XOAUTH2 or\n"
+		"                          OAUTHBEARER (the password is then the token)\n"
+		"      --user NAME         the account for --auth\n"
+		"      --password-file FILE  its password (the first line); else the\n"
+		"                          SMTPBULK_PASSWORD environment variable; never the\n"
+		"                          command line\n"
+		"      --auth-plaintext    allow AUTH on a connection without TLS\n"
 		"      --max-size BYTES    the largest message accepted (default 52428800)\n"
 		"      --drain SEC         on SIGINT/SIGTERM, how long messages in flight may take\n"
 		"                          to finish before they are cancelled (default 30)\n"
@@ -189,6 +206,7 @@ struct send_args {
 	int backend, retry_failed, quiet, json, help, mail, no_progress, resume;
 	int64_t schedule[32];
 	size_t n_schedule;
+	struct tool_security sec; /* the password wiped once the engine has its copy */
 	int have_pipeline;
 };
 
@@ -228,6 +246,7 @@ static const struct option long_opts[] = {
 	{"quiet", no_argument, NULL, 'q'},
 	{"json", no_argument, NULL, OPT_JSON},
 	{"help", no_argument, NULL, 'h'},
+	TOOL_SECURITY_LONGOPTS,
 	{NULL, 0, NULL, 0},
 };
 
@@ -315,7 +334,10 @@ static int set_option(struct send_args *a, int c, const char *v)
 	case 'q': a->quiet = 1; break;
 	case OPT_JSON: a->json = 1; break;
 	case 'h': a->help = 1; break;
-	default: return -1;
+	default: {
+		const char *which = NULL;
+		return tool_security_option(&a->sec, c, v, &which) ? -1 : 0;
+	}
 	}
 	return bad ? -1 : 0;
 }
@@ -334,6 +356,7 @@ static const char *option_name(int c)
 static int parse_args(int argc, char **argv, struct send_args *a)
 {
 	memset(a, 0, sizeof(*a));
+	tool_security_init(&a->sec);
 	a->sessions = 8;
 	a->pipeline = 2;
 	a->window = 8;
@@ -352,6 +375,9 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 	while ((c = getopt_long(argc, argv, "j:ms:P:w:qh", long_opts, NULL)) != -1) {
 		if (c == '?' || c == ':')
 			return usage_error("unknown option or missing value: %s", argv[optind - 1]);
+		if (c == TOOL_OPT_PASSWORD)
+			return usage_error("no --password: a command line is visible to every local "
+					   "user; use --password-file FILE or SMTPBULK_PASSWORD");
 		if (set_option(a, c, optarg))
 			return usage_error("bad value '%s' for %s", optarg ? optarg : "",
 					   option_name(c));
@@ -390,10 +416,14 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 		return usage_error("--retry-failed needs --journal");
 	if (a->resume && !a->journal)
 		return usage_error("--resume needs --journal");
+	char why[512];
+	if (tool_security_check(&a->sec, why, sizeof(why)) ||
+	    tool_security_check_files(&a->sec, why, sizeof(why)))
+		return usage_error("%s", why);
 	return 0;
 }
 
-static smtpbulk_t *start_engine(const struct send_args *a, struct send_state *st)
+static smtpbulk_t *start_engine(struct send_args *a, struct send_state *st)
 {
 	smtpbulk_options_t o;
 	smtpbulk_options_init(&o);
@@ -411,7 +441,10 @@ static smtpbulk_t *start_engine(const struct send_args *a, struct send_state *st
 	o.host_rate = (smtpbulk_rate_t){a->rate_n, a->rate_per_ms, a->rate_burst};
 	o.on_result = on_result;
 	o.result_arg = st;
+	smtpbulk_security_t sec;
+	tool_security_apply(&a->sec, &o, &sec);
 	smtpbulk_t *sb = smtpbulk_new(a->target, &o);
+	tool_security_wipe(&a->sec);
 	if (!sb)
 		fprintf(stderr, "smtpbulk send: cannot start for '%s': %s\n", a->target,
 			smtpbulk_strerror(-errno));
@@ -689,61 +722,68 @@ static void close_input(struct input *in)
 	merge_source_close(in->merge);
 }
 
+static int run(struct send_args *a);
+
 int cmd_send(int argc, char **argv)
 {
 	struct send_args a;
 	int rc = parse_args(argc, argv, &a);
-	if (rc)
-		return rc;
-	if (a.help) {
+	if (!rc && a.help)
 		usage(stdout);
-		return SEND_OK;
-	}
+	else if (!rc)
+		rc = run(&a);
+	tool_security_wipe(&a.sec); /* whatever path was taken */
+	return rc;
+}
+
+static int run(struct send_args *a)
+{
+	int rc;
 	struct send_state st;
 	memset(&st, 0, sizeof(st));
 	struct input in = {.in = stdin, .name = "stdin", .live = &st.live};
-	if (a.tpl) {
+	if (a->tpl) {
 		char why[PATH_MAX + 256];
 		in.in = NULL;
-		if (merge_source_open(a.tpl, a.csv, a.from, (size_t)a.max_size, &in.merge, why,
+		if (merge_source_open(a->tpl, a->csv, a->from, (size_t)a->max_size, &in.merge, why,
 				      sizeof(why))) {
 			fprintf(stderr, "smtpbulk send: %s\n", why);
 			close_input(&in);
 			return SEND_NOSTART;
 		}
-	} else if (a.mail) {
+	} else if (a->mail) {
 		in.in = NULL;
-		if (mail_source_open(a.paths, a.n_paths, a.from, (size_t)a.max_size, &in.mail)) {
+		if (mail_source_open(a->paths, a->n_paths, a->from, (size_t)a->max_size, &in.mail)) {
 			fprintf(stderr, "smtpbulk send: out of memory\n");
 			return SEND_NOSTART;
 		}
-	} else if (a.manifest && strcmp(a.manifest, "-") != 0) {
-		if (!(in.in = fopen(a.manifest, "r"))) {
-			fprintf(stderr, "smtpbulk send: %s: %s\n", a.manifest, strerror(errno));
+	} else if (a->manifest && strcmp(a->manifest, "-") != 0) {
+		if (!(in.in = fopen(a->manifest, "r"))) {
+			fprintf(stderr, "smtpbulk send: %s: %s\n", a->manifest, strerror(errno));
 			return SEND_NOSTART;
 		}
-		in.name = a.manifest;
+		in.name = a->manifest;
 		struct stat sst;
 		if (fstat(fileno(in.in), &sst) == 0 && S_ISREG(sst.st_mode))
 			st.live.input_size = (uint64_t)sst.st_size;
 	}
-	if (a.journal) {
+	if (a->journal) {
 		uint64_t bad_line = 0;
-		rc = smtpbulk_journal_open(a.journal, (unsigned)a.flush_ms, &st.journal, &bad_line);
+		rc = smtpbulk_journal_open(a->journal, (unsigned)a->flush_ms, &st.journal, &bad_line);
 		if (rc) {
 			if (rc == SMTPBULK_EJOURNAL)
 				fprintf(stderr, "smtpbulk send: %s line %" PRIu64 ": not a journal line "
-					"of smtpbulk: refusing to append to it\n", a.journal, bad_line);
+					"of smtpbulk: refusing to append to it\n", a->journal, bad_line);
 			else
-				fprintf(stderr, "smtpbulk send: journal %s: %s\n", a.journal,
+				fprintf(stderr, "smtpbulk send: journal %s: %s\n", a->journal,
 					smtpbulk_strerror(rc));
 			close_input(&in);
 			return SEND_NOSTART;
 		}
 	}
-	st.schedule = a.schedule;
-	st.n_schedule = a.n_schedule;
-	smtpbulk_t *sb = start_engine(&a, &st);
+	st.schedule = a->schedule;
+	st.n_schedule = a->n_schedule;
+	smtpbulk_t *sb = start_engine(a, &st);
 	if (!sb) {
 		smtpbulk_journal_close(st.journal);
 		close_input(&in);
@@ -756,11 +796,11 @@ int cmd_send(int argc, char **argv)
 
 	struct send_live *n = &st.live;
 	struct send_metrics *metrics = NULL;
-	if (a.metrics) {
+	if (a->metrics) {
 		char why[256];
 		unsigned port = 0;
-		double rate = a.rate_per_ms ? (double)a.rate_n * 1000.0 / a.rate_per_ms : 0;
-		if (send_metrics_start(a.metrics, sb, n, rate, &metrics, &port, why, sizeof(why))) {
+		double rate = a->rate_per_ms ? (double)a->rate_n * 1000.0 / a->rate_per_ms : 0;
+		if (send_metrics_start(a->metrics, sb, n, rate, &metrics, &port, why, sizeof(why))) {
 			fprintf(stderr, "smtpbulk send: %s\n", why);
 			smtpbulk_free(sb);
 			smtpbulk_journal_close(st.journal);
@@ -768,18 +808,18 @@ int cmd_send(int argc, char **argv)
 			return SEND_NOSTART;
 		}
 		fprintf(stderr, "smtpbulk send: metrics at http://%.*s:%u/metrics\n",
-			(int)(strrchr(a.metrics, ':') - a.metrics), a.metrics, port);
+			(int)(strrchr(a->metrics, ':') - a->metrics), a->metrics, port);
 	}
 	struct send_progress *progress = NULL;
-	if (!a.quiet && !a.json && !a.no_progress)
+	if (!a->quiet && !a->json && !a->no_progress)
 		send_progress_start(STDERR_FILENO, n, &progress); /* none: not a terminal */
 	uint64_t t0 = tool_now_ns();
-	int frc = feed(sb, &in, &a, &st, n);
+	int frc = feed(sb, &in, a, &st, n);
 	/* What is in flight gets all the time it needs, or --drain once a signal came. */
 	uint64_t stop_at = 0;
 	while (smtpbulk_drain(sb, 100) == -ETIMEDOUT) {
 		if (signals && !stop_at)
-			stop_at = tool_now_ns() + a.drain_ms * 1000000ull;
+			stop_at = tool_now_ns() + a->drain_ms * 1000000ull;
 		if (stop_at && tool_now_ns() >= stop_at) {
 			fprintf(stderr, "smtpbulk send: stopping: cancelling what did not finish "
 				"within --drain\n");
@@ -794,10 +834,10 @@ int cmd_send(int argc, char **argv)
 	if (!jrc)
 		jrc = atomic_load(&st.journal_err);
 	if (jrc)
-		fprintf(stderr, "smtpbulk send: journal %s: %s: it may lack results\n", a.journal,
+		fprintf(stderr, "smtpbulk send: journal %s: %s: it may lack results\n", a->journal,
 			smtpbulk_strerror(jrc));
 	close_input(&in);
-	report(&a, &st, n, elapsed);
+	report(a, &st, n, elapsed);
 	if (frc || jrc)
 		return SEND_NOSTART;
 	if (n->bad || n->changed)

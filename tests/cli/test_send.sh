@@ -7,7 +7,8 @@
 # and mail merge (10,000 CSV rows with non-ASCII names, decoded back from what the
 # server received; bad rows, a header injection refused), --metrics scraped with curl
 # while sending, the progress line in a pseudo-terminal (script(1)), and --resume with
-# next-attempt times (a schedule of seconds, so the test waits for a due time it reads).
+# next-attempt times (a schedule of seconds, so the test waits for a due time it reads),
+# and TLS + AUTH against our sink (STARTTLS verified by a throwaway CA, a wrong password).
 # usage: test_send.sh SMTPBULK BACKEND PEER_SCRIPT
 set -uo pipefail
 bin=$1 backend=$2 peer=$3
@@ -568,6 +569,36 @@ d = json.load(open(sys.argv[1]))
 sys.exit(0 if d["submitted"] == 0 and d["skipped_undelivered"] == 1 else 1)
 PY
 stop_sink
+
+# ---- TLS and AUTH: our sink with STARTTLS and an account ---------------------------
+certs="$tmp/certs"; mkdir -p "$certs"
+ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+(cd "$certs" &&
+  openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 2 -subj '/CN=send test CA' &&
+  openssl req "${ec[@]}" -keyout srv.key -out srv.csr -subj '/CN=localhost' &&
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > ext &&
+  openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext
+) >/dev/null 2>&1
+check "test certificates made" [ -s "$certs/srv.pem" ]
+printf 'tanstaaf\n' > "$tmp/pw"; printf 'wrong\n' > "$tmp/badpw"
+check "send --password is refused" status_is 2 "$bin" send --password x 127.0.0.1:1
+check "send --auth without --tls needs --auth-plaintext" status_is 2 "$bin" send --auth PLAIN --user tim --password-file "$tmp/pw" 127.0.0.1:1
+check "send --tls-verify without --tls" status_is 2 "$bin" send --tls-verify 127.0.0.1:1
+check "send --ca unreadable" status_is 2 "$bin" send --tls smtps --tls-verify --ca "$tmp/nonexistent.pem" 127.0.0.1:1
+make_manifest "$tmp/s.jsonl" 300
+start_sink --tls starttls --cert "$certs/srv.pem" --key "$certs/srv.key" --auth-user tim:tanstaaf
+check "send over verified STARTTLS with AUTH AUTO" status_is 0 send -q -j "$tmp/sj.jsonl" --tls starttls --tls-verify --ca "$certs/ca.pem" --tls-name localhost --auth AUTO --user tim --password-file "$tmp/pw" "127.0.0.1:$sink_port" "$tmp/s.jsonl"
+check "TLS + AUTH: one delivered line each" journal_check "$tmp/sj.jsonl" 300 300
+check "a wrong password: every message failed, the reason in its line" status_is 1 send -q -j "$tmp/sbad.jsonl" --tls starttls --auth PLAIN --user tim --password-file "$tmp/badpw" "127.0.0.1:$sink_port" "$tmp/s.jsonl"
+check "wrong password: failed lines say authentication" py "$tmp/sbad.jsonl" <<'PY'
+import json, sys
+l = list(map(json.loads, open(sys.argv[1])))
+sys.exit(0 if len(l) == 300 and all(d["status"] == "failed" and "authentication" in d.get("error", "") for d in l) else 1)
+PY
+check "the wrong CA name: a certificate error" status_is 1 send -q -j "$tmp/scert.jsonl" --tls starttls --tls-verify --ca "$certs/ca.pem" --tls-name other.example "127.0.0.1:$sink_port" "$tmp/s.jsonl"
+check "certificate error in the lines" grep -q "certificate" "$tmp/scert.jsonl"
+stop_sink
+check "the sink took the 300 of the good run only" [ "$(sink_messages)" -eq 300 ]
 
 echo "send: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]
