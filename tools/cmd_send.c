@@ -59,6 +59,10 @@ static void usage(FILE *f)
 		"from the filled headers as with --mail. A row's id is its \"id\" column, else\n"
 		"LIST.csv:N (N its row number, the header being 1). A manifest record may also\n"
 		"name \"template\": PATH with \"vars\": {...} instead of \"raw\" or \"file\".\n"
+		"A record may also have \"host\" (one of the hosts given), \"headers\":\n"
+		"{\"Name\": \"value\"} put in front of the message (RFC 2047 when not ASCII) and\n"
+		"\"dsn\": {\"ret\": \"FULL\"|\"HDRS\", \"envid\": ID, \"notify\": \"NEVER\" or\n"
+		"\"SUCCESS,FAILURE,DELAY\", \"orcpt\": [one per recipient or null]} (RFC 3461).\n"
 		"\n"
 		"  -m, --mail              the operands after HOST are message files (above)\n"
 		"      --template MSG      with --recipients: the message to fill per row\n"
@@ -97,6 +101,11 @@ static void usage(FILE *f)
 		"      --limit-rate N[/s|/m|/h][:BURST]  at most N messages per second, minute\n"
 		"                          or hour\n"
 		"      --max-per-conn N    messages per connection, then QUIT and reconnect\n"
+		"      --extra-host HOST[:PORT]  another server (repeatable, 16 at most): records\n"
+		"                          without \"host\" go to any of them, a record's\n"
+		"                          \"host\" names one as written (or the target)\n"
+		"      --dsn-required      a record asking for DSN fails where the server does\n"
+		"                          not offer it (default: sent without the parameters)\n"
 		"      --queue-bound N     messages read ahead of the sending (default 10000)\n"
 		"      --tls MODE          none (default), smtps (TLS from the first byte),\n"
 		"                          starttls (STARTTLS or nothing is sent),\n"
@@ -207,6 +216,9 @@ struct send_args {
 	int64_t schedule[32];
 	size_t n_schedule;
 	struct tool_security sec; /* the password wiped once the engine has its copy */
+	const char *hosts[17];    /* the target, then each --extra-host */
+	size_t n_hosts;
+	int dsn_required;
 	int have_pipeline;
 };
 
@@ -214,6 +226,7 @@ enum {
 	OPT_RETRY_FAILED = 256, OPT_FLUSH, OPT_WORKERS, OPT_BACKEND, OPT_HELLO, OPT_TIMEOUT,
 	OPT_MAX_ATTEMPTS, OPT_DEFER, OPT_LIMIT_RATE, OPT_MAX_PER_CONN, OPT_BOUND, OPT_MAX_SIZE,
 	OPT_DRAIN, OPT_JSON, OPT_FROM, OPT_TEMPLATE, OPT_RECIPIENTS, OPT_METRICS, OPT_NO_PROGRESS, OPT_RESUME,
+	OPT_EXTRA_HOST, OPT_DSN_REQUIRED,
 	OPT_SCHEDULE,
 };
 
@@ -227,6 +240,8 @@ static const struct option long_opts[] = {
 	{"recipients", required_argument, NULL, OPT_RECIPIENTS},
 	{"retry-failed", no_argument, NULL, OPT_RETRY_FAILED},
 	{"resume", no_argument, NULL, OPT_RESUME},
+	{"extra-host", required_argument, NULL, OPT_EXTRA_HOST},
+	{"dsn-required", no_argument, NULL, OPT_DSN_REQUIRED},
 	{"retry-schedule", required_argument, NULL, OPT_SCHEDULE},
 	{"flush", required_argument, NULL, OPT_FLUSH},
 	{"sessions", required_argument, NULL, 's'},
@@ -315,6 +330,12 @@ static int set_option(struct send_args *a, int c, const char *v)
 		break;
 	case OPT_RETRY_FAILED: a->retry_failed = 1; break;
 	case OPT_RESUME: a->resume = 1; break;
+	case OPT_EXTRA_HOST:
+		bad = a->n_hosts >= 16 || tool_target_ok(v) != 0;
+		if (!bad)
+			a->hosts[1 + a->n_hosts++] = v; /* [0] is the target, set later */
+		break;
+	case OPT_DSN_REQUIRED: a->dsn_required = 1; break;
 	case OPT_SCHEDULE: bad = parse_schedule(v, a->schedule, 32, &a->n_schedule); break;
 	case OPT_FLUSH: bad = tool_seconds_ms(v, 1, 60000, &a->flush_ms); break;
 	case 's': bad = tool_u64(v, 1, 65535, &a->sessions); break;
@@ -387,6 +408,8 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 	if (optind >= argc)
 		return usage_error("no target: give HOST[:PORT] (or unix:/PATH)");
 	a->target = argv[optind++];
+	a->hosts[0] = a->target;
+	a->n_hosts++;
 	if (tool_target_ok(a->target))
 		return usage_error("bad target '%s': HOST[:PORT], [IPv6]:PORT or unix:/PATH", a->target);
 	if (!a->tpl != !a->csv)
@@ -441,8 +464,26 @@ static smtpbulk_t *start_engine(struct send_args *a, struct send_state *st)
 	o.host_rate = (smtpbulk_rate_t){a->rate_n, a->rate_per_ms, a->rate_burst};
 	o.on_result = on_result;
 	o.result_arg = st;
+	o.dsn_required = a->dsn_required;
 	smtpbulk_security_t sec;
 	tool_security_apply(&a->sec, &o, &sec);
+	/* smtpbulk_new() puts the target in front: the extra hosts are 1.. as given. */
+	smtpbulk_host_t extra[16];
+	char names[16][256];
+	memset(extra, 0, sizeof(extra));
+	for (size_t i = 1; i < a->n_hosts; i++) {
+		if (tool_split_target(a->hosts[i], names[i - 1], sizeof(names[i - 1]),
+				      &extra[i - 1].port) != 0) {
+			fprintf(stderr, "smtpbulk send: bad host '%s'\n", a->hosts[i]);
+			tool_security_wipe(&a->sec);
+			return NULL;
+		}
+		extra[i - 1].host = names[i - 1];
+	}
+	if (a->n_hosts > 1) {
+		o.hosts = extra;
+		o.n_hosts = a->n_hosts - 1;
+	}
 	smtpbulk_t *sb = smtpbulk_new(a->target, &o);
 	tool_security_wipe(&a->sec);
 	if (!sb)
@@ -553,8 +594,10 @@ static int submit_record(smtpbulk_t *sb, struct send_record *r, const char *pos,
 	p->deferrals = deferrals;
 	smtpbulk_message_t m = {
 		.struct_size = sizeof(m), .from = r->from, .rcpts = (const char *const *)r->to,
-		.n_rcpts = r->n_to, .body = r->body, .body_len = r->body_len, .host = -1,
-		.flags = SMTPBULK_MSG_BORROW_BODY, .user_data = p,
+		.n_rcpts = r->n_to, .body = r->body, .body_len = r->body_len, .host = r->host - 1,
+		.flags = SMTPBULK_MSG_BORROW_BODY, .user_data = p, .dsn_ret = r->dsn_ret,
+		.envid = r->envid, .dsn_notify = r->dsn_notify,
+		.orcpts = (const char *const *)r->orcpts,
 	};
 	int rc = smtpbulk_submit(sb, &m, 0, NULL);
 	if (rc) {
@@ -609,8 +652,9 @@ static int next_record(struct input *in, const struct send_args *a, struct send_
 	if (at > 0)
 		atomic_store_explicit(&in->live->input_pos, (uint64_t)at, memory_order_relaxed);
 	*hash = smtpbulk_hash64(in->line, (size_t)len);
-	return send_manifest_parse(in->line, (size_t)len, in->lineno, (size_t)a->max_size, r, why,
-				   why_cap) ? -1 : 0;
+	struct send_manifest_ctx ctx = {a->hosts, a->n_hosts, (size_t)a->max_size};
+	return send_manifest_parse(in->line, (size_t)len, in->lineno, &ctx, r, why, why_cap) ? -1
+												    : 0;
 }
 
 /* Read the input and submit; stops at its end, a signal, or a failed submit. */

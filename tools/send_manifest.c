@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "smtpbulk.h"
@@ -19,6 +20,10 @@ void send_record_free(struct send_record *r)
 		free(r->to[i]);
 	free(r->to);
 	free(r->body);
+	free(r->envid);
+	for (size_t i = 0; r->orcpts && i < r->n_to; i++)
+		free(r->orcpts[i]);
+	free(r->orcpts);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -195,9 +200,197 @@ static int from_template(struct send_record *r, json_t *tpl, json_t *vars, size_
 	return rc;
 }
 
-int send_manifest_parse(const char *line, size_t len, uint64_t lineno, size_t max_body,
-			struct send_record *r, char *why, size_t cap)
+/* "host": which of the hosts given. */
+static int take_host(struct send_record *r, json_t *h, const struct send_manifest_ctx *ctx,
+		     char *why, size_t cap)
 {
+	if (!h)
+		return 0;
+	const char *name = json_string_value(h);
+	if (!name)
+		return snprintf(why, cap, "\"host\" must be a string"), -1;
+	for (size_t i = 0; i < ctx->n_hosts; i++)
+		if (strcmp(ctx->hosts[i], name) == 0) {
+			r->host = (int)i + 1;
+			return 0;
+		}
+	return snprintf(why, cap, "\"host\": \"%.200s\" is not one of the hosts given (the "
+			"target and --extra-host)", name), -1;
+}
+
+static int notify_word(const char *w, size_t n, unsigned *bits)
+{
+	static const struct { const char *name; unsigned bit; } words[] = {
+		{"NEVER", SMTPBULK_NOTIFY_NEVER}, {"SUCCESS", SMTPBULK_NOTIFY_SUCCESS},
+		{"FAILURE", SMTPBULK_NOTIFY_FAILURE}, {"DELAY", SMTPBULK_NOTIFY_DELAY},
+	};
+	for (size_t i = 0; i < 4; i++)
+		if (strlen(words[i].name) == n && strncasecmp(words[i].name, w, n) == 0) {
+			*bits |= words[i].bit;
+			return 0;
+		}
+	return -1;
+}
+
+/* "dsn": {"ret", "envid", "notify", "orcpt"}; the library checks the rest at submit. */
+static int take_dsn(struct send_record *r, json_t *d, char *why, size_t cap)
+{
+	if (!d)
+		return 0;
+	if (!json_is_object(d))
+		return snprintf(why, cap, "\"dsn\" must be an object"), -1;
+	const char *key;
+	json_t *v;
+	json_object_foreach(d, key, v) {
+		if (strcmp(key, "ret") != 0 && strcmp(key, "envid") != 0 &&
+		    strcmp(key, "notify") != 0 && strcmp(key, "orcpt") != 0)
+			return snprintf(why, cap, "\"dsn\": unknown field \"%.100s\" (ret, "
+					"envid, notify, orcpt)", key), -1;
+	}
+	json_t *ret = json_object_get(d, "ret");
+	if (ret) {
+		const char *s = json_string_value(ret);
+		if (s && strcasecmp(s, "FULL") == 0)
+			r->dsn_ret = SMTPBULK_DSN_RET_FULL;
+		else if (s && strcasecmp(s, "HDRS") == 0)
+			r->dsn_ret = SMTPBULK_DSN_RET_HDRS;
+		else
+			return snprintf(why, cap, "\"dsn\": \"ret\" is FULL or HDRS"), -1;
+	}
+	json_t *envid = json_object_get(d, "envid");
+	if (envid) {
+		if (!json_is_string(envid) || !json_string_length(envid))
+			return snprintf(why, cap, "\"dsn\": \"envid\" must be a string"), -1;
+		if (!(r->envid = strdup(json_string_value(envid))))
+			return snprintf(why, cap, "out of memory"), -1;
+	}
+	json_t *notify = json_object_get(d, "notify");
+	if (notify) {
+		size_t i;
+		json_t *w;
+		if (json_is_string(notify)) {
+			const char *s = json_string_value(notify);
+			for (const char *p = s; *p;) {
+				size_t n = strcspn(p, ",");
+				if (notify_word(p, n, &r->dsn_notify))
+					return snprintf(why, cap, "\"dsn\": \"notify\": NEVER, or "
+							"SUCCESS, FAILURE, DELAY"), -1;
+				p += n + (p[n] == ',');
+			}
+		} else if (json_is_array(notify)) {
+			json_array_foreach(notify, i, w) {
+				const char *s = json_string_value(w);
+				if (!s || notify_word(s, strlen(s), &r->dsn_notify))
+					return snprintf(why, cap, "\"dsn\": \"notify\": NEVER, or "
+							"SUCCESS, FAILURE, DELAY"), -1;
+			}
+		}
+		if (!r->dsn_notify || ((r->dsn_notify & SMTPBULK_NOTIFY_NEVER) &&
+				       r->dsn_notify != SMTPBULK_NOTIFY_NEVER))
+			return snprintf(why, cap, "\"dsn\": \"notify\": NEVER alone, or any of "
+					"SUCCESS, FAILURE, DELAY"), -1;
+	}
+	json_t *orcpt = json_object_get(d, "orcpt");
+	if (orcpt) {
+		if (!json_is_array(orcpt) || json_array_size(orcpt) != r->n_to)
+			return snprintf(why, cap, "\"dsn\": \"orcpt\" must be a list with one "
+					"entry per recipient (null for none)"), -1;
+		if (!(r->orcpts = calloc(r->n_to, sizeof(*r->orcpts))))
+			return snprintf(why, cap, "out of memory"), -1;
+		for (size_t i = 0; i < r->n_to; i++) {
+			json_t *o = json_array_get(orcpt, i);
+			if (json_is_null(o))
+				continue;
+			if (!json_is_string(o))
+				return snprintf(why, cap, "\"dsn\": \"orcpt\" entries are strings "
+						"or null"), -1;
+			if (!(r->orcpts[i] = strdup(json_string_value(o))))
+				return snprintf(why, cap, "out of memory"), -1;
+		}
+	}
+	return 0;
+}
+
+static int header_name_ok(const char *n)
+{
+	if (!*n || strlen(n) > 76)
+		return 0;
+	for (; *n; n++)
+		if (*n < 33 || *n > 126 || *n == ':')
+			return 0;
+	return 1;
+}
+
+/* "headers": {"Name": "value"} in front of the body, each through the template
+ * renderer so a non-ASCII value is RFC 2047-encoded (the value is a variable: any
+ * "{{" in it stays text). */
+static int take_headers(struct send_record *r, json_t *h, size_t max_body, char *why,
+			size_t cap)
+{
+	if (!h)
+		return 0;
+	if (!json_is_object(h))
+		return snprintf(why, cap, "\"headers\" must be an object"), -1;
+	char *all = NULL;
+	size_t all_len = 0;
+	const char *key;
+	json_t *v;
+	json_object_foreach(h, key, v) {
+		if (!header_name_ok(key)) {
+			free(all);
+			return snprintf(why, cap, "\"headers\": \"%.100s\" is not a header name",
+					key), -1;
+		}
+		if (!json_is_string(v)) {
+			free(all);
+			return snprintf(why, cap, "\"headers\": \"%.100s\" must be a string", key), -1;
+		}
+		char tpl[128];
+		snprintf(tpl, sizeof(tpl), "%s: {{v}}\n", key);
+		smtpbulk_var_t var = {"v", json_string_value(v)};
+		char *line;
+		size_t n;
+		if (send_render(tpl, strlen(tpl), &var, 1, max_body, &line, &n, why, cap)) {
+			free(all);
+			return -1;
+		}
+		char *grown = realloc(all, all_len + n);
+		if (!grown) {
+			free(line);
+			free(all);
+			return snprintf(why, cap, "out of memory"), -1;
+		}
+		all = grown;
+		memcpy(all + all_len, line, n);
+		all_len += n;
+		free(line);
+	}
+	if (!all_len)
+		return 0;
+	if (all_len + r->body_len > max_body) {
+		free(all);
+		return snprintf(why, cap, "the message is more than --max-size %zu bytes", max_body), -1;
+	}
+	char *b = malloc(all_len + r->body_len + 1);
+	if (!b) {
+		free(all);
+		return snprintf(why, cap, "out of memory"), -1;
+	}
+	memcpy(b, all, all_len);
+	memcpy(b + all_len, r->body, r->body_len);
+	b[all_len + r->body_len] = '\0';
+	free(all);
+	free(r->body);
+	r->body = b;
+	r->body_len += all_len;
+	return 0;
+}
+
+int send_manifest_parse(const char *line, size_t len, uint64_t lineno,
+			const struct send_manifest_ctx *ctx, struct send_record *r, char *why,
+			size_t cap)
+{
+	size_t max_body = ctx->max_body;
 	memset(r, 0, sizeof(*r));
 	json_error_t jerr;
 	json_t *o = json_loadb(line, len, 0, &jerr);
@@ -288,6 +481,12 @@ int send_manifest_parse(const char *line, size_t len, uint64_t lineno, size_t ma
 			goto out;
 		}
 	} else if (from_template(r, tpl, json_object_get(o, "vars"), max_body, why, cap)) {
+		send_record_free(r);
+		goto out;
+	}
+	if (take_host(r, json_object_get(o, "host"), ctx, why, cap) ||
+	    take_dsn(r, json_object_get(o, "dsn"), why, cap) ||
+	    take_headers(r, json_object_get(o, "headers"), max_body, why, cap)) {
 		send_record_free(r);
 		goto out;
 	}

@@ -8,7 +8,8 @@
 # server received; bad rows, a header injection refused), --metrics scraped with curl
 # while sending, the progress line in a pseudo-terminal (script(1)), and --resume with
 # next-attempt times (a schedule of seconds, so the test waits for a due time it reads),
-# and TLS + AUTH against our sink (STARTTLS verified by a throwaway CA, a wrong password).
+# TLS + AUTH against our sink (STARTTLS verified by a throwaway CA, a wrong password),
+# and a manifest's per-record host, headers and DSN as the servers received them.
 # usage: test_send.sh SMTPBULK BACKEND PEER_SCRIPT
 set -uo pipefail
 bin=$1 backend=$2 peer=$3
@@ -599,6 +600,74 @@ check "the wrong CA name: a certificate error" status_is 1 send -q -j "$tmp/scer
 check "certificate error in the lines" grep -q "certificate" "$tmp/scert.jsonl"
 stop_sink
 check "the sink took the 300 of the good run only" [ "$(sink_messages)" -eq 300 ]
+
+# ---- per-record "host", "headers" and "dsn" ---------------------------------------
+start_sink
+rm -rf "$tmp/saved"; mkdir -p "$tmp/saved"
+xport=$(free_port)
+/usr/bin/python3 "$peer" --port "$xport" --dsn --events "$tmp/xevents" --save-dir "$tmp/saved" >/dev/null 2>&1 &
+xpid=$!; pids+=("$xpid")
+check "aiosmtpd with DSN up" wait_port "$xport"
+py "$tmp/x.jsonl" "127.0.0.1:$sink_port" "127.0.0.1:$xport" <<'PY'
+import json, sys
+path, sink, peer = sys.argv[1:4]
+with open(path, "w") as f:
+    for i in range(20):
+        f.write(json.dumps({"id": f"s{i}", "from": "a@example.com", "to": [f"s{i}@example.org"],
+                            "raw": "Subject: to the sink\n\nx\n", "host": sink}) + "\n")
+    for i in range(10):
+        f.write(json.dumps({"id": f"p{i}", "from": "a@example.com", "to": [f"p{i}@example.org", f"q{i}@example.org"],
+                            "raw": f"Subject: to aiosmtpd {i}\n\nx\n", "host": peer,
+                            "headers": {"X-Campaign": "spring", "X-Owner": "Jürgen"},
+                            "dsn": {"ret": "HDRS", "envid": f"env+{i}=", "notify": "SUCCESS,FAILURE",
+                                    "orcpt": [f"orig{i}@example.net", None]}}) + "\n")
+    f.write(json.dumps({"id": "bad1", "from": "a@example.com", "to": ["b@example.org"], "raw": "x",
+                        "host": "127.0.0.1:1"}) + "\n")
+    f.write(json.dumps({"id": "bad2", "from": "a@example.com", "to": ["b@example.org"], "raw": "x",
+                        "dsn": {"notify": "NEVER,SUCCESS"}}) + "\n")
+    f.write(json.dumps({"id": "bad3", "from": "a@example.com", "to": ["b@example.org"], "raw": "x",
+                        "headers": {"Bad Name": "v"}}) + "\n")
+    f.write(json.dumps({"id": "bad4", "from": "a@example.com", "to": ["b@example.org"], "raw": "x",
+                        "headers": {"X-Inject": "v\r\nBcc: victim@example.net"}}) + "\n")
+PY
+check "--extra-host: bad records make status 4" status_is 4 send -q -j "$tmp/xj.jsonl" --extra-host "127.0.0.1:$sink_port" "127.0.0.1:$xport" "$tmp/x.jsonl"
+check "--extra-host: a line per record, the 30 good ones delivered" journal_check "$tmp/xj.jsonl" 34 30
+check "per-record hosts: each went where it said" py "$tmp/xj.jsonl" "$sink_port" "$xport" <<'PY'
+import json, sys
+sink, peer = sys.argv[2], sys.argv[3]
+d = {x["id"]: x for x in map(json.loads, open(sys.argv[1]))}
+bad = [i for i, x in d.items() if x["status"] == "delivered" and
+       x["host"] != "127.0.0.1" ]
+reasons = {k: d[k]["error"] for k in d if k.startswith("bad") or d[k]["status"] == "bad_input"}
+ok = len(reasons) == 4 and all(len(v) > 0 for v in reasons.values())
+if not ok or bad: print("  ", reasons, bad[:3], file=sys.stderr)
+sys.exit(0 if ok and not bad else 1)
+PY
+stop_sink
+check "per-record hosts: the sink got its 20" [ "$(sink_messages)" -eq 20 ]
+check "per-record hosts: aiosmtpd got its 10" [ "$(grep -c '^DATA ' "$tmp/xevents")" -eq 10 ]
+check "DSN as aiosmtpd received it: RET, ENVID (xtext), NOTIFY, ORCPT on the first recipient only" py "$tmp/xevents" <<'PY'
+import sys
+ev = open(sys.argv[1]).read().splitlines()
+mails = [l for l in ev if l.startswith("MAILARG ")]
+rcpts = [l for l in ev if l.startswith("RCPTARG ")]
+ok = len(mails) == 10 and all("RET=HDRS" in m and "ENVID=env+2B" in m and "+3D" in m for m in mails) and \
+     len(rcpts) == 20 and all("NOTIFY=SUCCESS,FAILURE" in r for r in rcpts) and \
+     sum("ORCPT=rfc822;orig" in r for r in rcpts) == 10 and not any("victim" in l for l in ev)
+if not ok: print("  ", mails[:1], rcpts[:2], file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+check "headers in front of the message, the non-ASCII one encoded" py "$tmp/saved" <<'PY'
+import email, email.policy, os, sys
+d = sys.argv[1]
+msgs = [email.message_from_bytes(open(os.path.join(d, f), "rb").read(), policy=email.policy.default) for f in os.listdir(d)]
+raw = [open(os.path.join(d, f), "rb").read() for f in os.listdir(d)]
+ok = len(msgs) == 10 and all(m["X-Campaign"] == "spring" and str(m["X-Owner"]) == "Jürgen" and m["Subject"].startswith("to aiosmtpd") for m in msgs) \
+     and all(max(r.split(b"\n\n")[0].replace(b"\r", b"")) < 0x80 for r in raw)
+if not ok: print("  ", [dict(m) for m in msgs[:1]], file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+kill "$xpid"; wait "$xpid" 2>/dev/null
 
 echo "send: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]
