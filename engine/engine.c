@@ -348,6 +348,8 @@ int sb_engine_command(smtpbulk_t *sb, int h, const char *line, size_t len, int t
 		sb_cmd_req_put(req);
 		return rc;
 	}
+	sb_log(sb, 7, "command %.*s for %s: queued for a ready connection",
+	       (int)(len > 2 ? len - 2 : 0), line, host->label);
 	/* Closed connections waiting for work (dormant) count it as work: they connect. */
 	atomic_fetch_add(&host->work_epoch, 1);
 	sb_engine_wake(sb, h);

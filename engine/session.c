@@ -1297,10 +1297,12 @@ static void on_txn(struct sess *s, const struct sess_expect *e, const struct smt
  * written meanwhile; the connection layer offers messages once the read is done. */
 static void command_answered(struct sess *s, const struct smtp_reply *r)
 {
+	int owed = s->cmd_out; /* 0: the stop ended it for its caller already */
 	s->cmd_out = 0;
 	if (s->state == SESS_CMD)
 		set_state(s, SESS_IDLE);
-	s->ops->command(s->ctx, s, r, 0);
+	if (owed)
+		s->ops->command(s->ctx, s, r, 0);
 }
 
 static void on_cmd(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
@@ -1701,8 +1703,19 @@ void sess_give_up(struct sess *s, int err)
 
 void sess_cancel_work(struct sess *s)
 {
-	/* A command too: its caller learns of the stop now, not after the grace. */
-	if (s->state == SESS_TXN || s->state == SESS_CONNECTING || s->state == SESS_CMD)
+	/* Only an RSET is out (the one after a failed transaction, written at once while
+	 * its result was delivered): no message is at stake, so the connection goes on
+	 * until it is idle and says QUIT, as the stop promises. Aborting it closed the
+	 * socket without QUIT whenever a stop came right behind a refused message. */
+	if (s->state == SESS_TXN && s->txn_len == 0)
+		return;
+	/* A command: its caller learns of the stop now; its reply, when it comes, ends
+	 * the state (on_cmd) and the connection QUITs like any idle one. */
+	if (s->state == SESS_CMD) {
+		command_fail(s, SMTPBULK_ECANCELLED);
+		return;
+	}
+	if (s->state == SESS_TXN || s->state == SESS_CONNECTING)
 		sess_abort(s, SMTPBULK_CANCELLED, SMTPBULK_ECANCELLED);
 }
 

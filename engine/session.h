@@ -349,7 +349,9 @@ void sess_reset(struct sess *s);
 /* A connection that is down gives up for good (err says why, 0 = asked to): DEAD. */
 void sess_give_up(struct sess *s, int err);
 /* Stopping: a transaction in progress ends CANCELLED, and so does a connect; a
- * connection shaking hands or resetting goes on until it is idle (then QUIT). */
+ * connection shaking hands or resetting (only an RSET out) goes on until it is idle
+ * (then QUIT); a one-off command ends SMTPBULK_ECANCELLED at once for its caller,
+ * while the connection waits for its reply, then QUITs. */
 void sess_cancel_work(struct sess *s);
 
 /* What the connection layer asks of a session; it never reads the fields itself. */

@@ -247,9 +247,17 @@ TEST_F(CommandSession, HangAbortAnd421) {
   sess_reset(&s_);
   ready();
   ASSERT_EQ(sess_command(&s_, "NOOP\r\n", 6), 0);
-  sess_cancel_work(&s_);  // the engine stops
+  out();
+  sess_cancel_work(&s_);  // the engine stops: the caller hears of it now
   ASSERT_EQ(f_.cmd_ends.size(), 2u);
   EXPECT_EQ(f_.cmd_ends[1].second, SMTPBULK_ECANCELLED);
+  EXPECT_TRUE(sess_in_command(&s_));  // the reply is still owed by the server
+  feed("250 ok\r\n");
+  EXPECT_EQ(f_.cmd_ends.size(), 2u);  // no second end
+  EXPECT_TRUE(sess_is_idle(&s_));
+  EXPECT_EQ(sess_quit(&s_), 1);  // and it says QUIT
+  EXPECT_EQ(out(), "QUIT\r\n");
+  feed("221 bye\r\n");
   sess_reset(&s_);
   ready();
   ASSERT_EQ(sess_command(&s_, "NOOP\r\n", 6), 0);
@@ -258,6 +266,28 @@ TEST_F(CommandSession, HangAbortAnd421) {
   ASSERT_EQ(f_.cmd_ends.size(), 3u);
   EXPECT_EQ(f_.cmd_ends[2].first, "421 4.3.2 going down\r\n");
   EXPECT_TRUE(sess_is_over(&s_));
+}
+
+// The stop right behind a refused message: the RSET written at once after it is let
+// finish, and the connection says QUIT (it used to be closed without one).
+TEST_F(CommandSession, StopWhileOnlyAnRsetIsOutEndsWithQuit) {
+  cfg_.pipeline = 0;
+  ready();
+  f_.queue.push_back(msg());
+  sess_pump(&s_);
+  EXPECT_EQ(out().substr(0, 10), "MAIL FROM:");
+  feed("250 ok\r\n");
+  EXPECT_EQ(out().substr(0, 8), "RCPT TO:");
+  feed("550 5.1.1 no\r\n");  // the one recipient refused: the message ends
+  ASSERT_EQ(f_.done.size(), 1u);
+  EXPECT_EQ(out(), "RSET\r\n");
+  EXPECT_TRUE(sess_in_transaction(&s_));
+  sess_cancel_work(&s_);
+  EXPECT_FALSE(sess_is_over(&s_));
+  feed("250 ok\r\n");
+  EXPECT_TRUE(sess_is_idle(&s_));
+  EXPECT_EQ(sess_quit(&s_), 1);
+  EXPECT_EQ(out(), "QUIT\r\n");
 }
 
 TEST_F(CommandSession, PhantomReplyBeforeTheCommandLeft) {
