@@ -306,3 +306,25 @@ TEST(Command, ThroughTheFacade) {
   EXPECT_TRUE(saw(peer, "NOOP"));
   EXPECT_EQ(peer.bodies().size(), 1u);
 }
+
+TEST(Command, AClosedIdleConnectionConnectsAgainForIt) {
+  ScriptedPeer peer(PeerScript{});
+  LogCapture log;
+  TestEngine e(peer.port(), 1);
+  e.opts.idle_close_ms = 50;  // the idle connection QUITs, and waits closed for work
+  e.opts.debug = 7;
+  e.opts.on_log = LogCapture::cb;
+  e.opts.log_arg = &log;
+  ASSERT_EQ(e.start(), 0);
+  ASSERT_TRUE(wait_until([&] {
+    auto c = peer.commands();
+    return std::count(c.begin(), c.end(), "QUIT") == 1;
+  }));
+  Cmd c = run(e.sb, SMTPBULK_CMD_NOOP, nullptr);
+  ASSERT_EQ(c.rc, 0) << smtpbulk_strerror(c.rc);
+  EXPECT_EQ(c.code, 250);
+  EXPECT_EQ(peer.connections(), 2);
+  auto cmds = peer.commands();  // (it may have closed again since: idle)
+  auto quit = std::find(cmds.begin(), cmds.end(), "QUIT");
+  EXPECT_NE(std::find(quit, cmds.end(), "NOOP"), cmds.end());
+}
