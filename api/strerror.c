@@ -8,7 +8,7 @@ const char *smtpbulk_strerror(int err)
 	switch (err) {
 	case 0: return "success";
 	case SMTPBULK_EBADADDR: return "invalid address (empty, too long, or holds CR, LF, spaces or brackets)";
-	case SMTPBULK_EBADPARAM: return "invalid host or hello name (empty, or holds spaces or control characters)";
+	case SMTPBULK_EBADPARAM: return "invalid host or hello name, or command argument (empty, too long, or holds control characters)";
 	case SMTPBULK_ESEQUENCE: return "call out of order (mail, to, data, datasend, dataend)";
 	case SMTPBULK_ENOHOST: return "no such host configured";
 	case SMTPBULK_ERESOLVE: return "host name could not be resolved";
@@ -44,6 +44,8 @@ const char *smtpbulk_strerror(int err)
 		return "the message asks for DSN and the server does not offer it";
 	case SMTPBULK_ETOKEN:
 		return "the token callback gave no bearer token (XOAUTH2, OAUTHBEARER)";
+	case SMTPBULK_ETURN:
+		return "TURN/ATURN are refused: obsolete and unsafe (RFC 2645)";
 	case SMTPBULK_EJOURNAL:
 		return "the journal file holds a line smtpbulk did not write";
 	case SMTPBULK_EMESSAGE:

@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "cmd_handoff.h"
+#include "command.h"
 #include "conn_policy.h"
 #include "engine.h"
 #include "grow.h"
@@ -34,7 +36,7 @@
 
 /* Timer tags: the kind in the low byte; for a reconnect, the connection's serial above
  * (a reconnect that was called off leaves an entry with an old serial). */
-enum { TM_DEFER = 1, TM_RECONNECT = 2, TM_IDLE = 3 };
+enum { TM_DEFER = 1, TM_RECONNECT = 2, TM_IDLE = 3, TM_CMD = 4 };
 
 struct sb_conn {
 	struct sess sess;
@@ -65,6 +67,15 @@ struct sb_conn {
 	uint64_t dormant_epoch[2];    /* the host's and any_queue's work epochs when it
 	                                 closed */
 	uint32_t timer_serial;
+	/* A one-off command (smtpbulk_command()) it carries: the request (the engine's
+	 * reference, cmd_handoff.h), its reply once it came, held until the read that
+	 * brought it is done (a second reply in that read makes it an error), and why it
+	 * failed otherwise. cmd_serial tells its deadline timer from an older one's. */
+	struct sb_cmd_req *cmd;
+	smtpbulk_command_reply_t *cmd_got;
+	int cmd_err;
+	uint8_t cmd_over;
+	uint32_t cmd_serial;
 	size_t parked_at;             /* its index in env->parked while parked */
 	char *recv_at;                /* where the plain receive in flight writes */
 	const struct sb_transport_ops *recv_ops, *send_ops; /* at the operation's start */
@@ -309,6 +320,10 @@ static struct sb_msg *ops_next_msg(void *ctx, struct sess *s)
 	struct smtpbulk *sb = c->env->sb;
 	if (atomic_load_explicit(&sb->stopping, memory_order_relaxed) || !cpol_takes_work(&c->pol))
 		return NULL;
+	/* A command waits for one of the host's connections to be idle: none takes a
+	 * new message until one is (a round trip's pause, commands are rare). */
+	if (sb_cmd_list_pending(&c->host->cmds))
+		return NULL;
 	/* Its age is up: QUIT once what is out is answered. It carries one message at
 	 * least, so an age shorter than a handshake still gets mail through. */
 	if (sb->opts.max_conn_age_ms && sess_mails(s) > 0 &&
@@ -424,6 +439,22 @@ static void ops_throttled(void *ctx, struct sess *s, const struct smtp_reply *r)
 		    (unsigned long long)(sb->adapt.cooloff_ns / SB_NS_PER_MS));
 }
 
+/* The command's end, as the session reports it: kept until the read is done
+ * (command_settle()). */
+static void ops_command(void *ctx, struct sess *s, const struct smtp_reply *r, int err)
+{
+	struct sb_conn *c = ctx;
+	if (!c->cmd || c->cmd_over)
+		return;
+	c->cmd_over = 1;
+	if (r) {
+		int rc = smtp_command_reply_copy(r, &c->cmd_got);
+		c->cmd_err = rc;
+	} else {
+		c->cmd_err = err;
+	}
+}
+
 static void ops_log(void *ctx, struct sess *s, int level, const char *line)
 {
 	struct sb_conn *c = ctx;
@@ -449,6 +480,7 @@ static const struct sess_ops conn_sess_ops = {
 	.auth = ops_auth,
 	.txn_end = ops_txn_end,
 	.throttled = ops_throttled,
+	.command = ops_command,
 };
 
 /* The same with the read callback: only when one is set, as it costs per reply. */
@@ -462,6 +494,7 @@ static const struct sess_ops conn_sess_ops_read = {
 	.auth = ops_auth,
 	.txn_end = ops_txn_end,
 	.throttled = ops_throttled,
+	.command = ops_command,
 };
 
 /* ---- the session as its transport's endpoint ------------------------------------- */
@@ -640,7 +673,8 @@ static int work_came(const struct sb_conn *c, const struct smtpbulk *sb)
 static int has_work(const struct sb_conn *c)
 {
 	struct smtpbulk *sb = c->env->sb;
-	return work_came(c, sb) || !sbq_empty(c->host->queue) || !sbq_empty(sb->any_queue);
+	return work_came(c, sb) || !sbq_empty(c->host->queue) || !sbq_empty(sb->any_queue) ||
+	       sb_cmd_list_pending(&c->host->cmds);
 }
 
 static int go_dormant(struct sb_conn *c)
@@ -979,10 +1013,78 @@ static void send_next(struct sb_conn *c)
 	}
 }
 
+/* The command's end goes to its caller once the read that brought its reply is done:
+ * a connection that failed in that same read (a second, unasked reply behind it; a
+ * garbled one) makes it an error, unless the reply was the server's 421. */
+static void command_settle(struct sb_conn *c)
+{
+	struct sess *s = &c->sess;
+	if (!c->cmd || !c->cmd_over)
+		return;
+	smtpbulk_command_reply_t *got = c->cmd_got;
+	int rc = c->cmd_err;
+	if (got && sess_is_over(s) && got->reply.code != 421) {
+		free(got); /* one allocation (command.h) */
+		got = NULL;
+		rc = sess_error(s) ? sess_error(s) : SMTPBULK_EPROTO;
+	} else if (!got && !rc) {
+		rc = SMTPBULK_EPROTO;
+	}
+	sb_log_conn(c->env->sb, 7, host_idx(c), conn_idx(c), "command %.*s: %s",
+		    (int)(c->cmd->len > 2 ? c->cmd->len - 2 : 0), c->cmd->line,
+		    got ? "answered" : smtpbulk_strerror(rc));
+	sb_cmd_req_finish(c->cmd, got ? 0 : rc, got);
+	c->cmd = NULL;
+	c->cmd_got = NULL;
+	c->cmd_err = 0;
+	c->cmd_over = 0;
+}
+
+/* An idle, ready connection takes the oldest command waiting for its host, if any
+ * (dropping those whose caller gave up). 1 when it sent one. */
+static int command_take(struct sb_conn *c)
+{
+	struct sb_host *h = c->host;
+	struct sb_cmd_req *req;
+	if (c->cmd || !sb_cmd_list_pending(&h->cmds))
+		return 0;
+	while ((req = sb_cmd_list_pop(&h->cmds))) {
+		if (sb_cmd_req_abandoned(req) || req->deadline_ns <= c->env->now) {
+			sb_cmd_req_finish(req, SMTPBULK_ETIMEDOUT, NULL);
+			continue;
+		}
+		int rc = sess_command(&c->sess, req->line, req->len);
+		if (rc) {
+			sb_cmd_req_finish(req, rc, NULL);
+			continue;
+		}
+		c->cmd = req;
+		c->cmd_serial++;
+		if (th_push(&c->env->timers, req->deadline_ns, c,
+			    TM_CMD | ((uint64_t)c->cmd_serial << 8)) < 0)
+			sess_hang(&c->sess); /* no timer, no bound: it ends now (ETIMEDOUT) */
+		return 1;
+	}
+	return 0;
+}
+
+/* The command's deadline: no reply by now, so none will be matched on this
+ * connection: it ends (as a hang; nothing else is in flight beside a command). */
+static void command_due(struct sb_conn *c)
+{
+	if (!c->cmd || c->cmd_over || !sess_in_command(&c->sess))
+		return;
+	sb_log_conn(c->env->sb, 7, host_idx(c), conn_idx(c),
+		    "no reply to the command in time: the connection ends");
+	sess_hang(&c->sess);
+	conn_sync(c);
+}
+
 /* Bring the I/O in line with what the session wants, after any session event. */
 static void conn_io(struct sb_conn *c)
 {
 	struct sess *s = &c->sess;
+	command_settle(c);
 	if (sess_is_closed(s) || (sess_is_dead(s) && !c->dead_counted)) {
 		teardown(c);
 		return;
@@ -1023,6 +1125,8 @@ static void conn_io(struct sb_conn *c)
 			sess_quit(s);
 			break;
 		case CPOL_IDLE_WORK:
+			if (command_take(c))
+				break;
 			/* The breaker's probe is this connection's to carry: it takes its
 			 * message now, not when the feed happens to pick it. */
 			if (c->probe && !c->probe_msg)
@@ -1150,6 +1254,14 @@ void conn_complete(struct sb_conn *c, const struct sb_cqe *e)
 	conn_sync(c);
 }
 
+int conn_offer_command(struct sb_conn *c)
+{
+	if (!sess_is_idle(&c->sess))
+		return -1;
+	conn_sync(c); /* an idle one takes a waiting command (command_take) */
+	return sess_in_command(&c->sess);
+}
+
 int conn_pull(struct sb_conn *c)
 {
 	if (!sess_is_idle(&c->sess))
@@ -1255,6 +1367,11 @@ uint64_t conn_env_timers(struct conn_env *env)
 				idle_due(c);
 			continue;
 		}
+		if ((e.tag & 0xff) == TM_CMD) {
+			if (c->cmd_serial == (uint32_t)(e.tag >> 8))
+				command_due(c);
+			continue;
+		}
 		if (c->reconnecting && c->timer_serial == (uint32_t)(e.tag >> 8))
 			conn_start(c);
 	}
@@ -1298,6 +1415,9 @@ void conn_free(struct sb_conn *c)
 		return;
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->cmd) /* cannot happen: the stop ended it; its caller must not wait on */
+		sb_cmd_req_finish(c->cmd, SMTPBULK_ECANCELLED, NULL);
+	free(c->cmd_got);
 	sb_transport_close(&c->xp);
 	sess_fini(&c->sess);
 	free(c);

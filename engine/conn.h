@@ -83,6 +83,9 @@ void conn_complete(struct sb_conn *c, const struct sb_cqe *e);
  * Returns how many it took (0: the queues are empty now, and it is idle again), or
  * -1 when it was not idle after all. */
 int conn_pull(struct sb_conn *c);
+/* An idle connection of a host with a command waiting takes it. 1 when it did, 0 when
+ * none was left (it is idle again), -1 when it was not idle after all. */
+int conn_offer_command(struct sb_conn *c);
 /* The watchdog's slot fired: if it still waits too long, it has hung. */
 void conn_check_hang(struct sb_conn *c);
 /* A global hang: start again (messages in flight go again, free of charge), or with

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -305,4 +306,52 @@ int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st,
 		sb_fire(sb, sb->cbs.complete, &ev, NULL, -1, -1);
 	}
 	return code;
+}
+
+/* ---- one-off commands (smtpbulk_command()) ----------------------------------------- */
+
+int sb_engine_host_named(const smtpbulk_t *sb, const char *name)
+{
+	if (!sb->n_hosts)
+		return SMTPBULK_ENOHOST;
+	if (!name)
+		return 0;
+	/* "name:port" first: two hosts may share a name on different ports. */
+	for (size_t i = 0; i < sb->n_hosts; i++) {
+		char hp[300];
+		snprintf(hp, sizeof(hp), "%s:%u", sb->hosts[i].name, (unsigned)sb->hosts[i].port);
+		if (!strcmp(hp, name))
+			return (int)i;
+	}
+	for (size_t i = 0; i < sb->n_hosts; i++)
+		if (!strcmp(sb->hosts[i].name, name))
+			return (int)i;
+	return SMTPBULK_ENOHOST;
+}
+
+int sb_engine_command(smtpbulk_t *sb, int h, const char *line, size_t len, int timeout_ms,
+		      smtpbulk_command_reply_t **out)
+{
+	struct sb_cmd_req *req;
+	struct sb_host *host = &sb->hosts[h];
+	*out = NULL;
+	if (!sb->started || atomic_load(&sb->stopping))
+		return SMTPBULK_ESTOPPED;
+	if (atomic_load(&host->alive) == 0)
+		return sb_host_down_error(host);
+	int rc = sb_cmd_req_new(line, len, sb_now_ns() + (uint64_t)timeout_ms * SB_NS_PER_MS,
+				&req);
+	if (rc)
+		return rc;
+	if ((rc = sb_cmd_list_push(&host->cmds, req)) != 0) {
+		sb_cmd_req_put(req);
+		sb_cmd_req_put(req);
+		return rc;
+	}
+	sb_log(sb, 7, "command %.*s for %s: queued for a ready connection",
+	       (int)(len > 2 ? len - 2 : 0), line, host->label);
+	/* Closed connections waiting for work (dormant) count it as work: they connect. */
+	atomic_fetch_add(&host->work_epoch, 1);
+	sb_engine_wake(sb, h);
+	return sb_cmd_req_wait(req, out);
 }

@@ -14,6 +14,7 @@
  * | host->conn_ctr[k]                  | the worker of connection k writes; anyone reads  |
  * | host->lat[w]                       | worker w records; anyone reads (stats)           |
  * | host->tls_session                  | any worker of the host, under host->tls_lock     |
+ * | host->cmds (one-off commands)      | callers push, the host's workers pop; its lock   |
  * | wake_fds                           | set at create; any thread writes (wake)          |
  * | counters (_Atomic)                 | everyone, atomically                              |
  * | lock/conds                         | submitters waiting for room, drainers, pollers   |
@@ -28,6 +29,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "cmd_handoff.h"
 #include "latency_hist.h"
 #include "message.h"
 #include "pacer.h"
@@ -96,6 +98,9 @@ struct sb_host {
 	 * held only around a handshake's start and a connection's first readiness. */
 	pthread_mutex_t tls_lock;
 	struct WOLFSSL_SESSION *tls_session;
+	/* One-off commands (smtpbulk_command()) waiting for a ready connection of the
+	 * host: callers push, any of the host's workers pops (cmd_handoff.h). */
+	struct sb_cmd_list cmds;
 };
 
 struct smtpbulk {
@@ -193,6 +198,13 @@ void sb_engine_wake(const smtpbulk_t *sb, int host);
 void sb_engine_parked(smtpbulk_t *sb, struct sb_host *h, int delta);
 /* A connection of h gave up for good: when it was the last, the host is down. */
 void sb_engine_conn_dead(smtpbulk_t *sb, struct sb_host *h, int err);
+/* The host a one-off command names: a host's name, or "name:port" (NULL: the first).
+ * Its index, or SMTPBULK_ENOHOST. */
+int sb_engine_host_named(const smtpbulk_t *sb, const char *name);
+/* Send line[0..len) (command.h made it) on a ready connection of host h and wait for
+ * its reply until timeout_ms pass (smtpbulk_command()'s contract). */
+int sb_engine_command(smtpbulk_t *sb, int h, const char *line, size_t len, int timeout_ms,
+		      smtpbulk_command_reply_t **out);
 void sb_log(const smtpbulk_t *sb, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* A line about connection conn of host (its own file under debug_path). */

@@ -326,6 +326,8 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 {
 	int rc;
 	pthread_mutex_init(&h->tls_lock, NULL);
+	if ((rc = sb_cmd_list_init(&h->cmds)) != 0)
+		return rc;
 	h->cfg.learned = &h->learned;
 	if (!in->host || !*in->host || smtp_check_hello(in->host) != 0)
 		return SMTPBULK_EBADPARAM;
@@ -594,6 +596,11 @@ static int start_watchdog(struct sb_engine *e)
 static void stop_workers(struct sb_engine *e, unsigned n)
 {
 	atomic_store(&e->sb.stopping, 1);
+	/* Commands no connection took end now, not after the workers' grace: their
+	 * callers get SMTPBULK_ECANCELLED at once, and a late one SMTPBULK_ESTOPPED
+	 * (stopping connections take none; those out are cancelled by conn_stop). */
+	for (size_t h = 0; h < e->sb.n_hosts; h++)
+		sb_cmd_list_fail(&e->sb.hosts[h].cmds, SMTPBULK_ECANCELLED, 1);
 	sb_engine_wake(&e->sb, -1);
 	for (unsigned i = 0; i < n; i++)
 		sb_worker_join(e->workers[i]);
@@ -746,6 +753,7 @@ static void free_host(struct sb_host *h)
 	}
 	sb_tls_session_free(h->tls_session);
 	pthread_mutex_destroy(&h->tls_lock);
+	sb_cmd_list_destroy(&h->cmds);
 }
 
 void sb_engine_destroy(smtpbulk_t *sb)

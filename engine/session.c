@@ -33,7 +33,8 @@ const char *sess_state_name(enum sess_state st)
 		[SESS_HELO] = "HELO",       [SESS_STARTTLS] = "STARTTLS",
 		[SESS_TLS] = "TLS",         [SESS_AUTH] = "AUTH",
 		[SESS_IDLE] = "IDLE",
-		[SESS_TXN] = "TXN",         [SESS_QUIT] = "QUIT",       [SESS_CLOSED] = "CLOSED",
+		[SESS_TXN] = "TXN",         [SESS_CMD] = "CMD",
+		[SESS_QUIT] = "QUIT",       [SESS_CLOSED] = "CLOSED",
 		[SESS_DEAD] = "DEAD",
 	};
 	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
@@ -334,6 +335,15 @@ static void release_msg(struct sess *s, struct sb_msg *m, enum release_policy po
 	s->ops->requeue(s->ctx, s, m);
 }
 
+/* The one-off command out, if any, ends without its reply. */
+static void command_fail(struct sess *s, int err)
+{
+	if (!s->cmd_out)
+		return;
+	s->cmd_out = 0;
+	s->ops->command(s->ctx, s, NULL, err ? err : SMTPBULK_ECLOSED);
+}
+
 /* The connection ends early: every message in flight is retried or ends, per pol. */
 static void conn_end(struct sess *s, int err, enum release_policy pol)
 {
@@ -360,6 +370,7 @@ static void conn_end(struct sess *s, int err, enum release_policy pol)
 			pol == REL_CHARGE && !t->answered && s->txn_answered ? REL_FREE : pol;
 		release_msg(s, txn_bury(s, t), p, err);
 	}
+	command_fail(s, err);
 	s->error = err;
 	s->fifo_len = 0;
 	out_clear(s);
@@ -1280,6 +1291,25 @@ static void on_txn(struct sess *s, const struct sess_expect *e, const struct smt
 		sess_pump(s);
 }
 
+/* The one-off command's reply: for the caller, whatever its code. The session is idle
+ * again, but takes no message here: a second reply behind this one, in the same read,
+ * must find nothing to answer (and end the connection, EPROTO) rather than a MAIL
+ * written meanwhile; the connection layer offers messages once the read is done. */
+static void command_answered(struct sess *s, const struct smtp_reply *r)
+{
+	int owed = s->cmd_out; /* 0: the stop ended it for its caller already */
+	s->cmd_out = 0;
+	if (s->state == SESS_CMD)
+		set_state(s, SESS_IDLE);
+	if (owed)
+		s->ops->command(s->ctx, s, r, 0);
+}
+
+static void on_cmd(struct sess *s, const struct sess_expect *e, const struct smtp_reply *r)
+{
+	command_answered(s, r);
+}
+
 typedef void (*reply_handler)(struct sess *s, const struct sess_expect *e,
 			      const struct smtp_reply *r);
 
@@ -1288,6 +1318,7 @@ static const reply_handler on_expect[] = {
 	[EXP_MAIL] = on_txn,          [EXP_RCPT] = on_txn,    [EXP_DATA] = on_txn,
 	[EXP_DOT] = on_txn,           [EXP_RSET] = on_rset,   [EXP_QUIT] = on_quit,
 	[EXP_BDAT] = on_txn,          [EXP_STARTTLS] = on_starttls, [EXP_AUTH] = on_auth,
+	[EXP_CMD] = on_cmd,
 };
 
 static const char *expect_name(unsigned kind)
@@ -1297,6 +1328,7 @@ static const char *expect_name(unsigned kind)
 		[EXP_MAIL] = "MAIL",  [EXP_RCPT] = "RCPT",   [EXP_DATA] = "DATA",
 		[EXP_DOT] = "the end of data", [EXP_RSET] = "RSET", [EXP_QUIT] = "QUIT",
 		[EXP_BDAT] = "BDAT",  [EXP_STARTTLS] = "STARTTLS", [EXP_AUTH] = "AUTH",
+		[EXP_CMD] = "the command",
 	};
 	return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
 }
@@ -1377,6 +1409,8 @@ static void on_reply(struct sess *s, const struct smtp_reply *r)
 	int throttles = txn_reply(e.kind) && s->txn_len && note_throttle(s, &e, r);
 	/* 421: the server is closing the connection, whatever we asked (RFC 5321 §3.8). */
 	if (r->code == 421 && e.kind != EXP_QUIT) {
+		if (e.kind == EXP_CMD) /* the server's answer all the same */
+			command_answered(s, r);
 		if (e.kind >= EXP_MAIL && e.kind != EXP_RSET && s->txn_len)
 			sb_msg_record(s->txns[e.txn].m, SB_SLOT_FINAL, r);
 		conn_end(s, SMTPBULK_ESHUTDOWN, throttles ? REL_THROTTLE : REL_CLOSE);
@@ -1406,6 +1440,7 @@ void sess_connecting(struct sess *s)
 	s->mails = s->mails_ok = 0;
 	s->txn_answered = 0;
 	s->quit_err = 0;
+	s->cmd_out = 0;
 	s->out_total = s->out_handed = s->out_taken = 0;
 	memset(&s->caps, 0, sizeof(s->caps));
 	memset(&s->times, 0, sizeof(s->times));
@@ -1584,6 +1619,19 @@ static int say_quit(struct sess *s)
 	return 1;
 }
 
+int sess_command(struct sess *s, const char *line, size_t len)
+{
+	if (s->state != SESS_IDLE || s->fifo_len || s->txn_len || !s->ops->command)
+		return -EBUSY;
+	if (!out_room(s, 1, len))
+		return -ENOSPC;
+	set_state(s, SESS_CMD);
+	out_cmd(s, line, len);
+	expect(s, EXP_CMD, 0, 0);
+	s->cmd_out = 1;
+	return 0;
+}
+
 int sess_quit(struct sess *s)
 {
 	return s->state == SESS_IDLE && say_quit(s);
@@ -1591,6 +1639,7 @@ int sess_quit(struct sess *s)
 
 void sess_abort(struct sess *s, smtpbulk_status_t st, int err)
 {
+	command_fail(s, err);
 	while (s->txn_len)
 		s->ops->done(s->ctx, s, txn_bury(s, txn_pop(s)), st, err);
 	s->fifo_len = 0;
@@ -1654,6 +1703,18 @@ void sess_give_up(struct sess *s, int err)
 
 void sess_cancel_work(struct sess *s)
 {
+	/* Only an RSET is out (the one after a failed transaction, written at once while
+	 * its result was delivered): no message is at stake, so the connection goes on
+	 * until it is idle and says QUIT, as the stop promises. Aborting it closed the
+	 * socket without QUIT whenever a stop came right behind a refused message. */
+	if (s->state == SESS_TXN && s->txn_len == 0)
+		return;
+	/* A command: its caller learns of the stop now; its reply, when it comes, ends
+	 * the state (on_cmd) and the connection QUITs like any idle one. */
+	if (s->state == SESS_CMD) {
+		command_fail(s, SMTPBULK_ECANCELLED);
+		return;
+	}
 	if (s->state == SESS_TXN || s->state == SESS_CONNECTING)
 		sess_abort(s, SMTPBULK_CANCELLED, SMTPBULK_ECANCELLED);
 }

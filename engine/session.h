@@ -109,6 +109,10 @@ struct sess_ops {
 	/* Optional: the server asked to slow down (a throttling reply to a transaction's
 	 * command, outcome.h). The transaction goes again free (throttle_retries). */
 	void (*throttled)(void *ctx, struct sess *s, const struct smtp_reply *r);
+	/* A one-off command's end (sess_command()), exactly once for each: its reply (err
+	 * 0; the session is idle again, or closing after a 421), or r NULL and why the
+	 * connection ended first (err). NULL: the worker never sends one. */
+	void (*command)(void *ctx, struct sess *s, const struct smtp_reply *r, int err);
 };
 
 enum sess_state {
@@ -123,6 +127,8 @@ enum sess_state {
 	SESS_AUTH,       /* an AUTH exchange is under way */
 	SESS_IDLE,       /* ready, nothing in flight: the worker offers a message */
 	SESS_TXN,        /* transactions in flight (or an RSET after a failed one) */
+	SESS_CMD,        /* a one-off command (VRFY, HELP, ...) is out, alone, between
+	                    transactions: no message is taken until its reply */
 	SESS_QUIT,       /* QUIT sent */
 	SESS_CLOSED,     /* connection over; the worker tears it down and reconnects */
 	SESS_DEAD,       /* gave up after cfg->retry_fail failed connections */
@@ -130,7 +136,7 @@ enum sess_state {
 
 enum sess_expect_kind {
 	EXP_GREETING, EXP_EHLO, EXP_HELO, EXP_MAIL, EXP_RCPT, EXP_DATA, EXP_DOT, EXP_RSET,
-	EXP_QUIT, EXP_BDAT, EXP_STARTTLS, EXP_AUTH,
+	EXP_QUIT, EXP_BDAT, EXP_STARTTLS, EXP_AUTH, EXP_CMD,
 };
 
 struct sess_expect {
@@ -215,6 +221,7 @@ struct sess {
 	                         connect again */
 	uint8_t final_refused; /* the last end of data answered was refused */
 	uint8_t txn_answered; /* a transaction command was answered on this connection */
+	uint8_t cmd_out;      /* a one-off command awaits its reply (ops->command owed) */
 	unsigned mails, mails_ok; /* MAIL commands written and accepted on this connection */
 	unsigned cap;         /* MAILs this connection may carry (the host's lesson when it
 	                         connected); 0: no cap */
@@ -291,6 +298,16 @@ void sess_io_fatal(struct sess *s, int err);
 /* Write what can be written, and pull messages (ops->next_msg) while the pipelining
  * window has room: the one way messages enter a session. Returns how many it took. */
 unsigned sess_pump(struct sess *s);
+/* Send a one-off command line (command.h made it, CRLF included) on an idle session:
+ * state SESS_CMD until its reply, which goes to ops->command. 0, or -EBUSY when the
+ * session is not idle with nothing outstanding, -ENOSPC without room (cannot happen
+ * on an idle one). */
+int sess_command(struct sess *s, const char *line, size_t len);
+/* 1 while a one-off command awaits its reply. */
+static inline int sess_in_command(const struct sess *s)
+{
+	return s->state == SESS_CMD;
+}
 /* 1 when the session could start another transaction now (pipelining window). */
 int sess_has_room(const struct sess *s);
 /* Say QUIT if idle; otherwise nothing. Returns 1 when QUIT was sent. */
@@ -332,7 +349,9 @@ void sess_reset(struct sess *s);
 /* A connection that is down gives up for good (err says why, 0 = asked to): DEAD. */
 void sess_give_up(struct sess *s, int err);
 /* Stopping: a transaction in progress ends CANCELLED, and so does a connect; a
- * connection shaking hands or resetting goes on until it is idle (then QUIT). */
+ * connection shaking hands or resetting (only an RSET out) goes on until it is idle
+ * (then QUIT); a one-off command ends SMTPBULK_ECANCELLED at once for its caller,
+ * while the connection waits for its reply, then QUITs. */
 void sess_cancel_work(struct sess *s);
 
 /* What the connection layer asks of a session; it never reads the fields itself. */
@@ -374,7 +393,7 @@ static inline const char *sess_state_now(const struct sess *s)
 /* Connected and talking (not connecting, not quitting, not over). */
 static inline int sess_in_service(const struct sess *s)
 {
-	return s->state >= SESS_GREETING && s->state <= SESS_TXN;
+	return s->state >= SESS_GREETING && s->state <= SESS_CMD;
 }
 /* The socket is connected (or a connect is not yet asked for): I/O may run. */
 static inline int sess_on_wire(const struct sess *s)

@@ -94,6 +94,8 @@ static void feed(struct sb_worker *w)
 		if (!host->on_worker[w->index])
 			continue;
 		if (atomic_load(&host->alive) == 0) {
+			if (sb_cmd_list_pending(&host->cmds)) /* no connection will take them */
+				sb_cmd_list_fail(&host->cmds, sb_host_down_error(host), 0);
 			if (!sbq_empty(host->queue))
 				w->env.queue_busy |= sb_engine_fail_queue(
 					sb, host->queue, SMTPBULK_FAILED, sb_host_down_error(host));
@@ -102,9 +104,14 @@ static void feed(struct sb_worker *w)
 		/* Before the look at the queue: work that came for connections waiting
 		 * closed wakes them even when the idle ones take it all. */
 		conn_env_wake_dormant(&w->env, (unsigned)h);
+		struct sb_conn *c;
+		/* One-off commands first: an idle connection takes each (conn.c). */
+		while (sb_cmd_list_pending(&host->cmds) &&
+		       (c = conn_env_idle_pop(&w->env, (unsigned)h)))
+			if (conn_offer_command(c) == 0)
+				break; /* none left for it: it is back on the stack */
 		if (!any_waiting && sbq_empty(host->queue))
 			continue;
-		struct sb_conn *c;
 		while ((c = conn_env_idle_pop(&w->env, (unsigned)h)))
 			if (conn_pull(c) == 0)
 				break; /* the queues ran dry: it is back on the stack */

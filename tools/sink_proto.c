@@ -426,6 +426,39 @@ static void command(struct sink_conn *c, const char *line, size_t len)
 		reply(c, "250 2.0.0 Ok\r\n");
 	} else if (verb_is(line, len, "NOOP")) {
 		reply(c, "250 2.0.0 Ok\r\n");
+	} else if (verb_is(line, len, "VRFY")) {
+		/* RFC 5321 §3.5.3: a server that will not say still answers 252. */
+		reply(c, len > 5 ? "252 2.5.2 Cannot VRFY user, but will accept message and "
+				   "attempt delivery\r\n"
+				 : "501 5.5.4 Syntax: VRFY address\r\n");
+	} else if (verb_is(line, len, "EXPN")) {
+		/* A sink has no lists: "list..." is not disclosed, anything else not one. */
+		if (len <= 5)
+			reply(c, "501 5.5.4 Syntax: EXPN list\r\n");
+		else if (prefix_is(line + 5, len - 5, "list"))
+			reply(c, "252 2.5.2 Cannot EXPN list, but will accept message and attempt "
+				 "delivery\r\n");
+		else
+			reply(c, "550 5.1.1 sink: no such mailing list\r\n");
+	} else if (verb_is(line, len, "HELP")) {
+		reply(c, "214-2.0.0 This is the smtpbulk sink\r\n"
+			 "214-2.0.0 Commands: EHLO HELO LHLO MAIL RCPT DATA BDAT RSET\r\n"
+			 "214-2.0.0 NOOP QUIT VRFY EXPN HELP ETRN STARTTLS AUTH\r\n"
+			 "214 2.0.0 End of HELP info\r\n");
+	} else if (verb_is(line, len, "ETRN")) {
+		/* RFC 1985: our own name (or "@name") has a queue to run; others have none. */
+		const char *node = line + 5;
+		size_t nl = len > 5 ? len - 5 : 0, own = strlen(c->cfg->name);
+		if (nl && *node == '@') {
+			node++;
+			nl--;
+		}
+		if (len <= 5)
+			reply(c, "501 5.5.4 Syntax: ETRN node\r\n");
+		else if (nl == own && !strncasecmp(node, c->cfg->name, own))
+			reply(c, "250 2.0.0 Queuing for node started\r\n");
+		else
+			reply(c, "458 4.0.0 Unable to queue messages for node\r\n");
 	} else if (verb_is(line, len, "QUIT")) {
 		reply(c, "221 2.0.0 Bye\r\n");
 		c->mode = SINK_CLOSING;

@@ -88,7 +88,9 @@ enum smtpbulk_error {
 	SMTPBULK_ETOKEN = -1032,      /* the security's token_cb gave no token (it returned
 	                                 a negative value, 0, or more than it was allowed):
 	                                 the connection fails, and is retried */
-	/* -1033..-1039: the one-off commands (VRFY, EXPN, ...). */
+	/* -1033..-1039: the one-off commands (smtpbulk_command()). */
+	SMTPBULK_ETURN = -1033,       /* TURN and ATURN are refused: obsolete and unsafe
+	                                 (RFC 2645); they are never sent */
 	SMTPBULK_EJOURNAL = -1040,    /* a journal file holds a line this library did not
 	                                 write (smtpbulk_send.h) */
 	SMTPBULK_EMESSAGE = -1041,    /* not a mail message (smtpbulk_mailfile_parse()) */
@@ -667,6 +669,70 @@ void smtpbulk_result_free(smtpbulk_result_t *res);
  * queued for poll, or counted). timeout_ms -1 = forever. Returns 0 or -ETIMEDOUT.
  */
 int smtpbulk_drain(smtpbulk_t *sb, int timeout_ms);
+
+/* ---------------------------------------------------------------------------------- */
+/* One-off commands (the seed's missing VRFY, EXPN, HELP, NOOP and ETRN).               */
+
+typedef enum smtpbulk_cmd {
+	SMTPBULK_CMD_VRFY = 1, /* VRFY arg: verify a user or mailbox (RFC 5321 §3.5); arg
+	                          required */
+	SMTPBULK_CMD_EXPN = 2, /* EXPN arg: expand a mailing list (§3.5); arg required */
+	SMTPBULK_CMD_HELP = 3, /* HELP [arg] (§4.1.1.8); the reply is often multi-line */
+	SMTPBULK_CMD_NOOP = 4, /* NOOP [arg] (§4.1.1.9) */
+	SMTPBULK_CMD_ETRN = 5, /* ETRN arg: ask the server to run its queue for a node,
+	                          "@domain" or "#queue" (RFC 1985); arg required */
+	SMTPBULK_CMD_TURN = 6, /* refused with SMTPBULK_ETURN, never sent (RFC 2645) */
+	SMTPBULK_CMD_ATURN = 7, /* refused with SMTPBULK_ETURN, never sent (RFC 2645) */
+} smtpbulk_cmd_t;
+
+/* The longest argument smtpbulk_command() takes, so the line stays within RFC 5321's
+ * 512 octets. */
+#define SMTPBULK_CMD_ARG_MAX 500
+
+/** A one-off command's reply: every line of it. One allocation, freed by
+ *  smtpbulk_command_reply_free(). */
+typedef struct smtpbulk_command_reply {
+	smtpbulk_reply_t reply;   /* code, the first line's enhanced code ("" if none),
+	                             and the text of every line joined with '\n' */
+	const char *const *lines; /* [n_lines]: each line's text, without its code and
+	                             enhanced code */
+	size_t n_lines;
+} smtpbulk_command_reply_t;
+
+/**
+ * Send one command (VRFY, EXPN, HELP, NOOP or ETRN, with arg or NULL) to host — a
+ * configured host's name, or "name:port"; NULL: the first host — and return the
+ * server's whole reply in *out (free it with smtpbulk_command_reply_free()).
+ *
+ * The command goes out on a ready connection of the host (past EHLO, TLS and AUTH)
+ * between its transactions, never inside a pipelined one: an idle one if there is one;
+ * else the host's connections take no new message until one is idle, and one that is
+ * closed connects again. The caller blocks (the engine does not) for at most
+ * timeout_ms (> 0).
+ *
+ * Returns 0 when the server answered, whatever the code (the caller reads
+ * (*out)->reply.code: 252 "cannot verify", 550, 502 "not implemented" are answers),
+ * or a negative code with *out NULL:
+ *   SMTPBULK_ETURN      TURN or ATURN: refused, nothing is sent;
+ *   SMTPBULK_EBADPARAM  arg holds CR, LF or another control character, is longer
+ *                       than SMTPBULK_CMD_ARG_MAX, or is missing (VRFY, EXPN, ETRN);
+ *   SMTPBULK_ENOHOST    no such host;  -EINVAL  a NULL argument, an unknown cmd,
+ *                       timeout_ms <= 0;
+ *   SMTPBULK_ESTOPPED   the engine is not running (never started, stopping, after
+ *                       smtpbulk_quit());
+ *   SMTPBULK_ETIMEDOUT  no reply within timeout_ms (a connection that had the command
+ *                       out is closed: its next reply could not be matched);
+ *   SMTPBULK_ECANCELLED the engine stopped (smtpbulk_destroy()) meanwhile;
+ *   SMTPBULK_EPROTO, SMTPBULK_ECLOSED, SMTPBULK_EHOSTDOWN, ...: the connection failed
+ *                       (a garbled reply, or more than one: it is closed).
+ * Any thread may call it, several at once, with the direct API (smtpbulk_create() and
+ * smtpbulk_start()) or the facade (smtpbulk_new()); not from a callback, and not
+ * racing smtpbulk_destroy()'s start (as for smtpbulk_submit()).
+ */
+int smtpbulk_command(smtpbulk_t *sb, const char *host, smtpbulk_cmd_t cmd, const char *arg,
+		     int timeout_ms, smtpbulk_command_reply_t **out);
+/** Free a reply from smtpbulk_command(). NULL is ignored. */
+void smtpbulk_command_reply_free(smtpbulk_command_reply_t *reply);
 
 typedef struct smtpbulk_counters {
 	uint64_t submitted;     /* messages accepted by smtpbulk_submit() */

@@ -19,7 +19,7 @@ import sys
 
 root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..")
 inc = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
-PROTOCOL = {"smtp_reply", "smtp_cmd", "smtp_caps", "dotstuff", "session", "sasl", "conn_policy",
+PROTOCOL = {"smtp_reply", "smtp_cmd", "command", "smtp_caps", "dotstuff", "session", "sasl", "conn_policy",
             "message", "timer_heap"}
 IO_HEADERS = {"liburing.h", "sys/epoll.h", "io.h", "transport.h", "tls.h"}
 HOMES = {"liburing.h": {"io_uring_backend"}, "sys/epoll.h": {"epoll_backend"},

@@ -1,6 +1,7 @@
 // The sink's server state machine, driven with buffers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 extern "C" {
@@ -335,3 +336,25 @@ TEST(SinkRateProto, MessageCountsInTheSecondOfItsMail) {
 }
 
 }  // namespace
+
+// The one-off commands (smtpbulk_command()'s peer in tests).
+TEST(SinkProto, OneOffCommands) {
+  Sink s;
+  EXPECT_EQ(s.feed("VRFY bob\r\n").substr(0, 10), "252 2.5.2 ");
+  EXPECT_EQ(s.feed("VRFY\r\n").substr(0, 4), "501 ");
+  EXPECT_EQ(s.feed("EXPN list-a\r\n").substr(0, 4), "252 ");
+  EXPECT_EQ(s.feed("EXPN staff\r\n").substr(0, 10), "550 5.1.1 ");
+  std::string help = s.feed("HELP\r\n");
+  EXPECT_EQ(help.substr(0, 4), "214-");
+  EXPECT_EQ(std::count(help.begin(), help.end(), '\n'), 4);
+  EXPECT_NE(help.find("\r\n214 2.0.0 End of HELP info\r\n"), std::string::npos);
+  EXPECT_EQ(s.feed("NOOP\r\n"), "250 2.0.0 Ok\r\n");
+  EXPECT_EQ(s.feed("ETRN @sink.test\r\n").substr(0, 4), "250 ");
+  EXPECT_EQ(s.feed("ETRN sink.test\r\n").substr(0, 4), "250 ");
+  EXPECT_EQ(s.feed("ETRN other.test\r\n").substr(0, 4), "458 ");
+  EXPECT_EQ(s.feed("ETRN\r\n").substr(0, 4), "501 ");
+  // Between them, a transaction goes on as before.
+  EXPECT_EQ(s.feed("MAIL FROM:<a@b>\r\nVRFY x\r\nRCPT TO:<c@d>\r\n"),
+            "250 2.1.0 Ok\r\n252 2.5.2 Cannot VRFY user, but will accept message and "
+            "attempt delivery\r\n250 2.1.5 Ok\r\n");
+}
