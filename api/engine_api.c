@@ -75,6 +75,35 @@ int smtpbulk_submit(smtpbulk_t *sb, const smtpbulk_message_t *msg, unsigned flag
 	return rc;
 }
 
+int smtpbulk_submit_batch(smtpbulk_t *sb, const smtpbulk_message_t *msgs, size_t n,
+			  unsigned flags, size_t *done)
+{
+	size_t i = 0;
+	int rc = 0, wake_owed = 0;
+	if (done)
+		*done = 0;
+	if (!sb || (!msgs && n))
+		return -EINVAL;
+	for (; i < n; i++) {
+		struct sb_msg *m;
+		if (msgs[i].host >= (int)sb->n_hosts || msgs[i].host < -1) {
+			rc = SMTPBULK_ENOHOST;
+			break;
+		}
+		if ((rc = sb_msg_new(sb->msg_pool, &msgs[i], &m)) != 0)
+			break;
+		if ((rc = sb_engine_submit_batched(sb, m, flags, NULL, &wake_owed)) != 0) {
+			sb_msg_free(m);
+			break;
+		}
+	}
+	if (wake_owed)
+		sb_engine_wake(sb, -1);
+	if (done)
+		*done = i;
+	return rc;
+}
+
 int smtpbulk_poll(smtpbulk_t *sb, smtpbulk_result_t **out, int timeout_ms)
 {
 	if (!sb || !out || sb->opts.on_result || sb->opts.discard_results)

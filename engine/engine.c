@@ -139,7 +139,7 @@ static void note_queued(smtpbulk_t *sb, uint64_t q)
 		;
 }
 
-void sb_engine_enqueue(smtpbulk_t *sb, struct sb_msg *msg)
+int sb_engine_enqueue_quiet(smtpbulk_t *sb, struct sb_msg *msg, int *host_out)
 {
 	/* Read everything needed first: once enqueued, a worker may finish the message
 	 * and free it before sbq_enqueue() even returns. */
@@ -148,10 +148,19 @@ void sb_engine_enqueue(smtpbulk_t *sb, struct sb_msg *msg)
 	/* Only the enqueue that makes a queue non-empty wakes: a worker that is awake
 	 * will see the rest before it sleeps again. */
 	_Atomic uint64_t *epoch = host >= 0 ? &sb->hosts[host].work_epoch : &sb->any_epoch;
+	*host_out = host;
 	if (sbq_enqueue(q, &msg->node)) {
 		atomic_fetch_add(epoch, 1);
-		sb_engine_wake(sb, host);
+		return 1;
 	}
+	return 0;
+}
+
+void sb_engine_enqueue(smtpbulk_t *sb, struct sb_msg *msg)
+{
+	int host;
+	if (sb_engine_enqueue_quiet(sb, msg, &host))
+		sb_engine_wake(sb, host);
 }
 
 int sb_engine_reserve(smtpbulk_t *sb, unsigned flags)

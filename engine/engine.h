@@ -171,6 +171,9 @@ int sb_engine_reserve(smtpbulk_t *sb, unsigned flags);
 void sb_engine_requeue(smtpbulk_t *sb, struct sb_msg *msg);
 /* Queue a message (submit and requeue) and wake whoever serves that queue. */
 void sb_engine_enqueue(smtpbulk_t *sb, struct sb_msg *msg);
+/* The same without the wake-up: 1 when the workers of *host (-1: all) need one (the
+ * queue was empty), for the caller to give once for a batch (sb_engine_wake()). */
+int sb_engine_enqueue_quiet(smtpbulk_t *sb, struct sb_msg *msg, int *host);
 /* Deliver a message's one result (pass/fail callback, then the result callback or the
  * poll queue) and free it when appropriate; its latency goes into lat when given.
  * Returns the pass/fail callback's code. */

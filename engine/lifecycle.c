@@ -654,11 +654,26 @@ void sb_engine_stop(smtpbulk_t *sb)
 
 int sb_engine_submit(smtpbulk_t *sb, struct sb_msg *msg, unsigned flags, uint64_t *id_out)
 {
+	return sb_engine_submit_batched(sb, msg, flags, id_out, NULL);
+}
+
+int sb_engine_submit_batched(smtpbulk_t *sb, struct sb_msg *msg, unsigned flags,
+			     uint64_t *id_out, int *wake_owed)
+{
 	if (!sb->started || atomic_load(&sb->stopping))
 		return SMTPBULK_ESTOPPED;
 	if (msg->host >= (int)sb->n_hosts || msg->host < -1)
 		return SMTPBULK_ENOHOST;
-	int rc = sb_engine_reserve(sb, flags);
+	int rc = sb_engine_reserve(sb, flags | (wake_owed ? SMTPBULK_SUBMIT_NONBLOCK : 0));
+	if (rc == -EAGAIN && wake_owed && !(flags & SMTPBULK_SUBMIT_NONBLOCK)) {
+		/* Waiting for room that the workers make: they must know of what is queued
+		 * first, or they may sleep on it while we wait. */
+		if (*wake_owed) {
+			sb_engine_wake(sb, -1);
+			*wake_owed = 0;
+		}
+		rc = sb_engine_reserve(sb, flags);
+	}
 	if (rc)
 		return rc;
 	msg->id = atomic_fetch_add_explicit(&sb->next_id, 1, memory_order_relaxed) + 1;
@@ -667,7 +682,13 @@ int sb_engine_submit(smtpbulk_t *sb, struct sb_msg *msg, unsigned flags, uint64_
 	if (id_out) /* now: once enqueued, a worker may finish and free msg at any time */
 		*id_out = msg->id;
 	atomic_fetch_add(&sb->submitted, 1);
-	sb_engine_enqueue(sb, msg);
+	if (!wake_owed) {
+		sb_engine_enqueue(sb, msg);
+	} else {
+		int host;
+		if (sb_engine_enqueue_quiet(sb, msg, &host))
+			*wake_owed = 1;
+	}
 	return 0;
 }
 

@@ -14,6 +14,10 @@
 int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out);
 int sb_engine_start(smtpbulk_t *sb);
 int sb_engine_submit(smtpbulk_t *sb, struct sb_msg *msg, unsigned flags, uint64_t *id_out);
+/* As sb_engine_submit(), the wake-up owed instead of given (*wake_owed set): a batch
+ * gives it once at its end (sb_engine_wake(sb, -1)), and before it would block. */
+int sb_engine_submit_batched(smtpbulk_t *sb, struct sb_msg *msg, unsigned flags,
+			     uint64_t *id_out, int *wake_owed);
 int sb_engine_drain(smtpbulk_t *sb, int timeout_ms);
 int sb_engine_poll(smtpbulk_t *sb, smtpbulk_result_t **out, int timeout_ms);
 /* Stop the workers (idle connections say QUIT) and cancel what is left. */

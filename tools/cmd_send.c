@@ -580,8 +580,10 @@ static int id_set_add(struct id_set *s, uint64_t key) /* 1 added, 0 there, -1 EN
 	return 1;
 }
 
-static int submit_record(smtpbulk_t *sb, struct send_record *r, const char *pos, uint64_t hash,
-			 uint32_t deferrals)
+/* The message for r, and its pending (what its result needs) as its user_data; the
+ * library copies the envelope at submit and borrows the body until the result. */
+static int make_message(struct send_record *r, const char *pos, uint64_t hash,
+			uint32_t deferrals, smtpbulk_message_t *m)
 {
 	struct pending *p = calloc(1, sizeof(*p));
 	if (!p || !(p->position = strdup(pos))) {
@@ -592,22 +594,21 @@ static int submit_record(smtpbulk_t *sb, struct send_record *r, const char *pos,
 	p->body = r->body;
 	p->hash = hash;
 	p->deferrals = deferrals;
-	smtpbulk_message_t m = {
-		.struct_size = sizeof(m), .from = r->from, .rcpts = (const char *const *)r->to,
+	*m = (smtpbulk_message_t){
+		.struct_size = sizeof(*m), .from = r->from, .rcpts = (const char *const *)r->to,
 		.n_rcpts = r->n_to, .body = r->body, .body_len = r->body_len, .host = r->host - 1,
 		.flags = SMTPBULK_MSG_BORROW_BODY, .user_data = p, .dsn_ret = r->dsn_ret,
 		.envid = r->envid, .dsn_notify = r->dsn_notify,
 		.orcpts = (const char *const *)r->orcpts,
 	};
-	int rc = smtpbulk_submit(sb, &m, 0, NULL);
-	if (rc) {
-		free(p->position);
-		free(p);
-		return rc; /* r still owns id and body */
-	}
-	r->id = NULL; /* the pending's now, until its result */
-	r->body = NULL;
 	return 0;
+}
+
+static void drop_message(smtpbulk_message_t *m)
+{
+	struct pending *p = m->user_data;
+	free(p->position);
+	free(p); /* its id and body are still the record's */
 }
 
 /* Where the records come from: the lines of a manifest, or message files. */
@@ -678,25 +679,47 @@ struct staged {
 	uint32_t deferrals;
 };
 
-/* Submit what is staged. Returns 0, or the error that ends the feeding. */
+/* Submit what is staged, in one smtpbulk_submit_batch() where all goes well. Returns
+ * 0, or the error that ends the feeding (what could not go is journaled as bad). */
 static int flush_batch(smtpbulk_t *sb, struct staged *b, size_t *nb, const struct send_args *a,
 		       struct send_state *st, struct send_live *n)
 {
+	smtpbulk_message_t m[BATCH];
+	int made[BATCH];
 	int rc = 0;
 	char why[256];
-	for (size_t i = 0; i < *nb; i++) {
-		struct staged *x = &b[i];
-		int src = rc ? rc : submit_record(sb, &x->r, x->pos, x->hash, x->deferrals);
-		if (src) {
-			snprintf(why, sizeof(why), "not submitted: %s", smtpbulk_strerror(src));
-			bad_record(st, a, n, x->r.id, x->pos, x->hash, why);
-			if (src == -ENOMEM || src == SMTPBULK_ESTOPPED)
-				rc = src; /* the rest of the batch: said the same way */
-		} else {
-			n->submitted++;
+	for (size_t i = 0; i < *nb; i++)
+		made[i] = make_message(&b[i].r, b[i].pos, b[i].hash, b[i].deferrals, &m[i]);
+	size_t i = 0;
+	while (i < *nb) {
+		int src = rc ? rc : made[i];
+		size_t done = 0;
+		if (!src) {
+			size_t k = i;
+			while (k < *nb && !made[k])
+				k++; /* the run of messages made */
+			src = smtpbulk_submit_batch(sb, m + i, k - i, 0, &done);
+			for (size_t j = i; j < i + done; j++) {
+				b[j].r.id = NULL; /* the pending's now, until its result */
+				b[j].r.body = NULL;
+				n->submitted++;
+			}
+			i += done;
+			if (!src && i == k)
+				continue;
 		}
-		send_record_free(&x->r);
-		free(x->pos);
+		/* b[i] could not go. */
+		snprintf(why, sizeof(why), "not submitted: %s", smtpbulk_strerror(src));
+		bad_record(st, a, n, b[i].r.id, b[i].pos, b[i].hash, why);
+		if (!made[i])
+			drop_message(&m[i]);
+		if (src == -ENOMEM || src == SMTPBULK_ESTOPPED)
+			rc = src; /* the rest of the batch: said the same way */
+		i++;
+	}
+	for (size_t j = 0; j < *nb; j++) {
+		send_record_free(&b[j].r);
+		free(b[j].pos);
 	}
 	*nb = 0;
 	return rc;
