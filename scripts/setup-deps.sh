@@ -12,6 +12,7 @@ packages=(
   libgmime-3.0-dev                                   # MIME: message files' envelopes, mail merge
   libcsv-dev                                         # CSV: send's mail-merge recipient lists
   libmicrohttpd-dev curl                             # send --metrics over HTTP; curl scrapes it in tests
+  help2man groff-base                                # man pages from --help, and their check
   libgtest-dev                                       # tests
   postfix                                            # smtp-sink, smtp-source: test peers
   python3-aiosmtpd openssl                            # TLS/AUTH test peer, test certs
