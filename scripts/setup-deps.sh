@@ -13,6 +13,7 @@ packages=(
   libcsv-dev                                         # CSV: send's mail-merge recipient lists
   libmicrohttpd-dev curl                             # send --metrics over HTTP; curl scrapes it in tests
   help2man groff-base                                # man pages from --help, and their check
+  libhiredis-dev redis-server                        # send --source redis://: Redis Streams, and its test peer
   libgtest-dev                                       # tests
   postfix                                            # smtp-sink, smtp-source: test peers
   python3-aiosmtpd openssl                            # TLS/AUTH test peer, test certs

@@ -21,6 +21,7 @@
 #include "send_merge_source.h"
 #include "send_metrics.h"
 #include "send_progress.h"
+#include "send_redis.h"
 #include "smtpbulk.h"
 #include "smtpbulk_send.h"
 #include "tool_security.h"
@@ -63,6 +64,11 @@ static void usage(FILE *f)
 		"{\"Name\": \"value\"} put in front of the message (RFC 2047 when not ASCII) and\n"
 		"\"dsn\": {\"ret\": \"FULL\"|\"HDRS\", \"envid\": ID, \"notify\": \"NEVER\" or\n"
 		"\"SUCCESS,FAILURE,DELAY\", \"orcpt\": [one per recipient or null]} (RFC 3461).\n"
+		"\n"
+		"Redis: --source redis://HOST[:PORT]/STREAM --group G reads records from a\n"
+		"stream as one consumer of the group (fields as in a manifest; see smtpbulk\n"
+		"enqueue); an entry is acknowledged after its final result, which goes to\n"
+		"STREAM:results; bad or too often delivered entries go to STREAM:dead.\n"
 		"\n"
 		"  -m, --mail              the operands after HOST are message files (above)\n"
 		"      --template MSG      with --recipients: the message to fill per row\n"
@@ -126,6 +132,17 @@ static void usage(FILE *f)
 		"      --max-size BYTES    the largest message accepted (default 52428800)\n"
 		"      --drain SEC         on SIGINT/SIGTERM, how long messages in flight may take\n"
 		"                          to finish before they are cancelled (default 30)\n"
+		"      --source URL        redis://HOST[:PORT]/STREAM or\n"
+		"                          redis+unix:///PATH?stream=STREAM (above)\n"
+		"      --group G           the consumer group (made if missing)\n"
+		"      --consumer NAME     this consumer (default: host name and pid)\n"
+		"      --claim-idle SEC    take over other consumers' entries idle this long\n"
+		"                          (default 60)\n"
+		"      --max-deliveries N  an entry delivered more often is dead-lettered\n"
+		"                          (default 5; 0: no limit)\n"
+		"      --results-maxlen N  STREAM:results is capped near N entries (1000000)\n"
+		"      --exit-when-done    end when the group has nothing pending and nothing\n"
+		"                          new comes\n"
 		"      --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"                          while sending (port 0: any; the address is said on\n"
 		"                          stderr): results by status, category and host, in\n"
@@ -157,6 +174,7 @@ struct pending {
 	uint64_t hash;
 	char *position;
 	uint32_t deferrals; /* retry intervals it used on earlier runs (the journal's count) */
+	char *entry;        /* its Redis stream entry, acknowledged after its result; or NULL */
 };
 
 /* Shared with the engine's workers (on_result): journal and args are set before the
@@ -166,6 +184,8 @@ struct send_state {
 	struct send_live live; /* by_status: the workers'; the input counts: the main thread's */
 	const int64_t *schedule; /* seconds to the next attempt after the k-th deferral */
 	size_t n_schedule;
+	struct redis_source *redis; /* --source: results acknowledged there (any thread) */
+	uint64_t redis_acked, redis_dead; /* at the end, for the summary */
 	_Atomic uint64_t journal_errors;
 	_Atomic int journal_err;
 };
@@ -176,6 +196,31 @@ static void on_signal(int sig)
 {
 	if (signals++)
 		_exit(128 + sig); /* a second one: at once (what was fsync'd stays) */
+}
+
+static const char *const status_names[] = {"delivered", "partial", "rejected", "failed",
+					    "timed_out", "cancelled"};
+
+/* A result to STREAM:results, and the entry acknowledged (at the next flush). */
+static void redis_result(struct redis_source *rs, const struct pending *p,
+			 const smtpbulk_result_t *r)
+{
+	char code[16], attempts[16], latency[32], qid[128] = "";
+	snprintf(code, sizeof(code), "%d", r->reply.code);
+	snprintf(attempts, sizeof(attempts), "%u", r->attempts);
+	snprintf(latency, sizeof(latency), "%.3f", (double)r->latency_ns / 1e6);
+	if (r->reply.text)
+		smtpbulk_queue_id(r->reply.text, qid, sizeof(qid));
+	const char *f[] = {
+		"id", p->id, "status", (unsigned)r->status < 6 ? status_names[r->status] : "?",
+		"category", smtpbulk_category_name(r->category), "code", code,
+		"enhanced", r->reply.enhanced ? r->reply.enhanced : "",
+		"text", r->reply.text ? r->reply.text : "",
+		"error", r->error ? smtpbulk_strerror(r->error) : "",
+		"queue_id", qid, "host", r->host ? r->host : "", "attempts", attempts,
+		"latency_ms", latency,
+	};
+	redis_source_done(rs, p->entry, f, sizeof(f) / sizeof(f[0]));
 }
 
 static void on_result(const smtpbulk_result_t *r, void *arg)
@@ -199,14 +244,20 @@ static void on_result(const smtpbulk_result_t *r, void *arg)
 			atomic_fetch_add(&st->journal_errors, 1);
 		}
 	}
+	if (st->redis && p->entry && r->status != SMTPBULK_CANCELLED)
+		redis_result(st->redis, p, r);
 	free(p->id);
 	free(p->body);
 	free(p->position);
+	free(p->entry);
 	free(p);
 }
 
 struct send_args {
 	const char *target, *manifest, *journal, *hello, *from, *tpl, *csv, *metrics;
+	const char *source, *group, *consumer;
+	uint64_t claim_idle_ms, max_deliveries, results_maxlen;
+	int exit_when_done;
 	char *const *paths; /* --mail: the operands after the target */
 	size_t n_paths;
 	uint64_t sessions, pipeline, window, workers, timeout_ms, max_attempts, defer_ms;
@@ -226,7 +277,8 @@ enum {
 	OPT_RETRY_FAILED = 256, OPT_FLUSH, OPT_WORKERS, OPT_BACKEND, OPT_HELLO, OPT_TIMEOUT,
 	OPT_MAX_ATTEMPTS, OPT_DEFER, OPT_LIMIT_RATE, OPT_MAX_PER_CONN, OPT_BOUND, OPT_MAX_SIZE,
 	OPT_DRAIN, OPT_JSON, OPT_FROM, OPT_TEMPLATE, OPT_RECIPIENTS, OPT_METRICS, OPT_NO_PROGRESS, OPT_RESUME,
-	OPT_EXTRA_HOST, OPT_DSN_REQUIRED,
+	OPT_EXTRA_HOST, OPT_DSN_REQUIRED, OPT_SOURCE, OPT_GROUP, OPT_CONSUMER, OPT_CLAIM_IDLE,
+	OPT_MAX_DELIVERIES, OPT_RESULTS_MAXLEN, OPT_EXIT_WHEN_DONE,
 	OPT_SCHEDULE,
 };
 
@@ -241,6 +293,13 @@ static const struct option long_opts[] = {
 	{"retry-failed", no_argument, NULL, OPT_RETRY_FAILED},
 	{"resume", no_argument, NULL, OPT_RESUME},
 	{"extra-host", required_argument, NULL, OPT_EXTRA_HOST},
+	{"source", required_argument, NULL, OPT_SOURCE},
+	{"group", required_argument, NULL, OPT_GROUP},
+	{"consumer", required_argument, NULL, OPT_CONSUMER},
+	{"claim-idle", required_argument, NULL, OPT_CLAIM_IDLE},
+	{"max-deliveries", required_argument, NULL, OPT_MAX_DELIVERIES},
+	{"results-maxlen", required_argument, NULL, OPT_RESULTS_MAXLEN},
+	{"exit-when-done", no_argument, NULL, OPT_EXIT_WHEN_DONE},
 	{"dsn-required", no_argument, NULL, OPT_DSN_REQUIRED},
 	{"retry-schedule", required_argument, NULL, OPT_SCHEDULE},
 	{"flush", required_argument, NULL, OPT_FLUSH},
@@ -336,6 +395,18 @@ static int set_option(struct send_args *a, int c, const char *v)
 			a->hosts[1 + a->n_hosts++] = v; /* [0] is the target, set later */
 		break;
 	case OPT_DSN_REQUIRED: a->dsn_required = 1; break;
+	case OPT_SOURCE: {
+		struct redis_target t;
+		a->source = v;
+		bad = redis_parse_url(v, &t) != 0;
+		break;
+	}
+	case OPT_GROUP: a->group = v; bad = !*v || strpbrk(v, " \r\n") != NULL; break;
+	case OPT_CONSUMER: a->consumer = v; bad = !*v || strpbrk(v, " \r\n") != NULL; break;
+	case OPT_CLAIM_IDLE: bad = tool_seconds_ms(v, 100, 86400000, &a->claim_idle_ms); break;
+	case OPT_MAX_DELIVERIES: bad = tool_u64(v, 0, 1000000, &a->max_deliveries); break;
+	case OPT_RESULTS_MAXLEN: bad = tool_u64(v, 1, 1ull << 40, &a->results_maxlen); break;
+	case OPT_EXIT_WHEN_DONE: a->exit_when_done = 1; break;
 	case OPT_SCHEDULE: bad = parse_schedule(v, a->schedule, 32, &a->n_schedule); break;
 	case OPT_FLUSH: bad = tool_seconds_ms(v, 1, 60000, &a->flush_ms); break;
 	case 's': bad = tool_u64(v, 1, 65535, &a->sessions); break;
@@ -388,6 +459,9 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 	a->timeout_ms = 30000;
 	a->max_attempts = 3;
 	a->defer_ms = 1000;
+	a->claim_idle_ms = 60000;
+	a->max_deliveries = 5;
+	a->results_maxlen = 1000000;
 	/* RFC 5321 4.5.4.1: at least 30 minutes between tries, give up after 4-5 days. */
 	parse_schedule("30m,1h,2h,4h,8h,16h,24h,24h,24h", a->schedule, 32, &a->n_schedule);
 	opterr = 0;
@@ -412,6 +486,12 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 	a->n_hosts++;
 	if (tool_target_ok(a->target))
 		return usage_error("bad target '%s': HOST[:PORT], [IPv6]:PORT or unix:/PATH", a->target);
+	if (a->source && (a->tpl || a->mail))
+		return usage_error("--source reads records from Redis: no --mail or --template");
+	if ((a->group || a->consumer || a->exit_when_done) && !a->source)
+		return usage_error("--group, --consumer and --exit-when-done are for --source");
+	if (a->source && !a->group)
+		return usage_error("--source needs --group NAME (the consumer group)");
 	if (!a->tpl != !a->csv)
 		return usage_error("--template and --recipients go together");
 	if (a->tpl && a->mail)
@@ -426,6 +506,8 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 		a->paths = argv + optind;
 		a->n_paths = (size_t)(argc - optind);
 	} else {
+		if (optind < argc && a->source)
+			return usage_error("with --source, no manifest (got '%s')", argv[optind]);
 		if (optind < argc)
 			a->manifest = argv[optind++];
 		if (optind < argc)
@@ -594,6 +676,7 @@ static int make_message(struct send_record *r, const char *pos, uint64_t hash,
 	p->body = r->body;
 	p->hash = hash;
 	p->deferrals = deferrals;
+	p->entry = r->source_ref;
 	*m = (smtpbulk_message_t){
 		.struct_size = sizeof(*m), .from = r->from, .rcpts = (const char *const *)r->to,
 		.n_rcpts = r->n_to, .body = r->body, .body_len = r->body_len, .host = r->host - 1,
@@ -623,6 +706,10 @@ struct input {
 	struct send_live *live;     /* where the bytes read go (input_pos) */
 	uint64_t bytes;             /* of the manifest, read so far */
 	int waits;                  /* a pipe or a terminal: the next line may be long in coming */
+	struct redis_source *redis; /* --source, or NULL */
+	char entry[64];             /* the stream entry of the record just read */
+	smtpbulk_t *sb;             /* for what is in flight (--source) */
+	size_t bound;
 };
 
 /* Whether the next record may take a while to come (stdin: a pipe that a producer
@@ -632,6 +719,54 @@ static int in_waits(const struct input *in)
 	return in->waits;
 }
 
+/* The next entry of the stream as a record; waits for one (a signal, or with
+ * --exit-when-done nothing left anywhere in the group, ends the input). */
+static int next_from_redis(struct input *in, const struct send_args *a, struct send_record *r,
+			   uint64_t *hash, char *pos, size_t pos_cap, char *why, size_t why_cap)
+{
+	memset(r, 0, sizeof(*r));
+	for (;;) {
+		redis_source_flush(in->redis);
+		if (signals)
+			return 1;
+		smtpbulk_counters_t c;
+		smtpbulk_get_counters(in->sb, &c);
+		uint64_t flight = c.submitted - c.completed;
+		size_t want = flight >= in->bound ? 0 : in->bound - flight;
+		if (want == 0) { /* the engine's back-pressure: wait for room, acks going out */
+			usleep(10000);
+			continue;
+		}
+		char *line = NULL;
+		int rc = redis_source_next(in->redis, want > 64 ? 64 : want, 200, &line, in->entry,
+					   sizeof(in->entry), why, why_cap);
+		snprintf(pos, pos_cap, "%.200s:%s", a->source, in->entry);
+		if (rc < 0)
+			return -1;
+		if (rc == 0) {
+			size_t len = strlen(line);
+			*hash = smtpbulk_hash64(line, len);
+			struct send_manifest_ctx ctx = {a->hosts, a->n_hosts, (size_t)a->max_size};
+			int prc = send_manifest_parse(line, len, 0, &ctx, r, why, why_cap);
+			free(line);
+			if (prc)
+				return -1;
+			if (!(r->source_ref = strdup(in->entry))) {
+				send_record_free(r);
+				return snprintf(why, why_cap, "out of memory"), -1;
+			}
+			return 0;
+		}
+		in->entry[0] = '\0';
+		if (a->exit_when_done && flight == 0) {
+			uint64_t acked, dead, waiting;
+			redis_source_counts(in->redis, &acked, &dead, &waiting);
+			if (!waiting && redis_source_group_empty(in->redis) == 1)
+				return 1;
+		}
+	}
+}
+
 /* The next record: 0 and *r, 1 at the end, -1 a bad one (why), -2 the input could not
  * be read (said). pos names it either way; *hash is its content's. */
 static int next_record(struct input *in, const struct send_args *a, struct send_record *r,
@@ -639,6 +774,8 @@ static int next_record(struct input *in, const struct send_args *a, struct send_
 {
 	if (in->mail)
 		return mail_source_next(in->mail, r, hash, pos, pos_cap, why, why_cap);
+	if (in->redis)
+		return next_from_redis(in, a, r, hash, pos, pos_cap, why, why_cap);
 	if (in->merge) {
 		int rc = merge_source_next(in->merge, r, hash, pos, pos_cap, why, why_cap);
 		if (rc == -2)
@@ -702,6 +839,7 @@ static int flush_batch(smtpbulk_t *sb, struct staged *b, size_t *nb, const struc
 			for (size_t j = i; j < i + done; j++) {
 				b[j].r.id = NULL; /* the pending's now, until its result */
 				b[j].r.body = NULL;
+				b[j].r.source_ref = NULL;
 				n->submitted++;
 			}
 			i += done;
@@ -711,6 +849,8 @@ static int flush_batch(smtpbulk_t *sb, struct staged *b, size_t *nb, const struc
 		/* b[i] could not go. */
 		snprintf(why, sizeof(why), "not submitted: %s", smtpbulk_strerror(src));
 		bad_record(st, a, n, b[i].r.id, b[i].pos, b[i].hash, why);
+		if (st->redis && b[i].r.source_ref && src != SMTPBULK_ESTOPPED)
+			redis_source_dead(st->redis, b[i].r.source_ref, why);
 		if (!made[i])
 			drop_message(&m[i]);
 		if (src == -ENOMEM || src == SMTPBULK_ESTOPPED)
@@ -745,6 +885,8 @@ static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 		}
 		n->records++;
 		if (got < 0) {
+			if (in->redis && in->entry[0]) /* to the dead letters, with its reason */
+				redis_source_dead(in->redis, in->entry, why);
 			/* Journaled by its position; a rerun over the same record says nothing
 			 * new, and does not write it again. */
 			if (settled(a, st, pos, hash, n, NULL) == 2) {
@@ -754,7 +896,9 @@ static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 			bad_record(st, a, n, pos, pos, hash, why);
 			continue;
 		}
-		int added = id_set_add(&ids, smtpbulk_hash64(r.id, strlen(r.id)));
+		/* A stream entry given again (claimed, or ours after a restart) is no
+		 * duplicate record: the duplicate-id check is for files. */
+		int added = in->redis ? 1 : id_set_add(&ids, smtpbulk_hash64(r.id, strlen(r.id)));
 		if (added == 0 && settled(a, st, pos, hash, n, NULL) == 2) {
 			n->bad++; /* said on an earlier run */
 			send_record_free(&r);
@@ -775,6 +919,15 @@ static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 			if (n->changed <= 5)
 				fprintf(stderr, "smtpbulk send: %s: id \"%s\" has a final line in the "
 					"journal, but the record changed since: not sent\n", pos, r.id);
+		}
+		if (s && in->redis) { /* its entry ends here too */
+			if (s > 0) {
+				const char *f[] = {"id", r.id, "status", "already_final"};
+				redis_source_done(in->redis, in->entry, f, 4);
+			} else {
+				redis_source_dead(in->redis, in->entry, "the record changed since its "
+						  "final line in the journal");
+			}
 		}
 		if (s) {
 			send_record_free(&r);
@@ -811,10 +964,11 @@ static void report(const struct send_args *a, const struct send_state *st,
 		       ", \"timed_out\": %" PRIu64 ", \"cancelled\": %" PRIu64
 		       ", \"bad_input\": %" PRIu64 ", \"changed\": %" PRIu64
 		       ", \"skipped_delivered\": %" PRIu64 ", \"skipped_undelivered\": %" PRIu64
-		       ", \"not_due\": %" PRIu64
+		       ", \"not_due\": %" PRIu64 ", \"acked\": %" PRIu64 ", \"dead_lettered\": %" PRIu64
 		       ", \"elapsed_s\": %.3f, \"msgs_per_s\": %.1f}\n",
 		       n->records, n->submitted, d, p, rj, f, t, c, n->bad, n->changed,
-		       n->skipped_final, n->skipped_undelivered, n->not_due, elapsed,
+		       n->skipped_final, n->skipped_undelivered, n->not_due, st->redis_acked,
+		       st->redis_dead, elapsed,
 		       elapsed > 0 ? (double)n->submitted / elapsed : 0.0);
 	} else if (!a->quiet) {
 		printf("records %" PRIu64 "  sent %" PRIu64 "  delivered %" PRIu64 "  partial %" PRIu64
@@ -835,6 +989,7 @@ static void close_input(struct input *in)
 	free(in->line);
 	mail_source_close(in->mail);
 	merge_source_close(in->merge);
+	redis_source_close(in->redis);
 }
 
 static int run(struct send_args *a);
@@ -866,6 +1021,30 @@ static int run(struct send_args *a)
 			close_input(&in);
 			return SEND_NOSTART;
 		}
+	} else if (a->source) {
+		char why[512], host[200], consumer[300];
+		struct redis_options ro = {.group = a->group, .consumer = a->consumer,
+					   .claim_idle_ms = (unsigned)a->claim_idle_ms,
+					   .max_deliveries = (unsigned)a->max_deliveries,
+					   .results_maxlen = (size_t)a->results_maxlen};
+		redis_parse_url(a->source, &ro.target);
+		if (!ro.consumer) {
+			if (gethostname(host, sizeof(host)) != 0)
+				snprintf(host, sizeof(host), "localhost");
+			host[sizeof(host) - 1] = '\0';
+			snprintf(consumer, sizeof(consumer), "%s-%ld", host, (long)getpid());
+			ro.consumer = consumer;
+		}
+		in.in = NULL;
+		in.waits = 1;
+		in.bound = (size_t)a->bound;
+		if (redis_source_open(&ro, &in.redis, why, sizeof(why))) {
+			fprintf(stderr, "smtpbulk send: %s\n", why);
+			close_input(&in);
+			return SEND_NOSTART;
+		}
+		st.redis = in.redis;
+		in.name = a->source;
 	} else if (a->mail) {
 		in.in = NULL;
 		if (mail_source_open(a->paths, a->n_paths, a->from, (size_t)a->max_size, &in.mail)) {
@@ -903,6 +1082,7 @@ static int run(struct send_args *a)
 	st.schedule = a->schedule;
 	st.n_schedule = a->n_schedule;
 	smtpbulk_t *sb = start_engine(a, &st);
+	in.sb = sb;
 	if (!sb) {
 		smtpbulk_journal_close(st.journal);
 		close_input(&in);
@@ -937,6 +1117,8 @@ static int run(struct send_args *a)
 	/* What is in flight gets all the time it needs, or --drain once a signal came. */
 	uint64_t stop_at = 0;
 	while (smtpbulk_drain(sb, 100) == -ETIMEDOUT) {
+		if (in.redis)
+			redis_source_flush(in.redis);
 		if (signals && !stop_at)
 			stop_at = tool_now_ns() + a->drain_ms * 1000000ull;
 		if (stop_at && tool_now_ns() >= stop_at) {
@@ -948,6 +1130,21 @@ static int run(struct send_args *a)
 	send_progress_stop(progress);
 	send_metrics_stop(metrics);
 	smtpbulk_free(sb); /* what is left ends CANCELLED; idle connections say QUIT */
+	if (in.redis) { /* the last acknowledgements: Redis gets 10 s to come back for them */
+		uint64_t acked, dead, waiting, give_up = tool_now_ns() + 10000000000ull;
+		while (redis_source_flush(in.redis) && tool_now_ns() < give_up)
+			usleep(100000);
+		redis_source_counts(in.redis, &acked, &dead, &waiting);
+		if (waiting)
+			fprintf(stderr, "smtpbulk send: redis: %llu results could not be "
+				"acknowledged: their entries stay pending and will be sent again\n",
+				(unsigned long long)waiting);
+		if (!a->quiet && !a->json)
+			fprintf(stderr, "smtpbulk send: redis: %llu entries acknowledged, %llu of them "
+				"dead-lettered\n", (unsigned long long)acked, (unsigned long long)dead);
+		st.redis_acked = acked;
+		st.redis_dead = dead;
+	}
 	double elapsed = (double)(tool_now_ns() - t0) / 1e9;
 	int jrc = st.journal ? smtpbulk_journal_close(st.journal) : 0;
 	if (!jrc)

@@ -5,5 +5,6 @@
 int cmd_load(int argc, char **argv);
 int cmd_sink(int argc, char **argv);
 int cmd_send(int argc, char **argv);
+int cmd_enqueue(int argc, char **argv);
 
 #endif

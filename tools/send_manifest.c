@@ -21,6 +21,7 @@ void send_record_free(struct send_record *r)
 	free(r->to);
 	free(r->body);
 	free(r->envid);
+	free(r->source_ref);
 	for (size_t i = 0; r->orcpts && i < r->n_to; i++)
 		free(r->orcpts[i]);
 	free(r->orcpts);

@@ -30,6 +30,8 @@ struct send_record {
 	unsigned dsn_notify; /* SMTPBULK_NOTIFY_* */
 	char *envid;
 	char **orcpts;       /* n_to entries (NULL ones: none), or NULL */
+	char *source_ref;    /* where it came from, for its acknowledgement (a Redis
+	                        stream entry's id), or NULL */
 };
 
 /* What a manifest record may refer to: the hosts as given on the command line. */

@@ -11,8 +11,10 @@ static void usage(FILE *f)
 		"usage: smtpbulk COMMAND [options]\n"
 		"\n"
 		"commands:\n"
-		"  send     send real mail from a JSONL manifest, with a journal of every\n"
-		"           result so a rerun sends only what is not final yet\n"
+		"  send     send real mail from a JSONL manifest, message files, a mail merge\n"
+		"           or a Redis stream, with a journal of every result so a rerun\n"
+		"           sends only what is not final yet\n"
+		"  enqueue  add a manifest's records to a Redis stream for send --source\n"
 		"  load     send generated mail to an SMTP server (or a built-in sink) and\n"
 		"           report throughput and latency; a superset of smtp-source\n"
 		"  sink     an SMTP server that accepts and discards mail (tests, benchmarks)\n"
@@ -44,6 +46,8 @@ int main(int argc, char **argv)
 		return cmd_sink(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "send"))
 		return cmd_send(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "enqueue"))
+		return cmd_enqueue(argc - 1, argv + 1);
 	fprintf(stderr, "smtpbulk: unknown command '%s' (try smtpbulk --help)\n", argv[1]);
 	return 2;
 }

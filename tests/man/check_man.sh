@@ -7,12 +7,13 @@ set -uo pipefail
 built=$1 src=$2 bin=$3
 fails=0
 fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
-for page in "$built"/smtpbulk-send.1 "$built"/smtpbulk-load.1 "$built"/smtpbulk-sink.1 "$src"/libsmtpbulk.3; do
+for page in "$built"/smtpbulk-send.1 "$built"/smtpbulk-load.1 "$built"/smtpbulk-sink.1 \
+            "$built"/smtpbulk-enqueue.1 "$src"/libsmtpbulk.3; do
   [ -s "$page" ] || { fail "$page missing"; continue; }
   warn=$(groff -man -Tutf8 -ww -z "$page" 2>&1)
   [ -z "$warn" ] || fail "$page: groff says: $warn"
 done
-for cmd in send load sink; do
+for cmd in send load sink enqueue; do
   page="$built/smtpbulk-$cmd.1"
   [ -s "$page" ] || continue
   text=$(groff -man -Tutf8 "$page" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g; s/.\x08//g')

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# smtpbulk send as consumers of a Redis Streams consumer group, against a redis-server
+# started here (a free loopback port, its own directory, AOF fsync'd at every write):
+# 3 consumers on 30,000 entries with bad ones dead-lettered; kill -9 of one consumer
+# mid-run, its entries taken over, duplicates within its in-flight bound; redis-server
+# killed and restarted mid-run, nothing lost; an entry delivered too often
+# dead-lettered; enqueue's and send's usage errors.
+# usage: test_redis.sh SMTPBULK
+set -uo pipefail
+bin=$1
+fails=0 passes=0
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+check() {
+  local name=$1; shift
+  if "$@"; then passes=$((passes + 1)); else echo "FAIL: $name" >&2; fails=$((fails + 1)); fi
+}
+status_is() {
+  local want=$1; shift
+  "$@" >"$tmp/out" 2>"$tmp/err"; local got=$?
+  [ "$got" -eq "$want" ] || { echo "  exit $got, want $want: $*" >&2; head -5 "$tmp/err" >&2; return 1; }
+}
+py() { /usr/bin/python3 - "$@"; }
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "  nothing listens on $1" >&2; return 1
+}
+rport=$(free_port)
+mkdir -p "$tmp/redis"
+start_redis() {
+  /usr/bin/redis-server --port "$rport" --bind 127.0.0.1 --dir "$tmp/redis" --appendonly yes \
+    --appendfsync always --save '' --daemonize no >>"$tmp/redis.log" 2>&1 &
+  rpid=$!; pids+=("$rpid")
+  wait_port "$rport"
+}
+rcli() { /usr/bin/redis-cli -p "$rport" "$@"; }
+start_sink() {
+  sink_port=$(free_port)
+  "$bin" sink --listen "127.0.0.1:$sink_port" --threads 1 --json "$@" >"$tmp/sink.out" 2>"$tmp/sink.err" &
+  sink_pid=$!; pids+=("$sink_pid")
+  wait_port "$sink_port"
+}
+stop_sink() { kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null; }
+sink_messages() { py "$tmp/sink.out" <<'PY'
+import json, sys
+print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["messages"])
+PY
+}
+make_manifest() { # file N prefix
+  py "$@" <<'PY'
+import json, sys
+path, n, p = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(path, "w") as f:
+    for i in range(n):
+        f.write(json.dumps({"id": f"{p}{i}", "from": "a@example.com", "to": [f"{p}{i}@example.org"],
+                            "raw": f"Subject: {i}\n\nhello {i}\n"}) + "\n")
+PY
+}
+# distinct ids in STREAM:results, and how many entries it has
+results_ids() {
+  rcli --raw XRANGE "$1:results" - + > "$tmp/results.txt"
+  py "$tmp/results.txt" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+ids = [lines[i + 1] for i in range(len(lines) - 1) if lines[i] == "id"]
+print(len(set(ids)), len(ids))
+PY
+}
+pending() { rcli XPENDING "$1" "$2" | head -1; }
+
+# ---- usage -------------------------------------------------------------------------
+check "enqueue --help" status_is 0 "$bin" enqueue --help
+check "enqueue without --to" status_is 2 "$bin" enqueue /dev/null
+check "enqueue bad URL" status_is 2 "$bin" enqueue --to http://x/y /dev/null
+check "send --source without --group" status_is 2 "$bin" send --source redis://127.0.0.1/s 127.0.0.1:1
+check "send --source bad URL" status_is 2 "$bin" send --source redis://127.0.0.1 --group g 127.0.0.1:1
+check "send --group without --source" status_is 2 "$bin" send --group g 127.0.0.1:1
+check "send --source with a manifest" status_is 2 "$bin" send --source redis://127.0.0.1/s --group g 127.0.0.1:1 m.jsonl
+check "send: Redis not there cannot start" status_is 3 "$bin" send --source "redis://127.0.0.1:$rport/s" --group g 127.0.0.1:1
+check "enqueue: Redis not there" status_is 3 "$bin" enqueue --to "redis://127.0.0.1:$rport/s" /dev/null
+
+check "redis-server up" start_redis
+
+# ---- 3 consumers, 30,000 entries, bad ones dead-lettered ----------------------------
+N=30000
+make_manifest "$tmp/m.jsonl" $N m
+printf 'not json\n' >> "$tmp/m.jsonl"
+check "enqueue: a bad line is status 4, the rest added" status_is 4 "$bin" enqueue --to "redis://127.0.0.1:$rport/mail" "$tmp/m.jsonl"
+check "enqueue: said how many" grep -q "$N added to mail, 1 bad lines" "$tmp/err"
+rcli XADD mail '*' id bad1 to '["b@example.org"]' raw x >/dev/null                          # no from
+rcli XADD mail '*' id bad2 from a@example.com to '[not json' raw x >/dev/null               # to: not JSON
+rcli XADD mail '*' id bad3 from a@example.com to '["b@example.org"]' file /nonexistent.eml >/dev/null
+check "the stream holds them all" [ "$(rcli XLEN mail)" -eq $((N + 3)) ]
+start_sink
+for c in 1 2 3; do
+  "$bin" send --json --source "redis://127.0.0.1:$rport/mail" --group senders --consumer "c$c" \
+    --exit-when-done -s 4 "127.0.0.1:$sink_port" >"$tmp/c$c.out" 2>"$tmp/c$c.err" &
+  cp_[$c]=$!
+done
+for c in 1 2 3; do wait "${cp_[$c]}"; echo "$?" > "$tmp/c$c.rc"; done
+stop_sink
+check "3 consumers: every one ended (bad records: status 4 or 0)" py "$tmp" <<'PY'
+import sys
+rcs = [int(open(f"{sys.argv[1]}/c{c}.rc").read()) for c in (1, 2, 3)]
+if any(r not in (0, 4) for r in rcs): print("  ", rcs, file=sys.stderr)
+sys.exit(0 if all(r in (0, 4) for r in rcs) else 1)
+PY
+check "3 consumers: the sink took each entry once" [ "$(sink_messages)" -eq $N ]
+check "3 consumers: each took a share" py "$tmp" $N <<'PY'
+import json, sys
+sub = [json.loads(open(f"{sys.argv[1]}/c{c}.out").read().strip().splitlines()[-1])["submitted"] for c in (1, 2, 3)]
+print(f"  shares: {sub}", file=sys.stderr)
+sys.exit(0 if sum(sub) == int(sys.argv[2]) and min(sub) > 0 else 1)
+PY
+check "3 consumers: nothing pending in the group" [ "$(pending mail senders)" -eq 0 ]
+check "3 consumers: a result per entry in mail:results" [ "$(results_ids mail)" = "$N $N" ]
+check "bad entries dead-lettered with their reasons" bash -c "[ \"\$(/usr/bin/redis-cli -p $rport XLEN mail:dead)\" -eq 3 ]"
+rcli --raw XRANGE mail:dead - + > "$tmp/dead.txt"
+check "dead letters say why" py "$tmp/dead.txt" <<'PY'
+import sys
+t = open(sys.argv[1]).read()
+ok = '"from"' in t and 'bad address "[not json"' in t and "/nonexistent.eml" in t
+if not ok: print("  ", t[:500], file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+
+# ---- kill -9 of one consumer mid-run: the others take over its entries --------------
+K=6000 BOUND=100 SESSIONS=2
+make_manifest "$tmp/k.jsonl" $K k
+"$bin" enqueue --to "redis://127.0.0.1:$rport/kill" "$tmp/k.jsonl" 2>/dev/null
+start_sink --delay 100 --delay-ms 2
+for c in 1 2 3; do
+  "$bin" send -q --source "redis://127.0.0.1:$rport/kill" --group g --consumer "k$c" --claim-idle 1 \
+    --exit-when-done --queue-bound $BOUND -s $SESSIONS "127.0.0.1:$sink_port" >/dev/null 2>"$tmp/k$c.err" &
+  kp[$c]=$!
+done
+for _ in $(seq 600); do [ "$(rcli XLEN kill:results)" -ge 1500 ] && break; sleep 0.05; done
+at=$(rcli XLEN kill:results)
+kill -9 "${kp[1]}"; wait "${kp[1]}" 2>/dev/null
+check "killed consumer 1 mid-run (at $at results)" [ "$at" -ge 1500 ] && [ "$at" -lt $K ]
+check "k1's entries were pending at the kill" bash -c "/usr/bin/redis-cli -p $rport XPENDING kill g - + 10000 k1 | grep -q ."
+wait "${kp[2]}"; r2=$?; wait "${kp[3]}"; r3=$?
+stop_sink
+check "the other two finished" [ $r2 -eq 0 ] && [ $r3 -eq 0 ]
+check "after the kill: nothing pending" [ "$(pending kill g)" -eq 0 ]
+read -r distinct total <<< "$(results_ids kill)"
+check "after the kill: $distinct distinct ids in the results" [ "$distinct" -eq $K ]
+got=$(sink_messages)
+echo "  kill -9 of a consumer at $at of $K results: the sink got $got, $((got - K)) twice" >&2
+# What the server got twice: at most what consumer 1 held — its queue bound, its
+# sessions' windows (8 each) and one batch of 64 read ahead.
+check "duplicates ($((got - K))) within k1's in-flight bound ($((BOUND + SESSIONS * 8 + 64)))" \
+  [ "$got" -ge $K ] && [ $((got - K)) -le $((BOUND + SESSIONS * 8 + 64)) ]
+
+# ---- redis-server killed and restarted mid-run (AOF): nothing lost --------------------
+R=6000
+make_manifest "$tmp/r.jsonl" $R r
+"$bin" enqueue --to "redis://127.0.0.1:$rport/rs" "$tmp/r.jsonl" 2>/dev/null
+start_sink --delay 100 --delay-ms 2
+for c in 1 2; do
+  "$bin" send -q --source "redis://127.0.0.1:$rport/rs" --group g --consumer "r$c" \
+    --exit-when-done --queue-bound $BOUND -s $SESSIONS "127.0.0.1:$sink_port" >/dev/null 2>"$tmp/r$c.err" &
+  rp_[$c]=$!
+done
+for _ in $(seq 600); do [ "$(rcli XLEN rs:results)" -ge 1500 ] && break; sleep 0.05; done
+kill -9 "$rpid"; wait "$rpid" 2>/dev/null
+check "redis-server restarted" start_redis
+wait "${rp_[1]}"; a1=$?; wait "${rp_[2]}"; a2=$?
+stop_sink
+check "consumers said Redis was gone and came back" grep -q "connected again" "$tmp/r1.err" "$tmp/r2.err"
+check "after the restart both finished" [ $a1 -eq 0 ] && [ $a2 -eq 0 ]
+check "after the restart: nothing pending" [ "$(pending rs g)" -eq 0 ]
+read -r distinct total <<< "$(results_ids rs)"
+check "after the restart: every entry has its result ($distinct)" [ "$distinct" -eq $R ]
+check "after the restart: each sent once ($(sink_messages))" [ "$(sink_messages)" -eq $R ]
+
+# ---- an entry delivered too often is dead-lettered ------------------------------------
+rcli XADD often '*' id o1 from a@example.com to '["o@example.org"]' raw x >/dev/null
+rcli XGROUP CREATE often g 0 >/dev/null
+rcli XREADGROUP GROUP g dead-one COUNT 1 STREAMS often '>' >/dev/null   # delivered once, never acked
+start_sink
+check "a consumer that claims it past --max-deliveries (a bad record: status 4)" status_is 4 "$bin" send -q --source "redis://127.0.0.1:$rport/often" \
+  --group g --consumer c --claim-idle 0.1 --max-deliveries 1 --exit-when-done "127.0.0.1:$sink_port"
+stop_sink
+check "it went to the dead letters, not to the server" bash -c "/usr/bin/redis-cli -p $rport --raw XRANGE often:dead - + | grep -q 'delivered 2 times' && [ \"\$(/usr/bin/redis-cli -p $rport XLEN often:results)\" -eq 0 ]"
+check "and is acknowledged" [ "$(pending often g)" -eq 0 ]
+
+echo "redis: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]

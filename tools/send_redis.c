@@ -1,0 +1,717 @@
+/* Redis Streams for smtpbulk send and enqueue (see send_redis.h). */
+#include "send_redis.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "smtpbulk_send.h"
+
+/* A finished entry's writes, queued by any thread, sent by the reading one. */
+struct op {
+	char *entry;
+	char **fields; /* name, value, ...; NULL for a dead letter */
+	size_t n_fields;
+	char *why;     /* a dead letter's reason */
+};
+
+struct redis_source {
+	struct redis_options o;
+	char results[300], dead[300];
+	redisContext *c;          /* NULL: down */
+	uint64_t retry_at_ns;
+	unsigned backoff_ms;
+	int said_down;
+	int own_done;             /* our own pending entries (id 0) were all read */
+	char own_cursor[64];
+	uint64_t claim_at_ns;
+	char claim_cursor[64];
+	redisReply *batch;        /* entries read, handed out one by one */
+	redisReply **entries;     /* batch's entries array */
+	size_t n_entries, next;
+	int recovered;            /* the batch is pending or claimed entries */
+	/* Shared with the workers (mu): the writes waiting, the entries in flight. */
+	pthread_mutex_t mu;
+	struct op *ops;
+	size_t n_ops, cap_ops;
+	uint64_t *held;           /* hashes of the entries in flight here (0 empty) */
+	size_t held_cap, held_used;
+	uint64_t acked, deadn;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- URL ------------------------------------------------------------------------ */
+
+int redis_parse_url(const char *url, struct redis_target *t)
+{
+	memset(t, 0, sizeof(*t));
+	if (strncmp(url, "redis+unix://", 13) == 0) {
+		const char *path = url + 13, *q = strstr(path, "?stream=");
+		if (!q || q == path || *path != '/' || !q[8] || (size_t)(q - path) >= sizeof(t->host))
+			return -1;
+		memcpy(t->host, path, (size_t)(q - path));
+		snprintf(t->stream, sizeof(t->stream), "%s", q + 8);
+		return strpbrk(t->stream, "&? ") ? -1 : 0;
+	}
+	if (strncmp(url, "redis://", 8) != 0)
+		return -1;
+	const char *h = url + 8, *slash = strchr(h, '/');
+	if (!slash || !slash[1] || strlen(slash + 1) >= sizeof(t->stream))
+		return -1;
+	snprintf(t->stream, sizeof(t->stream), "%s", slash + 1);
+	size_t hl = (size_t)(slash - h);
+	const char *colon = memchr(h, ':', hl);
+	t->port = 6379;
+	if (colon) {
+		char *end;
+		long p = strtol(colon + 1, &end, 10);
+		if (end != slash || p < 1 || p > 65535)
+			return -1;
+		t->port = (int)p;
+		hl = (size_t)(colon - h);
+	}
+	if (!hl || hl >= sizeof(t->host))
+		return -1;
+	memcpy(t->host, h, hl);
+	return strchr(t->stream, '/') ? -1 : 0;
+}
+
+static redisContext *connect_to(const struct redis_target *t, unsigned cmd_timeout_ms)
+{
+	struct timeval tv = {1, 0};
+	redisContext *c = t->port ? redisConnectWithTimeout(t->host, t->port, tv)
+				  : redisConnectUnixWithTimeout(t->host, tv);
+	if (c && !c->err) {
+		struct timeval ct = {cmd_timeout_ms / 1000, (cmd_timeout_ms % 1000) * 1000};
+		redisSetTimeout(c, ct);
+		return c;
+	}
+	if (c)
+		redisFree(c);
+	return NULL;
+}
+
+/* ---- the entries in flight here ----------------------------------------------------- */
+
+static uint64_t key_of(const char *entry)
+{
+	return smtpbulk_hash64(entry, strlen(entry));
+}
+
+static int held_add(struct redis_source *s, uint64_t k) /* under mu; 1 added, 0 there */
+{
+	if ((s->held_used + 1) * 2 > s->held_cap) {
+		size_t cap = s->held_cap ? s->held_cap * 2 : 1024;
+		uint64_t *n = calloc(cap, sizeof(*n));
+		if (!n)
+			return -1;
+		for (size_t i = 0; i < s->held_cap; i++)
+			if (s->held[i]) {
+				size_t j = (size_t)(s->held[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
+				while (n[j])
+					j = (j + 1) & (cap - 1);
+				n[j] = s->held[i];
+			}
+		free(s->held);
+		s->held = n;
+		s->held_cap = cap;
+	}
+	size_t m = s->held_cap - 1, j = (size_t)(k * 0x9E3779B97F4A7C15ull) & m;
+	while (s->held[j] && s->held[j] != k)
+		j = (j + 1) & m;
+	if (s->held[j])
+		return 0;
+	s->held[j] = k;
+	s->held_used++;
+	return 1;
+}
+
+static int held_has(struct redis_source *s, uint64_t k) /* under mu */
+{
+	if (!s->held_cap)
+		return 0;
+	size_t m = s->held_cap - 1, j = (size_t)(k * 0x9E3779B97F4A7C15ull) & m;
+	while (s->held[j] && s->held[j] != k)
+		j = (j + 1) & m;
+	return s->held[j] != 0;
+}
+
+static void held_del(struct redis_source *s, uint64_t k) /* under mu: backward shift */
+{
+	if (!s->held_cap)
+		return;
+	size_t m = s->held_cap - 1, j = (size_t)(k * 0x9E3779B97F4A7C15ull) & m;
+	while (s->held[j] && s->held[j] != k)
+		j = (j + 1) & m;
+	if (!s->held[j])
+		return;
+	s->held[j] = 0;
+	s->held_used--;
+	for (size_t i = (j + 1) & m; s->held[i]; i = (i + 1) & m) {
+		uint64_t x = s->held[i];
+		size_t home = (size_t)(x * 0x9E3779B97F4A7C15ull) & m;
+		/* x may move to j when j lies between its home and i (cyclically). */
+		if ((i > j && (home <= j || home > i)) || (i < j && home <= j && home > i)) {
+			s->held[j] = x;
+			s->held[i] = 0;
+			j = i;
+		}
+	}
+}
+
+/* ---- connection ----------------------------------------------------------------- */
+
+static void went_down(struct redis_source *s)
+{
+	if (s->c) {
+		if (!s->said_down)
+			fprintf(stderr, "smtpbulk send: redis: %s; trying again (what is held goes on "
+				"sending)\n", s->c->errstr[0] ? s->c->errstr : "connection lost");
+		s->said_down = 1;
+		redisFree(s->c);
+		s->c = NULL;
+	}
+	s->backoff_ms = s->backoff_ms ? (s->backoff_ms * 2 > 2000 ? 2000 : s->backoff_ms * 2) : 100;
+	s->retry_at_ns = now_ns() + (uint64_t)s->backoff_ms * 1000000ull;
+}
+
+static redisReply *cmd(struct redis_source *s, int argc, const char **argv)
+{
+	if (!s->c)
+		return NULL;
+	redisReply *r = redisCommandArgv(s->c, argc, argv, NULL);
+	if (!r)
+		went_down(s);
+	return r;
+}
+
+/* The group, made with its stream if missing; BUSYGROUP (there already) is fine. */
+static int make_group(struct redis_source *s, char *why, size_t cap)
+{
+	const char *argv[] = {"XGROUP", "CREATE", s->o.target.stream, s->o.group, "0", "MKSTREAM"};
+	redisReply *r = cmd(s, 6, argv);
+	if (!r)
+		return snprintf(why, cap, "redis: cannot create group %s", s->o.group), -1;
+	int bad = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0;
+	if (bad)
+		snprintf(why, cap, "redis: XGROUP CREATE: %s", r->str);
+	freeReplyObject(r);
+	return bad ? -1 : 0;
+}
+
+static int reconnect(struct redis_source *s)
+{
+	if (s->c)
+		return 0;
+	if (now_ns() < s->retry_at_ns)
+		return -1;
+	s->c = connect_to(&s->o.target, 5000);
+	char why[256];
+	if (!s->c || make_group(s, why, sizeof(why))) {
+		went_down(s);
+		return -1;
+	}
+	if (s->said_down)
+		fprintf(stderr, "smtpbulk send: redis: connected again\n");
+	s->said_down = 0;
+	s->backoff_ms = 0;
+	return 0;
+}
+
+int redis_source_open(const struct redis_options *o, struct redis_source **out, char *why,
+		      size_t cap)
+{
+	struct redis_source *s = calloc(1, sizeof(*s));
+	if (!s)
+		return snprintf(why, cap, "out of memory"), -1;
+	s->o = *o;
+	snprintf(s->results, sizeof(s->results), "%s:results", o->target.stream);
+	snprintf(s->dead, sizeof(s->dead), "%s:dead", o->target.stream);
+	snprintf(s->own_cursor, sizeof(s->own_cursor), "0");
+	snprintf(s->claim_cursor, sizeof(s->claim_cursor), "0-0");
+	pthread_mutex_init(&s->mu, NULL);
+	*out = s;
+	if (!(s->c = connect_to(&o->target, 5000)))
+		return snprintf(why, cap, "redis: cannot connect to %s%s%d", o->target.host,
+				o->target.port ? ":" : "", o->target.port), -1;
+	return make_group(s, why, cap);
+}
+
+/* ---- reading ---------------------------------------------------------------------- */
+
+static void drop_batch(struct redis_source *s)
+{
+	if (s->batch)
+		freeReplyObject(s->batch);
+	s->batch = NULL;
+	s->entries = NULL;
+	s->n_entries = s->next = 0;
+}
+
+/* An XREADGROUP reply's entries ([[stream, [entry...]]]), or an XAUTOCLAIM's. */
+static void take_batch(struct redis_source *s, redisReply *r, int claimed)
+{
+	drop_batch(s);
+	s->batch = r;
+	redisReply *list = NULL;
+	if (claimed && r->type == REDIS_REPLY_ARRAY && r->elements >= 2)
+		list = r->element[1];
+	else if (!claimed && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+		 r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 2)
+		list = r->element[0]->element[1];
+	if (list && list->type == REDIS_REPLY_ARRAY) {
+		s->entries = list->element;
+		s->n_entries = list->elements;
+	}
+}
+
+static int fetch(struct redis_source *s, size_t max, int block_ms)
+{
+	char count[24], block[24];
+	snprintf(count, sizeof(count), "%zu", max ? max : 1);
+	snprintf(block, sizeof(block), "%d", block_ms);
+	uint64_t now = now_ns();
+	if (s->own_done && now >= s->claim_at_ns) {
+		s->claim_at_ns = now + 1000000000ull; /* once a second */
+		char idle[24];
+		snprintf(idle, sizeof(idle), "%u", s->o.claim_idle_ms);
+		const char *argv[] = {"XAUTOCLAIM", s->o.target.stream, s->o.group, s->o.consumer,
+				      idle, s->claim_cursor, "COUNT", count};
+		redisReply *r = cmd(s, 8, argv);
+		if (!r)
+			return -1;
+		if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+		    r->element[0]->type == REDIS_REPLY_STRING) {
+			snprintf(s->claim_cursor, sizeof(s->claim_cursor), "%s", r->element[0]->str);
+			take_batch(s, r, 1);
+			s->recovered = 1;
+			if (s->n_entries)
+				return 0;
+		} else {
+			freeReplyObject(r);
+		}
+	}
+	const char *argv[] = {"XREADGROUP", "GROUP", s->o.group, s->o.consumer, "COUNT", count,
+			      "BLOCK", block, "STREAMS", s->o.target.stream,
+			      s->own_done ? ">" : s->own_cursor};
+	int argc = 11;
+	if (!s->own_done) { /* our own pending entries: no BLOCK */
+		argv[6] = "STREAMS";
+		argv[7] = s->o.target.stream;
+		argv[8] = s->own_cursor;
+		argc = 9;
+	}
+	redisReply *r = cmd(s, argc, argv);
+	if (!r)
+		return -1;
+	if (r->type == REDIS_REPLY_ERROR) {
+		fprintf(stderr, "smtpbulk send: redis: XREADGROUP: %s\n", r->str);
+		freeReplyObject(r);
+		return -1;
+	}
+	take_batch(s, r, 0);
+	s->recovered = !s->own_done;
+	if (!s->own_done) {
+		if (!s->n_entries)
+			s->own_done = 1;
+		else {
+			redisReply *last = s->entries[s->n_entries - 1];
+			if (last->type == REDIS_REPLY_ARRAY && last->elements >= 1)
+				snprintf(s->own_cursor, sizeof(s->own_cursor), "%s", last->element[0]->str);
+		}
+	}
+	return 0;
+}
+
+/* How often an entry was delivered (XPENDING's count), or 0 when unknown. */
+static long long deliveries(struct redis_source *s, const char *entry)
+{
+	const char *argv[] = {"XPENDING", s->o.target.stream, s->o.group, entry, entry, "1"};
+	redisReply *r = cmd(s, 6, argv);
+	long long n = 0;
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 4)
+		n = r->element[0]->element[3]->integer;
+	if (r)
+		freeReplyObject(r);
+	return n;
+}
+
+static int is_json_field(const char *name)
+{
+	return !strcmp(name, "to") || !strcmp(name, "vars") || !strcmp(name, "headers") ||
+	       !strcmp(name, "dsn");
+}
+
+/* An entry's fields as a manifest line. */
+static int to_line(const char *entry, redisReply *fields, char **line, char *why, size_t cap)
+{
+	json_t *o = json_object();
+	if (!o)
+		return snprintf(why, cap, "out of memory"), -1;
+	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+		redisReply *k = fields->element[i], *v = fields->element[i + 1];
+		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+			continue;
+		json_t *val;
+		if (is_json_field(k->str)) {
+			json_error_t e;
+			val = json_loadb(v->str, v->len, JSON_DECODE_ANY, &e);
+			if (!val && !strcmp(k->str, "to"))
+				val = json_stringn(v->str, v->len); /* one address, bare */
+			if (!val) {
+				json_decref(o);
+				return snprintf(why, cap, "field \"%.50s\": not JSON: %s", k->str, e.text), -1;
+			}
+		} else {
+			val = json_stringn(v->str, v->len);
+			if (!val) {
+				json_decref(o);
+				return snprintf(why, cap, "field \"%.50s\": not UTF-8", k->str), -1;
+			}
+		}
+		json_object_set_new(o, k->str, val);
+	}
+	if (!json_object_get(o, "id"))
+		json_object_set_new(o, "id", json_string(entry));
+	*line = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return *line ? 0 : (snprintf(why, cap, "out of memory"), -1);
+}
+
+int redis_source_next(struct redis_source *s, size_t max, int block_ms, char **line,
+		      char *entry, size_t cap, char *why, size_t why_cap)
+{
+	*line = NULL;
+	for (;;) {
+		if (s->next >= s->n_entries) {
+			drop_batch(s);
+			if (reconnect(s)) {
+				usleep((useconds_t)(block_ms > 100 ? 100 : block_ms) * 1000);
+				return 1;
+			}
+			int was_own = !s->own_done;
+			if (fetch(s, max, block_ms))
+				return 1;
+			if (!s->n_entries && was_own && s->own_done)
+				continue; /* our own pending ones are done: now the new ones */
+			if (!s->n_entries)
+				return 1;
+		}
+		redisReply *e = s->entries[s->next++];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		snprintf(entry, cap, "%s", e->element[0]->str);
+		uint64_t k = key_of(entry);
+		pthread_mutex_lock(&s->mu);
+		int ours = held_has(s, k);
+		pthread_mutex_unlock(&s->mu);
+		if (ours)
+			continue; /* claimed back while still in flight here: already going */
+		redisReply *fields = e->element[1];
+		if (fields->type != REDIS_REPLY_ARRAY) { /* deleted from the stream meanwhile */
+			redis_source_dead(s, entry, "the entry was deleted from the stream");
+			continue;
+		}
+		if (s->recovered && s->o.max_deliveries) {
+			long long n = deliveries(s, entry);
+			if (n > (long long)s->o.max_deliveries) {
+				snprintf(why, why_cap, "delivered %lld times (more than %u)", n,
+					 s->o.max_deliveries);
+				return -1;
+			}
+		}
+		if (to_line(entry, fields, line, why, why_cap))
+			return -1;
+		pthread_mutex_lock(&s->mu);
+		held_add(s, k);
+		pthread_mutex_unlock(&s->mu);
+		return 0;
+	}
+}
+
+/* ---- writing -------------------------------------------------------------------- */
+
+static void queue_op(struct redis_source *s, struct op *op)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->n_ops == s->cap_ops) {
+		size_t cap = s->cap_ops ? s->cap_ops * 2 : 256;
+		struct op *n = realloc(s->ops, cap * sizeof(*n));
+		if (!n) { /* its entry stays pending: it is delivered again, not lost */
+			pthread_mutex_unlock(&s->mu);
+			return;
+		}
+		s->ops = n;
+		s->cap_ops = cap;
+	}
+	s->ops[s->n_ops++] = *op;
+	held_del(s, key_of(op->entry));
+	pthread_mutex_unlock(&s->mu);
+}
+
+void redis_source_done(struct redis_source *s, const char *entry, const char *const *fields,
+		       size_t n_fields)
+{
+	struct op op = {.entry = strdup(entry), .fields = calloc(n_fields ? n_fields : 1,
+								    sizeof(char *)),
+			.n_fields = n_fields};
+	if (!op.entry || !op.fields) {
+		free(op.entry);
+		free(op.fields);
+		return;
+	}
+	for (size_t i = 0; i < n_fields; i++)
+		op.fields[i] = strdup(fields[i] ? fields[i] : "");
+	queue_op(s, &op);
+}
+
+void redis_source_dead(struct redis_source *s, const char *entry, const char *why)
+{
+	struct op op = {.entry = strdup(entry), .why = strdup(why)};
+	if (!op.entry || !op.why) {
+		free(op.entry);
+		free(op.why);
+		return;
+	}
+	queue_op(s, &op);
+}
+
+static void op_free(struct op *op)
+{
+	for (size_t i = 0; op->fields && i < op->n_fields; i++)
+		free(op->fields[i]);
+	free(op->fields);
+	free(op->entry);
+	free(op->why);
+}
+
+int redis_source_flush(struct redis_source *s)
+{
+	pthread_mutex_lock(&s->mu);
+	struct op *ops = s->ops;
+	size_t n = s->n_ops;
+	s->ops = NULL;
+	s->n_ops = s->cap_ops = 0;
+	pthread_mutex_unlock(&s->mu);
+	if (!n)
+		return 0;
+	if (reconnect(s))
+		goto put_back;
+	char maxlen[24];
+	snprintf(maxlen, sizeof(maxlen), "%zu", s->o.results_maxlen);
+	size_t sent = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct op *op = &ops[i];
+		const char *argv[64];
+		int argc = 0;
+		argv[argc++] = "XADD";
+		argv[argc++] = op->why ? s->dead : s->results;
+		if (!op->why) {
+			argv[argc++] = "MAXLEN";
+			argv[argc++] = "~";
+			argv[argc++] = maxlen;
+		}
+		argv[argc++] = "*";
+		argv[argc++] = "entry";
+		argv[argc++] = op->entry;
+		if (op->why) {
+			argv[argc++] = "reason";
+			argv[argc++] = op->why;
+		}
+		for (size_t f = 0; f + 1 < op->n_fields && argc < 62; f += 2) {
+			argv[argc++] = op->fields[f];
+			argv[argc++] = op->fields[f + 1];
+		}
+		redisAppendCommandArgv(s->c, argc, argv, NULL);
+		const char *ack[] = {"XACK", s->o.target.stream, s->o.group, op->entry};
+		redisAppendCommandArgv(s->c, 4, ack, NULL);
+		sent++;
+	}
+	for (size_t i = 0; i < sent * 2; i++) {
+		void *r = NULL;
+		if (redisGetReply(s->c, &r) != REDIS_OK || !r) {
+			went_down(s);
+			goto put_back; /* all again: an XADD twice, an XACK twice, are harmless */
+		}
+		freeReplyObject(r);
+	}
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < n; i++) {
+		if (ops[i].why)
+			s->deadn++;
+		s->acked++;
+	}
+	pthread_mutex_unlock(&s->mu);
+	for (size_t i = 0; i < n; i++)
+		op_free(&ops[i]);
+	free(ops);
+	return 0;
+put_back:
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < n; i++) {
+		if (s->n_ops == s->cap_ops) {
+			size_t cap = s->cap_ops ? s->cap_ops * 2 : 256;
+			struct op *m = realloc(s->ops, cap * sizeof(*m));
+			if (!m) {
+				op_free(&ops[i]); /* pending in Redis: delivered again, not lost */
+				continue;
+			}
+			s->ops = m;
+			s->cap_ops = cap;
+		}
+		s->ops[s->n_ops++] = ops[i];
+	}
+	pthread_mutex_unlock(&s->mu);
+	free(ops);
+	return -1;
+}
+
+void redis_source_counts(struct redis_source *s, uint64_t *acked, uint64_t *dead,
+			 uint64_t *waiting)
+{
+	pthread_mutex_lock(&s->mu);
+	*acked = s->acked;
+	*dead = s->deadn;
+	*waiting = s->n_ops;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Whether the group has nothing pending for anyone (XPENDING's count is 0): 1, 0, or
+ * -1 when it cannot be asked. */
+int redis_source_group_empty(struct redis_source *s)
+{
+	if (reconnect(s))
+		return -1;
+	const char *argv[] = {"XPENDING", s->o.target.stream, s->o.group};
+	redisReply *r = cmd(s, 3, argv);
+	if (!r)
+		return -1;
+	int rc = r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+			 r->element[0]->type == REDIS_REPLY_INTEGER
+		     ? r->element[0]->integer == 0
+		     : -1;
+	freeReplyObject(r);
+	return rc;
+}
+
+void redis_source_close(struct redis_source *s)
+{
+	if (!s)
+		return;
+	drop_batch(s);
+	if (s->c)
+		redisFree(s->c);
+	for (size_t i = 0; i < s->n_ops; i++)
+		op_free(&s->ops[i]);
+	free(s->ops);
+	free(s->held);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+/* ---- enqueue ---------------------------------------------------------------------- */
+
+static int read_replies(redisContext *c, size_t n)
+{
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		void *r = NULL;
+		if (redisGetReply(c, &r) != REDIS_OK || !r) {
+			fprintf(stderr, "smtpbulk enqueue: redis: %s\n",
+				c->errstr[0] ? c->errstr : "connection lost");
+			return -1;
+		}
+		redisReply *rr = r;
+		if (rr->type == REDIS_REPLY_ERROR) {
+			fprintf(stderr, "smtpbulk enqueue: redis: XADD: %s\n", rr->str);
+			rc = -1;
+		}
+		freeReplyObject(r);
+	}
+	return rc;
+}
+
+int redis_enqueue(const struct redis_target *t, FILE *in, const char *name, uint64_t *added,
+		  uint64_t *bad)
+{
+	*added = *bad = 0;
+	redisContext *c = connect_to(t, 10000);
+	if (!c) {
+		fprintf(stderr, "smtpbulk enqueue: redis: cannot connect to %s%s%d\n", t->host,
+			t->port ? ":" : "", t->port);
+		return -1;
+	}
+	char *line = NULL;
+	size_t cap = 0, waiting = 0;
+	ssize_t len;
+	uint64_t lineno = 0;
+	int rc = 0;
+	while (!rc && (len = getline(&line, &cap, in)) >= 0) {
+		lineno++;
+		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		if (!len)
+			continue;
+		json_error_t e;
+		json_t *o = json_loadb(line, (size_t)len, 0, &e);
+		if (!json_is_object(o) || json_object_size(o) == 0 || json_object_size(o) > 30) {
+			if (++*bad <= 5)
+				fprintf(stderr, "smtpbulk enqueue: %s:%llu: %s\n", name,
+					(unsigned long long)lineno,
+					o ? "not a JSON object of 1 to 30 fields" : e.text);
+			json_decref(o);
+			continue;
+		}
+		const char *argv[64];
+		char *owned[32];
+		int argc = 0, n_owned = 0;
+		argv[argc++] = "XADD";
+		argv[argc++] = t->stream;
+		argv[argc++] = "*";
+		const char *k;
+		json_t *v;
+		json_object_foreach(o, k, v) {
+			argv[argc++] = k;
+			if (json_is_string(v)) {
+				argv[argc++] = json_string_value(v);
+			} else {
+				owned[n_owned] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+				argv[argc++] = owned[n_owned] ? owned[n_owned] : "";
+				n_owned++;
+			}
+		}
+		redisAppendCommandArgv(c, argc, argv, NULL);
+		for (int i = 0; i < n_owned; i++)
+			free(owned[i]);
+		json_decref(o);
+		(*added)++;
+		if (++waiting == 500) {
+			rc = read_replies(c, waiting);
+			waiting = 0;
+		}
+	}
+	if (!rc && waiting)
+		rc = read_replies(c, waiting);
+	if (!rc && ferror(in)) {
+		fprintf(stderr, "smtpbulk enqueue: reading %s: %s\n", name, strerror(errno));
+		rc = -1;
+	}
+	free(line);
+	redisFree(c);
+	return rc;
+}
