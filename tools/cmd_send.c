@@ -143,6 +143,9 @@ static void usage(FILE *f)
 		"      --results-maxlen N  STREAM:results is capped near N entries (1000000)\n"
 		"      --exit-when-done    end when the group has nothing pending and nothing\n"
 		"                          new comes\n"
+		"      --shared-limits     --limit-rate holds for all consumers of the stream\n"
+		"                          together (its state in Redis, tokens taken a few at\n"
+		"                          a time), per host\n"
 		"      --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"                          while sending (port 0: any; the address is said on\n"
 		"                          stderr): results by status, category and host, in\n"
@@ -257,7 +260,7 @@ struct send_args {
 	const char *target, *manifest, *journal, *hello, *from, *tpl, *csv, *metrics;
 	const char *source, *group, *consumer;
 	uint64_t claim_idle_ms, max_deliveries, results_maxlen;
-	int exit_when_done;
+	int exit_when_done, shared_limits;
 	char *const *paths; /* --mail: the operands after the target */
 	size_t n_paths;
 	uint64_t sessions, pipeline, window, workers, timeout_ms, max_attempts, defer_ms;
@@ -279,6 +282,7 @@ enum {
 	OPT_DRAIN, OPT_JSON, OPT_FROM, OPT_TEMPLATE, OPT_RECIPIENTS, OPT_METRICS, OPT_NO_PROGRESS, OPT_RESUME,
 	OPT_EXTRA_HOST, OPT_DSN_REQUIRED, OPT_SOURCE, OPT_GROUP, OPT_CONSUMER, OPT_CLAIM_IDLE,
 	OPT_MAX_DELIVERIES, OPT_RESULTS_MAXLEN, OPT_EXIT_WHEN_DONE,
+	OPT_SHARED_LIMITS,
 	OPT_SCHEDULE,
 };
 
@@ -300,6 +304,7 @@ static const struct option long_opts[] = {
 	{"max-deliveries", required_argument, NULL, OPT_MAX_DELIVERIES},
 	{"results-maxlen", required_argument, NULL, OPT_RESULTS_MAXLEN},
 	{"exit-when-done", no_argument, NULL, OPT_EXIT_WHEN_DONE},
+	{"shared-limits", no_argument, NULL, OPT_SHARED_LIMITS},
 	{"dsn-required", no_argument, NULL, OPT_DSN_REQUIRED},
 	{"retry-schedule", required_argument, NULL, OPT_SCHEDULE},
 	{"flush", required_argument, NULL, OPT_FLUSH},
@@ -407,6 +412,7 @@ static int set_option(struct send_args *a, int c, const char *v)
 	case OPT_MAX_DELIVERIES: bad = tool_u64(v, 0, 1000000, &a->max_deliveries); break;
 	case OPT_RESULTS_MAXLEN: bad = tool_u64(v, 1, 1ull << 40, &a->results_maxlen); break;
 	case OPT_EXIT_WHEN_DONE: a->exit_when_done = 1; break;
+	case OPT_SHARED_LIMITS: a->shared_limits = 1; break;
 	case OPT_SCHEDULE: bad = parse_schedule(v, a->schedule, 32, &a->n_schedule); break;
 	case OPT_FLUSH: bad = tool_seconds_ms(v, 1, 60000, &a->flush_ms); break;
 	case 's': bad = tool_u64(v, 1, 65535, &a->sessions); break;
@@ -488,8 +494,11 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 		return usage_error("bad target '%s': HOST[:PORT], [IPv6]:PORT or unix:/PATH", a->target);
 	if (a->source && (a->tpl || a->mail))
 		return usage_error("--source reads records from Redis: no --mail or --template");
-	if ((a->group || a->consumer || a->exit_when_done) && !a->source)
-		return usage_error("--group, --consumer and --exit-when-done are for --source");
+	if ((a->group || a->consumer || a->exit_when_done || a->shared_limits) && !a->source)
+		return usage_error("--group, --consumer, --exit-when-done and --shared-limits are "
+				   "for --source");
+	if (a->shared_limits && !a->rate_n)
+		return usage_error("--shared-limits shares --limit-rate: give one");
 	if (a->source && !a->group)
 		return usage_error("--source needs --group NAME (the consumer group)");
 	if (!a->tpl != !a->csv)
@@ -708,7 +717,9 @@ struct input {
 	int waits;                  /* a pipe or a terminal: the next line may be long in coming */
 	struct redis_source *redis; /* --source, or NULL */
 	char entry[64];             /* the stream entry of the record just read */
+	unsigned tokens;            /* --shared-limits: messages this consumer may still send */
 	smtpbulk_t *sb;             /* for what is in flight (--source) */
+	char redis_stream[256];     /* its stream's name */
 	size_t bound;
 };
 
@@ -717,6 +728,33 @@ struct input {
 static int in_waits(const struct input *in)
 {
 	return in->waits;
+}
+
+/* --shared-limits: one token of the host's rate, from Redis, before r may go: tokens
+ * come a burst's worth at a time at most (a twentieth of a second's, so one consumer
+ * does not hoard them), and a wait is what the script says, 100 ms at most between
+ * asks. A signal stops the waiting (the record then goes: it was read). */
+static void wait_for_token(struct input *in, const struct send_args *a,
+			   const struct send_record *r)
+{
+	double per_s = (double)a->rate_n * 1000.0 / a->rate_per_ms;
+	unsigned burst = a->rate_burst ? a->rate_burst : 1;
+	char key[600];
+	snprintf(key, sizeof(key), "%.260s:pace:%.300s", in->redis_stream,
+		 a->hosts[r->host > 0 ? r->host - 1 : 0]);
+	while (!in->tokens && !signals) {
+		unsigned want = (unsigned)(per_s / 20) + 1, got = 0, wait_ms = 100;
+		if (want > burst)
+			want = burst;
+		if (redis_take_tokens(in->redis, key, per_s, burst, want, &got, &wait_ms) == 0 && got) {
+			in->tokens = got;
+			break;
+		}
+		redis_source_flush(in->redis);
+		usleep((useconds_t)(wait_ms > 100 ? 100 : wait_ms ? wait_ms : 1) * 1000);
+	}
+	if (in->tokens)
+		in->tokens--;
 }
 
 /* The next entry of the stream as a record; waits for one (a signal, or with
@@ -755,6 +793,8 @@ static int next_from_redis(struct input *in, const struct send_args *a, struct s
 				send_record_free(r);
 				return snprintf(why, why_cap, "out of memory"), -1;
 			}
+			if (a->shared_limits)
+				wait_for_token(in, a, r);
 			return 0;
 		}
 		in->entry[0] = '\0';
@@ -1045,6 +1085,7 @@ static int run(struct send_args *a)
 		}
 		st.redis = in.redis;
 		in.name = a->source;
+		snprintf(in.redis_stream, sizeof(in.redis_stream), "%s", ro.target.stream);
 	} else if (a->mail) {
 		in.in = NULL;
 		if (mail_source_open(a->paths, a->n_paths, a->from, (size_t)a->max_size, &in.mail)) {

@@ -624,6 +624,59 @@ void redis_source_close(struct redis_source *s)
 	free(s);
 }
 
+/* ---- shared pacing ---------------------------------------------------------------- */
+
+/* GCRA over every consumer: the theoretical arrival time (microseconds, Redis's own
+ * clock) of the next message is the key's value; up to ARGV[3] tokens are granted while
+ * that time stays within the burst. Returns {granted, microseconds until the next}. */
+static const char gcra_lua[] =
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+	"local T = tonumber(ARGV[1])\n"
+	"local burst = tonumber(ARGV[2])\n"
+	"local want = tonumber(ARGV[3])\n"
+	"local tat = tonumber(redis.call('GET', KEYS[1]) or now)\n"
+	"if tat < now then tat = now end\n"
+	"local n = 0\n"
+	"while n < want and tat + T - now <= burst * T do\n"
+	"  tat = tat + T\n"
+	"  n = n + 1\n"
+	"end\n"
+	"if n > 0 then redis.call('SET', KEYS[1], string.format('%d', tat), 'PX',"
+	" math.floor((tat - now) / 1000) + 60000) end\n"
+	"local wait = tat + T - now - burst * T\n"
+	"if wait < 0 then wait = 0 end\n"
+	"return {n, math.floor(wait)}\n";
+
+int redis_take_tokens(struct redis_source *s, const char *key, double per_s, unsigned burst,
+		      unsigned want, unsigned *granted, unsigned *wait_ms)
+{
+	*granted = 0;
+	*wait_ms = 100;
+	if (reconnect(s))
+		return -1;
+	char t[32], b[16], w[16];
+	snprintf(t, sizeof(t), "%.3f", 1e6 / per_s);
+	snprintf(b, sizeof(b), "%u", burst ? burst : 1);
+	snprintf(w, sizeof(w), "%u", want);
+	const char *argv[] = {"EVAL", gcra_lua, "1", key, t, b, w};
+	redisReply *r = cmd(s, 7, argv);
+	if (!r)
+		return -1;
+	int rc = -1;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER) {
+		*granted = (unsigned)r->element[0]->integer;
+		long long us = r->element[1]->integer;
+		*wait_ms = us <= 0 ? 0 : (unsigned)((us + 999) / 1000);
+		rc = 0;
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		fprintf(stderr, "smtpbulk send: redis: the pacing script: %s\n", r->str);
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
 /* ---- enqueue ---------------------------------------------------------------------- */
 
 static int read_replies(redisContext *c, size_t n)

@@ -76,6 +76,15 @@ int redis_source_flush(struct redis_source *s);
 void redis_source_counts(struct redis_source *s, uint64_t *acked, uint64_t *dead,
 			 uint64_t *waiting);
 
+/*
+ * Shared pacing (--shared-limits): up to want tokens of the rate per_s (burst) kept in
+ * Redis under key, for every consumer together (a GCRA in a Lua script, on Redis's
+ * clock). 0 with *granted (maybe 0) and *wait_ms until the next would be, or -1 (Redis
+ * down or refusing the script: said).
+ */
+int redis_take_tokens(struct redis_source *s, const char *key, double per_s, unsigned burst,
+		      unsigned want, unsigned *granted, unsigned *wait_ms);
+
 /* Whether the group has nothing pending for any consumer: 1, 0, or -1 (cannot ask). */
 int redis_source_group_empty(struct redis_source *s);
 
