@@ -718,6 +718,8 @@ struct input {
 	struct redis_source *redis; /* --source, or NULL */
 	char entry[64];             /* the stream entry of the record just read */
 	unsigned tokens;            /* --shared-limits: messages this consumer may still send */
+	uint64_t flushed_ns;        /* the last flush of acknowledgements */
+	int paced;                  /* --shared-limits */
 	smtpbulk_t *sb;             /* for what is in flight (--source) */
 	char redis_stream[256];     /* its stream's name */
 	size_t bound;
@@ -727,6 +729,9 @@ struct input {
  * fills as it goes): then what is staged goes now rather than wait for a full batch. */
 static int in_waits(const struct input *in)
 {
+	if (in->redis) /* what Redis gave is handed out: the next read may wait; paced, each
+	                  record waited for its token: it goes as soon as it has one */
+		return in->paced || redis_source_buffered(in->redis) == 0;
 	return in->waits;
 }
 
@@ -764,7 +769,13 @@ static int next_from_redis(struct input *in, const struct send_args *a, struct s
 {
 	memset(r, 0, sizeof(*r));
 	for (;;) {
-		redis_source_flush(in->redis);
+		/* Acknowledgements go out in batches: before a read that may wait, or every
+		 * 20 ms while entries are being handed out. */
+		uint64_t now = tool_now_ns();
+		if (!redis_source_buffered(in->redis) || now - in->flushed_ns > 20000000ull) {
+			redis_source_flush(in->redis);
+			in->flushed_ns = now;
+		}
 		if (signals)
 			return 1;
 		smtpbulk_counters_t c;
@@ -916,6 +927,10 @@ static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 	while (!signals && !rc) {
 		struct send_record r;
 		uint64_t hash;
+		/* Nothing staged waits on an input that may be slow to give the next record
+		 * (whatever the last one was: sent, bad or skipped). */
+		if (nb && in_waits(in) && (rc = flush_batch(sb, batch, &nb, a, st, n)) != 0)
+			break;
 		int got = next_record(in, a, &r, &hash, pos, sizeof(pos), why, sizeof(why));
 		if (got == 1)
 			break;
@@ -983,7 +998,7 @@ static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 		x->r = r;
 		x->hash = hash;
 		x->deferrals = deferrals;
-		if (++nb == BATCH || in_waits(in))
+		if (++nb == BATCH)
 			rc = flush_batch(sb, batch, &nb, a, st, n);
 	}
 	/* What was read is sent, a stop or not: it counts as read. */
@@ -1077,6 +1092,7 @@ static int run(struct send_args *a)
 		}
 		in.in = NULL;
 		in.waits = 1;
+		in.paced = a->shared_limits;
 		in.bound = (size_t)a->bound;
 		if (redis_source_open(&ro, &in.redis, why, sizeof(why))) {
 			fprintf(stderr, "smtpbulk send: %s\n", why);

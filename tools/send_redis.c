@@ -226,6 +226,10 @@ static int reconnect(struct redis_source *s)
 	}
 	if (s->said_down)
 		fprintf(stderr, "smtpbulk send: redis: connected again\n");
+	/* A read whose reply was lost left entries pending for us that we never got: our
+	 * own pending ones are read again (those held here are passed over). */
+	s->own_done = 0;
+	snprintf(s->own_cursor, sizeof(s->own_cursor), "0");
 	s->said_down = 0;
 	s->backoff_ms = 0;
 	return 0;
@@ -459,8 +463,8 @@ static void queue_op(struct redis_source *s, struct op *op)
 		s->ops = n;
 		s->cap_ops = cap;
 	}
-	s->ops[s->n_ops++] = *op;
-	held_del(s, key_of(op->entry));
+	s->ops[s->n_ops++] = *op; /* still held: until its XACK is through, a claim of it
+	                            (ours, after a reconnect) must not send it again */
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -555,6 +559,7 @@ int redis_source_flush(struct redis_source *s)
 		if (ops[i].why)
 			s->deadn++;
 		s->acked++;
+		held_del(s, key_of(ops[i].entry));
 	}
 	pthread_mutex_unlock(&s->mu);
 	for (size_t i = 0; i < n; i++)
@@ -579,6 +584,11 @@ put_back:
 	pthread_mutex_unlock(&s->mu);
 	free(ops);
 	return -1;
+}
+
+size_t redis_source_buffered(const struct redis_source *s)
+{
+	return s->n_entries > s->next ? s->n_entries - s->next : 0;
 }
 
 void redis_source_counts(struct redis_source *s, uint64_t *acked, uint64_t *dead,

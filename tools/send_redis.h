@@ -72,6 +72,9 @@ void redis_source_dead(struct redis_source *s, const char *entry, const char *wh
  * 0, or -1 (Redis down: they wait for the next flush). */
 int redis_source_flush(struct redis_source *s);
 
+/* Entries read and not handed out yet (0: the next call asks Redis, and may wait). */
+size_t redis_source_buffered(const struct redis_source *s);
+
 /* Entries acknowledged, dead-lettered, and acknowledgements still waiting. */
 void redis_source_counts(struct redis_source *s, uint64_t *acked, uint64_t *dead,
 			 uint64_t *waiting);

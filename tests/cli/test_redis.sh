@@ -203,7 +203,7 @@ done
 for c in 1 2 3; do wait "${pp[$c]}"; done
 stop_sink
 check "shared limits: all delivered" [ "$(sink_messages)" -eq $S ]
-check "shared limits: no second at the sink above rate + burst (+5%), the whole at the rate" py "$tmp/sink.out" $RATE $BURST $S <<'PY'
+check "shared limits: the sink's seconds within rate + burst (+15%), pairs of them within 2 x rate + burst (+5%)" py "$tmp/sink.out" $RATE $BURST $S <<'PY'
 import json, sys
 d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 rate, burst, n = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -212,10 +212,14 @@ while per and per[0] == 0: per.pop(0)
 while per and per[-1] == 0: per.pop()
 full = per[1:-1]  # the first and last seconds are partial
 print(f"  per second at the sink: {per}", file=sys.stderr)
-# Tokens are granted on Redis's clock and the messages reach the sink a few ms later,
-# by each consumer's own queue: a second at the sink may hold a few granted just before
-# it began. 5% is that allowance; the whole run cannot be faster than the rate.
-ok = max(per) <= (rate + burst) * 1.05 and len(per) >= n // rate and (not full or min(full) >= rate * 0.8)
+# Tokens are granted on Redis's clock and the messages reach the sink later, by each
+# consumer's own queue and a machine shared with other tests: a second at the sink may
+# hold some granted in the one before (the pair of them still holds the rate). 15% is
+# that allowance for one second; any two seconds together stay within 2 x rate + burst
+# + 5%, and the whole run cannot be faster than the rate.
+pairs = [per[i] + per[i + 1] for i in range(len(per) - 1)]
+ok = max(per) <= (rate + burst) * 1.15 and max(pairs, default=0) <= (2 * rate + burst) * 1.05 \
+     and len(per) >= n // rate and (not full or min(full) >= rate * 0.8)
 sys.exit(0 if ok else 1)
 PY
 
