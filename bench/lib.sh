@@ -46,3 +46,17 @@ stop_sink() {
     sink_pid=
   fi
 }
+
+# bench_prepare: the packages (and /usr/bin/time), the release build of the CLI, and
+# bench/results; sets $b to the binary. Run from the top of the checkout.
+bench_prepare() {
+  scripts/setup-deps.sh
+  if [ ! -x /usr/bin/time ]; then
+    local s=sudo; [ "$(id -u)" -eq 0 ] && s=
+    $s env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
+  fi
+  cmake --preset release >/dev/null
+  cmake --build --preset release --target smtpbulk_cli >/dev/null
+  b=./build/release/smtpbulk
+  mkdir -p bench/results
+}

@@ -31,16 +31,11 @@ ROWS=(
   "100000 100 1"
   "100000 1000 1"
 )
-scripts/setup-deps.sh
-[ -x /usr/bin/time ] || { [ "$(id -u)" -eq 0 ] && s= || s=sudo; $s env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-cmake --preset release >/dev/null
-cmake --build --preset release --target smtpbulk_cli >/dev/null
-b=./build/release/smtpbulk
-mkdir -p bench/results
+. bench/lib.sh
+bench_prepare
 csv=bench/results/pacing.csv
 tmp=$(mktemp -d)
 
-. bench/lib.sh
 trap 'stop_sink; rm -rf "$tmp"' EXIT
 
 # One load against a fresh sink: $1 is the prefix of its output files ($1.load, $1.sink,

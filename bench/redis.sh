@@ -10,16 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-60000}
 SIZE=1000 SESSIONS=4
-scripts/setup-deps.sh
-[ -x /usr/bin/time ] || { [ "$(id -u)" -eq 0 ] && s= || s=sudo; $s env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-cmake --preset release >/dev/null
-cmake --build --preset release --target smtpbulk_cli >/dev/null
-b=./build/release/smtpbulk
-mkdir -p bench/results
+. bench/lib.sh
+bench_prepare
 csv=bench/results/redis.csv
 tmp=$(mktemp -d)
 
-. bench/lib.sh
 rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --dir "$tmp" --save '' --appendonly no \
   --daemonize no >/dev/null 2>&1 &

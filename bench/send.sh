@@ -18,16 +18,11 @@ cd "$(dirname "$0")/.."
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(100000 1000000)
 SESSIONS=8 WINDOW=8 SIZE=1000
-scripts/setup-deps.sh
-[ -x /usr/bin/time ] || { [ "$(id -u)" -eq 0 ] && s= || s=sudo; $s env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-cmake --preset release >/dev/null
-cmake --build --preset release --target smtpbulk_cli >/dev/null
-b=./build/release/smtpbulk
-mkdir -p bench/results
+. bench/lib.sh
+bench_prepare
 csv=bench/results/send.csv
 tmp=$(mktemp -d)
 
-. bench/lib.sh
 trap 'stop_sink; rm -rf "$tmp"' EXIT
 
 # The manifests: line i inline when i is odd, else one of 100 files of the same size.

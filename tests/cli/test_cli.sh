@@ -148,14 +148,8 @@ check "sink counted the logins" grep -q '"messages": 3, .*"auth_ok": 3, "auth_fa
 
 # TLS and AUTH from the command line: a throwaway CA and server certificate (openssl),
 # the sink speaking STARTTLS and implicit TLS, load verifying it and logging in.
-certs="$tmp/certs"; mkdir -p "$certs"
-ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-(cd "$certs" &&
-  openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 2 -subj '/CN=cli test CA' &&
-  openssl req "${ec[@]}" -keyout srv.key -out srv.csr -subj '/CN=localhost' &&
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > ext &&
-  openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext
-) >/dev/null 2>&1
+certs="$tmp/certs"
+"$(dirname "$0")/../support/make_certs.sh" "$certs" >/dev/null 2>&1
 check "test certificates made" [ -s "$certs/srv.pem" ]
 printf 'tanstaaf\n' > "$tmp/pw"
 check "sink --tls without --cert" status_is 2 "$bin" sink --tls starttls

@@ -572,14 +572,8 @@ PY
 stop_sink
 
 # ---- TLS and AUTH: our sink with STARTTLS and an account ---------------------------
-certs="$tmp/certs"; mkdir -p "$certs"
-ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-(cd "$certs" &&
-  openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 2 -subj '/CN=send test CA' &&
-  openssl req "${ec[@]}" -keyout srv.key -out srv.csr -subj '/CN=localhost' &&
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > ext &&
-  openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext
-) >/dev/null 2>&1
+certs="$tmp/certs"
+"$(dirname "$0")/../support/make_certs.sh" "$certs" >/dev/null 2>&1
 check "test certificates made" [ -s "$certs/srv.pem" ]
 printf 'tanstaaf\n' > "$tmp/pw"; printf 'wrong\n' > "$tmp/badpw"
 check "send --password is refused" status_is 2 "$bin" send --password x 127.0.0.1:1
