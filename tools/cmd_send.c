@@ -25,6 +25,7 @@
 #include "smtpbulk.h"
 #include "smtpbulk_send.h"
 #include "tool_security.h"
+#include "u64_set.h"
 #include "tool_util.h"
 
 enum { SEND_OK = 0, SEND_UNDELIVERED = 1, SEND_USAGE = 2, SEND_NOSTART = 3, SEND_INPUT = 4 };
@@ -499,6 +500,9 @@ static int parse_args(int argc, char **argv, struct send_args *a)
 				   "for --source");
 	if (a->shared_limits && !a->rate_n)
 		return usage_error("--shared-limits shares --limit-rate: give one");
+	if (a->source && (a->resume || a->retry_failed))
+		return usage_error("--resume and --retry-failed are for files: a stream's failed "
+				   "entries are acknowledged with their result");
 	if (a->source && !a->group)
 		return usage_error("--source needs --group NAME (the consumer group)");
 	if (!a->tpl != !a->csv)
@@ -637,50 +641,18 @@ static int settled(const struct send_args *a, struct send_state *st, const char 
 	return 1;
 }
 
-/* Ids of this run, as 64-bit hashes: a second record with one is a bad record. */
-struct id_set {
-	uint64_t *keys;
-	size_t cap, used;
-};
-
-static int id_set_add(struct id_set *s, uint64_t key) /* 1 added, 0 there, -1 ENOMEM */
-{
-	if ((s->used + 1) * 4 > s->cap * 3) {
-		size_t cap = s->cap ? s->cap * 2 : 4096;
-		uint64_t *k = calloc(cap, sizeof(*k));
-		if (!k)
-			return -1;
-		for (size_t i = 0; i < s->cap; i++)
-			if (s->keys[i]) {
-				size_t j = (size_t)(s->keys[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
-				while (k[j])
-					j = (j + 1) & (cap - 1);
-				k[j] = s->keys[i];
-			}
-		free(s->keys);
-		s->keys = k;
-		s->cap = cap;
-	}
-	size_t j = (size_t)(key * 0x9E3779B97F4A7C15ull) & (s->cap - 1);
-	while (s->keys[j] && s->keys[j] != key)
-		j = (j + 1) & (s->cap - 1);
-	if (s->keys[j])
-		return 0;
-	s->keys[j] = key;
-	s->used++;
-	return 1;
-}
 
 /* The message for r, and its pending (what its result needs) as its user_data; the
- * library copies the envelope at submit and borrows the body until the result. */
-static int make_message(struct send_record *r, const char *pos, uint64_t hash,
+ * library copies the envelope at submit and borrows the body until the result. The
+ * pending takes r's id, body and source_ref, and pos, once submitted (the caller then
+ * forgets them). */
+static int make_message(struct send_record *r, char *pos, uint64_t hash,
 			uint32_t deferrals, smtpbulk_message_t *m)
 {
 	struct pending *p = calloc(1, sizeof(*p));
-	if (!p || !(p->position = strdup(pos))) {
-		free(p);
+	if (!p)
 		return -ENOMEM;
-	}
+	p->position = pos;
 	p->id = r->id;
 	p->body = r->body;
 	p->hash = hash;
@@ -698,9 +670,7 @@ static int make_message(struct send_record *r, const char *pos, uint64_t hash,
 
 static void drop_message(smtpbulk_message_t *m)
 {
-	struct pending *p = m->user_data;
-	free(p->position);
-	free(p); /* its id and body are still the record's */
+	free(m->user_data); /* its id, body and position are still the record's */
 }
 
 /* Where the records come from: the lines of a manifest, or message files. */
@@ -891,6 +861,7 @@ static int flush_batch(smtpbulk_t *sb, struct staged *b, size_t *nb, const struc
 				b[j].r.id = NULL; /* the pending's now, until its result */
 				b[j].r.body = NULL;
 				b[j].r.source_ref = NULL;
+				b[j].pos = NULL;
 				n->submitted++;
 			}
 			i += done;
@@ -919,7 +890,7 @@ static int flush_batch(smtpbulk_t *sb, struct staged *b, size_t *nb, const struc
 static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 		struct send_state *st, struct send_live *n)
 {
-	struct id_set ids = {0};
+	struct u64_set ids = {0}; /* ids of this run, hashed: a second record with one is bad */
 	int rc = 0;
 	char pos[PATH_MAX + 32], why[PATH_MAX + 512];
 	struct staged batch[BATCH];
@@ -953,7 +924,7 @@ static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 		}
 		/* A stream entry given again (claimed, or ours after a restart) is no
 		 * duplicate record: the duplicate-id check is for files. */
-		int added = in->redis ? 1 : id_set_add(&ids, smtpbulk_hash64(r.id, strlen(r.id)));
+		int added = in->redis ? 1 : u64_set_add(&ids, smtpbulk_hash64(r.id, strlen(r.id)));
 		if (added == 0 && settled(a, st, pos, hash, n, NULL) == 2) {
 			n->bad++; /* said on an earlier run */
 			send_record_free(&r);
@@ -1003,7 +974,7 @@ static int feed(smtpbulk_t *sb, struct input *in, const struct send_args *a,
 	}
 	/* What was read is sent, a stop or not: it counts as read. */
 	int frc = flush_batch(sb, batch, &nb, a, st, n);
-	free(ids.keys);
+	u64_set_free(&ids);
 	return rc ? rc : frc;
 }
 

@@ -77,9 +77,8 @@ static int starts_as_mbox(const char *path)
 }
 
 /* The reason alone: the record's position names the path. */
-static int bad(char *why, size_t cap, const char *path, const char *reason)
+static int bad(char *why, size_t cap, const char *reason)
 {
-	(void)path;
 	snprintf(why, cap, "%s", reason);
 	return -1;
 }
@@ -105,11 +104,11 @@ static int take_file(struct mail_source *s, const char *path, struct send_record
 	snprintf(pos, pos_cap, "%s", path);
 	int mb = starts_as_mbox(path);
 	if (mb < 0)
-		return bad(why, why_cap, path, strerror(-mb));
+		return bad(why, why_cap, strerror(-mb));
 	if (mb) {
 		int rc = smtpbulk_mbox_open(path, &s->mbox);
 		if (rc)
-			return bad(why, why_cap, path, strerror(-rc));
+			return bad(why, why_cap, strerror(-rc));
 		snprintf(s->mbox_path, sizeof(s->mbox_path), "%s", path);
 		return 2;
 	}
@@ -122,10 +121,10 @@ static int take_file(struct mail_source *s, const char *path, struct send_record
 	*hash = smtpbulk_hash64(data, len);
 	free(data);
 	if (rc)
-		return bad(why, why_cap, path, smtpbulk_strerror(rc));
+		return bad(why, why_cap, smtpbulk_strerror(rc));
 	if (to_record(&m, pos, r)) {
 		smtpbulk_mailfile_free(&m);
-		return bad(why, why_cap, path, "out of memory");
+		return bad(why, why_cap, "out of memory");
 	}
 	return 0;
 }
@@ -143,7 +142,7 @@ static int next_in_mbox(struct mail_source *s, struct send_record *r, uint64_t *
 	}
 	snprintf(pos, pos_cap, "%s#%llu", s->mbox_path, (unsigned long long)index);
 	if (rc)
-		return bad(why, why_cap, pos, smtpbulk_strerror(rc));
+		return bad(why, why_cap, smtpbulk_strerror(rc));
 	if (m.len > s->max_size) {
 		snprintf(why, why_cap, "%zu bytes, more than --max-size %zu", m.len, s->max_size);
 		smtpbulk_mailfile_free(&m);
@@ -152,7 +151,7 @@ static int next_in_mbox(struct mail_source *s, struct send_record *r, uint64_t *
 	*hash = smtpbulk_hash64(m.data, m.len);
 	if (to_record(&m, pos, r)) {
 		smtpbulk_mailfile_free(&m);
-		return bad(why, why_cap, pos, "out of memory");
+		return bad(why, why_cap, "out of memory");
 	}
 	return 0;
 }
@@ -160,7 +159,7 @@ static int next_in_mbox(struct mail_source *s, struct send_record *r, uint64_t *
 static int open_dir(struct mail_source *s, const char *path, char *why, size_t why_cap)
 {
 	if (!(s->dir = opendir(path)))
-		return bad(why, why_cap, path, strerror(errno));
+		return bad(why, why_cap, strerror(errno));
 	snprintf(s->dir_path, sizeof(s->dir_path), "%s", path);
 	return 2;
 }
@@ -177,7 +176,7 @@ static int next_in_dir(struct mail_source *s, struct send_record *r, uint64_t *h
 		closedir(s->dir);
 		s->dir = NULL;
 		if (err)
-			return bad(why, why_cap, s->dir_path, strerror(err));
+			return bad(why, why_cap, strerror(err));
 		if (s->maildir == 1) { /* cur/ done: new/ */
 			char p[PATH_MAX];
 			s->maildir = 2;
@@ -193,7 +192,7 @@ static int next_in_dir(struct mail_source *s, struct send_record *r, uint64_t *h
 	char p[PATH_MAX];
 	if ((size_t)snprintf(p, sizeof(p), "%s/%s", s->dir_path, d->d_name) >= sizeof(p)) {
 		snprintf(pos, pos_cap, "%s/%s", s->dir_path, d->d_name);
-		return bad(why, why_cap, pos, "path too long");
+		return bad(why, why_cap, "path too long");
 	}
 	struct stat st;
 	if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
@@ -208,12 +207,12 @@ static int next_path(struct mail_source *s, struct send_record *r, uint64_t *has
 	snprintf(pos, pos_cap, "%s", path);
 	struct stat st;
 	if (stat(path, &st) != 0)
-		return bad(why, why_cap, path, strerror(errno));
+		return bad(why, why_cap, strerror(errno));
 	if (S_ISDIR(st.st_mode)) {
 		if (is_dir(path, "cur") && is_dir(path, "new")) {
 			char p[PATH_MAX];
 			if (strlen(path) >= sizeof(s->maildir_base))
-				return bad(why, why_cap, path, "path too long");
+				return bad(why, why_cap, "path too long");
 			snprintf(s->maildir_base, sizeof(s->maildir_base), "%s", path);
 			snprintf(p, sizeof(p), "%s/cur", path);
 			s->maildir = 1;
@@ -222,7 +221,7 @@ static int next_path(struct mail_source *s, struct send_record *r, uint64_t *has
 		return open_dir(s, path, why, why_cap);
 	}
 	if (!S_ISREG(st.st_mode))
-		return bad(why, why_cap, path, "not a regular file or a directory");
+		return bad(why, why_cap, "not a regular file or a directory");
 	return take_file(s, path, r, hash, pos, pos_cap, why, why_cap);
 }
 

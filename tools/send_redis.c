@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "smtpbulk_send.h"
+#include "u64_set.h"
 
 /* A finished entry's writes, queued by any thread, sent by the reading one. */
 struct op {
@@ -20,6 +21,7 @@ struct op {
 	char **fields; /* name, value, ...; NULL for a dead letter */
 	size_t n_fields;
 	char *why;     /* a dead letter's reason */
+	int packed;    /* fields and entry are one allocation (fields) */
 };
 
 struct redis_source {
@@ -41,8 +43,7 @@ struct redis_source {
 	pthread_mutex_t mu;
 	struct op *ops;
 	size_t n_ops, cap_ops;
-	uint64_t *held;           /* hashes of the entries in flight here (0 empty) */
-	size_t held_cap, held_used;
+	struct u64_set held;      /* hashes of the entries in flight here, until their XACK */
 	uint64_t acked, deadn;
 };
 
@@ -109,67 +110,6 @@ static redisContext *connect_to(const struct redis_target *t, unsigned cmd_timeo
 static uint64_t key_of(const char *entry)
 {
 	return smtpbulk_hash64(entry, strlen(entry));
-}
-
-static int held_add(struct redis_source *s, uint64_t k) /* under mu; 1 added, 0 there */
-{
-	if ((s->held_used + 1) * 2 > s->held_cap) {
-		size_t cap = s->held_cap ? s->held_cap * 2 : 1024;
-		uint64_t *n = calloc(cap, sizeof(*n));
-		if (!n)
-			return -1;
-		for (size_t i = 0; i < s->held_cap; i++)
-			if (s->held[i]) {
-				size_t j = (size_t)(s->held[i] * 0x9E3779B97F4A7C15ull) & (cap - 1);
-				while (n[j])
-					j = (j + 1) & (cap - 1);
-				n[j] = s->held[i];
-			}
-		free(s->held);
-		s->held = n;
-		s->held_cap = cap;
-	}
-	size_t m = s->held_cap - 1, j = (size_t)(k * 0x9E3779B97F4A7C15ull) & m;
-	while (s->held[j] && s->held[j] != k)
-		j = (j + 1) & m;
-	if (s->held[j])
-		return 0;
-	s->held[j] = k;
-	s->held_used++;
-	return 1;
-}
-
-static int held_has(struct redis_source *s, uint64_t k) /* under mu */
-{
-	if (!s->held_cap)
-		return 0;
-	size_t m = s->held_cap - 1, j = (size_t)(k * 0x9E3779B97F4A7C15ull) & m;
-	while (s->held[j] && s->held[j] != k)
-		j = (j + 1) & m;
-	return s->held[j] != 0;
-}
-
-static void held_del(struct redis_source *s, uint64_t k) /* under mu: backward shift */
-{
-	if (!s->held_cap)
-		return;
-	size_t m = s->held_cap - 1, j = (size_t)(k * 0x9E3779B97F4A7C15ull) & m;
-	while (s->held[j] && s->held[j] != k)
-		j = (j + 1) & m;
-	if (!s->held[j])
-		return;
-	s->held[j] = 0;
-	s->held_used--;
-	for (size_t i = (j + 1) & m; s->held[i]; i = (i + 1) & m) {
-		uint64_t x = s->held[i];
-		size_t home = (size_t)(x * 0x9E3779B97F4A7C15ull) & m;
-		/* x may move to j when j lies between its home and i (cyclically). */
-		if ((i > j && (home <= j || home > i)) || (i < j && home <= j && home > i)) {
-			s->held[j] = x;
-			s->held[i] = 0;
-			j = i;
-		}
-	}
 }
 
 /* ---- connection ----------------------------------------------------------------- */
@@ -333,7 +273,8 @@ static int fetch(struct redis_source *s, size_t max, int block_ms)
 			s->own_done = 1;
 		else {
 			redisReply *last = s->entries[s->n_entries - 1];
-			if (last->type == REDIS_REPLY_ARRAY && last->elements >= 1)
+			if (last->type == REDIS_REPLY_ARRAY && last->elements >= 1 &&
+			    last->element[0]->type == REDIS_REPLY_STRING)
 				snprintf(s->own_cursor, sizeof(s->own_cursor), "%s", last->element[0]->str);
 		}
 	}
@@ -422,7 +363,7 @@ int redis_source_next(struct redis_source *s, size_t max, int block_ms, char **l
 		snprintf(entry, cap, "%s", e->element[0]->str);
 		uint64_t k = key_of(entry);
 		pthread_mutex_lock(&s->mu);
-		int ours = held_has(s, k);
+		int ours = u64_set_has(&s->held, k);
 		pthread_mutex_unlock(&s->mu);
 		if (ours)
 			continue; /* claimed back while still in flight here: already going */
@@ -442,7 +383,7 @@ int redis_source_next(struct redis_source *s, size_t max, int block_ms, char **l
 		if (to_line(entry, fields, line, why, why_cap))
 			return -1;
 		pthread_mutex_lock(&s->mu);
-		held_add(s, k);
+		u64_set_add(&s->held, k);
 		pthread_mutex_unlock(&s->mu);
 		return 0;
 	}
@@ -471,16 +412,22 @@ static void queue_op(struct redis_source *s, struct op *op)
 void redis_source_done(struct redis_source *s, const char *entry, const char *const *fields,
 		       size_t n_fields)
 {
-	struct op op = {.entry = strdup(entry), .fields = calloc(n_fields ? n_fields : 1,
-								    sizeof(char *)),
-			.n_fields = n_fields};
-	if (!op.entry || !op.fields) {
-		free(op.entry);
-		free(op.fields);
-		return;
-	}
+	/* One allocation per finished message: the pointers, then the strings. */
+	size_t total = strlen(entry) + 1;
 	for (size_t i = 0; i < n_fields; i++)
-		op.fields[i] = strdup(fields[i] ? fields[i] : "");
+		total += strlen(fields[i] ? fields[i] : "") + 1;
+	char **f = malloc((n_fields + 1) * sizeof(char *) + total);
+	if (!f)
+		return; /* its entry stays pending: delivered again, not lost */
+	char *w = (char *)(f + n_fields + 1);
+	for (size_t i = 0; i <= n_fields; i++) {
+		const char *v = i < n_fields ? (fields[i] ? fields[i] : "") : entry;
+		size_t len = strlen(v) + 1;
+		memcpy(w, v, len);
+		f[i] = w;
+		w += len;
+	}
+	struct op op = {.entry = f[n_fields], .fields = f, .n_fields = n_fields, .packed = 1};
 	queue_op(s, &op);
 }
 
@@ -497,10 +444,9 @@ void redis_source_dead(struct redis_source *s, const char *entry, const char *wh
 
 static void op_free(struct op *op)
 {
-	for (size_t i = 0; op->fields && i < op->n_fields; i++)
-		free(op->fields[i]);
+	if (!op->packed)
+		free(op->entry); /* a dead letter's: its own */
 	free(op->fields);
-	free(op->entry);
 	free(op->why);
 }
 
@@ -559,7 +505,7 @@ int redis_source_flush(struct redis_source *s)
 		if (ops[i].why)
 			s->deadn++;
 		s->acked++;
-		held_del(s, key_of(ops[i].entry));
+		u64_set_del(&s->held, key_of(ops[i].entry));
 	}
 	pthread_mutex_unlock(&s->mu);
 	for (size_t i = 0; i < n; i++)
@@ -629,7 +575,7 @@ void redis_source_close(struct redis_source *s)
 	for (size_t i = 0; i < s->n_ops; i++)
 		op_free(&s->ops[i]);
 	free(s->ops);
-	free(s->held);
+	u64_set_free(&s->held);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
