@@ -492,12 +492,17 @@ int redis_source_flush(struct redis_source *s)
 		redisAppendCommandArgv(s->c, 4, ack, NULL);
 		sent++;
 	}
+	int said = 0;
 	for (size_t i = 0; i < sent * 2; i++) {
 		void *r = NULL;
 		if (redisGetReply(s->c, &r) != REDIS_OK || !r) {
 			went_down(s);
 			goto put_back; /* all again: an XADD twice, an XACK twice, are harmless */
 		}
+		redisReply *rr = r;
+		if (rr->type == REDIS_REPLY_ERROR && !said++) /* e.g. the key is no stream */
+			fprintf(stderr, "smtpbulk send: redis: %s refused: %s\n",
+				i % 2 ? "XACK" : "a result's XADD", rr->str);
 		freeReplyObject(r);
 	}
 	pthread_mutex_lock(&s->mu);
