@@ -106,7 +106,7 @@ int smtpbulk_submit_batch(smtpbulk_t *sb, const smtpbulk_message_t *msgs, size_t
 
 int smtpbulk_poll(smtpbulk_t *sb, smtpbulk_result_t **out, int timeout_ms)
 {
-	if (!sb || !out || sb->opts.on_result || sb->opts.discard_results)
+	if (!sb || !out || sb->opts.on_result || sb->opts.discard_results || sb->evq)
 		return -EINVAL;
 	*out = NULL;
 	return sb_engine_poll(sb, out, timeout_ms);

@@ -102,6 +102,11 @@ unsigned conn_host(const struct sb_conn *c)
 	return c->sess.host_idx;
 }
 
+unsigned conn_index(const struct sb_conn *c)
+{
+	return c->sess.conn_idx;
+}
+
 int conn_closed(const struct sb_conn *c)
 {
 	return c->fd < 0 && c->inflight == 0;
@@ -1272,6 +1277,12 @@ int conn_pull(struct sb_conn *c)
 }
 
 /* ---- the watchdog, global hangs and the stop --------------------------------------- */
+
+void conn_act(struct sb_conn *c, int code)
+{
+	apply(c, code);
+	conn_sync(c); /* as after a callback: a reconnect or an idle QUIT starts now */
+}
 
 void conn_check_hang(struct sb_conn *c)
 {

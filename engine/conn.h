@@ -74,6 +74,11 @@ struct conn_env {
 int conn_new(struct conn_env *env, unsigned h, unsigned k, unsigned slot, struct sb_conn **out);
 void conn_free(struct sb_conn *c);
 unsigned conn_host(const struct sb_conn *c);
+/* Its index within its host. */
+unsigned conn_index(const struct sb_conn *c);
+/* Do what a callback returning code would have (smtpbulk_act(): a code the caller's
+ * thread gave later, taken by this connection's worker). */
+void conn_act(struct sb_conn *c, int code);
 
 /* Connect (or give up at once when the host's credentials were refused). */
 void conn_start(struct sb_conn *c);

@@ -291,7 +291,13 @@ int sb_engine_complete(smtpbulk_t *sb, struct sb_msg *msg, smtpbulk_status_t st,
 		code = sb_fire(sb, cb, &ev, host, host_idx, conn_idx);
 	}
 
-	if (sb->opts.on_result) {
+	if (sb->evq) {
+		msg->pool = NULL; /* the caller frees it, as a polled result */
+		if (sb_evq_push_result(sb->evq, &msg->res) != 0) {
+			sbq_enqueue(sb->done_queue, &msg->node); /* late, not lost */
+			sb_evq_spilled(sb->evq, +1);
+		}
+	} else if (sb->opts.on_result) {
 		sb->opts.on_result(&msg->res, sb->opts.result_arg);
 		sb_msg_free(msg);
 	} else if (sb->opts.discard_results) {

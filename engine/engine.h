@@ -15,6 +15,9 @@
  * | host->lat[w]                       | worker w records; anyone reads (stats)           |
  * | host->tls_session                  | any worker of the host, under host->tls_lock     |
  * | host->cmds (one-off commands)      | callers push, the host's workers pop; its lock   |
+ * | host->codes[k], codes_pending      | smtpbulk_act() stores (any thread); the worker   |
+ * |                                    | of connection k takes and applies (exchange)     |
+ * | evq (smtpbulk_event_queue())       | set before start; its list under its own lock    |
  * | wake_fds                           | set at create; any thread writes (wake)          |
  * | counters (_Atomic)                 | everyone, atomically                              |
  * | lock/conds                         | submitters waiting for room, drainers, pollers   |
@@ -30,6 +33,7 @@
 #include <sys/socket.h>
 
 #include "cmd_handoff.h"
+#include "event_queue.h"
 #include "latency_hist.h"
 #include "message.h"
 #include "pacer.h"
@@ -101,6 +105,8 @@ struct sb_host {
 	/* One-off commands (smtpbulk_command()) waiting for a ready connection of the
 	 * host: callers push, any of the host's workers pops (cmd_handoff.h). */
 	struct sb_cmd_list cmds;
+	/* Callback codes given later (smtpbulk_act()), one slot per connection: 0 none. */
+	_Atomic int *codes;       /* [connections] */
 };
 
 struct smtpbulk {
@@ -109,7 +115,11 @@ struct smtpbulk {
 	size_t n_hosts;
 	struct sbq *any_queue;    /* messages for any host */
 	_Atomic uint64_t any_epoch; /* bumped when any_queue turns non-empty */
-	struct sbq *done_queue;   /* results for smtpbulk_poll() */
+	struct sbq *done_queue;   /* results for smtpbulk_poll() (and, with evq, results
+	                             that found no memory for a queue item) */
+	struct sb_evq *evq;       /* smtpbulk_event_queue(): results and events go there
+	                             (event_queue.h); NULL: none. Set before start */
+	_Atomic unsigned codes_pending; /* host->codes slots set and not yet taken */
 	struct sb_msg_pool *msg_pool; /* message blocks, recycled (any thread) */
 	struct latency_hist *lat_other; /* latency of results no connection had (any thread) */
 	struct WOLFSSL_CTX *tls_ctx; /* one for the engine, NULL when no host uses TLS;

@@ -342,10 +342,12 @@ static int setup_host(smtpbulk_t *sb, struct sb_host *h, const smtpbulk_host_t *
 	if ((h->conn_ctr = aligned_alloc(alignof(struct sb_conn_counters), nc * sizeof(*h->conn_ctr))))
 		memset(h->conn_ctr, 0, nc * sizeof(*h->conn_ctr));
 	h->lat = calloc(sb->n_workers, sizeof(*h->lat));
+	h->codes = calloc(nc, sizeof(*h->codes));
 	/* Logs name a host by name, and by name:port when the port is not 25. */
 	size_t ll = strlen(in->host) + 8;
 	h->label = malloc(ll);
-	if (!h->name || !h->hello || !h->on_worker || !h->label || !h->conn_ctr || !h->lat)
+	if (!h->name || !h->hello || !h->on_worker || !h->label || !h->conn_ctr || !h->lat ||
+	    !h->codes)
 		return -ENOMEM;
 	if (h->port == DEFAULT_PORT)
 		snprintf(h->label, ll, "%s", in->host);
@@ -540,6 +542,14 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 	if (!(sb->msg_pool = sb_msg_pool_new(4u << 20)) ||
 	    !(sb->lat_other = calloc(1, sizeof(*sb->lat_other))))
 		goto fail;
+	/* The event queue before the workers: connections pick their ops by cbs.read. */
+	if (opts->event_queue) {
+		rc = -EINVAL; /* one taker for results and events, never half and half */
+		if (opts->callbacks || opts->on_result || opts->discard_results ||
+		    (rc = sb_evq_new(opts->event_queue_kinds, &sb->evq)) != 0)
+			goto fail;
+		sb_evq_install(sb->evq, &sb->cbs);
+	}
 	if ((rc = sbq_create(&sb->any_queue)) != 0 || (rc = sbq_create(&sb->done_queue)) != 0 ||
 	    (rc = setup_workers(e, opts, cpus, ncpu)) != 0)
 		goto fail;
@@ -758,6 +768,7 @@ static void free_host(struct sb_host *h)
 	free(h->hello);
 	free(h->on_worker);
 	free(h->conn_ctr);
+	free(h->codes);
 	free(h->lat);
 	free(h->meters);
 	for (size_t i = 0; i < h->n_src; i++)
@@ -802,6 +813,7 @@ void sb_engine_destroy(smtpbulk_t *sb)
 	}
 	sbq_destroy(sb->done_queue);
 	sbq_destroy(sb->any_queue);
+	sb_evq_free(sb->evq); /* what the caller did not take; items it holds live on */
 	for (size_t h = 0; sb->hosts && h < sb->n_hosts; h++)
 		free_host(&sb->hosts[h]);
 	for (size_t i = 0; sb->throttle_patterns && sb->throttle_patterns[i]; i++)

@@ -4,7 +4,8 @@
  * uv_run:
  *   1. the stop, when the engine stops;
  *   2. parked connections whose batch is over come back (only while some are parked);
- *   3. feed: idle connections of hosts with queued messages pull them;
+ *   3. codes the caller gave later (smtpbulk_act()), then feed: idle connections of
+ *      hosts with queued messages pull them;
  *   4. timers: 4xx retries and reconnects that are due; the time to the next one;
  *   5. submit everything and wait in one call, then dispatch the completions;
  *   6. the watchdog's verdicts (hung connections, global hangs) — after the
@@ -77,6 +78,28 @@ static void take_verdicts(struct sb_worker *w)
 					sb, sb->hosts[h].queue, SMTPBULK_TIMED_OUT, SMTPBULK_ETIMEDOUT);
 		w->env.queue_busy |= sb_engine_fail_queue(sb, sb->any_queue, SMTPBULK_TIMED_OUT,
 							  SMTPBULK_ETIMEDOUT);
+	}
+}
+
+/* ---- codes given later (smtpbulk_act()) -------------------------------------------- */
+
+/* A code for one of this worker's connections: taken (so no other worker sees it) and
+ * applied as the callback's return would have been. One load per turn when none. */
+static void take_codes(struct sb_worker *w)
+{
+	struct smtpbulk *sb = w->sb;
+	if (!atomic_load_explicit(&sb->codes_pending, memory_order_acquire))
+		return;
+	for (unsigned i = 0; i < w->n_conns; i++) {
+		struct sb_conn *c = w->conns[i];
+		_Atomic int *slot = &sb->hosts[conn_host(c)].codes[conn_index(c)];
+		if (!atomic_load_explicit(slot, memory_order_relaxed))
+			continue;
+		int code = atomic_exchange(slot, 0);
+		if (code) {
+			atomic_fetch_sub(&sb->codes_pending, 1);
+			conn_act(c, code);
+		}
 	}
 }
 
@@ -227,6 +250,7 @@ static void *worker_main(void *arg)
 		} else {
 			if (env->n_parked)
 				conn_env_unpark(env);
+			take_codes(w);
 			feed(w);
 		}
 		uint64_t next = conn_env_timers(env);

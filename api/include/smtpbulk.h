@@ -361,6 +361,8 @@ typedef enum smtpbulk_event_kind {
 	SMTPBULK_EV_GLOBAL_HANG = 9,    /* no server answered for global_timeout_ms */
 	SMTPBULK_EV_READ = 10,          /* one reply line from a server */
 	SMTPBULK_EV_COMPLETE = 11,      /* everything submitted so far has its result */
+	SMTPBULK_EV_RESULT = 12,        /* smtpbulk_event_queue() only: a message's final
+	                                   result (it stands for pass and fail there) */
 } smtpbulk_event_kind_t;
 
 typedef struct smtpbulk_event {
@@ -554,6 +556,13 @@ typedef struct smtpbulk_options {
 	 * further transaction of the same message at once, not counted: the server takes
 	 * only so many per transaction (RFC 5321 §4.5.3.1.10). */
 	int retry_temp_rcpts;
+	/* Events and results through a file descriptor (added after 0.3.0; see
+	 * smtpbulk_event_fd()): nonzero, and callbacks, on_result and discard_results
+	 * unset, makes every result and each seed event whose kind is in
+	 * event_queue_kinds (1u << SMTPBULK_EV_*; SMTPBULK_EVENTS_ALL) wait in one queue
+	 * for the caller's thread instead of calling anything on a worker. */
+	int event_queue;
+	unsigned event_queue_kinds;
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */
@@ -745,6 +754,50 @@ int smtpbulk_command(smtpbulk_t *sb, const char *host, smtpbulk_cmd_t cmd, const
 		     int timeout_ms, smtpbulk_command_reply_t **out);
 /** Free a reply from smtpbulk_command(). NULL is ignored. */
 void smtpbulk_command_reply_free(smtpbulk_command_reply_t *reply);
+
+/*
+ * Events and results through a file descriptor, for callers whose code must run on a
+ * thread of their own (an interpreter, an event loop): nothing of theirs is called on
+ * a worker. With options.event_queue, every message's result and each seed event of
+ * the kinds in options.event_queue_kinds is queued in the order it happened; the
+ * descriptor smtpbulk_event_fd() gives is readable while the queue is not empty (watch
+ * it with poll(), epoll, AnyEvent's io watcher...; do not read or close it), and
+ * smtpbulk_event_next() takes one item at a time. smtpbulk_poll() is not used then.
+ *
+ * Pass and fail are not queued as events: a message's SMTPBULK_EV_RESULT item stands
+ * for them (delivered or partial: pass; anything else: fail). What a callback would
+ * have returned is given with smtpbulk_act(): it takes effect when the connection's
+ * worker next turns (at once, for an idle one), after what that connection already
+ * has in flight (codes 1xx) or by closing it (2xx) as the callback codes describe —
+ * later than a callback's own return would, by the time the caller took to handle
+ * the item. The queue holds what the caller has not taken yet: results are bounded
+ * by the messages submitted, events by what happened meanwhile (READ: every line).
+ */
+typedef struct smtpbulk_queued_event {
+	smtpbulk_event_t ev;        /* kind and what it names: its host lives until
+	                               smtpbulk_destroy(); its line (READ) is
+	                               NUL-terminated and lives with the item; message
+	                               is result */
+	smtpbulk_result_t *result;  /* SMTPBULK_EV_RESULT: the message's result, freed with
+	                               the item; NULL for the other kinds */
+} smtpbulk_queued_event_t;
+
+#define SMTPBULK_EVENTS_ALL ((1u << SMTPBULK_EV_RESULT) - 1u) /* every seed event kind */
+
+/** The queue's descriptor (>= 0), or -EINVAL when options.event_queue was not set. */
+int smtpbulk_event_fd(const smtpbulk_t *sb);
+/** The oldest queued item in *out: 1; 0 when none came within timeout_ms (0: do not
+ *  wait; -1: wait as long as it takes); -EINVAL without a queue, -ENOMEM (try again:
+ *  nothing is lost). One thread at a time.
+ *  Free the item with smtpbulk_event_free(). */
+int smtpbulk_event_next(smtpbulk_t *sb, smtpbulk_queued_event_t **out, int timeout_ms);
+/** Free an item (and its result). NULL is ignored. May outlive smtpbulk_destroy(). */
+void smtpbulk_event_free(smtpbulk_queued_event_t *item);
+/** Do to connection `connection` of host `host_index` (as an event or result named
+ *  them) what a callback returning code would have (SMTPBULK_CB_*); a code not yet
+ *  applied is replaced by a later one. 0, or -EINVAL (no such connection, or code is
+ *  none of SMTPBULK_CB_*), SMTPBULK_ESTOPPED (the engine is not running). Any thread. */
+int smtpbulk_act(smtpbulk_t *sb, int host_index, int connection, int code);
 
 typedef struct smtpbulk_counters {
 	uint64_t submitted;     /* messages accepted by smtpbulk_submit() */
