@@ -14,6 +14,7 @@ packages=(
   libmicrohttpd-dev curl                             # send --metrics over HTTP; curl scrapes it in tests
   help2man groff-base                                # man pages from --help, and their check
   libhiredis-dev redis-server                        # send --source redis://: Redis Streams, and its test peer
+  libperl-dev libanyevent-perl                       # the Perl module (bindings/perl), and its AnyEvent test
   libgtest-dev                                       # tests
   postfix                                            # smtp-sink, smtp-source: test peers
   python3-aiosmtpd openssl                            # TLS/AUTH test peer, test certs
