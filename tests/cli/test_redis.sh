@@ -6,8 +6,9 @@
 # killed and restarted mid-run, nothing lost; an entry delivered too often
 # dead-lettered; 3 consumers with --shared-limits at 600/s in all, measured at the
 # sink; the heartbeat: a slow server (aiosmtpd) holding a consumer's entries in flight
-# well past --claim-idle, a second consumer claiming none of them; enqueue's and send's
-# usage errors.
+# well past --claim-idle, a second consumer claiming none of them; the journal on the
+# Redis path: what has a final line acknowledged (already_final), not sent again, a
+# changed record dead-lettered; enqueue's and send's usage errors.
 # usage: test_redis.sh SMTPBULK AIOSMTPD_PEER
 set -uo pipefail
 bin=$1 peer=$2
@@ -75,6 +76,15 @@ PY
 pending() { rcli XPENDING "$1" "$2" | head -1; }
 # how many entries of STREAM GROUP are pending for CONSUMER
 pending_of() { rcli --raw XPENDING "$1" "$2" - + 100000 "$3" | grep -cE '^[0-9]+-[0-9]+$'; }
+# STREAM:results entries whose status is STATUS
+results_with() {
+  rcli --raw XRANGE "$1:results" - + > "$tmp/results.txt"
+  py "$tmp/results.txt" "$2" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+print(sum(1 for i in range(len(lines) - 1) if lines[i] == "status" and lines[i + 1] == sys.argv[2]))
+PY
+}
 # until CMD succeeds (0), or 1 after SECONDS
 wait_until() {
   local end=$((SECONDS + $1)); shift
@@ -289,6 +299,42 @@ print(f"  heartbeat: A sent {sub[0]}, B {sub[1]}", file=sys.stderr)
 sys.exit(0 if sum(sub) == int(sys.argv[2]) and sub[0] >= int(sys.argv[3]) else 1)
 PY
 kill -TERM "$hpid"; wait "$hpid" 2>/dev/null
+
+# ---- the journal on the Redis path: final lines acknowledged, not sent again ----------
+J=50
+make_manifest "$tmp/j.jsonl" $J j
+"$bin" enqueue --to "redis://127.0.0.1:$rport/jr" "$tmp/j.jsonl" 2>/dev/null
+jsend() { # journal-or-empty: send what jr holds (status_is's output in $tmp/out, err)
+  "$bin" send -q --source "redis://127.0.0.1:$rport/jr" --group g --consumer j1 \
+    ${1:+--journal "$1"} --exit-when-done "127.0.0.1:$sink_port"
+}
+start_sink
+check "journal: the first run delivers all" status_is 0 jsend "$tmp/jr.journal"
+stop_sink
+check "journal: the sink took $J" [ "$(sink_messages)" -eq $J ]
+# The same records again, and one more with a used id (j0) and another body.
+"$bin" enqueue --to "redis://127.0.0.1:$rport/jr" "$tmp/j.jsonl" 2>/dev/null
+py "$tmp/j0.jsonl" <<'PY'
+import json, sys
+open(sys.argv[1], "w").write(json.dumps({"id": "j0", "from": "a@example.com", "to": ["j0@example.org"],
+                                         "raw": "Subject: 0\n\nhello again, changed\n"}) + "\n")
+PY
+"$bin" enqueue --to "redis://127.0.0.1:$rport/jr" "$tmp/j0.jsonl" 2>/dev/null
+check "journal: the stream holds both rounds" [ "$(rcli XLEN jr)" -eq $((2 * J + 1)) ]
+start_sink
+check "journal: the second run, same journal: a changed record (status 4)" status_is 4 jsend "$tmp/jr.journal"
+stop_sink
+check "journal: the sink took none of them again" [ "$(sink_messages)" -eq 0 ]
+check "journal: $J results already_final" [ "$(results_with jr already_final)" -eq $J ]
+check "journal: the changed one dead-lettered with its reason" bash -c "[ \"\$(/usr/bin/redis-cli -p $rport XLEN jr:dead)\" -eq 1 ] && /usr/bin/redis-cli -p $rport --raw XRANGE jr:dead - + | grep -q 'the record changed since its final line in the journal'"
+check "journal: nothing pending" [ "$(pending jr g)" -eq 0 ]
+# The control: the same entries without the journal are sent again (what kept them
+# back above is the journal, not the group).
+"$bin" enqueue --to "redis://127.0.0.1:$rport/jr" "$tmp/j.jsonl" 2>/dev/null
+start_sink
+check "journal: without --journal the same entries go again" status_is 0 jsend ""
+stop_sink
+check "journal: ... and the sink takes them ($(sink_messages))" [ "$(sink_messages)" -eq $J ]
 
 echo "redis: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]
