@@ -45,6 +45,19 @@ struct redis_source {
 	size_t n_ops, cap_ops;
 	struct u64_set held;      /* hashes of the entries in flight here, until their XACK */
 	uint64_t acked, deadn;
+	/* The heartbeat's (reading thread only): the ids of the entries handed out here, a
+	 * superset of held's (an id acknowledged since goes at the next compaction; one
+	 * twice, too), less those another consumer took; renewed every hb_ms. */
+	struct hb_id *hb;
+	size_t n_hb, cap_hb;
+	unsigned hb_ms;
+	uint64_t hb_at_ns;
+	int said_hb;              /* the script's refusal, said once */
+};
+
+/* A stream id ("MS-SEQ", 41 characters at most) as the heartbeat keeps it. */
+struct hb_id {
+	char id[48];
 };
 
 static uint64_t now_ns(void)
@@ -112,6 +125,59 @@ static uint64_t key_of(const char *entry)
 	return smtpbulk_hash64(entry, strlen(entry));
 }
 
+/* The heartbeat's list keeps what is still held, each once. */
+static void hb_compact(struct redis_source *s)
+{
+	struct u64_set seen = {0};
+	size_t w = 0;
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < s->n_hb; i++) {
+		uint64_t k = key_of(s->hb[i].id);
+		if (u64_set_has(&s->held, k) && u64_set_add(&seen, k) != 0) /* -1: kept twice */
+			s->hb[w++] = s->hb[i];
+	}
+	pthread_mutex_unlock(&s->mu);
+	s->n_hb = w;
+	u64_set_free(&seen);
+}
+
+/* An entry handed out here, or taken back while held: renewed from now on. The list is
+ * compacted before it grows, so it stays within twice what is held. */
+static void hb_add(struct redis_source *s, const char *entry)
+{
+	size_t len = strlen(entry);
+	if (len >= sizeof(s->hb[0].id))
+		return; /* no stream id: not Redis's */
+	if (s->n_hb == s->cap_hb) {
+		hb_compact(s);
+		if (s->n_hb * 2 >= s->cap_hb) {
+			size_t cap = s->cap_hb ? s->cap_hb * 2 : 256;
+			struct hb_id *n = realloc(s->hb, cap * sizeof(*n));
+			if (!n && s->n_hb == s->cap_hb)
+				return; /* not renewed: at worst claimed by another and sent twice */
+			if (n) {
+				s->hb = n;
+				s->cap_hb = cap;
+			}
+		}
+	}
+	memcpy(s->hb[s->n_hb++].id, entry, len + 1);
+}
+
+/* An entry another consumer has taken over (or acknowledged): no longer renewed. It
+ * stays held, so it is not handed out again here, and its result is still written and
+ * acknowledged when it ends (see redis_source_flush). */
+static void hb_drop(struct redis_source *s, const char *entry, size_t len)
+{
+	if (len >= sizeof(s->hb[0].id))
+		return;
+	for (size_t i = 0; i < s->n_hb; i++)
+		if (!strncmp(s->hb[i].id, entry, len) && !s->hb[i].id[len]) {
+			s->hb[i] = s->hb[--s->n_hb];
+			return;
+		}
+}
+
 /* ---- connection ----------------------------------------------------------------- */
 
 static void went_down(struct redis_source *s)
@@ -172,6 +238,7 @@ static int reconnect(struct redis_source *s)
 	snprintf(s->own_cursor, sizeof(s->own_cursor), "0");
 	s->said_down = 0;
 	s->backoff_ms = 0;
+	s->hb_at_ns = 0; /* what is held may have idled while Redis was away: renew it now */
 	return 0;
 }
 
@@ -186,6 +253,11 @@ int redis_source_open(const struct redis_options *o, struct redis_source **out, 
 	snprintf(s->dead, sizeof(s->dead), "%s:dead", o->target.stream);
 	snprintf(s->own_cursor, sizeof(s->own_cursor), "0");
 	snprintf(s->claim_cursor, sizeof(s->claim_cursor), "0-0");
+	/* Well below claim_idle (a third), so a renewal may come late or be skipped once
+	 * and still be in time; not more often than 5 times a second, and at least every
+	 * 10 s (one round trip each, whatever is held). */
+	s->hb_ms = o->claim_idle_ms / 3;
+	s->hb_ms = s->hb_ms < 200 ? 200 : s->hb_ms > 10000 ? 10000 : s->hb_ms;
 	pthread_mutex_init(&s->mu, NULL);
 	*out = s;
 	if (!(s->c = connect_to(&o->target, 5000)))
@@ -348,8 +420,17 @@ int redis_source_next(struct redis_source *s, size_t max, int block_ms, char **l
 				usleep((useconds_t)(block_ms > 100 ? 100 : block_ms) * 1000);
 				return 1;
 			}
+			/* A read that waits ends by the next heartbeat, which comes with the
+			 * caller's next flush. */
+			int block = block_ms;
+			uint64_t now = now_ns();
+			if (s->n_hb && block > 0) {
+				uint64_t due = s->hb_at_ns > now ? (s->hb_at_ns - now) / 1000000ull : 0;
+				if (due < (uint64_t)block)
+					block = due ? (int)due : 1; /* BLOCK 0 would be forever */
+			}
 			int was_own = !s->own_done;
-			if (fetch(s, max, block_ms))
+			if (fetch(s, max, block))
 				return 1;
 			if (!s->n_entries && was_own && s->own_done)
 				continue; /* our own pending ones are done: now the new ones */
@@ -365,8 +446,10 @@ int redis_source_next(struct redis_source *s, size_t max, int block_ms, char **l
 		pthread_mutex_lock(&s->mu);
 		int ours = u64_set_has(&s->held, k);
 		pthread_mutex_unlock(&s->mu);
-		if (ours)
-			continue; /* claimed back while still in flight here: already going */
+		if (ours) { /* claimed back while still in flight here: already going */
+			hb_add(s, entry); /* ours again (a duplicate goes at the next compaction) */
+			continue;
+		}
 		redisReply *fields = e->element[1];
 		if (fields->type != REDIS_REPLY_ARRAY) { /* deleted from the stream meanwhile */
 			redis_source_dead(s, entry, "the entry was deleted from the stream");
@@ -385,6 +468,7 @@ int redis_source_next(struct redis_source *s, size_t max, int block_ms, char **l
 		pthread_mutex_lock(&s->mu);
 		u64_set_add(&s->held, k);
 		pthread_mutex_unlock(&s->mu);
+		hb_add(s, entry);
 		return 0;
 	}
 }
@@ -450,7 +534,7 @@ static void op_free(struct op *op)
 	free(op->why);
 }
 
-int redis_source_flush(struct redis_source *s)
+static int flush_ops(struct redis_source *s)
 {
 	pthread_mutex_lock(&s->mu);
 	struct op *ops = s->ops;
@@ -488,6 +572,11 @@ int redis_source_flush(struct redis_source *s)
 			argv[argc++] = op->fields[f + 1];
 		}
 		redisAppendCommandArgv(s->c, argc, argv, NULL);
+		/* Acknowledged even when another consumer has claimed the entry meanwhile (its
+		 * heartbeat came too late, Redis was away): XACK does not check the owner, and
+		 * this result is final, so the entry is done; the other's copy may go out a
+		 * second time, and its own XACK then finds nothing. Not acknowledging would
+		 * leave it to the other, whose crash would send it a third time. */
 		const char *ack[] = {"XACK", s->o.target.stream, s->o.group, op->entry};
 		redisAppendCommandArgv(s->c, 4, ack, NULL);
 		sent++;
@@ -537,6 +626,94 @@ put_back:
 	return -1;
 }
 
+/* ---- heartbeat ---------------------------------------------------------------------- */
+
+/* The entries still in flight here keep their idle time low, so no other consumer's
+ * XAUTOCLAIM takes them however long they take. Each id is renewed only while it is
+ * this consumer's (XPENDING's owner), all in one script, so a claim by another that
+ * came first is never undone (a bare XCLAIM would take it back: it does not check the
+ * owner). XCLAIM with min-idle 0 sets the idle time to 0; JUSTID leaves the delivery
+ * count alone (--max-deliveries counts deliveries, not renewals). Returns {renewed,
+ * the ids no longer ours...}. */
+static const char renew_lua[] =
+	"local lost = {}\n"
+	"local n = 0\n"
+	"for i = 3, #ARGV do\n"
+	"  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)\n"
+	"  if p[1] and p[1][2] == ARGV[2] then\n"
+	"    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')\n"
+	"    n = n + 1\n"
+	"  else\n"
+	"    lost[#lost + 1] = ARGV[i]\n"
+	"  end\n"
+	"end\n"
+	"table.insert(lost, 1, n)\n"
+	"return lost\n";
+
+/* ids per script call: each call holds Redis for a bounded time (two commands an id). */
+enum { HB_CHUNK = 256 };
+
+/* Every hb_ms, one pipelined round trip: the held ids, and those read but not handed out
+ * yet, HB_CHUNK at a time. Redis down: skipped until the next interval (never a
+ * reconnect here, so it costs no wait). Returns how many were renewed, -1 skipped. */
+static long long heartbeat(struct redis_source *s)
+{
+	uint64_t now = now_ns();
+	if (now < s->hb_at_ns)
+		return -1;
+	s->hb_at_ns = now + (uint64_t)s->hb_ms * 1000000ull;
+	if (!s->c)
+		return -1;
+	hb_compact(s);
+	size_t n_buf = redis_source_buffered(s), total = s->n_hb + n_buf, calls = 0, k = 0;
+	if (!total)
+		return 0;
+	const char *argv[6 + HB_CHUNK] = {"EVAL", renew_lua, "1", s->o.target.stream, s->o.group,
+					  s->o.consumer};
+	for (size_t i = 0; i < total; i++) {
+		if (i < s->n_hb) {
+			argv[6 + k++] = s->hb[i].id;
+		} else {
+			redisReply *e = s->entries[s->next + (i - s->n_hb)];
+			if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 &&
+			    e->element[0]->type == REDIS_REPLY_STRING)
+				argv[6 + k++] = e->element[0]->str;
+		}
+		if (k && (k == HB_CHUNK || i + 1 == total)) {
+			redisAppendCommandArgv(s->c, 6 + (int)k, argv, NULL);
+			calls++;
+			k = 0;
+		}
+	}
+	long long renewed = 0;
+	for (size_t i = 0; i < calls; i++) {
+		void *v = NULL;
+		if (redisGetReply(s->c, &v) != REDIS_OK || !v) {
+			went_down(s);
+			return -1;
+		}
+		redisReply *r = v;
+		if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+		    r->element[0]->type == REDIS_REPLY_INTEGER) {
+			renewed += r->element[0]->integer;
+			for (size_t j = 1; j < r->elements; j++)
+				if (r->element[j]->type == REDIS_REPLY_STRING)
+					hb_drop(s, r->element[j]->str, r->element[j]->len);
+		} else if (r->type == REDIS_REPLY_ERROR && !s->said_hb++) {
+			fprintf(stderr, "smtpbulk send: redis: the heartbeat script: %s\n", r->str);
+		}
+		freeReplyObject(r);
+	}
+	return renewed;
+}
+
+int redis_source_flush(struct redis_source *s)
+{
+	int rc = flush_ops(s); /* first: what it acknowledges needs no renewal */
+	heartbeat(s);
+	return rc;
+}
+
 size_t redis_source_buffered(const struct redis_source *s)
 {
 	return s->n_entries > s->next ? s->n_entries - s->next : 0;
@@ -581,6 +758,7 @@ void redis_source_close(struct redis_source *s)
 		op_free(&s->ops[i]);
 	free(s->ops);
 	u64_set_free(&s->held);
+	free(s->hb);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }

@@ -14,8 +14,11 @@
  * which goes first to STREAM:results (XADD MAXLEN ~); an entry that cannot be parsed,
  * or was delivered more than max_deliveries times, goes to STREAM:dead with its reason
  * before its XACK, so a crash repeats rather than loses. On start the consumer takes
- * its own pending entries (id 0) first, then new ones (>); every claim_ms it takes over
- * entries idle longer than claim_idle_ms from other consumers (XAUTOCLAIM). Redis gone:
+ * its own pending entries (id 0) first, then new ones (>); once a second it takes over
+ * entries idle longer than claim_idle_ms from other consumers (XAUTOCLAIM). Its own in
+ * flight, however long they take, are not: a heartbeat (at each flush, every third of
+ * claim_idle_ms, 0.2-10 s) sets their idle time to 0, each only while it is still this
+ * consumer's (a Lua script: XPENDING's owner, then XCLAIM JUSTID). Redis gone:
  * what is held goes on sending, the connection is tried again with a backoff, and the
  * acknowledgements wait; nothing unfinished is ever acknowledged.
  */
@@ -68,7 +71,9 @@ void redis_source_done(struct redis_source *s, const char *entry, const char *co
 /* An entry that cannot be sent: to STREAM:dead with why, then acknowledged. */
 void redis_source_dead(struct redis_source *s, const char *entry, const char *why);
 
-/* Send what waits (results, dead letters, acknowledgements), pipelined. Reading thread.
+/* Send what waits (results, dead letters, acknowledgements), pipelined, and renew the
+ * entries in flight when the heartbeat is due (skipped while Redis is down). Reading
+ * thread; call it at least every few hundred milliseconds while anything is in flight.
  * 0, or -1 (Redis down: they wait for the next flush). */
 int redis_source_flush(struct redis_source *s);
 

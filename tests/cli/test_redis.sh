@@ -5,10 +5,13 @@
 # mid-run, its entries taken over, duplicates within its in-flight bound; redis-server
 # killed and restarted mid-run, nothing lost; an entry delivered too often
 # dead-lettered; 3 consumers with --shared-limits at 600/s in all, measured at the
-# sink; enqueue's and send's usage errors.
-# usage: test_redis.sh SMTPBULK
+# sink; the heartbeat: a slow server (aiosmtpd) holding a consumer's entries in flight
+# well past --claim-idle, a second consumer claiming none of them; the journal on the
+# Redis path: what has a final line acknowledged (already_final), not sent again, a
+# changed record dead-lettered; enqueue's and send's usage errors.
+# usage: test_redis.sh SMTPBULK AIOSMTPD_PEER
 set -uo pipefail
-bin=$1
+bin=$1 peer=$2
 fails=0 passes=0
 tmp=$(mktemp -d)
 pids=()
@@ -71,6 +74,31 @@ print(len(set(ids)), len(ids))
 PY
 }
 pending() { rcli XPENDING "$1" "$2" | head -1; }
+# how many entries of STREAM GROUP are pending for CONSUMER
+pending_of() { rcli --raw XPENDING "$1" "$2" - + 100000 "$3" | grep -cE '^[0-9]+-[0-9]+$'; }
+# STREAM:results entries whose status is STATUS
+results_with() {
+  rcli --raw XRANGE "$1:results" - + > "$tmp/results.txt"
+  py "$tmp/results.txt" "$2" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+print(sum(1 for i in range(len(lines) - 1) if lines[i] == "status" and lines[i + 1] == sys.argv[2]))
+PY
+}
+# until CMD succeeds (0), or 1 after SECONDS
+wait_until() {
+  local end=$((SECONDS + $1)); shift
+  until "$@"; do [ $SECONDS -lt "$end" ] || return 1; sleep 0.05; done
+}
+# PID's exit status, or 124 once it has run SECONDS more (then it is killed)
+wait_bounded() {
+  local end=$((SECONDS + $2))
+  while kill -0 "$1" 2>/dev/null; do
+    [ $SECONDS -lt "$end" ] || { kill -9 "$1"; wait "$1" 2>/dev/null; return 124; }
+    sleep 0.05
+  done
+  wait "$1"
+}
 
 # ---- usage -------------------------------------------------------------------------
 check "enqueue --help" status_is 0 "$bin" enqueue --help
@@ -222,6 +250,91 @@ ok = max(per) <= (rate + burst) * 1.15 and max(pairs, default=0) <= (2 * rate + 
      and len(per) >= n // rate and (not full or min(full) >= rate * 0.8)
 sys.exit(0 if ok else 1)
 PY
+
+# ---- heartbeat: a slow server holds A's entries in flight past --claim-idle ----------
+# aiosmtpd answers each message 1.5 s late; A holds HBOUND entries on HSESS sessions, so
+# most wait 1.5-4.5 s for theirs, with --claim-idle 0.5. B starts once A holds them,
+# with the same --claim-idle: its XAUTOCLAIM (once a second) must find none of A's idle,
+# because A's heartbeat renews them. Without it, B takes A's waiting entries and the
+# server gets those messages twice.
+H=40 HSESS=4 HBOUND=12
+make_manifest "$tmp/h.jsonl" $H h
+"$bin" enqueue --to "redis://127.0.0.1:$rport/slow" "$tmp/h.jsonl" 2>/dev/null
+hport=$(free_port)
+/usr/bin/python3 "$peer" --port "$hport" --data-delay 1.5 --events "$tmp/hevents" >/dev/null 2>"$tmp/hpeer.err" &
+hpid=$!; pids+=("$hpid")
+check "aiosmtpd (1.5 s a message) up" wait_port "$hport"
+hb_send() { # consumer
+  "$bin" send --json --source "redis://127.0.0.1:$rport/slow" --group g --consumer "$1" \
+    --claim-idle 0.5 --exit-when-done --queue-bound $HBOUND -s $HSESS -P 1 \
+    "127.0.0.1:$hport" >"$tmp/$1.out" 2>"$tmp/$1.err" &
+}
+t0=$SECONDS
+hb_send ha; hpa=$!; pids+=("$hpa")
+holds_bound() { [ "$(pending_of slow g ha)" -ge $HBOUND ]; }
+check "heartbeat: A holds $HBOUND entries before B starts" wait_until 30 holds_bound
+hb_send hb; hpb=$!; pids+=("$hpb")
+wait_bounded "$hpa" 120; ra=$?
+wait_bounded "$hpb" 120; rb=$?
+echo "  heartbeat: both consumers done in $((SECONDS - t0)) s" >&2
+check "heartbeat: both consumers finished (A $ra, B $rb)" [ "$ra.$rb" = 0.0 ]
+check "heartbeat: nothing pending" [ "$(pending slow g)" -eq 0 ]
+check "heartbeat: one result per entry" [ "$(results_ids slow)" = "$H $H" ]
+check "heartbeat: the server got each message once" py "$tmp/hevents" $H <<'PY'
+import sys, collections
+seen = collections.Counter()
+for line in open(sys.argv[1]):
+    if line.startswith("DATA ") and "rcpts=" in line:
+        for r in line.split("rcpts=", 1)[1].strip().split(","): seen[r] += 1
+n = int(sys.argv[2])
+missing = [i for i in range(n) if seen[f"h{i}@example.org"] == 0]
+dups = sum(c - 1 for c in seen.values() if c > 1)
+print(f"  heartbeat: {dups} messages received twice, {len(missing)} never", file=sys.stderr)
+sys.exit(0 if not missing and dups == 0 else 1)
+PY
+check "heartbeat: A sent at least what it held, A and B $H in all" py "$tmp" $H $HBOUND <<'PY'
+import json, sys
+sub = [json.loads(open(f"{sys.argv[1]}/{c}.out").read().strip().splitlines()[-1])["submitted"] for c in ("ha", "hb")]
+print(f"  heartbeat: A sent {sub[0]}, B {sub[1]}", file=sys.stderr)
+sys.exit(0 if sum(sub) == int(sys.argv[2]) and sub[0] >= int(sys.argv[3]) else 1)
+PY
+kill -TERM "$hpid"; wait "$hpid" 2>/dev/null
+
+# ---- the journal on the Redis path: final lines acknowledged, not sent again ----------
+J=50
+make_manifest "$tmp/j.jsonl" $J j
+"$bin" enqueue --to "redis://127.0.0.1:$rport/jr" "$tmp/j.jsonl" 2>/dev/null
+jsend() { # journal-or-empty: send what jr holds (status_is's output in $tmp/out, err)
+  "$bin" send -q --source "redis://127.0.0.1:$rport/jr" --group g --consumer j1 \
+    ${1:+--journal "$1"} --exit-when-done "127.0.0.1:$sink_port"
+}
+start_sink
+check "journal: the first run delivers all" status_is 0 jsend "$tmp/jr.journal"
+stop_sink
+check "journal: the sink took $J" [ "$(sink_messages)" -eq $J ]
+# The same records again, and one more with a used id (j0) and another body.
+"$bin" enqueue --to "redis://127.0.0.1:$rport/jr" "$tmp/j.jsonl" 2>/dev/null
+py "$tmp/j0.jsonl" <<'PY'
+import json, sys
+open(sys.argv[1], "w").write(json.dumps({"id": "j0", "from": "a@example.com", "to": ["j0@example.org"],
+                                         "raw": "Subject: 0\n\nhello again, changed\n"}) + "\n")
+PY
+"$bin" enqueue --to "redis://127.0.0.1:$rport/jr" "$tmp/j0.jsonl" 2>/dev/null
+check "journal: the stream holds both rounds" [ "$(rcli XLEN jr)" -eq $((2 * J + 1)) ]
+start_sink
+check "journal: the second run, same journal: a changed record (status 4)" status_is 4 jsend "$tmp/jr.journal"
+stop_sink
+check "journal: the sink took none of them again" [ "$(sink_messages)" -eq 0 ]
+check "journal: $J results already_final" [ "$(results_with jr already_final)" -eq $J ]
+check "journal: the changed one dead-lettered with its reason" bash -c "[ \"\$(/usr/bin/redis-cli -p $rport XLEN jr:dead)\" -eq 1 ] && /usr/bin/redis-cli -p $rport --raw XRANGE jr:dead - + | grep -q 'the record changed since its final line in the journal'"
+check "journal: nothing pending" [ "$(pending jr g)" -eq 0 ]
+# The control: the same entries without the journal are sent again (what kept them
+# back above is the journal, not the group).
+"$bin" enqueue --to "redis://127.0.0.1:$rport/jr" "$tmp/j.jsonl" 2>/dev/null
+start_sink
+check "journal: without --journal the same entries go again" status_is 0 jsend ""
+stop_sink
+check "journal: ... and the sink takes them ($(sink_messages))" [ "$(sink_messages)" -eq $J ]
 
 echo "redis: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -10,7 +10,8 @@ it (MAILARG, RCPTARG): the tests assert on what the server saw. --dsn offers DSN
 (RFC 3461) and takes its parameters; --lmtp speaks LMTP (aiosmtpd's own LMTP class),
 answering after the data for each recipient: local parts starting lmtp-temp get 452,
 lmtp-perm 550, others 250; --unix listens on a unix-domain socket instead of --port.
---save-dir DIR keeps each message as it arrived. --max-rcpts N refuses recipients beyond N in a transaction the way Postfix's
+--save-dir DIR keeps each message as it arrived; --data-delay SEC answers each
+message's data that late (a slow server). --max-rcpts N refuses recipients beyond N in a transaction the way Postfix's
 smtpd_recipient_limit does (452 4.5.3); local parts starting greylist get 450 4.2.0 the
 first time each address is seen, tempfail always, rcpt-perm 550 5.1.1 (not under
 --lmtp, whose recipients answer after the data); DATA lines list the recipients.
@@ -57,6 +58,9 @@ p.add_argument("--refuse-first-token", action="store_true",
 p.add_argument("--max-rcpts", type=int, default=0,
                help="refuse recipients beyond this many per transaction (452 4.5.3)")
 p.add_argument("--save-dir", help="write each message received to DIR/N.eml (N from 1)")
+p.add_argument("--data-delay", type=float, default=0,
+               help="answer each message's data this many seconds late (a slow server; "
+                    "its DATA event is written on arrival)")
 p.add_argument("--events", required=True)
 args = p.parse_args()
 
@@ -144,6 +148,8 @@ class Handler:
                 f.write(envelope.original_content or envelope.content)
         event(f"DATA tls={int(is_tls(server, session))} bytes={len(envelope.content)} "
               f"rcpts={','.join(envelope.rcpt_tos)}")
+        if args.data_delay:
+            await asyncio.sleep(args.data_delay)  # this session only: the others go on
         if not args.lmtp:
             return "250 OK queued"
         # RFC 2033 §4.2: one reply per accepted recipient, in their order.
