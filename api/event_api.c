@@ -84,8 +84,6 @@ int smtpbulk_act(smtpbulk_t *sb, int host_index, int connection, int code)
 	}
 	if (!sb->started || atomic_load(&sb->stopping))
 		return SMTPBULK_ESTOPPED;
-	if (code == SMTPBULK_CB_DEFAULT)
-		return 0; /* carry on: what it does already */
 	/* Counted when the slot turns non-empty. The worker's exchange may come between
 	 * the two steps, so the count can dip below zero for a moment: it only ever
 	 * means "look", and settles. */

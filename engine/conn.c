@@ -152,11 +152,18 @@ static void unpark(struct sb_conn *c)
 		parked_remove(c);
 }
 
-/* Fire a connection event (not pass/fail: those come with results). */
+/* Fire a connection event (not pass/fail: those come with results). A queued event
+ * of a kind the caller holds for (event_queue.h) keeps the connection from new work
+ * until the caller's code comes (conn_act): as a callback's return would have. */
 static void fire(struct sb_conn *c, smtpbulk_event_cb cb, smtpbulk_event_t *ev)
 {
-	if (cb)
-		apply(c, sb_fire(c->env->sb, cb, ev, c->host, host_idx(c), conn_idx(c)));
+	if (!cb)
+		return;
+	int code = sb_fire(c->env->sb, cb, ev, c->host, host_idx(c), conn_idx(c));
+	const struct sb_evq *q = c->env->sb->evq;
+	if (q && (q->hold & (1u << ev->kind)))
+		c->pol.held = 1;
+	apply(c, code);
 }
 
 /* ---- the host's circuit breaker (host_breaker.h) ---------------------------------- */
@@ -866,6 +873,12 @@ void conn_start(struct sb_conn *c)
 	c->born_at = env->now;
 	c->ready_counted = 0;
 	c->cancelled = 0;
+	/* Held from the start when the caller holds for its coming readiness: the session
+	 * could take a message in the very read that makes it ready, before the event. */
+	const struct sb_evq *q = env->sb->evq;
+	if (q && (q->hold & (1u << (c->pol.ever_ready ? SMTPBULK_EV_RECONNECT_PASS
+						       : SMTPBULK_EV_CONNECT_PASS))))
+		c->pol.held = 1;
 	sess_connecting(&c->sess);
 	c->fd = socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
@@ -1280,6 +1293,10 @@ int conn_pull(struct sb_conn *c)
 
 void conn_act(struct sb_conn *c, int code)
 {
+	/* Whatever the code, the caller has spoken — about a ready connection: a code for
+	 * a connect_fail leaves one held for its next readiness held. */
+	if (c->ready_counted)
+		c->pol.held = 0;
 	apply(c, code);
 	conn_sync(c); /* as after a callback: a reconnect or an idle QUIT starts now */
 }

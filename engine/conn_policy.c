@@ -38,7 +38,7 @@ enum cpol_idle cpol_when_idle(const struct cpol *p, int stopping)
 	 * instead of waiting for work when stopping, removed or parked closed. */
 	if (stopping || p->removed || p->park == CPOL_PARK_CLOSED)
 		return CPOL_IDLE_QUIT;
-	return p->park == CPOL_PARK_OPEN ? CPOL_IDLE_WAIT : CPOL_IDLE_WORK;
+	return p->park == CPOL_PARK_OPEN || p->held ? CPOL_IDLE_WAIT : CPOL_IDLE_WORK;
 }
 
 enum cpol_next cpol_after_close(struct cpol *p)

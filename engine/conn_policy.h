@@ -41,6 +41,8 @@ struct cpol {
 	uint8_t reconnect_now; /* RECONNECT/RESTART: end now, reconnect without a pause */
 	uint8_t fresh_tls;     /* REMOVE_RESTART/RESTART: the next handshake does not resume */
 	uint8_t ever_ready;    /* was ready once: later readiness is a reconnect */
+	uint8_t held;          /* an event of it waits for the caller's code
+	                          (options.event_queue_hold): no new work until then */
 	uint64_t epoch;        /* the batch epoch when it parked */
 };
 
@@ -51,7 +53,7 @@ int cpol_apply(struct cpol *p, int code, uint64_t epoch);
 /* May the connection take a new message? */
 static inline int cpol_takes_work(const struct cpol *p)
 {
-	return !p->removed && !p->park && !p->reconnect_now;
+	return !p->removed && !p->park && !p->reconnect_now && !p->held;
 }
 
 /* The connection said QUIT because its server takes no more messages on it: once

@@ -11,7 +11,7 @@
 
 #include "message.h"
 
-int sb_evq_new(unsigned mask, struct sb_evq **out)
+int sb_evq_new(unsigned mask, unsigned hold, struct sb_evq **out)
 {
 	struct sb_evq *q = calloc(1, sizeof(*q));
 	if (!q)
@@ -25,6 +25,9 @@ int sb_evq_new(unsigned mask, struct sb_evq **out)
 	/* Pass and fail come as results; the result kind is not the caller's to pick. */
 	q->mask = mask & SMTPBULK_EVENTS_ALL &
 		  ~((1u << SMTPBULK_EV_PASS) | (1u << SMTPBULK_EV_FAIL));
+	q->hold = hold & q->mask &
+		  ((1u << SMTPBULK_EV_CONNECT_PASS) | (1u << SMTPBULK_EV_RECONNECT_PASS) |
+		   (1u << SMTPBULK_EV_AUTH_PASS));
 	pthread_mutex_init(&q->lock, NULL);
 	*out = q;
 	return 0;

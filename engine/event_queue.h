@@ -34,6 +34,8 @@ struct sb_evq_item {
 
 struct sb_evq {
 	unsigned mask;               /* 1u << kind for each event kind queued */
+	unsigned hold;               /* of those, the kinds whose connection waits for
+	                                smtpbulk_act() before it takes new work */
 	int fd;                      /* eventfd, non-blocking */
 	pthread_mutex_t lock;
 	struct sb_evq_item *head, *tail;
@@ -43,8 +45,9 @@ struct sb_evq {
 	                                sb_evq_spilled): they keep the descriptor readable */
 };
 
-/* A queue for the event kinds in mask. 0, -ENOMEM or -errno (eventfd). */
-int sb_evq_new(unsigned mask, struct sb_evq **out);
+/* A queue for the event kinds in mask, holding connections after those in hold
+ * (connect_pass, reconnect_pass, auth_pass only). 0, -ENOMEM or -errno (eventfd). */
+int sb_evq_new(unsigned mask, unsigned hold, struct sb_evq **out);
 /* Free an item popped from a queue, and its result. NULL is ignored. */
 void sb_evq_item_free(smtpbulk_queued_event_t *item);
 /* Wrap a spilled result into an item (NULL: no memory yet; the result stays the

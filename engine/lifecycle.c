@@ -546,7 +546,8 @@ int sb_engine_create(const smtpbulk_options_t *opts, smtpbulk_t **out)
 	if (opts->event_queue) {
 		rc = -EINVAL; /* one taker for results and events, never half and half */
 		if (opts->callbacks || opts->on_result || opts->discard_results ||
-		    (rc = sb_evq_new(opts->event_queue_kinds, &sb->evq)) != 0)
+		    (rc = sb_evq_new(opts->event_queue_kinds, opts->event_queue_hold,
+				      &sb->evq)) != 0)
 			goto fail;
 		sb_evq_install(sb->evq, &sb->cbs);
 	}

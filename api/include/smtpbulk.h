@@ -563,6 +563,11 @@ typedef struct smtpbulk_options {
 	 * for the caller's thread instead of calling anything on a worker. */
 	int event_queue;
 	unsigned event_queue_kinds;
+	/* Of those kinds, connect_pass, reconnect_pass and auth_pass only: after such an
+	 * event the connection takes no new message until smtpbulk_act() gives its code
+	 * (SMTPBULK_CB_DEFAULT to carry on), as if the callback were still running — so a
+	 * 101 from connect_pass keeps it from carrying anything, as the seed's would. */
+	unsigned event_queue_hold;
 } smtpbulk_options_t;
 
 /** Fill *opts with the defaults and set struct_size. */
@@ -794,8 +799,9 @@ int smtpbulk_event_next(smtpbulk_t *sb, smtpbulk_queued_event_t **out, int timeo
 /** Free an item (and its result). NULL is ignored. May outlive smtpbulk_destroy(). */
 void smtpbulk_event_free(smtpbulk_queued_event_t *item);
 /** Do to connection `connection` of host `host_index` (as an event or result named
- *  them) what a callback returning code would have (SMTPBULK_CB_*); a code not yet
- *  applied is replaced by a later one. 0, or -EINVAL (no such connection, or code is
+ *  them) what a callback returning code would have (SMTPBULK_CB_*), and release it
+ *  when an event_queue_hold event holds it; a code not yet applied is replaced by a
+ *  later one. 0, or -EINVAL (no such connection, or code is
  *  none of SMTPBULK_CB_*), SMTPBULK_ESTOPPED (the engine is not running). Any thread. */
 int smtpbulk_act(smtpbulk_t *sb, int host_index, int connection, int code);
 

@@ -184,6 +184,7 @@ sbx_new(class, opts_rv, hosts_rv)
 	o.no_pin = 1; /* a library in someone else's process: leave their CPUs be */
 	o.event_queue = 1;
 	o.event_queue_kinds = get_uint(aTHX_ ov, "event_kinds", SMTPBULK_EVENTS_ALL);
+	o.event_queue_hold = get_uint(aTHX_ ov, "event_hold", 0);
 	hosts = calloc((size_t)n, sizeof(*hosts));
 	sec = calloc((size_t)n, sizeof(*sec));
 	if (!hosts || !sec) {

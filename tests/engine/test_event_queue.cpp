@@ -8,6 +8,7 @@
 #include <chrono>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine_helpers.h"
@@ -238,4 +239,56 @@ TEST(EventQueue, ResultsLeftAtDestroyAreFreedAndTakenOnesOutliveIt) {
   }  // four results still queued: freed by destroy (asan would say otherwise)
   EXPECT_EQ(kept->result->status, SMTPBULK_DELIVERED);
   smtpbulk_event_free(kept);
+}
+
+// event_queue_hold: after a held connect_pass the connection takes nothing until the
+// caller's code comes, as if the callback were still running; 101 then keeps it from
+// ever carrying a message, 1 lets it carry on.
+TEST(EventQueue, HeldConnectPassWaitsForTheCode) {
+  for (int code : {SMTPBULK_CB_REMOVE, SMTPBULK_CB_DEFAULT}) {
+    PeerScript s;
+    ScriptedPeer peer(s);
+    TestEngine e(peer.port(), 1);
+    e.opts.on_result = nullptr;
+    e.opts.event_queue = 1;
+    e.opts.event_queue_kinds = 1u << SMTPBULK_EV_CONNECT_PASS;
+    e.opts.event_queue_hold = 1u << SMTPBULK_EV_CONNECT_PASS;
+    e.opts.hosts = e.hosts.data();
+    e.opts.n_hosts = 1;
+    ASSERT_EQ(smtpbulk_create(&e.opts, &e.sb), 0);
+    ASSERT_EQ(smtpbulk_start(e.sb), 0);
+    smtpbulk_queued_event_t* q = nullptr;
+    ASSERT_EQ(smtpbulk_event_next(e.sb, &q, kEventMs), 1);
+    ASSERT_EQ(q->ev.kind, SMTPBULK_EV_CONNECT_PASS);
+    int host = q->ev.host_index, conn = q->ev.connection;
+    smtpbulk_event_free(q);
+    for (int i = 0; i < 5; i++) e.send({"r@x.test"}, "hi\r\n");
+    // Held: nothing goes out however long the caller takes. (A grace to let a broken
+    // engine show itself; a correct one sends nothing whatever the timing.)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(count_cmd(peer, "DATA") + count_cmd(peer, "BDAT"), 0u) << "code " << code;
+    auto cmds = peer.commands();
+    EXPECT_TRUE(std::none_of(cmds.begin(), cmds.end(), [](const std::string& c) {
+      return c.rfind("MAIL", 0) == 0;
+    })) << "no MAIL while held";
+    ASSERT_EQ(smtpbulk_act(e.sb, host, conn, code), 0);
+    size_t results = 0, delivered = 0;
+    while (results < 5 && smtpbulk_event_next(e.sb, &q, kEventMs) == 1) {
+      if (q->result) {
+        results++;
+        delivered += q->result->status == SMTPBULK_DELIVERED;
+      }
+      smtpbulk_event_free(q);
+    }
+    EXPECT_EQ(results, 5u);
+    if (code == SMTPBULK_CB_REMOVE) {
+      EXPECT_EQ(delivered, 0u) << "removed before it carried anything: the host is down";
+      cmds = peer.commands();
+      EXPECT_TRUE(std::none_of(cmds.begin(), cmds.end(), [](const std::string& c) {
+        return c.rfind("MAIL", 0) == 0;
+      }));
+    } else {
+      EXPECT_EQ(delivered, 5u) << "released, it carries them";
+    }
+  }
 }

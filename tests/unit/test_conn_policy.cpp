@@ -82,3 +82,14 @@ TEST(ConnPolicy, TheBatchIsOverWhenTheQueueIsOrWasEmptyOrAllAreParked) {
   EXPECT_TRUE(cpol_batch_over(&p, 4, 10, 2, 2)) << "every live connection is parked";
   EXPECT_TRUE(cpol_batch_over(&p, 4, 10, 1, 1)) << "the others died";
 }
+
+TEST(ConnPolicy, HeldTakesNothingButStillQuitsWhenStopping) {
+  cpol p = fresh();
+  p.held = 1;  // a held event waits for the caller's code (event_queue_hold)
+  EXPECT_FALSE(cpol_takes_work(&p));
+  EXPECT_EQ(cpol_when_idle(&p, 0), CPOL_IDLE_WAIT);
+  EXPECT_EQ(cpol_when_idle(&p, 1), CPOL_IDLE_QUIT);
+  p.held = 0;
+  EXPECT_TRUE(cpol_takes_work(&p));
+  EXPECT_EQ(cpol_when_idle(&p, 0), CPOL_IDLE_WORK);
+}

@@ -26,6 +26,7 @@ my %KIND = (
     global_hang => 9, read => 10, complete => 11,
 );
 my %CODES = map { $_ => 1 } (1, 101, 102, 103, 104, 202, 203);
+my @HELD = qw(connect_pass reconnect_pass auth_pass);
 
 my %OPTION = map { $_ => 1 } qw(
     Host Port Hello Debug DebugPath Secure Threads Encode Timeout Hosts GlobalTimeout
@@ -167,6 +168,12 @@ sub _engine {
     $kinds{hang} = $kinds{complete} = 1;
     my $mask = 0;
     $mask |= 1 << $KIND{$_} for keys %kinds;
+    # A connection that comes up waits for its callback's verdict before it takes a
+    # message, as the seed's synchronous callbacks made it: 101 from connect_pass
+    # means it carries nothing.
+    my $hold = 0;
+    $hold |= 1 << $KIND{$_} for grep { $self->{cb}{$_} } @HELD;
+    $self->{held} = {map { $_ => 1 } grep { $self->{cb}{$_} } @HELD};
     my %opts = (
         pipeline => $pipeline,
         debug => $debug,
@@ -187,6 +194,7 @@ sub _engine {
         defer_ms => defined $o->{DeferTime} ? _ms($o->{DeferTime}, 1) : 0,
         max_per_conn => $o->{MaxPerConnection} // 0,
         event_kinds => $mask,
+        event_hold => $hold,
     );
     $self->{engine} = Net::SMTP::Bulk::Engine->new(\%opts, $self->{hosts});
     my $rc = $self->{engine}->start;
@@ -373,16 +381,21 @@ sub _dispatch {
     }
     my $cb = $self->{cb}{$name} or return;
     my $host = $it->{host_index} >= 0 ? $it->{host} : undef;
-    my $code = $cb->($self, [$host, $it->{connection}], $arg);
-    return unless defined $code && $code =~ /^\d+$/ && $code != 1;
-    unless ($CODES{$code}) {
+    my $code = eval { $cb->($self, [$host, $it->{connection}], $arg) };
+    my $died = $@;
+    if (!defined $code || $code !~ /^\d+$/) {
+        $code = 1;
+    } elsif (!$CODES{$code}) {
         Carp::carp("Net::SMTP::Bulk: callback $name returned $code: not a code (ignored)");
-        return;
+        $code = 1;
     }
     # The connection it names, unless there is none (global_hang, complete, a
-    # message that ended on no connection).
+    # message that ended on no connection). A held one hears even 1 (and a callback
+    # that died): it waits for it.
     $self->{engine}->act($it->{host_index}, $it->{connection}, $code)
-        if $it->{host_index} >= 0 && $it->{connection} >= 0;
+        if ($code != 1 || $self->{held}{$name}) && $it->{host_index} >= 0
+        && $it->{connection} >= 0;
+    die $died if $died;
 }
 
 1;
@@ -483,6 +496,10 @@ ones: C<error>, C<error_text>), or the line (read). A message ends with exactly 
 pass (delivered, or some recipients), fail (refused or failed, with the server's
 reply) or hang with C<final> 1 (it timed out after its retries); hang with C<final> 0
 says a hung connection was ended and the message goes again.
+
+A connection that comes up waits for connect_pass's (or reconnect_pass's, auth_pass's)
+return before it takes a message, when you gave that callback: so 101 from connect_pass
+means it carries nothing, as in the seed. The others do not hold anything up.
 
 The return value acts on the connection named: 1 carry on; 101 remove it for good;
 102 remove it until the end of the batch, then reconnect; 103 the same with a fresh
