@@ -402,6 +402,8 @@ sub _dispatch {
 
 __END__
 
+=encoding UTF-8
+
 =head1 NAME
 
 Net::SMTP::Bulk - bulk SMTP with the Net::SMTP::Bulk interface, on libsmtpbulk
