@@ -71,9 +71,9 @@ int smtpbulk_get_stats(const smtpbulk_t *csb, smtpbulk_stats_t **out)
 	size_t n_conns = 0;
 	for (size_t h = 0; h < sb->n_hosts; h++)
 		n_conns += sb->hosts[h].connections;
-	/* One block: the stats, the hosts, every host's connections. */
+	/* One block: the stats, the hosts, every host's connections, the hosts' paces. */
 	size_t sz = sizeof(smtpbulk_stats_t) + sb->n_hosts * sizeof(smtpbulk_host_stats_t) +
-		    n_conns * sizeof(smtpbulk_conn_stats_t);
+		    n_conns * sizeof(smtpbulk_conn_stats_t) + sb->n_hosts * sizeof(double);
 	char *block = calloc(1, sz);
 	struct latency_hist *merged = malloc(sizeof(*merged));
 	struct latency_hist *all = calloc(1, sizeof(*all));
@@ -95,8 +95,12 @@ int smtpbulk_get_stats(const smtpbulk_t *csb, smtpbulk_stats_t **out)
 	st->slowdowns = get(&sb->slowdowns);
 	st->paced = get(&sb->paced);
 	st->hosts_slowed = 0;
-	for (size_t h = 0; h < sb->n_hosts; h++)
+	double *pace = (double *)(void *)(conns + n_conns);
+	for (size_t h = 0; h < sb->n_hosts; h++) {
 		st->hosts_slowed += atomic_load(&sb->hosts[h].pacer.next_step) != 0;
+		pace[h] = pacer_rate(&sb->hosts[h].pacer);
+	}
+	st->pace_per_s = pace;
 	st->n_hosts = sb->n_hosts;
 	st->hosts = hosts;
 	size_t base = 0;

@@ -133,10 +133,18 @@ static void render(struct send_metrics *m, struct text *t)
 			out(t, "smtpbulk_host_connections_ready{host=\"%s:%u\"} %zu\n", h, hs->port, ready);
 		}
 		head(t, "smtpbulk_host_pace_per_second", "gauge",
-		     "The pace configured per host (0: none; a throttled host goes slower).");
+		     "Each host's pace in force now, messages per second (0: none): the "
+		     "configured one, or lower while throttling replies slow it down.");
 		for (size_t i = 0; i < st->n_hosts; i++) {
 			label(h, sizeof(h), st->hosts[i].host ? st->hosts[i].host : "");
 			out(t, "smtpbulk_host_pace_per_second{host=\"%s:%u\"} %g\n", h,
+			    st->hosts[i].port, st->pace_per_s[i]);
+		}
+		head(t, "smtpbulk_host_pace_configured_per_second", "gauge",
+		     "The pace configured per host (--limit-rate; 0: none).");
+		for (size_t i = 0; i < st->n_hosts; i++) {
+			label(h, sizeof(h), st->hosts[i].host ? st->hosts[i].host : "");
+			out(t, "smtpbulk_host_pace_configured_per_second{host=\"%s:%u\"} %g\n", h,
 			    st->hosts[i].port, m->rate_per_s);
 		}
 		head(t, "smtpbulk_hosts_slowed", "gauge",

@@ -869,6 +869,10 @@ typedef struct smtpbulk_stats {
 	uint64_t slowdowns;      /* times a host slowed down for one */
 	uint64_t paced;          /* times a connection waited for a pacer */
 	uint64_t hosts_slowed;   /* hosts going slower than configured now */
+	/* Added after 0.3.0: */
+	const double *pace_per_s; /* [n_hosts]: each host's pace in force now, messages per
+	                             second (0: unpaced) — the configured one, or lower
+	                             while it is slowed after throttling replies */
 } smtpbulk_stats_t;
 
 /**

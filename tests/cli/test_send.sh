@@ -490,6 +490,31 @@ check "no progress line when stderr is no terminal" status_is 0 send -s 2 -w 1 "
 check "no progress line: stderr empty" [ ! -s "$tmp/err" ]
 stop_sink
 
+# ---- --metrics: a throttled host's pace in force, below the configured one ----------
+make_manifest "$tmp/t.jsonl" 1000
+start_sink --max-rate 100   # 421 4.7.0 beyond 100 a second: a throttling reply
+hport=$(free_port)
+"$bin" send --backend "$backend" -q -s 2 -w 1 --limit-rate 1000 --metrics "127.0.0.1:$hport" "127.0.0.1:$sink_port" "$tmp/t.jsonl" 2>"$tmp/terr" &
+tp=$!
+check "throttled run: metrics endpoint up" wait_port "$hport"
+slowed=
+for _ in $(seq 400); do  # 20 s at most: until a scrape shows the host slowed
+  kill -0 $tp 2>/dev/null || break
+  curl -sf --max-time 5 "http://127.0.0.1:$hport/metrics" > "$tmp/tscrape" 2>/dev/null &&
+    py "$tmp/tscrape" <<'PY' && { slowed=1; break; }
+import re, sys
+t = open(sys.argv[1]).read()
+now = [float(v) for v in re.findall(r'^smtpbulk_host_pace_per_second\{host="127\.0\.0\.1:\d+"\} (\S+)$', t, re.M)]
+conf = [float(v) for v in re.findall(r'^smtpbulk_host_pace_configured_per_second\{host="127\.0\.0\.1:\d+"\} (\S+)$', t, re.M)]
+sys.exit(0 if now and conf == [1000.0] and 0 < now[0] < 1000 else 1)
+PY
+  sleep 0.05
+done
+check "metrics: a throttled host's pace in force is below the configured 1000/s" [ -n "$slowed" ]
+[ -n "$slowed" ] || tail -5 "$tmp/tscrape" >&2
+kill "$tp" 2>/dev/null; wait "$tp" 2>/dev/null
+stop_sink
+
 # ---- --resume: temporary failures get a next attempt; what is due goes again -------
 check "--resume without --journal" status_is 2 "$bin" send --resume 127.0.0.1:1
 check "--retry-schedule bad" status_is 2 "$bin" send --retry-schedule 5x 127.0.0.1:1
