@@ -25,6 +25,7 @@ PKG_CONFIG_PATH="$libdir/pkgconfig" perl Makefile.PL >/dev/null
 make >/dev/null
 export LD_LIBRARY_PATH="$libdir" SMTPBULK_BIN="$bin"
 export SMTPBULK_CERTS_SCRIPT="$src/tests/support/make_certs.sh"
+export SMTPBULK_AIOSMTPD="$src/tests/support/aiosmtpd_peer.py"
 # (grep reads it all: with -q, nm could die of SIGPIPE and pipefail say "no")
 if nm -D "$so" | grep __asan_init >/dev/null; then
   export LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=8

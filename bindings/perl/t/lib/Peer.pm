@@ -74,6 +74,30 @@ sub smtp_sink {
     return bless {pid => $pid, port => $port, out => $out, kind => 'smtp-sink'}, $class;
 }
 
+# aiosmtpd (tests/support/aiosmtpd_peer.py, SMTPBULK_AIOSMTPD) with its options; what
+# it received is in events(), one line per MAIL, AUTH and message.
+sub aiosmtpd {
+    my ($class, @args) = @_;
+    my $script = $ENV{SMTPBULK_AIOSMTPD} // '../../tests/support/aiosmtpd_peer.py';
+    my $port = free_port();
+    my $events = "/tmp/perl-aiosmtpd-$$-$port.events";
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDOUT, '>', "$events.log" or die;
+        open STDERR, '>&', \*STDOUT or die;
+        { exec '/usr/bin/python3', $script, '--port', $port, '--events', $events, @args }
+        POSIX::_exit(127);
+    }
+    _wait_listening($port, $pid);
+    return bless {pid => $pid, port => $port, out => $events, kind => 'aiosmtpd'}, $class;
+}
+
+sub events {
+    my ($self) = @_;
+    open my $f, '<', $self->{out} or return ();
+    return <$f>;
+}
+
 sub port { $_[0]{port} }
 sub addr { "127.0.0.1:$_[0]{port}" }
 
@@ -93,10 +117,14 @@ sub stop {
         my $j = <$f>;
         %c = $j =~ /"(\w+)": (\d+)/g;
     }
-    unlink $self->{out}, "$self->{out}.err";
+    unlink $self->{out}, "$self->{out}.err", "$self->{out}.log" unless $self->{kind} eq 'aiosmtpd';
     return $self->{counts} = \%c;
 }
 
-sub DESTROY { $_[0]->stop unless $_[0]{stopped} }
+sub DESTROY {
+    my ($self) = @_;
+    $self->stop unless $self->{stopped};
+    unlink $self->{out}, "$self->{out}.log" if $self->{kind} eq 'aiosmtpd';
+}
 
 1;
