@@ -52,7 +52,10 @@ for my $cb (qw(connect_pass auth_pass pass fail read)) {
         if ($cb eq 'connect_pass' && $code == 101) {
             is($n{fail}, $N, 'both connections removed as they came up: the host is down');
             is($c->{messages} // 0, 0, 'and nothing was sent');
-        } elsif ($code == 202 || $code == 203) {
+        } elsif ($cb eq 'connect_pass' && ($code == 202 || $code == 203)) {
+            # Held until the code came, with the messages waiting: it comes back for
+            # them. (From the other callbacks the code may come after the last message,
+            # and a connection with nothing to send does not come back.)
             cmp_ok($c->{connections}, '>=', 4, "$code: a connection went and came back");
         }
     }
